@@ -1,0 +1,30 @@
+"""Analyses of trained networks: sharpness (Appendix A.5) and embedding t-SNE (Figure 3)."""
+
+from grokkit.analysis.embeddings import (
+    PAPER_S5_GENERATORS,
+    add_constant_pairs,
+    compose,
+    from_cycles,
+    inverse,
+    parse_permutation,
+    residue_labels,
+    s5_coset_labels,
+    subgroup_closure,
+    tsne_2d,
+)
+from grokkit.analysis.sharpness import flatten_parameters, keskar_sharpness
+
+__all__ = [
+    "PAPER_S5_GENERATORS",
+    "add_constant_pairs",
+    "compose",
+    "flatten_parameters",
+    "from_cycles",
+    "inverse",
+    "keskar_sharpness",
+    "parse_permutation",
+    "residue_labels",
+    "s5_coset_labels",
+    "subgroup_closure",
+    "tsne_2d",
+]

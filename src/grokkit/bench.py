@@ -1,0 +1,50 @@
+"""Throughput of the paper's configuration: x/y mod 97, 50 % data, batch 512, AdamW, 2x128x4."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from grokkit.config import RunConfig
+from grokkit.population import Population
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup: int = 5,
+              config: RunConfig | None = None) -> dict:  # fmt: skip
+    """Median wall time of one training step (all E members), and member-steps per second."""
+    base = config or RunConfig()
+    pop = Population([base.with_changes(seed=i) for i in range(population)], device)
+    dev = pop.device
+    for _ in range(warmup):
+        pop.step()
+    _sync(dev)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        pop.step()
+        _sync(dev)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    pop.evaluate()
+    _sync(dev)
+    eval_ms = 1000 * (time.perf_counter() - start)
+    ms = 1000 * statistics.median(times)
+    return {
+        "ms_per_step": round(ms, 3),
+        "member_steps_per_second": round(population * 1000 / ms, 1),
+        "population": population,
+        "batch_size": pop.batch_size,
+        "eval_ms": round(eval_ms, 1),
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "operation": base.operation,
+        "modulus": base.modulus,
+    }

@@ -1,0 +1,95 @@
+"""One run's complete, serialisable configuration, and the seeds derived from it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+
+from grokkit.model import ModelConfig
+from grokkit.optim import OptimizerConfig
+
+# Each use of randomness draws from its own stream, derived from (seed, purpose), so that e.g.
+# changing the split seed never changes the initial weights or the batch order.
+_PURPOSES = {"init": 1, "batches": 2, "noise": 3, "split": 4, "outliers": 5}
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A well-mixed 63-bit seed for one purpose of one run."""
+    state = np.random.SeedSequence([int(seed), _PURPOSES[purpose]]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run. Defaults: the paper's recipe on x/y mod 97."""
+
+    operation: str = "x/y"
+    modulus: int = 97  # ignored by the S5 operations
+    train_fraction: float = 0.5
+    seed: int = 0  # initialisation, batch order and noise
+    split_seed: int | None = None  # None: use `seed` (each seed is then an independent repeat)
+    outliers: int = 0  # A.4: k training answers replaced by those of k other training equations
+    outlier_seed: int | None = None  # None: use the split seed
+    steps: int = 100_000  # the budget of updates
+    eval_every: int = 50  # evaluate every this many steps (and log-spaced before that)
+    checkpoint_every: int = 1000
+    stop_after_val_99: int = 0  # stop once val accuracy has stayed >= 99 % this many steps (0: never)
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    norm: str = "pre"
+    activation: str = "relu"
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    preset: str | None = "adamw"  # the preset the optimizer settings started from, for the record
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval every must be >= 1, got {self.eval_every}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint every must be >= 1, got {self.checkpoint_every}")
+        if self.stop_after_val_99 < 0:
+            raise ValueError(f"stop after val 99 must be >= 0, got {self.stop_after_val_99}")
+        if self.outliers < 0:
+            raise ValueError(f"number of outliers must be >= 0, got {self.outliers}")
+        if not (0.0 < self.train_fraction < 1.0) or math.isnan(self.train_fraction):
+            raise ValueError(f"train fraction must be in (0, 1), got {self.train_fraction}")
+
+    @property
+    def effective_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def effective_outlier_seed(self) -> int:
+        return self.effective_split_seed if self.outlier_seed is None else self.outlier_seed
+
+    def model_config(self, n_elements: int) -> ModelConfig:
+        return ModelConfig(
+            n_elements=n_elements, n_layers=self.n_layers, d_model=self.d_model,
+            n_heads=self.n_heads, d_mlp=self.d_mlp, norm=self.norm, activation=self.activation,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["optimizer"] = self.optimizer.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        kwargs["optimizer"] = OptimizerConfig.from_dict(d.get("optimizer", {}))
+        return cls(**kwargs)
+
+    def with_changes(self, **changes) -> "RunConfig":
+        """A copy with some fields changed; optimizer fields may be given by their own names."""
+        opt_names = {f.name for f in fields(OptimizerConfig)}
+        opt_changes = {k: changes.pop(k) for k in list(changes) if k in opt_names}
+        cfg = replace(self, **changes)
+        if opt_changes:
+            cfg = replace(cfg, optimizer=replace(cfg.optimizer, **opt_changes))
+        return cfg

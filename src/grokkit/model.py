@@ -1,0 +1,378 @@
+"""The decoder-only transformer of Appendix A.1.2, written for a *population* of E members.
+
+Every weight carries a leading member axis (``W_Q: [E, d, d]``), so E independent models train in
+lockstep as one set of batched matrix products. E = 1 is an ordinary single model.
+
+Weights are a plain ``dict[str, Tensor]`` named after the math (TransformerLens style), so analysis
+code reads like the paper and the forward passes are pure functions of (params, tokens).
+
+Two forward passes compute the same function:
+
+* ``forward_reference``: the whole sequence ``x op y =`` through every layer with a causal mask;
+  supports residual dropout. This is the straightforward model and the yardstick for tests.
+* ``forward_fast``: exploits the shape of the task. With causal attention, positions 0 and 1
+  (``x`` and the operator) depend on ``x`` alone, so their activations are computed once per
+  element (at most ``n_elements`` rows) instead of once per example; in the first layer each
+  position's queries, keys and values depend on one token only, so they are computed per token;
+  in the last layer only the answer position ``=`` needs a query, an attention output and an MLP.
+  Used for training without dropout and for all evaluation.
+
+Sequence layout: position 0 = x, 1 = operator, 2 = y, 3 = "=". The answer is read at position 3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SEQUENCE_LENGTH = 4  # x, op, y, =
+ANSWER_POSITION = 3
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the transformer. Defaults are the paper's: 2 layers, width 128, 4 heads."""
+
+    n_elements: int  # operand/answer symbols; the vocabulary adds the operator and "="
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512  # 4 * d_model, as in Vaswani et al.
+    norm: str = "pre"  # "pre" (GPT-2 style, final LayerNorm) or "post" (Vaswani et al. 2017)
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.n_elements < 1:
+            raise ValueError(f"n_elements must be >= 1, got {self.n_elements}")
+        if self.n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
+        if self.d_model < 1 or self.n_heads < 1 or self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be a positive multiple of n_heads ({self.n_heads})"
+            )
+        if self.d_mlp < 1:
+            raise ValueError(f"d_mlp must be >= 1, got {self.d_mlp}")
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_elements + 2
+
+    @property
+    def op_token(self) -> int:
+        return self.n_elements
+
+    @property
+    def eq_token(self) -> int:
+        return self.n_elements + 1
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of one member's weights, in a fixed order (the order of the flat parameter vector)."""
+    d, V, m = cfg.d_model, cfg.vocab_size, cfg.d_mlp
+    shapes: dict[str, tuple[int, ...]] = {"W_E": (V, d), "W_pos": (SEQUENCE_LENGTH, d)}
+    for layer in range(cfg.n_layers):
+        b = f"blocks.{layer}."
+        shapes.update({
+            b + "ln1_w": (d,), b + "ln1_b": (d,),
+            b + "W_Q": (d, d), b + "b_Q": (d,),
+            b + "W_K": (d, d), b + "b_K": (d,),
+            b + "W_V": (d, d), b + "b_V": (d,),
+            b + "W_O": (d, d), b + "b_O": (d,),
+            b + "ln2_w": (d,), b + "ln2_b": (d,),
+            b + "W_in": (d, m), b + "b_in": (m,),
+            b + "W_out": (m, d), b + "b_out": (d,),
+        })  # fmt: skip
+    if cfg.norm == "pre":
+        shapes.update({"ln_f_w": (d,), "ln_f_b": (d,)})
+    shapes["W_U"] = (d, V)
+    return shapes
+
+
+def count_parameters(cfg: ModelConfig, embeddings: bool = True) -> int:
+    total = 0
+    for name, shape in parameter_shapes(cfg).items():
+        if not embeddings and name in ("W_E", "W_pos", "W_U"):
+            continue
+        total += math.prod(shape)
+    return total
+
+
+def init_parameters(cfg: ModelConfig, generator: torch.Generator) -> dict[str, Tensor]:
+    """One member's initial weights, drawn from ``generator`` alone (never the global RNG).
+
+    The scheme is PyTorch's default for nn.Embedding (N(0, 1)), nn.Linear (U(±1/sqrt(fan_in)) for
+    weight and bias) and nn.LayerNorm (ones, zeros), so a plain nn.Module model starts alike.
+    """
+    params: dict[str, Tensor] = {}
+    for name, shape in parameter_shapes(cfg).items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("W_E", "W_pos"):
+            t = torch.randn(shape, generator=generator)
+        elif leaf.startswith("ln") and leaf.endswith("_w"):
+            t = torch.ones(shape)
+        elif leaf.startswith("ln") and leaf.endswith("_b"):
+            t = torch.zeros(shape)
+        else:  # linear weights and biases: fan_in is the input width of the matrix they belong to
+            fan_in = cfg.d_mlp if leaf in ("W_out", "b_out") else cfg.d_model
+            bound = 1.0 / math.sqrt(fan_in)
+            t = (torch.rand(shape, generator=generator) * 2 - 1) * bound
+        params[name] = t
+    return params
+
+
+# ---------------------------------------------------------------- building blocks (member-batched)
+
+
+def _linear(h: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
+    """h: [E, R, i] @ W: [E, i, o] + b: [E, o] -> [E, R, o]."""
+    if b is None:
+        return torch.bmm(h, W)
+    return torch.baddbmm(b.unsqueeze(1), h, W)
+
+
+def _layer_norm(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """LayerNorm over the last axis with per-member affine weights w, b: [E, d]."""
+    shape = (w.shape[0],) + (1,) * (h.dim() - 2) + (w.shape[1],)
+    return torch.addcmul(b.view(shape), F.layer_norm(h, h.shape[-1:]), w.view(shape))
+
+
+def _mlp(h: Tensor, p: dict[str, Tensor], b: str, act) -> Tensor:
+    return _linear(act(_linear(h, p[b + "W_in"], p[b + "b_in"])), p[b + "W_out"], p[b + "b_out"])
+
+
+class _Norms:
+    """Where the LayerNorms sit: before each sublayer (pre) or after each residual add (post)."""
+
+    def __init__(self, cfg: ModelConfig, p: dict[str, Tensor], layer: int):
+        self.pre = cfg.norm == "pre"
+        self.p, self.b = p, f"blocks.{layer}."
+
+    def ln(self, which: str, h: Tensor) -> Tensor:
+        return _layer_norm(h, self.p[self.b + which + "_w"], self.p[self.b + which + "_b"])
+
+    def attn_in(self, h: Tensor) -> Tensor:
+        return self.ln("ln1", h) if self.pre else h
+
+    def after_attn(self, h: Tensor, a: Tensor) -> Tensor:
+        return h + a if self.pre else self.ln("ln1", h + a)
+
+    def mlp_in(self, h: Tensor) -> Tensor:
+        return self.ln("ln2", h) if self.pre else h
+
+    def after_mlp(self, h: Tensor, m: Tensor) -> Tensor:
+        return h + m if self.pre else self.ln("ln2", h + m)
+
+
+def _unembed(cfg: ModelConfig, p: dict[str, Tensor], h: Tensor) -> Tensor:
+    if cfg.norm == "pre":
+        h = _layer_norm(h, p["ln_f_w"], p["ln_f_b"])
+    return torch.bmm(h, p["W_U"])
+
+
+def _gather_rows(table: Tensor, flat_index: Tensor, E: int, B: int) -> Tensor:
+    """table: [E, n, c], flat_index: [E*B] into the flattened [E*n] rows -> [E, B, c]."""
+    return table.reshape(-1, table.shape[-1]).index_select(0, flat_index).view(E, B, -1)
+
+
+# ---------------------------------------------------------------- the straightforward model
+
+
+def forward_reference(
+    params: dict[str, Tensor],
+    cfg: ModelConfig,
+    tokens: Tensor,
+    dropout: Tensor | None = None,
+    generators: list[torch.Generator] | None = None,
+    all_positions: bool = False,
+) -> Tensor:
+    """Logits at the answer position. tokens: [E, B, 4] -> [E, B, vocab]
+    (or [E, B, 4, vocab] with ``all_positions``, for analysis and the causality test).
+
+    dropout: per-member residual dropout rates [E] (each sublayer's output, before it is added to
+    the residual stream, as in Vaswani et al.); masks come from each member's own generator.
+    """
+    E, B, T = tokens.shape
+    d, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+    act = ACTIVATIONS[cfg.activation]
+    offsets = (torch.arange(E, device=tokens.device) * cfg.vocab_size).view(E, 1, 1)
+    h = params["W_E"].reshape(E * cfg.vocab_size, d)[(tokens + offsets).view(-1)].view(E, B, T, d)
+    h = h + params["W_pos"][:, :T].unsqueeze(1)  # [E, B, T, d]
+    causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
+    use_dropout = dropout is not None and bool((dropout > 0).any())
+
+    def drop(x: Tensor) -> Tensor:
+        if not use_dropout:
+            return x
+        # Members with rate 0 draw nothing, so their generators advance as in a run alone.
+        keep = torch.stack([
+            torch.bernoulli(torch.full(x.shape[1:], 1 - r, device=x.device), generator=g)
+            if r > 0 else torch.ones(x.shape[1:], device=x.device)
+            for r, g in zip(dropout.tolist(), generators)
+        ])  # fmt: skip
+        return x * keep / (1 - dropout).view(E, 1, 1)
+
+    for layer in range(cfg.n_layers):
+        b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
+        a_in = norms.attn_in(h).reshape(E, B * T, d)
+        q = _linear(a_in, params[b + "W_Q"], params[b + "b_Q"]).view(E, B, T, H, dh)
+        k = _linear(a_in, params[b + "W_K"], params[b + "b_K"]).view(E, B, T, H, dh)
+        v = _linear(a_in, params[b + "W_V"], params[b + "b_V"]).view(E, B, T, H, dh)
+        scores = torch.einsum("ebqhc,ebkhc->ebhqk", q, k) / math.sqrt(dh)
+        weights = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        z = torch.einsum("ebhqk,ebkhc->ebqhc", weights, v).reshape(E, B * T, d)
+        attn = drop(_linear(z, params[b + "W_O"], params[b + "b_O"]))
+        h = norms.after_attn(h.reshape(E, B * T, d), attn)
+        h = norms.after_mlp(h, drop(_mlp(norms.mlp_in(h), params, b, act))).view(E, B, T, d)
+    if all_positions:
+        return _unembed(cfg, params, h.reshape(E, B * T, d)).view(E, B, T, -1)
+    return _unembed(cfg, params, h[:, :, ANSWER_POSITION])
+
+
+# ---------------------------------------------------------------- the fast, equivalent model
+
+
+def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -> Tensor:
+    """Attention of one query position over a few visible positions.
+
+    q: [E, R, H, dh]; keys/values: one [E, R, H, dh] (or broadcastable) tensor per visible position.
+    Returns [E, R, H * dh]. Over at most 4 positions, a handful of element-wise products beats a
+    general attention kernel.
+    """
+    scores = [(q * k).sum(-1) for k in keys]  # each [E, R, H] (constant positions broadcast)
+    scores = torch.stack(torch.broadcast_tensors(*scores), dim=-1) * scale  # [E, R, H, P]
+    w = scores.softmax(dim=-1)
+    out = w[..., 0:1] * values[0]
+    for i in range(1, len(values)):
+        out = out + w[..., i : i + 1] * values[i]
+    return out.flatten(-2)
+
+
+def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor) -> Tensor:
+    """Logits at the answer position for equations ``x op y =``. x, y: [E, B] -> [E, B, vocab].
+
+    Same function as ``forward_reference`` without dropout (see the module docstring for why it
+    is cheaper). Rows are kept in one tensor per layer: [per-x position 0 | per-x position 1 |
+    per-example position 2 | per-example position 3], so each projection is a single bmm.
+    """
+    E, B = x.shape
+    n, d, H, dh = cfg.n_elements, cfg.d_model, cfg.n_heads, cfg.d_head
+    act = ACTIVATIONS[cfg.activation]
+    scale = 1.0 / math.sqrt(dh)
+    member_offsets = (torch.arange(E, device=x.device) * n).view(E, 1)
+    fx = (x + member_offsets).view(-1)  # row of each example's x in a flattened [E*n] table
+    fy = (y + member_offsets).view(-1)
+    W_E, W_pos = params["W_E"], params["W_pos"]
+
+    def heads(t: Tensor) -> Tensor:
+        return t.unflatten(-1, (H, dh))
+
+    # Layer 0: every position's input is a single token plus its position embedding, so the layer's
+    # input rows are tables: position 0 and 2 by element, positions 1 and 3 constant.
+    t0 = W_E[:, :n] + W_pos[:, 0:1]  # [E, n, d]
+    t1 = W_E[:, n : n + 1] + W_pos[:, 1:2]  # [E, 1, d]
+    t2 = W_E[:, :n] + W_pos[:, 2:3]  # [E, n, d]
+    t3 = W_E[:, n + 1 : n + 2] + W_pos[:, 3:4]  # [E, 1, d]
+    tables = torch.cat([t0, t1, t2, t3], dim=1)  # [E, 2n+2, d]
+
+    norms = _Norms(cfg, params, 0)
+    b = "blocks.0."
+    W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
+    b_QKV = torch.cat([params[b + "b_Q"], params[b + "b_K"], params[b + "b_V"]], dim=1)
+    qkv = _linear(norms.attn_in(tables), W_QKV, b_QKV)  # [E, 2n+2, 3d]
+    q0, k0, v0 = qkv[:, :n].chunk(3, dim=-1)  # per x
+    q1, k1, v1 = qkv[:, n : n + 1].chunk(3, dim=-1)  # constant
+    qkv2 = _gather_rows(qkv[:, n + 1 : 2 * n + 1], fy, E, B)  # per example, by y
+    q2, k2, v2 = qkv2.chunk(3, dim=-1)
+    q3, k3, v3 = qkv[:, 2 * n + 1 :].chunk(3, dim=-1)  # constant
+    kv0x = _gather_rows(torch.cat([k0, v0], dim=-1), fx, E, B)
+    k0x, v0x = kv0x.chunk(2, dim=-1)
+
+    z = torch.cat(
+        [
+            v0,  # position 0 attends only to itself
+            _attend(heads(q1), [heads(k0), heads(k1)], [heads(v0), heads(v1)], scale),
+            _attend(heads(q2), [heads(k0x), heads(k1), heads(k2)], [heads(v0x), heads(v1), heads(v2)], scale),
+            _attend(
+                heads(q3),
+                [heads(k0x), heads(k1), heads(k2), heads(k3)],
+                [heads(v0x), heads(v1), heads(v2), heads(v3)],
+                scale,
+            ),
+        ],
+        dim=1,
+    )  # [E, 2n+2B, d]
+    residual = torch.cat(
+        [t0, t1.expand(E, n, d), _gather_rows(t2, fy, E, B), t3.expand(E, B, d)], dim=1
+    )
+    h = norms.after_attn(residual, _linear(z, params[b + "W_O"], params[b + "b_O"]))
+    h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, act))  # [E, 2n+2B, d]
+
+    for layer in range(1, cfg.n_layers):
+        b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
+        last = layer == cfg.n_layers - 1
+        a_in = norms.attn_in(h)
+        if last:
+            # Only "=" needs a query: keys and values for every row, the query for position 3 only.
+            kv = _linear(
+                a_in,
+                torch.cat([params[b + "W_K"], params[b + "W_V"]], dim=2),
+                torch.cat([params[b + "b_K"], params[b + "b_V"]], dim=1),
+            )
+            k, v = kv.chunk(2, dim=-1)
+            q3 = _linear(a_in[:, 2 * n + B :], params[b + "W_Q"], params[b + "b_Q"])
+        else:
+            W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
+            b_QKV = torch.cat([params[b + "b_Q"], params[b + "b_K"], params[b + "b_V"]], dim=1)
+            q, k, v = _linear(a_in, W_QKV, b_QKV).chunk(3, dim=-1)
+            q3 = q[:, 2 * n + B :]
+        # Keys and values of positions 0 and 1 live in per-x tables; fetch each example's rows.
+        per_x = torch.cat([k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]], dim=-1)
+        k0x, k1x, v0x, v1x = _gather_rows(per_x, fx, E, B).chunk(4, dim=-1)
+        k2, k3 = k[:, 2 * n : 2 * n + B], k[:, 2 * n + B :]
+        v2, v3 = v[:, 2 * n : 2 * n + B], v[:, 2 * n + B :]
+        z3 = _attend(
+            heads(q3),
+            [heads(k0x), heads(k1x), heads(k2), heads(k3)],
+            [heads(v0x), heads(v1x), heads(v2), heads(v3)],
+            scale,
+        )
+        if last:
+            h3 = norms.after_attn(h[:, 2 * n + B :], _linear(z3, params[b + "W_O"], params[b + "b_O"]))
+            h = norms.after_mlp(h3, _mlp(norms.mlp_in(h3), params, b, act))  # [E, B, d]
+            return _unembed(cfg, params, h)
+        q0, q1, q2 = q[:, :n], q[:, n : 2 * n], q[:, 2 * n : 2 * n + B]
+        k0, k1, v0, v1 = k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]
+        z = torch.cat(
+            [
+                v0,
+                _attend(heads(q1), [heads(k0), heads(k1)], [heads(v0), heads(v1)], scale),
+                _attend(
+                    heads(q2),
+                    [heads(k0x), heads(k1x), heads(k2)],
+                    [heads(v0x), heads(v1x), heads(v2)],
+                    scale,
+                ),
+                z3,
+            ],
+            dim=1,
+        )
+        h = norms.after_attn(h, _linear(z, params[b + "W_O"], params[b + "b_O"]))
+        h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, act))
+    return _unembed(cfg, params, h[:, 2 * n + B :])  # only reached with a single layer

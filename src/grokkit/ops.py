@@ -1,0 +1,192 @@
+"""The twelve binary operations of Power et al. (2022), Appendix A.1.1, on element indices.
+
+Every operation works on *element indices* 0..n-1 so that the rest of grokkit (tokens, tables,
+models) never needs to know what the elements mean.
+
+Modular operations (``x+y`` ... ``x^3+xy^2+y``)
+    Elements are the residues 0..p-1, with index == residue and names "0".."p-1".
+    ``x/y`` is x * y^-1 mod p on the domain y != 0 and needs a prime p (otherwise some y have no
+    inverse). ``x/y_or_x-y`` is x/y when y is odd and x-y otherwise, on all (x, y); it needs a prime
+    p too. The other operations accept any modulus >= 2. Arithmetic is int64 with a reduction mod p
+    after every product, so it is exact while p**2 < 2**63 (p up to about 3*10^9).
+
+S5 operations (``s5_xy``, ``s5_xyx^-1``, ``s5_xyx``)
+    Elements are the 120 permutations of {0, 1, 2, 3, 4}, indexed in the order of
+    ``itertools.permutations(range(5))`` (lexicographic, index 0 is the identity) and named in
+    one-line notation: "10234" is the permutation 0->1, 1->0, 2->2, 3->3, 4->4.
+
+    Composition convention: (x·y)(i) = x(y(i)) -- y is applied first, as in function
+    composition. All three S5 operations use it: ``s5_xy`` = x·y, ``s5_xyx^-1`` = x·y·x^-1,
+    ``s5_xyx`` = x·y·x.
+    The modulus is meaningless for S5 and is ignored (``Operation.modulus`` is None).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+OPERATION_NAMES: tuple[str, ...] = (
+    "x+y",
+    "x-y",
+    "x/y",
+    "x/y_or_x-y",
+    "x^2+y^2",
+    "x^2+xy+y^2",
+    "x^2+xy+y^2+x",
+    "x^3+xy",
+    "x^3+xy^2+y",
+    "s5_xy",
+    "s5_xyx^-1",
+    "s5_xyx",
+)
+
+S5_OPERATIONS: frozenset[str] = frozenset({"s5_xy", "s5_xyx^-1", "s5_xyx"})
+PRIME_OPERATIONS: frozenset[str] = frozenset({"x/y", "x/y_or_x-y"})
+
+
+class OperationError(ValueError):
+    """Bad operation name or modulus; the message is one line, fit for a CLI error."""
+
+
+def is_prime(n: int) -> bool:
+    """Trial division: moduli are small (a table has p^2 rows), so this is never the bottleneck."""
+    if n < 2:
+        return False
+    if n < 4:
+        return True
+    if n % 2 == 0:
+        return False
+    f = 3
+    while f * f <= n:
+        if n % f == 0:
+            return False
+        f += 2
+    return True
+
+
+# --------------------------------------------------------------------------- modular arithmetic
+
+
+@lru_cache(maxsize=16)
+def _inverse_table(p: int) -> np.ndarray:
+    """inv[y] = y^-1 mod p for prime p (Fermat); inv[0] = 0 is a placeholder never used."""
+    inv = np.array([pow(v, p - 2, p) for v in range(p)], dtype=np.int64)
+    inv[0] = 0
+    return inv
+
+
+def _divide(x: np.ndarray, y: np.ndarray, p: int) -> np.ndarray:
+    return x * _inverse_table(p)[y] % p
+
+
+def _divide_or_subtract(x: np.ndarray, y: np.ndarray, p: int) -> np.ndarray:
+    # y odd implies y != 0, so the inverse table is only read where it is defined.
+    return np.where(y % 2 == 1, _divide(x, y, p), (x - y) % p)
+
+
+def _cube(x: np.ndarray, p: int) -> np.ndarray:
+    return x * x % p * x % p
+
+
+_MODULAR: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "x+y": lambda x, y, p: (x + y) % p,
+    "x-y": lambda x, y, p: (x - y) % p,
+    "x/y": _divide,
+    "x/y_or_x-y": _divide_or_subtract,
+    "x^2+y^2": lambda x, y, p: (x * x % p + y * y % p) % p,
+    "x^2+xy+y^2": lambda x, y, p: (x * x % p + x * y % p + y * y % p) % p,
+    "x^2+xy+y^2+x": lambda x, y, p: (x * x % p + x * y % p + y * y % p + x) % p,
+    "x^3+xy": lambda x, y, p: (_cube(x, p) + x * y % p) % p,
+    "x^3+xy^2+y": lambda x, y, p: (_cube(x, p) + x * (y * y % p) % p + y) % p,
+}
+
+
+# --------------------------------------------------------------------------- the group S5
+
+
+@lru_cache(maxsize=1)
+def _s5() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(perms [120, 5], compose [120, 120], inverse [120]) under (x·y)(i) = x(y(i))."""
+    perms = np.array(list(itertools.permutations(range(5))), dtype=np.int64)
+    # A permutation's one-line digits read as a base-5 number give a unique code -> index lookup.
+    weights = 5 ** np.arange(4, -1, -1, dtype=np.int64)
+    index_of = np.full(5**5, -1, dtype=np.int64)
+    index_of[perms @ weights] = np.arange(len(perms))
+    # composed[a, b, i] = perms[a][perms[b][i]]: b first, then a.
+    composed = np.take_along_axis(
+        np.broadcast_to(perms[:, None, :], (120, 120, 5)),
+        np.broadcast_to(perms[None, :, :], (120, 120, 5)),
+        axis=2,
+    )
+    compose = index_of[composed @ weights]
+    inverse = index_of[np.argsort(perms, axis=1) @ weights]
+    return perms, compose, inverse
+
+
+def _s5_apply(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    _, compose, inverse = _s5()
+    xy = compose[x, y]
+    if name == "s5_xy":
+        return xy
+    if name == "s5_xyx^-1":
+        return compose[xy, inverse[x]]
+    return compose[xy, x]  # s5_xyx
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A validated binary operation; use :func:`get_operation` to build one."""
+
+    name: str
+    modulus: int | None  # None for S5
+    element_names: tuple[str, ...]  # token names; element index i is called element_names[i]
+
+    @property
+    def n_elements(self) -> int:
+        return len(self.element_names)
+
+    def domain(self) -> tuple[np.ndarray, np.ndarray]:
+        """All valid (x, y) pairs as int64 index arrays, row-major: x slowest, then y."""
+        n = self.n_elements
+        x, y = np.divmod(np.arange(n * n, dtype=np.int64), n)
+        if self.name == "x/y":  # division by zero is undefined: the paper uses 0 < y < p
+            keep = y != 0
+            x, y = x[keep], y[keep]
+        return x, y
+
+    def apply(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Vectorised x ∘ y on element indices (int64 arrays of equal shape) -> result indices."""
+        x = np.asarray(x, dtype=np.int64)
+        y = np.asarray(y, dtype=np.int64)
+        if self.name in S5_OPERATIONS:
+            return _s5_apply(self.name, x, y)
+        if self.name == "x/y" and np.any(y == 0):
+            raise OperationError("x/y is undefined for y = 0")
+        assert self.modulus is not None
+        return _MODULAR[self.name](x, y, self.modulus)
+
+
+def get_operation(name: str, modulus: int = 97) -> Operation:
+    """Validate ``name`` and ``modulus`` and build the operation; raises OperationError."""
+    if name not in OPERATION_NAMES:
+        choices = ", ".join(OPERATION_NAMES)
+        raise OperationError(f"unknown operation {name!r}; choose one of: {choices}")
+    if name in S5_OPERATIONS:
+        perms, _, _ = _s5()
+        return Operation(name, None, tuple("".join(map(str, p)) for p in perms))
+    if isinstance(modulus, bool) or not isinstance(modulus, (int, np.integer)):
+        raise OperationError(f"modulus must be an integer, got {modulus!r}")
+    modulus = int(modulus)
+    if modulus < 2:
+        raise OperationError(f"modulus must be >= 2, got {modulus}")
+    if name in PRIME_OPERATIONS and not is_prime(modulus):
+        raise OperationError(f"{name} needs a prime modulus; {modulus} is not prime")
+    return Operation(name, modulus, tuple(str(v) for v in range(modulus)))

@@ -1,0 +1,200 @@
+"""Optimisation: the paper's AdamW recipe, the variants of Figure 2 (left), and a batched AdamW.
+
+All variants of A.1.2 are one optimiser with knobs: Adam is AdamW with ``weight_decay = 0``;
+weight decay can pull towards the origin or towards the initial weights; noise can be added to the
+update (``W <- W + lr * (dW + eps)``) or to the weights seen by the forward pass
+(``W + sigma * eps``); residual dropout lives in the model.
+
+``BatchedAdamW`` updates the flat parameters of a whole population ([E, P]) with per-member
+hyperparameters in a handful of tensor operations; for each member it computes exactly what
+``torch.optim.AdamW`` computes (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """One run's optimisation settings. Defaults: the paper's recipe (A.1.2)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1.0
+    decay_target: str = "origin"  # "origin" (AdamW) or "init" (decay towards the initial weights)
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-8
+    warmup_steps: int = 10  # linear warm-up: update u (1-based) uses lr * min(1, u / warmup_steps)
+    batch_size: int | None = None  # None: the paper's min(512, ceil(N_train / 2)); 0: full batch
+    update_noise: float = 0.0  # std of Gaussian noise added to the Adam update direction
+    weight_noise: float = 0.0  # std of Gaussian noise on the weights in each forward pass
+    dropout: float = 0.0  # residual dropout rate
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (self.decay_target in ("origin", "init"),
+             f"decay target must be 'origin' or 'init', got {self.decay_target!r}"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "betas must be in [0, 1)"),
+            (self.eps > 0, f"eps must be > 0, got {self.eps}"),
+            (self.warmup_steps >= 0, f"warmup steps must be >= 0, got {self.warmup_steps}"),
+            (self.batch_size is None or self.batch_size >= 0,
+             f"batch size must be >= 0 (0 = full batch), got {self.batch_size}"),
+            (self.update_noise >= 0, f"update noise must be >= 0, got {self.update_noise}"),
+            (self.weight_noise >= 0, f"weight noise must be >= 0, got {self.weight_noise}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def resolve_batch_size(self, n_train: int) -> int:
+        """The minibatch size for a training set of n_train equations."""
+        if self.batch_size == 0:
+            return n_train
+        if self.batch_size is None:
+            return min(512, math.ceil(n_train / 2))
+        return min(self.batch_size, n_train)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OptimizerConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+_BASE = OptimizerConfig()
+_ADAM = replace(_BASE, weight_decay=0.0)
+
+# Figure 2 (left), in the paper's reading order. "adamw" is the default everywhere else.
+PRESETS: dict[str, OptimizerConfig] = {
+    "adam-full-batch": replace(_ADAM, batch_size=0),
+    "adam": _ADAM,
+    "adam-full-batch-update-noise": replace(_ADAM, batch_size=0, update_noise=1.0),
+    "adam-dropout": replace(_ADAM, dropout=0.1),
+    "adamw": _BASE,
+    "adamw-to-init": replace(_BASE, decay_target="init"),
+    "adam-lr3e-4": replace(_ADAM, lr=3e-4),
+    "adam-lr3e-3": replace(_ADAM, lr=3e-3),
+    "adam-weight-noise": replace(_ADAM, weight_noise=0.01),
+}
+DEFAULT_PRESET = "adamw"
+
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "adam-full-batch": "Adam, full batch",
+    "adam": "Adam",
+    "adam-full-batch-update-noise": "Adam, full batch, Gaussian noise on the update",
+    "adam-dropout": "Adam, residual dropout 0.1",
+    "adamw": "AdamW, weight decay 1 (default)",
+    "adamw-to-init": "AdamW, weight decay 1 towards the initialisation",
+    "adam-lr3e-4": "Adam, lr 3e-4",
+    "adam-lr3e-3": "Adam, lr 3e-3",
+    "adam-weight-noise": "Adam, Gaussian weight noise 0.01",
+}
+
+
+def preset(name: str) -> OptimizerConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown optimizer preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+class BatchedAdamW:
+    """AdamW over a population's flat parameters [E, P], one hyperparameter set per member.
+
+    Per member and per update u (1-based), with scheduled rate lr_u = lr * min(1, u / warmup):
+        decay:  W <- W - lr_u * wd * (W - target)      (target = 0, or the initial weights)
+        Adam:   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+                dW = -(m / (1 - b1^u)) / (sqrt(v / (1 - b2^u)) + eps)
+        step:   W <- W + lr_u * (dW + update_noise * N(0, 1))
+    which is torch.optim.AdamW's order of operations (decay first, on the pre-update weights).
+    """
+
+    def __init__(self, configs: list[OptimizerConfig], flat: Tensor):
+        E = flat.shape[0]
+        assert len(configs) == E
+        self.configs = configs
+
+        def column(name: str) -> Tensor:
+            return torch.tensor([float(getattr(c, name)) for c in configs], dtype=flat.dtype,
+                                device=flat.device).view(E, 1)  # fmt: skip
+
+        self.lr, self.weight_decay = column("lr"), column("weight_decay")
+        self.beta1, self.beta2, self.eps = column("beta1"), column("beta2"), column("eps")
+        self.warmup = column("warmup_steps")
+        self.update_noise = column("update_noise")
+        self.any_update_noise = any(c.update_noise > 0 for c in configs)
+        self.decay_to_init = torch.tensor([c.decay_target == "init" for c in configs],
+                                          device=flat.device).view(E, 1)  # fmt: skip
+        self.any_decay_to_init = bool(self.decay_to_init.any())
+        self.exp_avg = torch.zeros_like(flat)
+        self.exp_avg_sq = torch.zeros_like(flat)
+        self.initial = flat.clone() if self.any_decay_to_init else None
+        self.step_count = 0
+
+    def scheduled_lr(self, update: int) -> Tensor:
+        """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant)."""
+        factor = torch.clamp(update / self.warmup.clamp(min=1), max=1.0)
+        return self.lr * torch.where(self.warmup > 0, factor, torch.ones_like(factor))
+
+    @torch.no_grad()
+    def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
+        self.step_count += 1
+        u = self.step_count
+        lr = self.scheduled_lr(u)
+        if self.weight_decay.any():
+            # W (1 - lr wd) + lr wd target: torch.optim.AdamW's arithmetic for target 0, and the
+            # same expression for every member so that a member's result never depends on others.
+            flat.mul_(1 - lr * self.weight_decay)
+            if self.any_decay_to_init:
+                target = torch.where(self.decay_to_init, self.initial, torch.zeros_like(flat))
+                flat.add_(target * (lr * self.weight_decay))
+        self.exp_avg.lerp_(grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad * (1 - self.beta2))
+        bias1 = 1 - self.beta1**u
+        bias2_sqrt = (1 - self.beta2**u).sqrt()
+        denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
+        flat.addcdiv_(self.exp_avg, denom * (bias1 / -lr))
+        if self.any_update_noise:
+            # Only members with update noise draw, so the others' generators stay as if alone.
+            eps = torch.stack([
+                torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
+                if s > 0 else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
+                for g, s in zip(noise, self.update_noise.view(-1).tolist())
+            ])  # fmt: skip
+            flat.add_(eps * (lr * self.update_noise))
+
+    # Exact resume needs the moments, the update count and the decay target, per member.
+    def member_state(self, i: int) -> dict:
+        state = {"exp_avg": self.exp_avg[i].clone(), "exp_avg_sq": self.exp_avg_sq[i].clone(),
+                 "step_count": self.step_count}  # fmt: skip
+        if self.initial is not None:
+            state["initial"] = self.initial[i].clone()
+        return state
+
+    def load_member_state(self, i: int, state: dict) -> None:
+        self.exp_avg[i] = state["exp_avg"]
+        self.exp_avg_sq[i] = state["exp_avg_sq"]
+        if self.step_count and self.step_count != state["step_count"]:
+            raise ValueError("population members must be at the same update to train in lockstep")
+        self.step_count = state["step_count"]
+        if self.initial is not None and "initial" in state:
+            self.initial[i] = state["initial"]
+
+    def keep(self, idx: Tensor) -> None:
+        """Keep only the members at ``idx`` (see Population.keep)."""
+        self.configs = [self.configs[i] for i in idx.tolist()]
+        for name in ("lr", "weight_decay", "beta1", "beta2", "eps", "warmup", "update_noise",
+                     "decay_to_init", "exp_avg", "exp_avg_sq"):  # fmt: skip
+            setattr(self, name, getattr(self, name)[idx].contiguous())
+        if self.initial is not None:
+            self.initial = self.initial[idx].contiguous()
+        self.any_update_noise = any(c.update_noise > 0 for c in self.configs)

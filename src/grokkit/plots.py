@@ -1,0 +1,139 @@
+"""One matplotlib style for every figure, and the training-curve figure (paper, Figure 1 left)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files; never open a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+TRAIN_COLOR = "tab:red"
+VALIDATION_COLOR = "tab:green"
+REQUIRED_COLUMNS = ("step", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def apply_style() -> None:
+    """Set the rcParams shared by all grokkit figures."""
+    matplotlib.rcParams.update(
+        {
+            "figure.figsize": (10.0, 4.0),
+            "figure.dpi": 100,
+            "savefig.bbox": "tight",
+            "font.size": 10,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "axes.grid": True,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "grid.alpha": 0.3,
+            "grid.linestyle": "-",
+            "legend.frameon": False,
+            "lines.linewidth": 1.5,
+            "pdf.fonttype": 42,  # embed TrueType so text in PDFs stays editable
+        }
+    )
+
+
+def save_figure(fig: plt.Figure, out_png: Path) -> Path:
+    """Save ``fig`` as PNG (150 dpi) and as a PDF with the same stem, close it, return the PNG."""
+    out_png = Path(out_png)
+    if out_png.suffix.lower() != ".png":
+        raise ValueError(f"out_png must end in .png, got {out_png}")
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out_png, dpi=150)
+        fig.savefig(out_png.with_suffix(".pdf"))
+    finally:
+        plt.close(fig)
+    return out_png
+
+
+def _as_float(value: object) -> float:
+    if value is None or value == "":
+        return math.nan
+    return float(value)
+
+
+def _load_metrics(metrics: Sequence[dict] | str | Path) -> dict[str, np.ndarray]:
+    """Columns of ``REQUIRED_COLUMNS`` as float arrays; missing cells become NaN."""
+    if isinstance(metrics, (str, Path)):
+        with open(metrics, newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = set(reader.fieldnames or [])
+            rows = list(reader)
+        source = str(metrics)
+    else:
+        rows = list(metrics)
+        columns = set().union(*(row.keys() for row in rows)) if rows else set()
+        source = "metrics"
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        raise ValueError(
+            f"{source} lacks required columns {missing}; needs {list(REQUIRED_COLUMNS)}"
+        )
+    return {
+        name: np.array([_as_float(row.get(name)) for row in rows], dtype=np.float64)
+        for name in REQUIRED_COLUMNS
+    }
+
+
+def _plot_series(axis: plt.Axes, step: np.ndarray, values: np.ndarray, **style) -> None:
+    keep = np.isfinite(values)  # train and validation may be logged at different steps
+    axis.plot(step[keep], values[keep], **style)
+
+
+def plot_run_curves(
+    metrics: Sequence[dict] | str | Path,
+    out_png: Path,
+    title: str = "",
+) -> Path:
+    """Accuracy and loss against optimization step, train in red and validation in green.
+
+    ``metrics`` is a list of row dicts or the path of a metrics.csv with columns step,
+    train_loss, train_accuracy, val_loss, val_accuracy (accuracy in [0, 1]). The step axis is
+    logarithmic, so rows at step 0 are omitted. Loss is drawn on a log axis when all values are
+    positive. Writes ``out_png`` and a PDF beside it; returns ``out_png``.
+    """
+    data = _load_metrics(metrics)
+    on_log_axis = data["step"] > 0
+    if not np.any(on_log_axis):
+        raise ValueError("metrics have no rows with step > 0 to draw on a log step axis")
+    step = data["step"][on_log_axis]
+    series = {name: data[name][on_log_axis] for name in REQUIRED_COLUMNS[1:]}
+
+    apply_style()
+    fig, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10.0, 4.0))
+
+    train_percent, validation_percent = 100 * series["train_accuracy"], 100 * series["val_accuracy"]
+    _plot_series(accuracy_axis, step, train_percent, color=TRAIN_COLOR, label="train")
+    _plot_series(
+        accuracy_axis, step, validation_percent, color=VALIDATION_COLOR, label="validation"
+    )
+    # A little headroom so that curves sitting at 0 % or 100 % are not hidden by the frame.
+    accuracy_axis.set_ylim(-2, 102)
+    accuracy_axis.set_yticks(range(0, 101, 20))
+    accuracy_axis.set_ylabel("accuracy (%)")
+
+    _plot_series(loss_axis, step, series["train_loss"], color=TRAIN_COLOR, label="train")
+    _plot_series(loss_axis, step, series["val_loss"], color=VALIDATION_COLOR, label="validation")
+    losses = np.concatenate([series["train_loss"], series["val_loss"]])
+    losses = losses[np.isfinite(losses)]
+    if losses.size and np.all(losses > 0):
+        loss_axis.set_yscale("log")
+    loss_axis.set_ylabel("loss")
+
+    for axis in (accuracy_axis, loss_axis):
+        axis.set_xscale("log")
+        axis.set_xlabel("optimization step (step 0 omitted)")
+        axis.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, Path(out_png))

@@ -1,0 +1,292 @@
+"""E independent runs trained in lockstep as one stacked model.
+
+Members share the operation, the model's shape and the batch size (so their tensors stack); they
+may differ in seeds, data fraction, outliers and every scalar optimiser setting. Each member keeps
+its own data split, its own generators (batches, noise) and its own slice of the flat parameter and
+optimiser tensors, so member i computes what the same run computes alone (tested), and its state
+can be cut out into a checkpoint and stacked again with any other compatible members.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from grokkit.config import RunConfig, derive_seed
+from grokkit.data import Table, add_outliers, make_table, split_indices
+from grokkit.model import (
+    ModelConfig,
+    forward_fast,
+    forward_reference,
+    init_parameters,
+    parameter_shapes,
+)
+from grokkit.optim import BatchedAdamW
+
+
+def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def population_key(config: RunConfig) -> tuple:
+    """Runs with equal keys can share a population (their tensors have the same shapes)."""
+    table_size = make_table(config.operation, config.modulus).n_equations
+    n_train = round(config.train_fraction * table_size)
+    return (
+        config.operation,
+        None if config.operation.startswith("s5") else config.modulus,
+        config.n_layers, config.d_model, config.n_heads, config.d_mlp, config.norm,
+        config.activation, config.optimizer.resolve_batch_size(n_train), config.eval_every,
+        # Dropout needs the reference forward pass; keeping such runs apart lets every other run
+        # use the fast path, and keeps each member bit-for-bit equal to its solo run.
+        config.optimizer.dropout > 0,
+    )  # fmt: skip
+
+
+@dataclass
+class Member:
+    """What one run owns inside a population besides its slice of the stacked tensors."""
+
+    config: RunConfig
+    n_train: int
+    batch_generator: torch.Generator  # CPU: the data order is the same on every device
+    noise_generator: torch.Generator  # on the device: update noise, weight noise, dropout
+    permutation: Tensor | None = None  # current epoch's order of the training set
+    position: int = 0  # next unread index into `permutation`
+
+    def next_batch_positions(self, batch_size: int) -> Tensor:
+        """The next batch_size training-set positions from an endless stream of shuffled epochs."""
+        parts, need = [], batch_size
+        while need:
+            if self.permutation is None or self.position >= self.n_train:
+                self.permutation = torch.randperm(self.n_train, generator=self.batch_generator)
+                self.position = 0
+            take = min(need, self.n_train - self.position)
+            parts.append(self.permutation[self.position : self.position + take])
+            self.position += take
+            need -= take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class Population:
+    """A stack of E runs. ``step()`` makes one update of every member; ``evaluate()`` scores all."""
+
+    def __init__(self, configs: list[RunConfig], device: str | torch.device = "cpu"):
+        if not configs:
+            raise ValueError("a population needs at least one run")
+        keys = {population_key(c) for c in configs}
+        if len(keys) > 1:
+            raise ValueError(
+                "runs in one population must share operation, model shape, batch size, "
+                "evaluation interval and whether they use dropout"
+            )
+        self.device = torch.device(device)
+        first = configs[0]
+        self.table: Table = make_table(first.operation, first.modulus)
+        self.model_config: ModelConfig = first.model_config(self.table.n_elements)
+        self.shapes = parameter_shapes(self.model_config)
+        self.configs = list(configs)
+        E, N = len(configs), self.table.n_equations
+
+        self.members: list[Member] = []
+        train_positions, train_labels, flat_rows = [], [], []
+        self.eval_targets = self.table.result.repeat(E, 1)  # [E, N]; outliers change train answers
+        self.train_mask = torch.zeros(E, N, dtype=torch.bool)
+        for i, c in enumerate(configs):
+            train_idx, _ = split_indices(N, c.train_fraction, derive_seed(c.effective_split_seed, "split"))
+            labels = add_outliers(self.table.result[train_idx], c.outliers,
+                                  derive_seed(c.effective_outlier_seed, "outliers"))  # fmt: skip
+            self.eval_targets[i, train_idx] = labels
+            self.train_mask[i, train_idx] = True
+            train_positions.append(train_idx)
+            train_labels.append(labels)
+            init = init_parameters(self.model_config, _generator(derive_seed(c.seed, "init")))
+            flat_rows.append(torch.cat([init[name].reshape(-1) for name in self.shapes]))
+            self.members.append(Member(
+                config=c, n_train=len(train_idx),
+                batch_generator=_generator(derive_seed(c.seed, "batches")),
+                noise_generator=_generator(derive_seed(c.seed, "noise"), self.device),
+            ))  # fmt: skip
+        self.batch_size = first.optimizer.resolve_batch_size(self.members[0].n_train)
+        for m in self.members:
+            if first.optimizer.resolve_batch_size(m.n_train) != self.batch_size:
+                raise ValueError("runs in one population must share the batch size")
+
+        # Training sets padded to one width so a batch is one gather for all members.
+        width = max(len(t) for t in train_positions)
+        self.train_equations = torch.zeros(E, width, dtype=torch.long)
+        self.train_labels = torch.zeros(E, width, dtype=torch.long)
+        for i, (idx, lab) in enumerate(zip(train_positions, train_labels)):
+            self.train_equations[i, : len(idx)] = idx
+            self.train_labels[i, : len(lab)] = lab
+
+        dev = self.device
+        self.x, self.y = self.table.x.to(dev), self.table.y.to(dev)
+        self.train_equations = self.train_equations.to(dev)
+        self.train_labels = self.train_labels.to(dev)
+        self.eval_targets, self.train_mask = self.eval_targets.to(dev), self.train_mask.to(dev)
+        self.flat = torch.stack(flat_rows).to(dev)  # [E, P]: every member's weights, one row each
+        self.optimizer = BatchedAdamW([c.optimizer for c in configs], self.flat)
+        self._refresh_hyperparameters()
+        self.step_count = 0
+
+    # ------------------------------------------------------------ parameters
+
+    def _refresh_hyperparameters(self) -> None:
+        opts = [c.optimizer for c in self.configs]
+        self.weight_noise = torch.tensor([o.weight_noise for o in opts], device=self.device).view(-1, 1)
+        self.dropout = torch.tensor([o.dropout for o in opts], device=self.device)
+        self.uses_dropout = any(o.dropout > 0 for o in opts)
+        self.uses_weight_noise = any(o.weight_noise > 0 for o in opts)
+
+    def views(self, flat: Tensor) -> dict[str, Tensor]:
+        """Named [E, ...] views into a flat [E, P] tensor (no copies)."""
+        E, out, offset = flat.shape[0], {}, 0
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            out[name] = flat[:, offset : offset + size].view(E, *shape)
+            offset += size
+        return out
+
+    def parameters(self) -> dict[str, Tensor]:
+        return self.views(self.flat)
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    # ------------------------------------------------------------ training
+
+    def _noise_rows(self, std: Tensor, width: int) -> Tensor:
+        """[E, width] Gaussian noise scaled per member; members with std 0 draw nothing, so their
+        generators advance exactly as they would in a run without this noise."""
+        rows = []
+        for m, s in zip(self.members, std.view(-1).tolist()):
+            if s > 0:
+                rows.append(torch.randn(width, generator=m.noise_generator, device=self.device) * s)
+            else:
+                rows.append(torch.zeros(width, device=self.device))
+        return torch.stack(rows)
+
+    def logits(self, params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool) -> Tensor:
+        if train and self.uses_dropout:
+            cfg = self.model_config
+            tokens = torch.stack(
+                [x, torch.full_like(x, cfg.op_token), y, torch.full_like(x, cfg.eq_token)], dim=-1
+            )
+            gens = [m.noise_generator for m in self.members]
+            return forward_reference(params, cfg, tokens, dropout=self.dropout, generators=gens)
+        return forward_fast(params, self.model_config, x, y)
+
+    def step(self) -> Tensor:
+        """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
+        E, B = self.size, self.batch_size
+        positions = torch.stack([m.next_batch_positions(B) for m in self.members]).to(self.device)
+        equations = torch.gather(self.train_equations, 1, positions)  # [E, B]
+        labels = torch.gather(self.train_labels, 1, positions)
+        source = self.flat
+        if self.uses_weight_noise:
+            source = self.flat + self._noise_rows(self.weight_noise, self.flat.shape[1])
+        leaves = {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
+        logits = self.logits(leaves, self.x[equations], self.y[equations], train=True)
+        losses = F.cross_entropy(
+            logits.reshape(E * B, -1), labels.reshape(-1), reduction="none"
+        ).view(E, B).mean(dim=1)
+        losses.sum().backward()  # members are independent: each gets the gradient of its own mean
+        grad = torch.cat(
+            [leaves[k].grad.reshape(E, -1) if leaves[k].grad is not None
+             else torch.zeros(E, math.prod(s), device=self.device)
+             for k, s in self.shapes.items()], dim=1,
+        )  # fmt: skip
+        noise = [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
+        self.optimizer.step(self.flat, grad, noise)
+        self.step_count += 1
+        return losses.detach()
+
+    # ------------------------------------------------------------ evaluation
+
+    @torch.inference_mode()
+    def evaluate(self, chunk_examples: int = 1 << 16) -> dict[str, Tensor]:
+        """Loss and accuracy of every member on its whole training set (with its outlier answers)
+        and its whole validation set. Returns CPU tensors [E] keyed train_loss, train_accuracy,
+        val_loss, val_accuracy, plus weight_norm."""
+        E, N = self.size, self.table.n_equations
+        params = self.parameters()
+        chunk = max(1, chunk_examples // E)
+        losses, correct = [], []
+        for start in range(0, N, chunk):
+            stop = min(N, start + chunk)
+            x = self.x[start:stop].expand(E, -1)
+            y = self.y[start:stop].expand(E, -1)
+            logits = forward_fast(params, self.model_config, x, y)
+            target = self.eval_targets[:, start:stop]
+            losses.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none"))
+            correct.append(logits.argmax(dim=-1) == target)
+        loss, hit = torch.cat(losses, dim=1), torch.cat(correct, dim=1).float()
+        train, val = self.train_mask.float(), (~self.train_mask).float()
+        n_train, n_val = train.sum(1), val.sum(1)
+        out = {
+            "train_loss": (loss * train).sum(1) / n_train,
+            "train_accuracy": (hit * train).sum(1) / n_train,
+            "val_loss": (loss * val).sum(1) / n_val,
+            "val_accuracy": (hit * val).sum(1) / n_val,
+            "weight_norm": self.flat.norm(dim=1),
+        }
+        return {k: v.cpu() for k, v in out.items()}
+
+    # ------------------------------------------------------------ state of one member
+
+    def member_state(self, i: int) -> dict:
+        """Everything needed to resume member i exactly, on any device, alone or stacked."""
+        m = self.members[i]
+        return {
+            "config": m.config.to_dict(),
+            "step": self.step_count,
+            "flat": self.flat[i].detach().cpu().clone(),
+            "optimizer": {k: v.cpu() if isinstance(v, Tensor) else v
+                          for k, v in self.optimizer.member_state(i).items()},  # fmt: skip
+            "batch_generator": m.batch_generator.get_state(),
+            "noise_generator": m.noise_generator.get_state().cpu(),
+            "permutation": m.permutation,
+            "position": m.position,
+        }
+
+    def load_member_state(self, i: int, state: dict) -> None:
+        m = self.members[i]
+        self.flat[i] = state["flat"].to(self.device)
+        self.optimizer.load_member_state(
+            i, {k: v.to(self.device) if isinstance(v, Tensor) else v
+                for k, v in state["optimizer"].items()}  # fmt: skip
+        )
+        m.batch_generator.set_state(state["batch_generator"])
+        m.noise_generator.set_state(state["noise_generator"])
+        m.permutation, m.position = state["permutation"], state["position"]
+        if self.step_count and self.step_count != state["step"]:
+            raise ValueError("population members must be at the same step to train in lockstep")
+        self.step_count = state["step"]
+
+    @classmethod
+    def from_member_states(
+        cls, states: list[dict], configs: list[RunConfig] | None = None, device: str = "cpu"
+    ) -> "Population":
+        """Stack saved members again (configs may override budgets and stop rules)."""
+        configs = configs or [RunConfig.from_dict(s["config"]) for s in states]
+        pop = cls(configs, device)
+        for i, s in enumerate(states):
+            pop.load_member_state(i, s)
+        return pop
+
+    def keep(self, indices: list[int]) -> None:
+        """Drop every member not in ``indices`` (finished runs stop costing compute)."""
+        idx = torch.tensor(indices, device=self.device)
+        self.members = [self.members[i] for i in indices]
+        self.configs = [self.configs[i] for i in indices]
+        self.flat = self.flat[idx].contiguous()
+        self.train_equations, self.train_labels = self.train_equations[idx], self.train_labels[idx]
+        self.eval_targets, self.train_mask = self.eval_targets[idx], self.train_mask[idx]
+        self.optimizer.keep(idx)
+        self._refresh_hyperparameters()

@@ -1,0 +1,251 @@
+"""The training loop: budgets, the evaluation schedule, thresholds, stop rules, checkpoints, resume.
+
+``train_runs`` trains any number of compatible runs as one population, each into its own run
+folder. A single run is a population of one. Members that finish (budget spent, stop rule met,
+loss no longer finite) are written out and dropped from the population, so they cost nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from grokkit import runs
+from grokkit.config import RunConfig
+from grokkit.model import count_parameters
+from grokkit.population import Population
+
+THRESHOLD = 0.99
+LOG_POINTS_PER_DECADE = 20
+
+
+def log_spaced_steps(limit: int) -> set[int]:
+    """Roughly 20 steps per decade below ``limit`` (every step while they are that dense)."""
+    steps, k = set(), 0
+    while (s := round(10 ** (k / LOG_POINTS_PER_DECADE))) < limit:
+        steps.add(s)
+        k += 1
+    return steps
+
+
+def is_eval_step(step: int, config: RunConfig, _cache: dict = {}) -> bool:  # noqa: B006 - memo
+    """The schedule: step 0, log-spaced steps below ``eval_every``, then every ``eval_every``."""
+    if step == 0 or step % config.eval_every == 0:
+        return True
+    if step > config.eval_every:
+        return False
+    if config.eval_every not in _cache:
+        _cache[config.eval_every] = log_spaced_steps(config.eval_every)
+    return step in _cache[config.eval_every]
+
+
+@dataclass
+class Tracker:
+    """One run's record: the metric rows and the quantities the summary reports."""
+
+    rows: list[dict] = field(default_factory=list)
+    steps_to_train_99: int | None = None
+    steps_to_val_99: int | None = None
+    best_val_accuracy: float = 0.0
+    val_99_since: int | None = None  # first step of the current streak at >= 99 % validation
+    wall_before: float = 0.0  # seconds spent in earlier sessions (before a resume)
+    last_checkpoint_step: int | None = None
+
+    def record(self, row: dict) -> None:
+        step = row["step"]
+        self.rows.append(row)
+        if self.steps_to_train_99 is None and row["train_accuracy"] >= THRESHOLD:
+            self.steps_to_train_99 = step
+        if self.steps_to_val_99 is None and row["val_accuracy"] >= THRESHOLD:
+            self.steps_to_val_99 = step
+        self.best_val_accuracy = max(self.best_val_accuracy, row["val_accuracy"])
+        if row["val_accuracy"] >= THRESHOLD:
+            self.val_99_since = step if self.val_99_since is None else self.val_99_since
+        else:
+            self.val_99_since = None
+
+
+class TrainingDiverged(RuntimeError):
+    """A run's loss stopped being finite."""
+
+
+def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, message: str) -> dict:
+    last = tracker.rows[-1] if tracker.rows else {}
+    steps_done = last.get("step", 0)
+    return {
+        "status": status,
+        "message": message,
+        "steps_done": steps_done,
+        "train_loss": last.get("train_loss"),
+        "train_accuracy": last.get("train_accuracy"),
+        "val_loss": last.get("val_loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "best_val_accuracy": tracker.best_val_accuracy,
+        "steps_to_train_99": tracker.steps_to_train_99,
+        "steps_to_val_99": tracker.steps_to_val_99,
+        "wall_seconds": last.get("wall_seconds"),
+        "operation": config.operation,
+        "modulus": pop_info["modulus"],
+        "train_fraction": config.train_fraction,
+        "seed": config.seed,
+        "outliers": config.outliers,
+        "preset": config.preset,
+        **{k: pop_info[k] for k in ("n_train", "n_val", "batch_size", "population_size")},
+    }
+
+
+def _write_config(run_dir: Path, config: RunConfig, pop: Population, i: int) -> None:
+    n_train = pop.members[i].n_train
+    runs.write_json(run_dir / "config.json", {
+        **config.to_dict(),
+        "derived": {
+            "n_equations": pop.table.n_equations, "n_train": n_train,
+            "n_val": pop.table.n_equations - n_train, "batch_size": pop.batch_size,
+            "vocab_size": pop.model_config.vocab_size,
+            "parameters": count_parameters(pop.model_config),
+            "non_embedding_parameters": count_parameters(pop.model_config, embeddings=False),
+            "split_seed": config.effective_split_seed,
+            "outlier_seed": config.effective_outlier_seed,
+        },
+    })  # fmt: skip
+
+
+def train_runs(
+    configs: list[RunConfig],
+    run_dirs: list[Path],
+    states: list[dict] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    description: str | None = None,
+) -> list[dict]:
+    """Train runs in lockstep as one population; returns their summaries (also in summary.json).
+
+    ``states``: checkpoints to resume from (all at the same step); None starts fresh, writing each
+    run's config.json into its (already prepared) folder.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    if states is None:
+        pop = Population(configs, device)
+        trackers = [Tracker() for _ in configs]
+        for i, (c, d) in enumerate(zip(configs, run_dirs)):
+            _write_config(d, c, pop, i)
+    else:
+        pop = Population.from_member_states(states, configs, device)
+        trackers = [Tracker(**s["tracker"]) for s in states]
+
+    n_eq = pop.table.n_equations
+    info = [{
+        "modulus": None if c.operation.startswith("s5") else c.modulus,
+        "n_train": m.n_train, "n_val": n_eq - m.n_train, "batch_size": pop.batch_size,
+        "population_size": pop.size,
+    } for c, m in zip(configs, pop.members)]  # fmt: skip
+    index = list(range(pop.size))  # position in the caller's lists of each member still training
+    summaries: list[dict | None] = [None] * pop.size
+    start_wall = time.perf_counter()
+    start_step = pop.step_count
+    nonfinite = torch.zeros(pop.size, dtype=torch.bool, device=pop.device)
+
+    def wall(i: int) -> float:
+        return trackers[i].wall_before + time.perf_counter() - start_wall
+
+    def checkpoint(slot: int, i: int) -> None:
+        trackers[i].last_checkpoint_step = pop.step_count
+        state = pop.member_state(slot)
+        tracker = asdict(trackers[i])
+        tracker["wall_before"] = wall(i)
+        state["tracker"] = tracker
+        runs.save_checkpoint(run_dirs[i], state)
+        runs.write_metrics(run_dirs[i], trackers[i].rows)
+        runs.write_json(run_dirs[i] / "summary.json",
+                        _summary(configs[i], trackers[i], info[i], "running", ""))  # fmt: skip
+
+    def finish(slot: int, i: int, status: str, message: str = "") -> None:
+        if status != "diverged":
+            checkpoint(slot, i)
+        runs.write_metrics(run_dirs[i], trackers[i].rows)
+        summaries[i] = _summary(configs[i], trackers[i], info[i], status, message)
+        runs.write_json(run_dirs[i] / "summary.json", summaries[i])
+
+    def evaluate_and_record(force: bool) -> None:
+        nonlocal nonfinite
+        step = pop.step_count
+        metrics = pop.evaluate()
+        bad = nonfinite.cpu()
+        lr = [float(v) for v in pop.optimizer.scheduled_lr(max(step, 1)).view(-1)]
+        finished = []
+        for slot, i in enumerate(index):
+            c, t = configs[i], trackers[i]
+            values = {k: float(v[slot]) for k, v in metrics.items()}
+            if bad[slot] or not all(math.isfinite(v) for v in values.values()):
+                done_at = t.last_checkpoint_step
+                message = (
+                    f"loss became non-finite before step {step}; the run stopped"
+                    + (f"; its last good checkpoint (step {done_at}) is kept" if done_at else "")
+                )
+                t.record({"step": step, **values, "lr": lr[slot] if step else 0.0, "wall_seconds": wall(i)})
+                finish(slot, i, "diverged", message)
+                finished.append(slot)
+                continue
+            scheduled = is_eval_step(step, c) or step >= c.steps or step % c.checkpoint_every == 0
+            if scheduled or force:
+                t.record({"step": step, **values, "lr": lr[slot] if step else 0.0,
+                          "wall_seconds": wall(i)})  # fmt: skip
+            if step >= c.steps:
+                finish(slot, i, "completed")
+                finished.append(slot)
+            elif c.stop_after_val_99 and t.val_99_since is not None and \
+                    step - t.val_99_since >= c.stop_after_val_99:  # fmt: skip
+                finish(slot, i, "stopped_early",
+                       f"validation accuracy stayed >= 99 % for {c.stop_after_val_99} steps")
+                finished.append(slot)
+            elif step % c.checkpoint_every == 0 and step > start_step:
+                checkpoint(slot, i)
+        if finished:
+            keep = [s for s in range(len(index)) if s not in finished]
+            index[:] = [index[s] for s in keep]
+            if keep:
+                pop.keep(keep)
+                nonfinite = nonfinite[torch.tensor(keep, device=nonfinite.device)]
+
+    if states is None:
+        evaluate_and_record(force=True)  # step 0: the untrained model
+    elif any(pop.step_count >= configs[i].steps for i in index):
+        evaluate_and_record(force=False)  # a budget already met: write the final state again
+
+    total = max(c.steps for c in configs)
+    bar = tqdm(total=total, initial=pop.step_count, disable=not progress, unit="step",
+               desc=description, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+    try:
+        while index:
+            losses = pop.step()
+            nonfinite |= ~torch.isfinite(losses)
+            bar.update(1)
+            step = pop.step_count
+            due = any(
+                is_eval_step(step, configs[i]) or step >= configs[i].steps
+                or step % configs[i].checkpoint_every == 0
+                for i in index
+            )  # fmt: skip
+            # On the CPU a check per step is free; on a GPU it would sync, so wait for a due step.
+            if due or (pop.device.type == "cpu" and bool(nonfinite.any())):
+                evaluate_and_record(force=False)
+                if progress:
+                    bar.set_postfix_str(_progress_text(trackers, index, summaries), refresh=False)
+    finally:
+        bar.close()
+    return summaries  # type: ignore[return-value]
+
+
+def _progress_text(trackers: list[Tracker], index: list[int], summaries: list) -> str:
+    if len(trackers) == 1:
+        row = trackers[0].rows[-1]
+        return f"train {100 * row['train_accuracy']:.1f}% val {100 * row['val_accuracy']:.1f}%"
+    done = sum(s is not None for s in summaries)
+    grokked = sum(t.steps_to_val_99 is not None for t in trackers)
+    return f"finished {done}/{len(trackers)} val>=99% {grokked}/{len(trackers)}"
