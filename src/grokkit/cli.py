@@ -285,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     b.set_defaults(func=cmd_bench)
 
+    # Sub-commands that live with their own modules register themselves here.
+    from grokkit.sweep import add_sweep_command
+
+    add_sweep_command(sub)
+    from grokkit.experiments.reproduce import add_reproduce_command
+
+    add_reproduce_command(sub)
     return p
 
 

@@ -9,7 +9,9 @@ can be cut out into a checkpoint and stacked again with any other compatible mem
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +28,31 @@ from grokkit.model import (
     parameter_shapes,
 )
 from grokkit.optim import BatchedAdamW
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS after every step.
+
+    glibc serves allocations above its mmap threshold (128 KiB, then adaptive) with fresh pages and
+    trims the heap on free, so each training step page-faulted ~1,700 times (3 ms of a 20 ms
+    step). Raising both thresholds once makes steps reuse warm memory. Process-wide and harmless
+    (memory is reused, not leaked); set GROKKIT_NO_MALLOC_TUNING=1 to leave the allocator alone.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or os.environ.get("GROKKIT_NO_MALLOC_TUNING"):
+        return _ALLOCATOR_TUNED
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1
+        ok = libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 and ok
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        ok = False
+    _ALLOCATOR_TUNED = ok
+    return ok
 
 
 def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -85,6 +112,8 @@ class Population:
                 "evaluation interval and whether they use dropout"
             )
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         first = configs[0]
         self.table: Table = make_table(first.operation, first.modulus)
         self.model_config: ModelConfig = first.model_config(self.table.n_elements)
@@ -216,7 +245,9 @@ class Population:
         val_loss, val_accuracy, plus weight_norm."""
         E, N = self.size, self.table.n_equations
         params = self.parameters()
-        chunk = max(1, chunk_examples // E)
+        # At most 2,048 equations per member at a time: the activations then stay in cache
+        # (measured ~10 % faster than one chunk of the whole 9,409-equation table).
+        chunk = max(1, min(2048, chunk_examples // E))
         losses, correct = [], []
         for start in range(0, N, chunk):
             stop = min(N, start + chunk)

@@ -1,0 +1,26 @@
+"""The paper's figures as experiments: one module per figure, each with runs(scale) and plot().
+
+``FIGURES`` maps a figure's CLI name to its module. See ``common`` for the interface every figure
+module follows and ``reproduce`` for the command that trains a figure's runs (through
+``grokkit.sweep``) and writes its plot, CSV and REPORT.md. The modules are imported on first use
+of ``FIGURES`` so that the ``grokkit`` command starts without matplotlib, scipy or sklearn.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+SCALES = ("smoke", "laptop", "paper")
+_MODULES = ("fig1_left", "fig1_center", "fig2_left", "fig2_right", "fig3", "fig4", "fig6", "fig7")
+
+
+def __getattr__(name: str):
+    if name == "FIGURES":
+        modules = [import_module(f"grokkit.experiments.{m}") for m in _MODULES]
+        figures = {m.NAME: m for m in modules}
+        globals()["FIGURES"] = figures
+        return figures
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["FIGURES", "SCALES"]

@@ -1,0 +1,133 @@
+"""What every figure module shares: scales, the smoke model, CSV and caption helpers, statistics.
+
+A figure module defines::
+
+    NAME, DESCRIPTION, CLAIM          # CLI name, one line for --list, the paper's claim it tests
+    REDUCTIONS: dict[str, str]        # per scale: how it departs from the paper (caption, docs)
+    OPTIONS: tuple[str, ...]          # keyword options runs()/plot() accept (e.g. "operation")
+    runs(scale, **options) -> list[RunConfig]
+    plot(results, out_dir, scale, **options) -> list[Path]   # <name>.png, .pdf, .csv
+    verdict(results) -> str           # one sentence from our numbers
+
+Figures share one sweep folder, so identical configurations (Figure 1 left and Figure 4) are
+trained once.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import textwrap
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from grokkit.config import RunConfig
+from grokkit.optim import preset
+
+from grokkit.experiments import SCALES  # noqa: E402 - one definition
+
+# Seconds-long runs that still go through every code path: one tiny layer, tens of steps.
+SMOKE_MODEL = dict(n_layers=1, d_model=16, n_heads=2, d_mlp=32)
+SMOKE_SCHEDULE = dict(steps=20, eval_every=5, checkpoint_every=20)
+
+# Assumed throughput of the paper-size model (2 layers, width 128) on one H100 with populations
+# of 64 members. An assumption, not a measurement: replace it with `grokkit bench` numbers.
+GPU_MEMBER_STEPS_PER_SECOND = 3000.0
+
+PAPER_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+
+def check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+
+
+def base_config(operation: str, scale: str, optimizer: str = "adamw", **changes) -> RunConfig:
+    """The paper's recipe for ``operation`` with a preset; at smoke scale a tiny model and budget."""
+    cfg = RunConfig(operation=operation).with_changes(optimizer=preset(optimizer), preset=optimizer)
+    if scale == "smoke":
+        cfg = cfg.with_changes(**SMOKE_MODEL, **SMOKE_SCHEDULE)
+    return cfg.with_changes(**changes) if changes else cfg
+
+
+def gpu_hours(configs: Iterable[RunConfig], rate: float = GPU_MEMBER_STEPS_PER_SECOND) -> float:
+    """Upper bound of GPU-hours: every run spends its whole budget (early stops only save)."""
+    return sum(c.steps for c in configs) / rate / 3600.0
+
+
+# ---------------------------------------------------------------- grouping and statistics
+
+
+def group_by(results, key: Callable) -> dict:
+    """Results grouped by ``key(result)``, groups and members in first-seen order."""
+    groups: dict = defaultdict(list)
+    for r in results:
+        groups[key(r)].append(r)
+    return dict(groups)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+
+
+def censored_median(values: list[int | None], budget: int) -> tuple[float | None, bool]:
+    """Median of times-to-event where ``None`` means "not reached within ``budget``".
+
+    Unreached runs count as later than every reached one (right-censored at the budget), which
+    is exact for the median as long as at least half of the runs reached the event. Returns
+    (median, censored): censored is True when the median lies beyond the budget (then the value
+    is None: we only know it is > budget).
+    """
+    if not values:
+        return None, True
+    ordered = sorted(math.inf if v is None else float(v) for v in values)
+    n = len(ordered)
+    mid = ordered[(n - 1) // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+    if math.isinf(mid):
+        return None, True
+    return mid, False
+
+
+def fmt_pct(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def op_label(cfg: RunConfig) -> str:
+    return cfg.operation if cfg.operation.startswith("s5") else f"{cfg.operation} mod {cfg.modulus}"
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    """A CSV with every plotted number; floats written exactly (repr), None as empty."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+    return path
+
+
+def add_caption(fig, text: str) -> None:
+    """The figure's settings and every reduction from the paper, printed under the axes."""
+    wrapped = "\n".join(textwrap.wrap(text, width=150))
+    fig.text(0.01, -0.01, wrapped, ha="left", va="top", fontsize=7, color="0.25")
+
+
+def caption(reductions: dict[str, str], scale: str, extra: str = "") -> str:
+    text = f"Scale '{scale}': {reductions[scale]}"
+    return f"{text} {extra}".strip()
+
+
+def save(fig, out_dir: Path, name: str) -> list[Path]:
+    from grokkit.plots import save_figure
+
+    png = save_figure(fig, Path(out_dir) / f"{name}.png")
+    return [png, png.with_suffix(".pdf")]

@@ -1,0 +1,121 @@
+"""Figure 3: t-SNE of the output layer's element rows, S5 (coset colours) and x+y (x -> x+8 lines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from grokkit.analysis import add_constant_pairs, residue_labels, s5_coset_labels, tsne_2d
+from grokkit.analysis.weights import output_rows
+from grokkit.config import RunConfig
+from grokkit.data import make_table
+from grokkit.experiments import common
+from grokkit.plots import apply_style
+
+NAME = "fig3"
+DESCRIPTION = "t-SNE of output-layer rows: S5 x·y (coset colours) and x+y (x -> x+8 lines)"
+CLAIM = ("The output layer's rows show the operation's structure: S5 elements cluster by cosets "
+         "of a subgroup, and x+y mod 97 elements lie along lines x -> x+8.")
+OPTIONS: tuple[str, ...] = ()
+REDUCTIONS = {
+    "smoke": "s5_xy and x+y mod 11, 1 layer of width 16, 20 steps: code path only (no structure expected).",
+    "laptop": ("s5_xy at 60 % data and x+y mod 97 at 50 % data, AdamW (weight decay 1), budget "
+               "6,000 steps (the paper does not give its runs' budgets); runs stop 500 steps after "
+               "reaching 99 % validation. Paper model."),
+    "paper": ("s5_xy at 60 % data and x+y mod 97 at 50 % data (the paper gives neither: our choice), "
+              "AdamW (weight decay 1), budget 10^5 steps, seed 0."),
+}
+SHIFT = 8
+NEIGHBOURS = 5
+
+
+def runs(scale: str) -> list[RunConfig]:
+    common.check_scale(scale)
+    if scale == "smoke":
+        return [common.base_config("s5_xy", scale, train_fraction=0.3),
+                common.base_config("x+y", scale, modulus=11)]
+    changes = dict(steps=6_000, stop_after_val_99=500) if scale == "laptop" else {}
+    return [common.base_config("s5_xy", scale, train_fraction=0.6, **changes),
+            common.base_config("x+y", scale, train_fraction=0.5, modulus=97, **changes)]
+
+
+def _labels(cfg: RunConfig, n: int) -> np.ndarray:
+    if cfg.operation.startswith("s5"):
+        return s5_coset_labels(make_table(cfg.operation).operation.element_names)
+    return residue_labels(n, SHIFT)
+
+
+def neighbour_agreement(points: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> float:
+    """Fraction of each point's k nearest neighbours (in the plane) sharing its colour."""
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    k = min(k, len(points) - 1)
+    nearest = np.argsort(d, axis=1)[:, :k]
+    return float((labels[nearest] == labels[:, None]).mean())
+
+
+def chance_agreement(labels: np.ndarray) -> float:
+    """The same fraction for a random layout: sum over colours of (n_c / n) * ((n_c - 1) / (n - 1))."""
+    n = len(labels)
+    counts = np.bincount(labels)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
+_EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE without computing it twice
+
+
+def embed(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key = (str(result.run_dir), result.summary.get("steps_done"))
+    if key not in _EMBEDDINGS:
+        cfg, rows = output_rows(result.run_dir)
+        points = tsne_2d(rows.numpy(), seed=0)
+        _EMBEDDINGS[key] = (rows.numpy(), points, _labels(cfg, rows.shape[0]))
+    return _EMBEDDINGS[key]
+
+
+CSV_HEADER = ["panel", "operation", "element", "name", "label", "tsne_x", "tsne_y",
+              "neighbour_agreement", "chance_agreement", "best_val_accuracy"]  # fmt: skip
+
+
+def plot(results, out_dir: Path, scale: str) -> list[Path]:
+    apply_style()
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.8))
+    rows = []
+    for panel, (ax, result) in enumerate(zip(axes, results)):
+        cfg = result.config
+        _, points, labels = embed(result)
+        names = make_table(cfg.operation, cfg.modulus).operation.element_names
+        agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
+        best = result.summary["best_val_accuracy"]
+        rows += [[panel, cfg.operation, i, names[i], int(labels[i]), float(points[i, 0]),
+                  float(points[i, 1]), agree, chance, best] for i in range(len(points))]  # fmt: skip
+        if not cfg.operation.startswith("s5"):
+            for i, j in add_constant_pairs(len(points), SHIFT):
+                ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
+        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels.max() < 20 else "viridis",
+                   s=14, zorder=2)  # fmt: skip
+        what = ("colour = left coset of <(0,3)(1,4), (1,2)(3,4)>" if cfg.operation.startswith("s5")
+                else f"colour = x mod {SHIFT}, lines x -> x+{SHIFT}")
+        ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data "
+                     f"(best val {common.fmt_pct(best)})\n{what}\n{NEIGHBOURS}-NN same colour "
+                     f"{agree:.2f} (chance {chance:.2f})", fontsize=8)  # fmt: skip
+        ax.set_xticks([])
+        ax.set_yticks([])
+    common.add_caption(fig, common.caption(REDUCTIONS, scale, "t-SNE of the rows of W_U for the element tokens."))
+    csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
+    return [*common.save(fig, out_dir, NAME), csv_path]
+
+
+def verdict(results) -> str:
+    parts = []
+    for result in results:
+        cfg = result.config
+        _, points, labels = embed(result)
+        agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
+        clear = agree > 2 * chance
+        parts.append(f"{common.op_label(cfg)} (best val {common.fmt_pct(result.summary['best_val_accuracy'])}): "
+                     f"{NEIGHBOURS}-NN colour agreement {agree:.2f} vs chance {chance:.2f} "
+                     f"({'clear structure' if clear else 'little structure by this measure'})")
+    return "; ".join(parts) + ". Whether the x+y rows lie along x -> x+8 lines is judged by eye on the plot."

@@ -1,0 +1,166 @@
+"""Every paper figure end to end at smoke scale, and the reproduce command's contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokkit.cli import main
+from grokkit.experiments import FIGURES
+from grokkit.experiments.common import censored_median
+from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory) -> Path:
+    """One smoke sweep folder holding every figure (fig1-left and fig4 share their run)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("smoke")
+    for name in FIGURES:
+        reproduce_figure(name, "smoke", out, jobs=1, device="cpu", progress=False)
+    return out
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summaries(out: Path, name: str) -> list[dict]:
+    from grokkit.sweep import run_name
+
+    return [json.loads((out / "runs" / run_name(c) / "summary.json").read_text())
+            for c in figure_runs(name, "smoke")]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_figure_writes_png_pdf_csv_and_metadata(smoke_dir, name):
+    png = smoke_dir / f"{name}.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC, f"{png} is not a PNG"
+    assert (smoke_dir / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    assert read_csv(smoke_dir / f"{name}.csv"), f"{name}.csv has no rows"
+    meta = json.loads((smoke_dir / f"{name}.json").read_text())
+    assert meta["scale"] == "smoke" and meta["wall_seconds"] > 0 and meta["verdict"]
+
+
+def test_report_mentions_every_figure_with_claim_and_verdict(smoke_dir):
+    report = (smoke_dir / REPORT).read_text()
+    for name, module in FIGURES.items():
+        assert f"## {name}:" in report, f"REPORT.md lacks {name}"
+        assert module.CLAIM in report
+
+
+def test_fig1_left_and_fig4_share_one_run(smoke_dir):
+    assert figure_runs("fig1-left", "smoke") == figure_runs("fig4", "smoke")
+    assert read_csv(smoke_dir / "fig1-left.csv") == read_csv(smoke_dir / "fig4.csv")
+
+
+def test_fig1_center_medians_match_summaries(smoke_dir):
+    rows = read_csv(smoke_dir / "fig1-center.csv")
+    configs = figure_runs("fig1-center", "smoke")
+    fractions = sorted({c.train_fraction for c in configs})
+    assert [float(r["train_fraction"]) for r in rows] == fractions
+    by_fraction: dict = {}
+    for c, s in zip(configs, summaries(smoke_dir, "fig1-center")):
+        by_fraction.setdefault(c.train_fraction, []).append(s["steps_to_train_99"])
+    for r in rows:
+        median, beyond = censored_median(by_fraction[float(r["train_fraction"])], configs[0].steps)
+        assert r["train_median_beyond_budget"] == str(beyond)
+        assert (r["median_steps_to_train_99"] or None) == (None if median is None else repr(median))
+
+
+def test_fig2_right_means_equal_summaries(smoke_dir):
+    rows = read_csv(smoke_dir / "fig2-right.csv")
+    configs = figure_runs("fig2-right", "smoke")
+    assert len(rows) == len({(c.operation, c.train_fraction) for c in configs})
+    assert len({r["operation"] for r in rows}) == 12
+    expected: dict = {}
+    for c, s in zip(configs, summaries(smoke_dir, "fig2-right")):
+        expected.setdefault((c.operation, c.train_fraction), []).append(s["best_val_accuracy"])
+    for r in rows:
+        want = statistics.fmean(expected[(r["operation"], float(r["train_fraction"]))])
+        assert float(r["mean_best_val_accuracy"]) == pytest.approx(want, abs=1e-12)
+
+
+def test_fig2_left_has_every_preset_and_fraction(smoke_dir):
+    rows = read_csv(smoke_dir / "fig2-left.csv")
+    configs = figure_runs("fig2-left", "smoke")
+    assert len(rows) == len({(c.preset, c.train_fraction) for c in configs}) == 9 * 2
+
+
+def test_fig6_records_skipped_combinations(smoke_dir):
+    rows = read_csv(smoke_dir / "fig6.csv")
+    skipped = [r for r in rows if r["status"].startswith("skipped")]
+    assert skipped, "the smoke grid includes an impossible (k, fraction) pair"
+    for r in skipped:
+        assert 2 * int(r["outliers"]) > int(r["n_train"])
+    trained = [r for r in rows if r["status"] == "trained"]
+    assert len(trained) == len({(c.outliers, c.train_fraction) for c in figure_runs("fig6", "smoke")})
+
+
+def test_fig6_operation_is_a_parameter():
+    assert {c.operation for c in FIGURES["fig6"].runs("paper", operation="s5_xy")} == {"s5_xy"}
+    assert {c.operation for c in FIGURES["fig6"].runs("paper")} == {"x/y"}
+
+
+def test_fig7_reports_spearman_and_sharpness(smoke_dir):
+    rows = read_csv(smoke_dir / "fig7.csv")
+    assert len(rows) == len(figure_runs("fig7", "smoke"))
+    assert all(float(r["sharpness"]) >= 0 for r in rows)
+    assert len({r["spearman_rho"] for r in rows}) == 1
+
+
+def test_fig3_has_one_row_per_element(smoke_dir):
+    rows = read_csv(smoke_dir / "fig3.csv")
+    assert sum(r["panel"] == "0" for r in rows) == 120  # S5
+    assert sum(r["panel"] == "1" for r in rows) == 11  # x+y mod 11
+
+
+def test_every_scale_defines_runs():
+    for name, module in FIGURES.items():
+        for scale in ("smoke", "laptop", "paper"):
+            assert module.runs(scale), f"{name} has no runs at {scale} scale"
+            assert module.REDUCTIONS[scale]
+
+
+def test_censored_median_counts_unreached_runs_as_beyond_budget():
+    assert censored_median([100, 300, None], 1000) == (300.0, False)
+    assert censored_median([100, None, None], 1000) == (None, True)
+    assert censored_median([100, 200], 1000) == (150.0, False)
+
+
+@pytest.mark.parametrize("argv", [
+    ["reproduce", "fig99", "--out", "x"],
+    ["reproduce", "fig3", "--scale", "huge", "--out", "x"],
+    ["reproduce", "fig3", "--scale", "smoke"],
+    ["reproduce", "fig6", "--op", "nope", "--scale", "smoke", "--out", "x"],
+])  # fmt: skip
+def test_reproduce_bad_input_exits_2(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grokkit: error:") and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_reproduce_list_names_all_eight(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in FIGURES:
+        assert name in out
+    assert len(FIGURES) == 8
+
+
+def test_reproduce_cli_writes_figure_and_report(tmp_path, capsys):
+    out = tmp_path / "fig"
+    assert main(["reproduce", "fig4", "--scale", "smoke", "--out", str(out), "--device", "cpu",
+                 "--jobs", "1", "--quiet"]) == 0  # fmt: skip
+    assert (out / "fig4.png").read_bytes()[:8] == PNG_MAGIC
+    assert "## fig4:" in (out / REPORT).read_text()
