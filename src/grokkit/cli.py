@@ -296,32 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grokkit.data import DataError
-    from grokkit.ops import OperationError
-    from grokkit.runs import RunFolderError
+    from grokkit.errors import InputError
 
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, OperationError, DataError, RunFolderError) as e:
+    except (UsageError, InputError) as e:
         print(f"grokkit: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ValueError as e:  # config validation (dataclass __post_init__ checks)
-        if getattr(e, "__traceback__", None) is not None and _raised_by_validation(e):
-            print(f"grokkit: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
     except KeyboardInterrupt:
         print("grokkit: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-
-
-def _raised_by_validation(e: BaseException) -> bool:
-    """True when a ValueError comes from a config's own checks (not from a bug mid-training)."""
-    tb = e.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_name in ("__post_init__", "preset", "config_from_args", "validate_run")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from grokkit.errors import ConfigError
 from grokkit.model import ModelConfig
 from grokkit.optim import OptimizerConfig
 
@@ -47,17 +48,17 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.eval_every < 1:
-            raise ValueError(f"eval every must be >= 1, got {self.eval_every}")
+            raise ConfigError(f"eval every must be >= 1, got {self.eval_every}")
         if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint every must be >= 1, got {self.checkpoint_every}")
+            raise ConfigError(f"checkpoint every must be >= 1, got {self.checkpoint_every}")
         if self.stop_after_val_99 < 0:
-            raise ValueError(f"stop after val 99 must be >= 0, got {self.stop_after_val_99}")
+            raise ConfigError(f"stop after val 99 must be >= 0, got {self.stop_after_val_99}")
         if self.outliers < 0:
-            raise ValueError(f"number of outliers must be >= 0, got {self.outliers}")
+            raise ConfigError(f"number of outliers must be >= 0, got {self.outliers}")
         if not (0.0 < self.train_fraction < 1.0) or math.isnan(self.train_fraction):
-            raise ValueError(f"train fraction must be in (0, 1), got {self.train_fraction}")
+            raise ConfigError(f"train fraction must be in (0, 1), got {self.train_fraction}")
 
     @property
     def effective_split_seed(self) -> int:

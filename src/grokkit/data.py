@@ -17,13 +17,14 @@ from typing import TextIO
 
 import torch
 
+from grokkit.errors import InputError
 from grokkit.ops import Operation, get_operation
 
 OPERATOR_TOKEN = "∘"
 EQUALS_TOKEN = "="
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad split or outlier request; the message is one line, fit for a CLI error."""
 
 

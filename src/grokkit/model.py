@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from grokkit.errors import ConfigError
+
 SEQUENCE_LENGTH = 4  # x, op, y, =
 ANSWER_POSITION = 3
 
@@ -50,19 +52,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.n_elements < 1:
-            raise ValueError(f"n_elements must be >= 1, got {self.n_elements}")
+            raise ConfigError(f"n_elements must be >= 1, got {self.n_elements}")
         if self.n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
+            raise ConfigError(f"n_layers must be >= 1, got {self.n_layers}")
         if self.d_model < 1 or self.n_heads < 1 or self.d_model % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"d_model ({self.d_model}) must be a positive multiple of n_heads ({self.n_heads})"
             )
         if self.d_mlp < 1:
-            raise ValueError(f"d_mlp must be >= 1, got {self.d_mlp}")
+            raise ConfigError(f"d_mlp must be >= 1, got {self.d_mlp}")
         if self.norm not in ("pre", "post"):
-            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
+            raise ConfigError(f"norm must be 'pre' or 'post', got {self.norm!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
     @property
     def vocab_size(self) -> int:

@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+from grokkit.errors import InputError
+
 OPERATION_NAMES: tuple[str, ...] = (
     "x+y",
     "x-y",
@@ -49,7 +51,7 @@ S5_OPERATIONS: frozenset[str] = frozenset({"s5_xy", "s5_xyx^-1", "s5_xyx"})
 PRIME_OPERATIONS: frozenset[str] = frozenset({"x/y", "x/y_or_x-y"})
 
 
-class OperationError(ValueError):
+class OperationError(InputError):
     """Bad operation name or modulus; the message is one line, fit for a CLI error."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 from torch import Tensor
 
+from grokkit.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class OptimizerConfig:
@@ -52,7 +54,7 @@ class OptimizerConfig:
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     def resolve_batch_size(self, n_train: int) -> int:
         """The minibatch size for a training set of n_train equations."""
@@ -103,7 +105,7 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 
 def preset(name: str) -> OptimizerConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown optimizer preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown optimizer preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 

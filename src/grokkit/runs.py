@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from grokkit.errors import InputError
+
 METRIC_COLUMNS = (
     "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "weight_norm", "lr",
     "wall_seconds",
@@ -22,7 +24,7 @@ METRIC_COLUMNS = (
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """A run folder that cannot be used as asked; one line, fit for a CLI error."""
 
 

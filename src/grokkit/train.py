@@ -7,6 +7,7 @@ loss no longer finite) are written out and dropped from the population, so they 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -25,24 +26,21 @@ THRESHOLD = 0.99
 LOG_POINTS_PER_DECADE = 20
 
 
-def log_spaced_steps(limit: int) -> set[int]:
+@functools.lru_cache(maxsize=None)
+def log_spaced_steps(limit: int) -> frozenset[int]:
     """Roughly 20 steps per decade below ``limit`` (every step while they are that dense)."""
     steps, k = set(), 0
     while (s := round(10 ** (k / LOG_POINTS_PER_DECADE))) < limit:
         steps.add(s)
         k += 1
-    return steps
+    return frozenset(steps)
 
 
-def is_eval_step(step: int, config: RunConfig, _cache: dict = {}) -> bool:  # noqa: B006 - memo
+def is_eval_step(step: int, config: RunConfig) -> bool:
     """The schedule: step 0, log-spaced steps below ``eval_every``, then every ``eval_every``."""
     if step == 0 or step % config.eval_every == 0:
         return True
-    if step > config.eval_every:
-        return False
-    if config.eval_every not in _cache:
-        _cache[config.eval_every] = log_spaced_steps(config.eval_every)
-    return step in _cache[config.eval_every]
+    return step < config.eval_every and step in log_spaced_steps(config.eval_every)
 
 
 @dataclass
@@ -69,10 +67,6 @@ class Tracker:
             self.val_99_since = step if self.val_99_since is None else self.val_99_since
         else:
             self.val_99_since = None
-
-
-class TrainingDiverged(RuntimeError):
-    """A run's loss stopped being finite."""
 
 
 def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, message: str) -> dict:
