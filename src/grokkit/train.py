@@ -24,6 +24,7 @@ from grokkit.population import Population
 
 THRESHOLD = 0.99
 LOG_POINTS_PER_DECADE = 20
+LOG_GRID_SPAN = 8  # the log grid's spacing 10^(1/20) - 1 = 12 % of the step equals eval_every at ~8x
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,10 +38,13 @@ def log_spaced_steps(limit: int) -> frozenset[int]:
 
 
 def is_eval_step(step: int, config: RunConfig) -> bool:
-    """The schedule: step 0, log-spaced steps below ``eval_every``, then every ``eval_every``."""
+    """The schedule: step 0, every ``eval_every`` steps, and ~20 log-spaced steps per decade for
+    as long as they are denser than that (up to 8 x ``eval_every``, where the log grid's spacing
+    reaches ``eval_every``), so the early, fast part of a curve is resolved on a log step axis."""
     if step == 0 or step % config.eval_every == 0:
         return True
-    return step < config.eval_every and step in log_spaced_steps(config.eval_every)
+    limit = LOG_GRID_SPAN * config.eval_every
+    return step < limit and step in log_spaced_steps(limit)
 
 
 @dataclass
