@@ -1,5 +1,7 @@
 """End to end: a small configuration really groks — memorisation first, generalisation much later."""
 
+import pytest
+
 from grokkit import runs
 from grokkit.config import RunConfig
 from grokkit.train import train_runs
@@ -23,3 +25,12 @@ def test_a_small_transformer_groks_modular_addition(tmp_path):
     assert summary["steps_to_val_99"] >= 4 * summary["steps_to_train_99"]
     assert summary["status"] == "stopped_early" and summary["val_accuracy"] >= 0.99
     assert summary["train_accuracy"] >= 0.99
+
+
+@pytest.mark.slow
+def test_the_paper_recipe_groks_modular_division(tmp_path):
+    """The demo's run: x/y mod 97 at 50 % data, every default of the paper (about a minute)."""
+    cfg = RunConfig(steps=8000, stop_after_val_99=1)
+    summary = train_runs([cfg], [tmp_path / "run"], progress=False)[0]
+    assert summary["steps_to_train_99"] is not None and summary["steps_to_val_99"] is not None
+    assert summary["steps_to_val_99"] >= 4 * summary["steps_to_train_99"]
