@@ -45,7 +45,7 @@ def test_weight_decay_towards_init_pulls_to_the_initial_weights():
     flat = torch.full((1, 4), 2.0, dtype=torch.float64)
     opt = BatchedAdamW([cfg], flat)
     flat += 1.0  # move away from the initial weights (2.0)
-    for u in range(1, 21):
+    for _ in range(20):
         opt.step(flat, torch.zeros_like(flat))
     factor = math.prod(1 - cfg.lr * min(1, u / cfg.warmup_steps) * cfg.weight_decay for u in range(1, 21))
     torch.testing.assert_close(flat, torch.full((1, 4), 2.0 + factor, dtype=torch.float64))

@@ -47,7 +47,7 @@ def _batch_size(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"batch size must be an integer or 'full', got {text!r}")
+        raise argparse.ArgumentTypeError(f"batch size must be an integer or 'full', got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"batch size must be >= 1 or 'full', got {value}")
     return value

@@ -444,7 +444,7 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
             h3 = norms.after_attn(h[:, 2 * n + B :], _flinear(z3, params[b + "W_O"], params[b + "b_O"]))
             h = norms.after_mlp(h3, _fmlp(norms.mlp_in(h3), params, b, cfg.activation))  # [E, B, d]
             return _funembed(cfg, params, h)
-        q0, q1, q2 = q[:, :n], q[:, n : 2 * n], q[:, 2 * n : 2 * n + B]
+        q1, q2 = q[:, n : 2 * n], q[:, 2 * n : 2 * n + B]  # position 0 needs no query
         k0, k1, v0, v1 = k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]
         z = torch.cat(
             [

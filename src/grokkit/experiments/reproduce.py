@@ -8,7 +8,6 @@ its scale, wall time, claim and verdict; REPORT.md is rebuilt from every such fi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
