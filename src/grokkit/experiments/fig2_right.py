@@ -20,7 +20,7 @@ MODULAR = [name for name in OPERATIONS if not name.startswith("s5")]
 REDUCTIONS = {
     "smoke": "all 12 operations, modulus 11, 2 fractions, 1 seed, 1 layer of width 16, 20 steps: code path only.",
     "laptop": ("modulus 23 instead of 97; the 3 S5 operations left out (each costs ~30x a mod-23 "
-               "run on a CPU); fractions 0.2-0.8 step 0.2; 1 seed instead of 3; budget 3,000 steps "
+               "run on a CPU); fractions 0.2-0.8 step 0.2; 1 seed instead of 3; budget 10,000 steps "
                "instead of 10^5; runs stop 200 steps after reaching 99 % validation. Paper model, AdamW."),
     "paper": "all 12 operations, modulus 97, fractions 0.05-0.95 step 0.05, 3 seeds, budget 10^5 steps, AdamW.",
 }
@@ -32,7 +32,7 @@ def runs(scale: str) -> list[RunConfig]:
         ops, changes, fractions, seeds = list(OPERATIONS), dict(modulus=11), (0.5, 0.8), range(1)
     elif scale == "laptop":
         ops, fractions, seeds = MODULAR, (0.2, 0.4, 0.6, 0.8), range(1)
-        changes = dict(modulus=23, steps=3_000, stop_after_val_99=200)
+        changes = dict(modulus=23, steps=10_000, stop_after_val_99=200)
     else:
         ops, changes, fractions, seeds = list(OPERATIONS), {}, common.PAPER_FRACTIONS, range(3)
     return [common.base_config(op, scale, train_fraction=f, seed=s, **changes)
