@@ -78,42 +78,58 @@ _RUN_FLAGS = {
 }  # fmt: skip
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
+SCHEDULE_FLAGS = ("eval_every", "checkpoint_every", "stop_after_val_99")
+
+
+def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    """The flags that define a run. With ``grid`` (grokkit sweep) every flag except the schedule's
+    takes one or more values."""
     from grokkit.optim import PRESETS
 
-    g = p.add_argument_group("task")
-    g.add_argument("--op", help="operation, e.g. x/y, x+y, s5_xy (default x/y)")
-    g.add_argument("--modulus", type=int, help="modulus p for the modular operations (default 97)")
-    g.add_argument("--train-fraction", type=float, help="fraction of equations used for training (default 0.5)")
-    g.add_argument("--seed", type=int, help="seed of initialisation, batch order and noise (default 0)")
-    g.add_argument("--split-seed", type=int, help="seed of the train/validation split (default: --seed)")
-    g.add_argument("--outliers", type=int, help="k training answers replaced by other answers (A.4)")
-    g.add_argument("--outlier-seed", type=int, help="seed for choosing outliers (default: the split seed)")
-    g = p.add_argument_group("schedule")
-    g.add_argument("--eval-every", type=int, help="evaluate every N steps, log-spaced before (default 50)")
-    g.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 1000)")
-    g.add_argument("--stop-after-val-99", type=int, metavar="N",
-                   help="stop once validation accuracy has stayed >= 99%% for N steps (default: never)")
-    g = p.add_argument_group("model")
-    g.add_argument("--layers", type=int, help="transformer layers (default 2)")
-    g.add_argument("--d-model", type=int, help="width (default 128)")
-    g.add_argument("--heads", type=int, help="attention heads (default 4)")
-    g.add_argument("--d-mlp", type=int, help="MLP hidden width (default 512)")
-    g.add_argument("--norm", choices=["pre", "post"], help="LayerNorm placement (default pre)")
-    g.add_argument("--activation", choices=["relu", "gelu"], help="MLP activation (default relu)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", choices=list(PRESETS), help="preset of Figure 2 left (default adamw)")
-    g.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
-    g.add_argument("--weight-decay", type=float, help="decoupled weight decay (default 1)")
-    g.add_argument("--decay-target", choices=["origin", "init"], help="decay towards (default origin)")
-    g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
-    g.add_argument("--beta2", type=float, help="Adam beta2 (default 0.98)")
-    g.add_argument("--warmup-steps", type=int, help="linear warm-up updates (default 10)")
-    g.add_argument("--batch-size", type=_batch_size,
-                   help="minibatch size or 'full' (default min(512, ceil(N_train/2)))")
-    g.add_argument("--update-noise", type=float, help="std of Gaussian noise on the Adam update")
-    g.add_argument("--weight-noise", type=float, help="std of Gaussian weight noise in the forward pass")
-    g.add_argument("--dropout", type=float, help="residual dropout rate")
+    def group(title: str, gridded: bool = True):
+        g = p.add_argument_group(title + (" [grid]" if grid and gridded else ""))
+
+        def add(*names, **kw):
+            if grid and gridded:
+                kw["nargs"] = "+"
+                kw.setdefault("metavar", None if "choices" in kw else "V")
+            g.add_argument(*names, **kw)
+
+        return add
+
+    add = group("task")
+    add("--op", help="operation, e.g. x/y, x+y, s5_xy (default x/y)")
+    add("--modulus", type=int, help="modulus p for the modular operations (default 97)")
+    add("--train-fraction", type=float, help="fraction of equations used for training (default 0.5)")
+    add("--seed", type=int, help="seed of initialisation, batch order and noise (default 0)")
+    add("--split-seed", type=int, help="seed of the train/validation split (default: --seed)")
+    add("--outliers", type=int, help="k training answers replaced by other answers (A.4)")
+    add("--outlier-seed", type=int, help="seed for choosing outliers (default: the split seed)")
+    add = group("schedule", gridded=False)
+    add("--eval-every", type=int, help="evaluate every N steps, log-spaced before (default 50)")
+    add("--checkpoint-every", type=int, help="checkpoint every N steps (default 1000)")
+    add("--stop-after-val-99", type=int, metavar="N",
+        help="stop once validation accuracy has stayed >= 99%% for N steps (default: never)")
+    add = group("model")
+    add("--layers", type=int, help="transformer layers (default 2)")
+    add("--d-model", type=int, help="width (default 128)")
+    add("--heads", type=int, help="attention heads (default 4)")
+    add("--d-mlp", type=int, help="MLP hidden width (default 512)")
+    add("--norm", choices=["pre", "post"], help="LayerNorm placement (default pre)")
+    add("--activation", choices=["relu", "gelu"], help="MLP activation (default relu)")
+    add = group("optimisation (individual knobs override the preset)")
+    add("--optimizer", choices=list(PRESETS), metavar="PRESET",
+        help=f"preset of Figure 2 left: {', '.join(PRESETS)} (default adamw)")
+    add("--lr", type=float, help="learning rate (default 1e-3)")
+    add("--weight-decay", type=float, help="decoupled weight decay (default 1)")
+    add("--decay-target", choices=["origin", "init"], help="decay towards (default origin)")
+    add("--beta1", type=float, help="Adam beta1 (default 0.9)")
+    add("--beta2", type=float, help="Adam beta2 (default 0.98)")
+    add("--warmup-steps", type=int, help="linear warm-up updates (default 10)")
+    add("--batch-size", type=_batch_size, help="minibatch size or 'full' (default min(512, ceil(N_train/2)))")
+    add("--update-noise", type=float, help="std of Gaussian noise on the Adam update")
+    add("--weight-noise", type=float, help="std of Gaussian weight noise in the forward pass")
+    add("--dropout", type=float, help="residual dropout rate")
 
 
 def config_from_args(args: argparse.Namespace, base=None):

@@ -505,24 +505,18 @@ def _run_ray(ray, tasks, groups, jobs, device, finished, errors) -> None:
 # ---------------------------------------------------------------- grokkit sweep
 
 # Grid-able flags: flag dest -> RunConfig / OptimizerConfig field (preset first, see expand_grid).
-_GRID_FLAGS = {
-    "optimizer": "preset", "op": "operation", "modulus": "modulus",
-    "train_fraction": "train_fraction", "seed": "seed", "split_seed": "split_seed",
-    "outliers": "outliers", "outlier_seed": "outlier_seed", "layers": "n_layers",
-    "d_model": "d_model", "heads": "n_heads", "d_mlp": "d_mlp", "norm": "norm",
-    "activation": "activation", "lr": "lr", "weight_decay": "weight_decay",
-    "decay_target": "decay_target", "beta1": "beta1", "beta2": "beta2",
-    "warmup_steps": "warmup_steps", "batch_size": "batch_size", "update_noise": "update_noise",
-    "weight_noise": "weight_noise", "dropout": "dropout",
-}  # fmt: skip
-_SINGLE_FLAGS = {"steps": "steps", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
-                 "stop_after_val_99": "stop_after_val_99"}  # fmt: skip
+def _flag_fields() -> tuple[dict[str, str], dict[str, str]]:
+    """(grid flags, single-valued flags) -> RunConfig field, from the CLI's one list of run flags."""
+    from grokkit.cli import _RUN_FLAGS, SCHEDULE_FLAGS
+
+    grid = {"optimizer": "preset", **{a: f for a, f in _RUN_FLAGS.items() if a not in SCHEDULE_FLAGS}}
+    single = {"steps": "steps", **{a: _RUN_FLAGS[a] for a in SCHEDULE_FLAGS}}
+    return grid, single
 
 
 def add_sweep_command(sub) -> None:
     """Register ``grokkit sweep`` on the CLI's sub-parsers."""
-    from grokkit.cli import _batch_size
-    from grokkit.optim import PRESETS
+    from grokkit.cli import add_run_flags
 
     p = sub.add_parser(
         "sweep", help="train the cartesian product of several settings as a sweep",
@@ -541,50 +535,18 @@ def add_sweep_command(sub) -> None:
                    help="most runs trained as one population (default 16 on CPU, 256 on GPU)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     g.add_argument("--quiet", action="store_true", help="no progress bar, no per-run lines")
-    multi = {"nargs": "+", "metavar": "V"}
-    g = p.add_argument_group("task [grid]")
-    g.add_argument("--op", **multi, help="operations, e.g. x/y x+y s5_xy (default x/y)")
-    g.add_argument("--modulus", type=int, **multi, help="moduli (default 97)")
-    g.add_argument("--train-fraction", type=float, **multi, help="training fractions (default 0.5)")
-    g.add_argument("--seed", type=int, **multi, help="seeds (default 0)")
-    g.add_argument("--split-seed", type=int, **multi, help="split seeds (default: the seed)")
-    g.add_argument("--outliers", type=int, **multi, help="numbers of outliers (default 0)")
-    g.add_argument("--outlier-seed", type=int, **multi, help="outlier seeds (default: the split seed)")
-    g = p.add_argument_group("schedule (one value each)")
-    g.add_argument("--eval-every", type=int, help="evaluate every N steps (default 50)")
-    g.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 1000)")
-    g.add_argument("--stop-after-val-99", type=int, metavar="N",
-                   help="stop a run once val accuracy has stayed >= 99%% for N steps (default never)")
-    g = p.add_argument_group("model [grid]")
-    g.add_argument("--layers", type=int, **multi, help="transformer layers (default 2)")
-    g.add_argument("--d-model", type=int, **multi, help="widths (default 128)")
-    g.add_argument("--heads", type=int, **multi, help="attention heads (default 4)")
-    g.add_argument("--d-mlp", type=int, **multi, help="MLP widths (default 512)")
-    g.add_argument("--norm", choices=["pre", "post"], nargs="+", help="LayerNorm placement (default pre)")
-    g.add_argument("--activation", choices=["relu", "gelu"], nargs="+", help="MLP activation (default relu)")
-    g = p.add_argument_group("optimisation [grid]; individual knobs override the preset")
-    g.add_argument("--optimizer", choices=list(PRESETS), nargs="+", metavar="PRESET",
-                   help=f"presets of Figure 2 left: {', '.join(PRESETS)} (default adamw)")
-    g.add_argument("--lr", type=float, **multi, help="learning rates")
-    g.add_argument("--weight-decay", type=float, **multi, help="weight decays")
-    g.add_argument("--decay-target", choices=["origin", "init"], nargs="+", help="decay targets")
-    g.add_argument("--beta1", type=float, **multi)
-    g.add_argument("--beta2", type=float, **multi)
-    g.add_argument("--warmup-steps", type=int, **multi)
-    g.add_argument("--batch-size", type=_batch_size, **multi, help="batch sizes or 'full'")
-    g.add_argument("--update-noise", type=float, **multi)
-    g.add_argument("--weight-noise", type=float, **multi)
-    g.add_argument("--dropout", type=float, **multi)
+    add_run_flags(p, grid=True)
     p.set_defaults(func=cmd_sweep)
 
 
 def configs_from_args(args) -> list[RunConfig]:
     """The sweep's configs: defaults, then the single-valued flags, then the grid."""
+    grid_flags, single_flags = _flag_fields()
     base = RunConfig()
-    single = {f: getattr(args, a) for a, f in _SINGLE_FLAGS.items() if getattr(args, a) is not None}
+    single = {f: getattr(args, a) for a, f in single_flags.items() if getattr(args, a) is not None}
     if single:
         base = base.with_changes(**single)
-    grid = {f: getattr(args, a) for a, f in _GRID_FLAGS.items() if getattr(args, a) is not None}
+    grid = {f: getattr(args, a) for a, f in grid_flags.items() if getattr(args, a) is not None}
     return expand_grid(base, grid)
 
 
