@@ -23,8 +23,7 @@ REDUCTIONS = {
     "smoke": "s5_xy and x+y mod 11, 1 layer of width 16, 20 steps: code path only (no structure expected).",
     "laptop": ("s5_xy at 60 % data and x+y mod 97 at 50 % data, AdamW (weight decay 1), budget "
                "10,000 steps instead of 10^5 (the paper does not give its runs' budgets), no early "
-               "stop: the structure forms while weight decay keeps working after generalisation "
-               "(runs stopped 500 steps after reaching 99 % showed none). Paper model."),
+               "stop. Paper model."),
     "paper": ("s5_xy at 60 % data and x+y mod 97 at 50 % data (the paper gives neither: our choice), "
               "AdamW (weight decay 1), budget 10^5 steps, seed 0."),
 }
