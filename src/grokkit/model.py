@@ -22,6 +22,7 @@ Sequence layout: position 0 = x, 1 = operator, 2 = y, 3 = "=". The answer is rea
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -108,6 +109,28 @@ def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@functools.lru_cache(maxsize=None)
+def parameter_layout(cfg: ModelConfig) -> tuple[tuple[str, int, int, tuple[int, ...]], ...]:
+    """(name, offset, size, shape) of each weight in the flat parameter vector, in order."""
+    layout, offset = [], 0
+    for name, shape in parameter_shapes(cfg).items():
+        size = math.prod(shape)
+        layout.append((name, offset, size, shape))
+        offset += size
+    return tuple(layout)
+
+
+def unflatten(flat: Tensor, cfg: ModelConfig) -> dict[str, Tensor]:
+    """Named views (no copies) into a flat parameter tensor [..., P]: leading axes are kept, so a
+    population's [E, P] gives [E, ...] weights and a checkpoint's [P] one member's weights."""
+    name, offset, size, shape = parameter_layout(cfg)[-1]
+    if flat.shape[-1] != offset + size:
+        raise ValueError(f"flat parameters have {flat.shape[-1]} entries, the model needs {offset + size}")
+    lead = flat.shape[:-1]
+    return {name: flat[..., offset : offset + size].view(*lead, *shape)
+            for name, offset, size, shape in parameter_layout(cfg)}  # fmt: skip
+
+
 def count_parameters(cfg: ModelConfig, embeddings: bool = True) -> int:
     total = 0
     for name, shape in parameter_shapes(cfg).items():
@@ -143,11 +166,10 @@ def init_parameters(cfg: ModelConfig, generator: torch.Generator) -> dict[str, T
 # ---------------------------------------------------------------- building blocks (member-batched)
 
 
-def _linear(h: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
-    """h: [E, R, i] @ W: [E, i, o] + b: [E, o] -> [E, R, o]."""
-    if b is None:
-        return torch.bmm(h, W)
-    return torch.baddbmm(b.unsqueeze(1), h, W)
+def _linear(h: Tensor, W: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
+    """h: [E, R, i] @ W: [E, i, o] + b: [E, o] -> [E, R, o], then ReLU if ``relu``."""
+    out = torch.bmm(h, W) if b is None else torch.baddbmm(b.unsqueeze(1), h, W)
+    return F.relu(out) if relu else out
 
 
 def _layer_norm(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -156,8 +178,13 @@ def _layer_norm(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.addcmul(b.view(shape), F.layer_norm(h, h.shape[-1:]), w.view(shape))
 
 
-def _mlp(h: Tensor, p: dict[str, Tensor], b: str, act) -> Tensor:
-    return _linear(act(_linear(h, p[b + "W_in"], p[b + "b_in"])), p[b + "W_out"], p[b + "b_out"])
+def _mlp(h: Tensor, p: dict[str, Tensor], b: str, activation: str, linear=_linear) -> Tensor:
+    """The block's MLP; ``linear`` is ``_linear`` or the fast path's ``_flinear`` (which fuses ReLU)."""
+    if activation == "relu":
+        hidden = linear(h, p[b + "W_in"], p[b + "b_in"], relu=True)
+    else:
+        hidden = ACTIVATIONS[activation](linear(h, p[b + "W_in"], p[b + "b_in"]))
+    return linear(hidden, p[b + "W_out"], p[b + "b_out"])
 
 
 class _Norms:
@@ -183,10 +210,16 @@ class _Norms:
         return h + m if self.pre else self.ln("ln2", h + m)
 
 
-def _unembed(cfg: ModelConfig, p: dict[str, Tensor], h: Tensor) -> Tensor:
+def _unembed(cfg: ModelConfig, p: dict[str, Tensor], h: Tensor, linear=_linear) -> Tensor:
     if cfg.norm == "pre":
         h = _layer_norm(h, p["ln_f_w"], p["ln_f_b"])
-    return torch.bmm(h, p["W_U"])
+    return linear(h, p["W_U"], None)
+
+
+def _fused(p: dict[str, Tensor], b: str, names: str) -> tuple[Tensor, Tensor]:
+    """Weights and biases of several projections side by side, e.g. names="QKV": one product."""
+    return (torch.cat([p[f"{b}W_{n}"] for n in names], dim=2),
+            torch.cat([p[f"{b}b_{n}"] for n in names], dim=1))  # fmt: skip
 
 
 def _gather_rows(table: Tensor, flat_index: Tensor, E: int, B: int) -> Tensor:
@@ -213,7 +246,6 @@ def forward_reference(
     """
     E, B, T = tokens.shape
     d, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
-    act = ACTIVATIONS[cfg.activation]
     offsets = (torch.arange(E, device=tokens.device) * cfg.vocab_size).view(E, 1, 1)
     h = params["W_E"].reshape(E * cfg.vocab_size, d)[(tokens + offsets).view(-1)].view(E, B, T, d)
     h = h + params["W_pos"][:, :T].unsqueeze(1)  # [E, B, T, d]
@@ -242,7 +274,7 @@ def forward_reference(
         z = torch.einsum("ebhqk,ebkhc->ebqhc", weights, v).reshape(E, B * T, d)
         attn = drop(_linear(z, params[b + "W_O"], params[b + "b_O"]))
         h = norms.after_attn(h.reshape(E, B * T, d), attn)
-        h = norms.after_mlp(h, drop(_mlp(norms.mlp_in(h), params, b, act))).view(E, B, T, d)
+        h = norms.after_mlp(h, drop(_mlp(norms.mlp_in(h), params, b, cfg.activation))).view(E, B, T, d)
     if all_positions:
         return _unembed(cfg, params, h.reshape(E, B * T, d)).view(E, B, T, -1)
     return _unembed(cfg, params, h[:, :, ANSWER_POSITION])
@@ -278,6 +310,11 @@ def _lp(x: Tensor, w_out_in: Tensor, b: Tensor | None, attr: str = "none") -> Te
     return _ONEDNN_LINEAR(x, w_out_in, b, attr, [], "")
 
 
+def _stack_members(parts: list[Tensor]) -> Tensor:
+    """Per-member results [R, c] -> [E, R, c] (no copy for a single member)."""
+    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """h: [E, R, i] @ W: [E, i, o] + b: [E, o] (then ReLU if ``relu``) -> [E, R, o], per member."""
 
@@ -285,8 +322,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, h: Tensor, W: Tensor, b: Tensor | None, relu: bool) -> Tensor:
         attr = "relu" if relu else "none"
         E = h.shape[0]
-        outs = [_lp(h[e], W[e].t(), None if b is None else b[e], attr) for e in range(E)]
-        out = outs[0].unsqueeze(0) if E == 1 else torch.stack(outs)
+        out = _stack_members([_lp(h[e], W[e].t(), None if b is None else b[e], attr) for e in range(E)])
         ctx.relu, ctx.has_bias = relu, b is not None
         ctx.save_for_backward(h, W, out if relu else None)
         return out
@@ -300,16 +336,13 @@ class _OneDNNLinear(torch.autograd.Function):
         E = h.shape[0]
         dh = dW = db = None
         if ctx.needs_input_grad[0]:
-            parts = [_lp(g[e], W[e], None) for e in range(E)]
-            dh = parts[0].unsqueeze(0) if E == 1 else torch.stack(parts)
+            dh = _stack_members([_lp(g[e], W[e], None) for e in range(E)])
         if ctx.needs_input_grad[1]:
             # oneDNN copies a transposed weight operand: transpose the narrower of h and g.
             if h.shape[2] <= g.shape[2]:  # dW^T = g^T h, then a transposed view
-                parts = [_lp(g[e].t(), h[e].t(), None) for e in range(E)]
-                dW = (parts[0].unsqueeze(0) if E == 1 else torch.stack(parts)).transpose(1, 2)
+                dW = _stack_members([_lp(g[e].t(), h[e].t(), None) for e in range(E)]).transpose(1, 2)
             else:
-                parts = [_lp(h[e].t(), g[e].t(), None) for e in range(E)]
-                dW = parts[0].unsqueeze(0) if E == 1 else torch.stack(parts)
+                dW = _stack_members([_lp(h[e].t(), g[e].t(), None) for e in range(E)])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = g.sum(1)
         return dh, dW, db, None
@@ -319,15 +352,7 @@ def _flinear(h: Tensor, W: Tensor, b: Tensor | None, relu: bool = False) -> Tens
     """``_linear`` (optionally followed by ReLU) for the fast path: oneDNN where it applies."""
     if _onednn_eligible(h, W):
         return _OneDNNLinear.apply(h, W, b, relu)
-    out = _linear(h, W, b)
-    return F.relu(out) if relu else out
-
-
-def _fmlp(h: Tensor, p: dict[str, Tensor], b: str, activation: str) -> Tensor:
-    if activation == "relu":
-        return _flinear(_flinear(h, p[b + "W_in"], p[b + "b_in"], relu=True), p[b + "W_out"], p[b + "b_out"])
-    act = ACTIVATIONS[activation]
-    return _flinear(act(_flinear(h, p[b + "W_in"], p[b + "b_in"])), p[b + "W_out"], p[b + "b_out"])
+    return _linear(h, W, b, relu)
 
 
 def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -> Tensor:
@@ -344,12 +369,6 @@ def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -
     for i in range(1, len(values)):
         out = out + w[..., i : i + 1] * values[i]
     return out.flatten(-2)
-
-
-def _funembed(cfg: ModelConfig, p: dict[str, Tensor], h: Tensor) -> Tensor:
-    if cfg.norm == "pre":
-        h = _layer_norm(h, p["ln_f_w"], p["ln_f_b"])
-    return _flinear(h, p["W_U"], None)
 
 
 def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor) -> Tensor:
@@ -380,9 +399,7 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
 
     norms = _Norms(cfg, params, 0)
     b = "blocks.0."
-    W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
-    b_QKV = torch.cat([params[b + "b_Q"], params[b + "b_K"], params[b + "b_V"]], dim=1)
-    qkv = _flinear(norms.attn_in(tables), W_QKV, b_QKV)  # [E, 2n+2, 3d]
+    qkv = _flinear(norms.attn_in(tables), *_fused(params, b, "QKV"))  # [E, 2n+2, 3d]
     q0, k0, v0 = qkv[:, :n].chunk(3, dim=-1)  # per x
     q1, k1, v1 = qkv[:, n : n + 1].chunk(3, dim=-1)  # constant
     qkv2 = _gather_rows(qkv[:, n + 1 : 2 * n + 1], fy, E, B)  # per example, by y
@@ -409,7 +426,7 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
         [t0, t1.expand(E, n, d), _gather_rows(t2, fy, E, B), t3.expand(E, B, d)], dim=1
     )
     h = norms.after_attn(residual, _flinear(z, params[b + "W_O"], params[b + "b_O"]))
-    h = norms.after_mlp(h, _fmlp(norms.mlp_in(h), params, b, cfg.activation))  # [E, 2n+2B, d]
+    h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, cfg.activation, _flinear))  # [E, 2n+2B, d]
 
     for layer in range(1, cfg.n_layers):
         b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
@@ -417,17 +434,10 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
         a_in = norms.attn_in(h)
         if last:
             # Only "=" needs a query: keys and values for every row, the query for position 3 only.
-            kv = _flinear(
-                a_in,
-                torch.cat([params[b + "W_K"], params[b + "W_V"]], dim=2),
-                torch.cat([params[b + "b_K"], params[b + "b_V"]], dim=1),
-            )
-            k, v = kv.chunk(2, dim=-1)
+            k, v = _flinear(a_in, *_fused(params, b, "KV")).chunk(2, dim=-1)
             q3 = _flinear(a_in[:, 2 * n + B :], params[b + "W_Q"], params[b + "b_Q"])
         else:
-            W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
-            b_QKV = torch.cat([params[b + "b_Q"], params[b + "b_K"], params[b + "b_V"]], dim=1)
-            q, k, v = _flinear(a_in, W_QKV, b_QKV).chunk(3, dim=-1)
+            q, k, v = _flinear(a_in, *_fused(params, b, "QKV")).chunk(3, dim=-1)
             q3 = q[:, 2 * n + B :]
         # Keys and values of positions 0 and 1 live in per-x tables; fetch each example's rows.
         per_x = torch.cat([k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]], dim=-1)
@@ -442,8 +452,8 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
         )
         if last:
             h3 = norms.after_attn(h[:, 2 * n + B :], _flinear(z3, params[b + "W_O"], params[b + "b_O"]))
-            h = norms.after_mlp(h3, _fmlp(norms.mlp_in(h3), params, b, cfg.activation))  # [E, B, d]
-            return _funembed(cfg, params, h)
+            h = norms.after_mlp(h3, _mlp(norms.mlp_in(h3), params, b, cfg.activation, _flinear))  # [E, B, d]
+            return _unembed(cfg, params, h, _flinear)
         q1, q2 = q[:, n : 2 * n], q[:, 2 * n : 2 * n + B]  # position 0 needs no query
         k0, k1, v0, v1 = k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]
         z = torch.cat(
@@ -461,5 +471,5 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
             dim=1,
         )
         h = norms.after_attn(h, _flinear(z, params[b + "W_O"], params[b + "b_O"]))
-        h = norms.after_mlp(h, _fmlp(norms.mlp_in(h), params, b, cfg.activation))
-    return _funembed(cfg, params, h[:, 2 * n + B :])  # only reached with a single layer
+        h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, cfg.activation, _flinear))
+    return _unembed(cfg, params, h[:, 2 * n + B :], _flinear)  # only reached with a single layer

@@ -26,6 +26,7 @@ from grokkit.model import (
     forward_reference,
     init_parameters,
     parameter_shapes,
+    unflatten,
 )
 from grokkit.optim import BatchedAdamW
 
@@ -174,12 +175,7 @@ class Population:
 
     def views(self, flat: Tensor) -> dict[str, Tensor]:
         """Named [E, ...] views into a flat [E, P] tensor (no copies)."""
-        E, out, offset = flat.shape[0], {}, 0
-        for name, shape in self.shapes.items():
-            size = math.prod(shape)
-            out[name] = flat[:, offset : offset + size].view(E, *shape)
-            offset += size
-        return out
+        return unflatten(flat, self.model_config)
 
     def parameters(self) -> dict[str, Tensor]:
         return self.views(self.flat)

@@ -47,6 +47,11 @@ def is_eval_step(step: int, config: RunConfig) -> bool:
     return step < limit and step in log_spaced_steps(limit)
 
 
+def needs_evaluation(step: int, config: RunConfig) -> bool:
+    """A metrics row is due: a scheduled evaluation, a checkpoint, or the end of the budget."""
+    return is_eval_step(step, config) or step >= config.steps or step % config.checkpoint_every == 0
+
+
 @dataclass
 class Tracker:
     """One run's record: the metric rows and the quantities the summary reports."""
@@ -152,23 +157,20 @@ def train_runs(
     def wall(i: int) -> float:
         return trackers[i].wall_before + time.perf_counter() - start_wall
 
-    def checkpoint(slot: int, i: int) -> None:
-        trackers[i].last_checkpoint_step = pop.step_count
-        state = pop.member_state(slot)
-        tracker = asdict(trackers[i])
-        tracker["wall_before"] = wall(i)
-        state["tracker"] = tracker
-        runs.save_checkpoint(run_dirs[i], state)
+    def write_out(slot: int, i: int, status: str = "running", message: str = "") -> dict:
+        """Checkpoint (unless the run diverged: its last good one stays), metrics and summary."""
+        if status != "diverged":
+            trackers[i].last_checkpoint_step = pop.step_count
+            state = pop.member_state(slot)
+            state["tracker"] = {**asdict(trackers[i]), "wall_before": wall(i)}
+            runs.save_checkpoint(run_dirs[i], state)
         runs.write_metrics(run_dirs[i], trackers[i].rows)
-        runs.write_json(run_dirs[i] / "summary.json",
-                        _summary(configs[i], trackers[i], info[i], "running", ""))  # fmt: skip
+        summary = _summary(configs[i], trackers[i], info[i], status, message)
+        runs.write_json(run_dirs[i] / "summary.json", summary)
+        return summary
 
     def finish(slot: int, i: int, status: str, message: str = "") -> None:
-        if status != "diverged":
-            checkpoint(slot, i)
-        runs.write_metrics(run_dirs[i], trackers[i].rows)
-        summaries[i] = _summary(configs[i], trackers[i], info[i], status, message)
-        runs.write_json(run_dirs[i] / "summary.json", summaries[i])
+        summaries[i] = write_out(slot, i, status, message)
 
     def evaluate_and_record(force: bool) -> None:
         nonlocal nonfinite
@@ -180,20 +182,19 @@ def train_runs(
         for slot, i in enumerate(index):
             c, t = configs[i], trackers[i]
             values = {k: float(v[slot]) for k, v in metrics.items()}
+            row = {"step": step, **values, "lr": lr[slot] if step else 0.0, "wall_seconds": wall(i)}
             if bad[slot] or not all(math.isfinite(v) for v in values.values()):
                 done_at = t.last_checkpoint_step
                 message = (
                     f"loss became non-finite before step {step}; the run stopped"
                     + (f"; its last good checkpoint (step {done_at}) is kept" if done_at else "")
                 )
-                t.record({"step": step, **values, "lr": lr[slot] if step else 0.0, "wall_seconds": wall(i)})
+                t.record(row)
                 finish(slot, i, "diverged", message)
                 finished.append(slot)
                 continue
-            scheduled = is_eval_step(step, c) or step >= c.steps or step % c.checkpoint_every == 0
-            if scheduled or force:
-                t.record({"step": step, **values, "lr": lr[slot] if step else 0.0,
-                          "wall_seconds": wall(i)})  # fmt: skip
+            if force or needs_evaluation(step, c):
+                t.record(row)
             if step >= c.steps:
                 finish(slot, i, "completed")
                 finished.append(slot)
@@ -203,7 +204,7 @@ def train_runs(
                        f"validation accuracy stayed >= 99 % for {c.stop_after_val_99} steps")
                 finished.append(slot)
             elif step % c.checkpoint_every == 0 and step > start_step:
-                checkpoint(slot, i)
+                write_out(slot, i)
         if finished:
             keep = [s for s in range(len(index)) if s not in finished]
             index[:] = [index[s] for s in keep]
@@ -225,11 +226,7 @@ def train_runs(
             nonfinite |= ~torch.isfinite(losses)
             bar.update(1)
             step = pop.step_count
-            due = any(
-                is_eval_step(step, configs[i]) or step >= configs[i].steps
-                or step % configs[i].checkpoint_every == 0
-                for i in index
-            )  # fmt: skip
+            due = any(needs_evaluation(step, configs[i]) for i in index)
             # On the CPU a check per step is free; on a GPU it would sync, so wait for a due step.
             if due or (pop.device.type == "cpu" and bool(nonfinite.any())):
                 evaluate_and_record(force=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from torch import Tensor
@@ -10,28 +9,22 @@ from torch import Tensor
 from grokkit import runs
 from grokkit.config import RunConfig
 from grokkit.data import make_table
-from grokkit.model import ModelConfig, parameter_shapes
+from grokkit.model import ModelConfig, unflatten
 
 
 def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, Tensor]]:
     """(run config, model config, {name: tensor}) of the run's latest checkpoint.
 
-    The checkpoint stores one flat vector; ``parameter_shapes`` gives its layout (names in
-    order), so W_U comes back as [d_model, vocab] and its element rows are W_U[:, :n_elements].T.
+    The checkpoint stores one flat vector; ``grokkit.model.unflatten`` names its parts, so W_U comes back as [d_model, vocab] and its element rows are W_U[:, :n_elements].T.
     """
     run_dir = Path(run_dir)
     config = RunConfig.from_dict(runs.read_json(run_dir / "config.json"))
     model_config = config.model_config(make_table(config.operation, config.modulus).n_elements)
     flat = runs.load_checkpoint(run_dir)["flat"]
-    shapes = parameter_shapes(model_config)
-    total = sum(math.prod(s) for s in shapes.values())
-    if flat.numel() != total:
-        raise ValueError(f"{run_dir}: checkpoint has {flat.numel()} weights, the config needs {total}")
-    weights, offset = {}, 0
-    for name, shape in shapes.items():
-        size = math.prod(shape)
-        weights[name] = flat[offset : offset + size].view(shape)
-        offset += size
+    try:
+        weights = unflatten(flat, model_config)
+    except ValueError as e:
+        raise ValueError(f"{run_dir}: {e}") from None
     return config, model_config, weights
 
 
