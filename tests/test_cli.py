@@ -333,3 +333,16 @@ def test_bench_json(capsys):
     result = json.loads(out)
     assert isinstance(result, dict)
     assert isinstance(result["ms_per_step"], float) and result["ms_per_step"] > 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--population", "0"], "--population"),
+    (["--steps", "0"], "--steps"),
+    (["--warmup", "-1"], "--warmup"),
+])  # fmt: skip
+def test_bench_bad_input_is_one_line(capsys, flags, message):
+    code, out, err = run_cli(capsys, "bench", "--device", "cpu", *flags)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grokkit: error:") and message in lines[0]
+    assert "Traceback" not in err

@@ -256,6 +256,10 @@ def _plot_curves(run_dir: Path, summary: dict) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from grokkit.bench import benchmark
 
+    for flag, value, least in (("--population", args.population, 1), ("--steps", args.steps, 1),
+                               ("--warmup", args.warmup, 0)):  # fmt: skip
+        if value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
     result = benchmark(device=resolve_device(args.device), population=args.population,
                        steps=args.steps, warmup=args.warmup)  # fmt: skip
     if args.json:
