@@ -47,8 +47,9 @@ needs_onednn = pytest.mark.skipif(not M.USE_ONEDNN, reason="this PyTorch build h
 @pytest.mark.parametrize("E", [1, 3])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_onednn_linear_matches_baddbmm_values_and_gradients(E, relu, bias):
-    R, i, o = 37, 24, 40
+@pytest.mark.parametrize("io", [(24, 40), (40, 24)])  # both weight-gradient branches
+def test_onednn_linear_matches_baddbmm_values_and_gradients(E, relu, bias, io):
+    R, (i, o) = 37, io
     h = torch.randn(E, R, i, dtype=torch.float64)
     W = torch.randn(E, i, o, dtype=torch.float64) / i**0.5
     b = torch.randn(E, o, dtype=torch.float64) if bias else None

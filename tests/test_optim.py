@@ -22,8 +22,10 @@ def reference_adamw(cfg: OptimizerConfig, w0: torch.Tensor, grads: list[torch.Te
     return w.detach()
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("name", ["adamw", "adam", "adam-lr3e-3"])
-def test_batched_adamw_matches_torch_optim_per_member(name):
+def test_batched_adamw_matches_torch_optim_per_member(name, fused):
+    """Both update paths: PyTorch's fused kernel (the default) and the tensor expressions."""
     gen = torch.Generator().manual_seed(0)
     E, P, steps = 3, 50, 25
     configs = [preset(name), OptimizerConfig(lr=3e-3, weight_decay=0.3, beta2=0.95, warmup_steps=3),
@@ -31,7 +33,8 @@ def test_batched_adamw_matches_torch_optim_per_member(name):
     flat = torch.randn(E, P, generator=gen, dtype=torch.float64)
     w0 = flat.clone()
     grads = [torch.randn(E, P, generator=gen, dtype=torch.float64) for _ in range(steps)]
-    opt = BatchedAdamW(configs, flat)
+    opt = BatchedAdamW(configs, flat, fused=fused)
+    assert opt.fused == fused
     for g in grads:
         opt.step(flat, g)
     for i, c in enumerate(configs):
@@ -39,11 +42,12 @@ def test_batched_adamw_matches_torch_optim_per_member(name):
         torch.testing.assert_close(flat[i], expected, rtol=1e-12, atol=1e-12)
 
 
-def test_weight_decay_towards_init_pulls_to_the_initial_weights():
+@pytest.mark.parametrize("fused", [True, False])
+def test_weight_decay_towards_init_pulls_to_the_initial_weights(fused):
     """With zero gradient, Adam's step is 0 and decay alone acts: W - W0 shrinks by (1 - lr*wd)."""
     cfg = preset("adamw-to-init")
     flat = torch.full((1, 4), 2.0, dtype=torch.float64)
-    opt = BatchedAdamW([cfg], flat)
+    opt = BatchedAdamW([cfg], flat, fused=fused)
     flat += 1.0  # move away from the initial weights (2.0)
     for _ in range(20):
         opt.step(flat, torch.zeros_like(flat))

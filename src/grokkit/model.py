@@ -338,11 +338,12 @@ class _OneDNNLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dh = _stack_members([_lp(g[e], W[e], None) for e in range(E)])
         if ctx.needs_input_grad[1]:
-            # oneDNN copies a transposed weight operand: transpose the narrower of h and g.
-            if h.shape[2] <= g.shape[2]:  # dW^T = g^T h, then a transposed view
-                dW = _stack_members([_lp(g[e].t(), h[e].t(), None) for e in range(E)]).transpose(1, 2)
-            else:
+            # oneDNN makes a contiguous copy of its (transposed) first operand and reads the second
+            # as a transposed view for free: put the narrower of h [R, i] and g [R, o] first.
+            if h.shape[2] <= g.shape[2]:  # dW = h^T g
                 dW = _stack_members([_lp(h[e].t(), g[e].t(), None) for e in range(E)])
+            else:  # dW^T = g^T h, returned as a transposed view
+                dW = _stack_members([_lp(g[e].t(), h[e].t(), None) for e in range(E)]).transpose(1, 2)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = g.sum(1)
         return dh, dW, db, None

@@ -18,8 +18,8 @@ CLAIM = ("Weight decay improves generalisation the most; some generalisation hap
 OPTIONS: tuple[str, ...] = ()
 REDUCTIONS = {
     "smoke": "x+y mod 11, 2 fractions, 1 seed, 1 layer of width 16, 20 steps: code path only.",
-    "laptop": ("S5 replaced by x/y mod 31; fractions 0.3, 0.5, 0.7; 1 seed instead of 3; budget "
-               "4,000 steps instead of 10^5; runs stop 200 steps after reaching 99 % validation. "
+    "laptop": ("S5 replaced by x/y mod 31; fractions 0.5, 0.7, 0.9; 1 seed instead of 3; budget "
+               "10,000 steps instead of 10^5; runs stop 200 steps after reaching 99 % validation. "
                "Paper model, all 9 optimisers."),
     "paper": "s5_xy, fractions 0.05-0.95 step 0.05, 3 seeds, budget 10^5 steps, all 9 optimisers.",
 }
@@ -30,8 +30,8 @@ def runs(scale: str) -> list[RunConfig]:
     if scale == "smoke":
         op, changes, fractions, seeds = "x+y", dict(modulus=11), (0.4, 0.8), range(1)
     elif scale == "laptop":
-        op, fractions, seeds = "x/y", (0.3, 0.5, 0.7), range(1)
-        changes = dict(modulus=31, steps=4_000, stop_after_val_99=200)
+        op, fractions, seeds = "x/y", (0.5, 0.7, 0.9), range(1)
+        changes = dict(modulus=31, steps=10_000, stop_after_val_99=200)
     else:
         op, changes, fractions, seeds = "s5_xy", {}, common.PAPER_FRACTIONS, range(3)
     return [common.base_config(op, scale, name, train_fraction=f, seed=s, **changes)

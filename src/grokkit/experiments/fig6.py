@@ -26,7 +26,7 @@ REDUCTIONS = {
     "smoke": "x/y mod 11 (or --op at modulus 11), k in {0, 3, 20}, 2 fractions, 1 layer of width 16, 20 steps: code path only.",
     "laptop": ("modulus 31 instead of 97 (930 equations instead of 9,312) and k scaled by the same "
                "ratio, to keep the share of outliers: k in {0, 1, 10, 100, 200, 300}; fractions "
-               "0.3-0.9 step 0.2; 1 seed instead of 3; budget 3,000 steps instead of 10^5; runs stop "
+               "0.3-0.9 step 0.2; 1 seed instead of 3; budget 10,000 steps instead of 10^5; runs stop "
                "200 steps after reaching 99 % validation. Paper model, AdamW."),
     "paper": ("x/y mod 97 by default (the paper does not name the operation; --op changes it), "
               "k in {0, 10, 100, 1000, 2000, 3000}, fractions 0.05-0.95 step 0.05, 3 seeds, "
@@ -42,7 +42,7 @@ def _settings(scale: str, operation: str | None):
         base = common.base_config(op, scale, modulus=11)
         return base, SMOKE_OUTLIERS, (0.3, 0.6), range(1)
     if scale == "laptop":
-        base = common.base_config(op, scale, modulus=31, steps=3_000, stop_after_val_99=200)
+        base = common.base_config(op, scale, modulus=31, steps=10_000, stop_after_val_99=200)
         ratio = make_table(op, 31).n_equations / make_table(op, 97).n_equations
         ks = tuple(sorted({round(k * ratio) for k in PAPER_OUTLIERS}))
         return base, ks, (0.3, 0.5, 0.7, 0.9), range(1)
