@@ -174,3 +174,45 @@ def test_residue_labels_and_add_constant_pairs():
     assert len(pairs) == 97
     assert pairs[0] == (0, 8) and pairs[90] == (90, 1)
     assert add_constant_pairs(5, shift=2, p=7) == [(0, 2), (1, 3), (2, 4)]
+
+
+def test_translation_rates_find_the_shift_that_orders_a_circle():
+    """Points of Z_p on a circle in the order 0, 3, 6, ...: adding 3 (or -3) always reaches a
+    nearest neighbour, the paper's +8 does not, and a random layout scores about chance."""
+    from grokkit.analysis import translation_neighbour_rates
+
+    p, step = 31, 3
+    table = (np.arange(p)[:, None] + np.arange(p)[None, :]) % p  # a + b mod p
+    position = (np.arange(p) * pow(step, -1, p)) % p  # x sits at slot x / 3, so x + 3 is the next slot
+    angle = 2 * np.pi * position / p
+    circle = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    rates = translation_neighbour_rates(circle, table, k=2)
+    assert rates["right"][step] == 1.0 and rates["right"][p - step] == 1.0
+    assert rates["right"][8] == 0.0 and rates["right"][0] == 0.0  # identity: a point is not its own neighbour
+    np.testing.assert_array_equal(rates["left"], rates["right"])  # a commutative table
+    assert rates["chance"] == pytest.approx(2 / 30)
+    random = translation_neighbour_rates(np.random.default_rng(0).normal(size=(p, 2)), table, k=2)
+    assert random["right"][1:].mean() == pytest.approx(2 / 30, abs=0.02)
+
+
+def test_translation_rates_tell_left_from_right_multiplication_in_s5():
+    """A layout where each point sits next to x·g (a right coset pattern) scores 1 for the right
+    translation by g and near chance for the left one."""
+    from grokkit.analysis import translation_neighbour_rates
+
+    perms = list(itertools.permutations(range(5)))
+    index = {q: i for i, q in enumerate(perms)}
+    table = np.array([[index[compose(a, b)] for b in perms] for a in perms])
+    g = (1, 0, 2, 3, 4)  # a transposition: pairs {x, x·g} are the left cosets of <g>
+    points = np.zeros((120, 2))
+    seen = set()
+    for i, x in enumerate(perms):
+        if i in seen:
+            continue
+        j = index[compose(x, g)]
+        seen |= {i, j}
+        centre = np.random.default_rng(i).normal(size=2) * 100
+        points[i], points[j] = centre, centre + 0.01
+    rates = translation_neighbour_rates(points, table, k=1)
+    assert rates["right"][index[g]] == 1.0
+    assert rates["left"][index[g]] < 0.3

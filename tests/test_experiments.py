@@ -121,6 +121,11 @@ def test_fig3_has_one_row_per_element(smoke_dir):
     rows = read_csv(smoke_dir / "fig3.csv")
     assert sum(r["panel"] == "0" for r in rows) == 120  # S5
     assert sum(r["panel"] == "1" for r in rows) == 11  # x+y mod 11
+    for panel, n in (("0", 120), ("1", 11)):
+        r = next(r for r in rows if r["panel"] == panel)
+        assert float(r["translation_chance"]) == pytest.approx(5 / (n - 1))
+        assert 0 <= float(r["best_translation_rate"]) <= 1
+    assert next(r for r in rows if r["panel"] == "0")["shift_8_neighbour_rate"] == ""  # S5: not defined
 
 
 def test_every_scale_defines_runs():

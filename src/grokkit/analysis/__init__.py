@@ -6,10 +6,12 @@ from grokkit.analysis.embeddings import (
     compose,
     from_cycles,
     inverse,
+    nearest_neighbours,
     parse_permutation,
     residue_labels,
     s5_coset_labels,
     subgroup_closure,
+    translation_neighbour_rates,
     tsne_2d,
 )
 from grokkit.analysis.sharpness import flatten_parameters, keskar_sharpness
@@ -22,9 +24,11 @@ __all__ = [
     "from_cycles",
     "inverse",
     "keskar_sharpness",
+    "nearest_neighbours",
     "parse_permutation",
     "residue_labels",
     "s5_coset_labels",
     "subgroup_closure",
+    "translation_neighbour_rates",
     "tsne_2d",
 ]

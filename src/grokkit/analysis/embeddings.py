@@ -141,3 +141,30 @@ def add_constant_pairs(n: int, shift: int = 8, p: int | None = None) -> list[tup
         raise ValueError(f"p must be positive, got {p}")
     pairs = [(i, (i + shift) % p) for i in range(n)]
     return [(i, j) for i, j in pairs if j < n]
+
+
+def nearest_neighbours(points: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] indices of each point's k nearest other points (Euclidean)."""
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1)[:, : min(k, len(points) - 1)]
+
+
+def translation_neighbour_rates(points: np.ndarray, table: np.ndarray, k: int = 5) -> dict[str, np.ndarray]:
+    """How far a layout turns the operation's translations into short moves.
+
+    table: [n, n] results, table[a, b] = a ∘ b. For each element g, ``right[g]`` is the fraction
+    of points a whose a ∘ g is among a's k nearest neighbours, ``left[g]`` the same for g ∘ a.
+    A random layout scores about k / (n - 1) (``chance``). Figure 3's pictures are such moves:
+    x -> x + 8 (right translation by 8) for x + y, and cosets gH (closed under right
+    multiplication by H) for S5. Scanning every g finds the translations a run actually learned,
+    which need not be the paper's.
+    """
+    n = len(points)
+    nearest = nearest_neighbours(points, k)
+    is_near = np.zeros((n, n), dtype=bool)
+    is_near[np.arange(n)[:, None], nearest] = True
+    rows = np.arange(n)[:, None]
+    right = is_near[rows, table].mean(axis=0)  # [g]: mean over a of is_near[a, a∘g]
+    left = is_near[rows, table.T].mean(axis=0)  # [g]: mean over a of is_near[a, g∘a]
+    return {"right": right, "left": left, "chance": np.array(nearest.shape[1] / (n - 1))}

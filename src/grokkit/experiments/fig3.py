@@ -7,7 +7,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from grokkit.analysis import add_constant_pairs, residue_labels, s5_coset_labels, tsne_2d
+from grokkit.analysis import (add_constant_pairs, residue_labels, s5_coset_labels,
+                              translation_neighbour_rates, tsne_2d)  # fmt: skip
 from grokkit.analysis.weights import output_rows
 from grokkit.config import RunConfig
 from grokkit.data import make_table
@@ -29,6 +30,7 @@ REDUCTIONS = {
 }
 SHIFT = 8
 NEIGHBOURS = 5
+STRUCTURE_FACTOR = 5  # a translation rate above 5x chance counts as structure
 
 
 def runs(scale: str) -> list[RunConfig]:
@@ -63,6 +65,34 @@ def chance_agreement(labels: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
+def result_table(cfg: RunConfig) -> np.ndarray:
+    """[n, n] array of a ∘ b for the run's operation (Figure 3's operations have full tables)."""
+    table = make_table(cfg.operation, cfg.modulus)
+    n = table.n_elements
+    out = np.full((n, n), -1, dtype=np.int64)
+    out[table.x.numpy(), table.y.numpy()] = table.result.numpy()
+    if (out < 0).any():
+        raise ValueError(f"{cfg.operation} has no full table; Figure 3 needs every a ∘ b")
+    return out
+
+
+def translations(result) -> dict:
+    """The translation measure of one panel: the paper's own (x -> x+8 for x+y; none named for
+    S5, whose claim is the coset colouring) and the best over every element and side."""
+    cfg = result.config
+    _, points, _ = embed(result)
+    table = result_table(cfg)
+    rates = translation_neighbour_rates(points, table, NEIGHBOURS)
+    names = make_table(cfg.operation, cfg.modulus).operation.element_names
+    side = "right" if rates["right"].max() >= rates["left"].max() else "left"
+    g = int(np.argmax(rates[side]))
+    s5 = cfg.operation.startswith("s5")
+    best = f"x·{names[g]}" if side == "right" and s5 else f"{names[g]}·x" if s5 else f"x+{names[g]}"
+    return {"chance": float(rates["chance"]), "best": best, "best_rate": float(rates[side][g]),
+            "best_map": table[:, g] if side == "right" else table[g, :],  # a -> its translate
+            "paper_rate": None if s5 else float(rates["right"][SHIFT])}  # fmt: skip
+
+
 _EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE without computing it twice
 
 
@@ -76,12 +106,14 @@ def embed(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 CSV_HEADER = ["panel", "operation", "element", "name", "label", "tsne_x", "tsne_y",
-              "neighbour_agreement", "chance_agreement", "best_val_accuracy"]  # fmt: skip
+              "neighbour_agreement", "chance_agreement", "best_val_accuracy",
+              "shift_8_neighbour_rate", "best_translation", "best_translation_rate",
+              "translation_chance"]  # fmt: skip
 
 
 def plot(results, out_dir: Path, scale: str) -> list[Path]:
     apply_style()
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12.0, 5.4))
     rows = []
     for panel, (ax, result) in enumerate(zip(axes, results)):
         cfg = result.config
@@ -89,23 +121,34 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
         names = make_table(cfg.operation, cfg.modulus).operation.element_names
         agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
         best = result.summary["best_val_accuracy"]
+        t = translations(result)
         rows += [[panel, cfg.operation, i, names[i], int(labels[i]), float(points[i, 0]),
-                  float(points[i, 1]), agree, chance, best] for i in range(len(points))]  # fmt: skip
+                  float(points[i, 1]), agree, chance, best, t["paper_rate"], t["best"], t["best_rate"],
+                  t["chance"]] for i in range(len(points))]  # fmt: skip
         if not cfg.operation.startswith("s5"):
             for i, j in add_constant_pairs(len(points), SHIFT):
                 ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
+        for i, j in enumerate(t["best_map"]):  # the learned translation, in red
+            ax.plot(points[[i, j], 0], points[[i, j], 1], color="tab:red", lw=0.6, alpha=0.6, zorder=1)
         ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels.max() < 20 else "viridis",
                    s=14, zorder=2)  # fmt: skip
         what = ("colour = left coset of <(0,3)(1,4), (1,2)(3,4)>" if cfg.operation.startswith("s5")
-                else f"colour = x mod {SHIFT}, lines x -> x+{SHIFT}")
+                else f"colour = x mod {SHIFT}, grey lines x -> x+{SHIFT}")
         ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data "
                      f"(best val {common.fmt_pct(best)})\n{what}\n{NEIGHBOURS}-NN same colour "
-                     f"{agree:.2f} (chance {chance:.2f})", fontsize=8)  # fmt: skip
+                     f"{agree:.2f} (chance {chance:.2f})\nred lines: {_translation_text(t)}",
+                     fontsize=8)  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
     common.add_caption(fig, common.caption(REDUCTIONS, scale, "t-SNE of the rows of W_U for the element tokens."))
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     return [*common.save(fig, out_dir, NAME), csv_path]
+
+
+def _translation_text(t: dict) -> str:
+    paper = "" if t["paper_rate"] is None else f"; x+{SHIFT}: {t['paper_rate']:.2f}"
+    return (f"a -> {t['best'].replace('x', 'a')}, a {NEIGHBOURS}-NN of a for {t['best_rate']:.2f} of points"
+            f"{paper} (chance {t['chance']:.2f})")
 
 
 def verdict(results) -> str:
@@ -114,8 +157,14 @@ def verdict(results) -> str:
         cfg = result.config
         _, points, labels = embed(result)
         agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
-        clear = agree > 2 * chance
+        t = translations(result)
+        colours = "the paper's colouring groups them" if agree > 2 * chance else "the paper's colouring does not group them"
+        moves = (f"a translation maps points to near neighbours ({t['best']} is among the {NEIGHBOURS} "
+                 f"nearest for {100 * t['best_rate']:.0f} % of points, chance {100 * t['chance']:.0f} %)"
+                 if t["best_rate"] > STRUCTURE_FACTOR * t["chance"] else "no translation is local (no structure found)")
+        paper = ("" if t["paper_rate"] is None else
+                 f"; x -> x+{SHIFT} itself: {100 * t['paper_rate']:.0f} %")
         parts.append(f"{common.op_label(cfg)} (best val {common.fmt_pct(result.summary['best_val_accuracy'])}): "
-                     f"{NEIGHBOURS}-NN colour agreement {agree:.2f} vs chance {chance:.2f} "
-                     f"({'clear structure' if clear else 'little structure by this measure'})")
-    return "; ".join(parts) + ". Whether the x+y rows lie along x -> x+8 lines is judged by eye on the plot."
+                     f"{moves}{paper}; {NEIGHBOURS}-NN colour agreement {agree:.2f} vs chance {chance:.2f}, "
+                     f"{colours}")  # fmt: skip
+    return "; ".join(parts) + "."
