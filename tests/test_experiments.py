@@ -125,7 +125,9 @@ def test_fig3_has_one_row_per_element(smoke_dir):
         r = next(r for r in rows if r["panel"] == panel)
         assert float(r["translation_chance"]) == pytest.approx(5 / (n - 1))
         assert 0 <= float(r["best_translation_rate"]) <= 1
-    assert next(r for r in rows if r["panel"] == "0")["shift_8_neighbour_rate"] == ""  # S5: not defined
+    s5, add = (next(r for r in rows if r["panel"] == p) for p in ("0", "1"))
+    assert s5["shift_8_neighbour_rate"] == "" and add["shift_8_neighbour_rate"] != ""
+    assert s5["learned_cosets"].startswith(("x<", "<")) and add["learned_cosets"] == ""  # S5 only
 
 
 def test_every_scale_defines_runs():

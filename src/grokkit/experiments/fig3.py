@@ -7,8 +7,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from grokkit.analysis import (add_constant_pairs, residue_labels, s5_coset_labels,
-                              translation_neighbour_rates, tsne_2d)  # fmt: skip
+from grokkit.analysis import (add_constant_pairs, parse_permutation, residue_labels, s5_coset_labels,
+                              subgroup_closure, translation_neighbour_rates, tsne_2d)  # fmt: skip
 from grokkit.analysis.weights import output_rows
 from grokkit.config import RunConfig
 from grokkit.data import make_table
@@ -88,9 +88,18 @@ def translations(result) -> dict:
     g = int(np.argmax(rates[side]))
     s5 = cfg.operation.startswith("s5")
     best = f"x·{names[g]}" if side == "right" and s5 else f"{names[g]}·x" if s5 else f"x+{names[g]}"
-    return {"chance": float(rates["chance"]), "best": best, "best_rate": float(rates[side][g]),
-            "best_map": table[:, g] if side == "right" else table[g, :],  # a -> its translate
-            "paper_rate": None if s5 else float(rates["right"][SHIFT])}  # fmt: skip
+    out = {"chance": float(rates["chance"]), "best": best, "best_rate": float(rates[side][g]),
+           "best_map": table[:, g] if side == "right" else table[g, :],  # a -> its translate
+           "paper_rate": None if s5 else float(rates["right"][SHIFT]), "cosets": None}  # fmt: skip
+    if s5:
+        # a and a∘g close for most a: the clusters should be the left cosets a<g> (right cosets
+        # <g>a for g∘a). Colour by them and measure, as for the paper's H.
+        generator = [parse_permutation(names[g])]
+        labels = s5_coset_labels(names, side="left" if side == "right" else "right", generators=generator)
+        out["cosets"] = {"name": f"x<{names[g]}>" if side == "right" else f"<{names[g]}>x",
+                         "order": len(subgroup_closure(generator)),
+                         "agreement": neighbour_agreement(points, labels), "chance": chance_agreement(labels)}
+    return out
 
 
 _EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE without computing it twice
@@ -108,7 +117,8 @@ def embed(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 CSV_HEADER = ["panel", "operation", "element", "name", "label", "tsne_x", "tsne_y",
               "neighbour_agreement", "chance_agreement", "best_val_accuracy",
               "shift_8_neighbour_rate", "best_translation", "best_translation_rate",
-              "translation_chance"]  # fmt: skip
+              "translation_chance", "learned_cosets", "learned_coset_agreement",
+              "learned_coset_chance"]  # fmt: skip
 
 
 def plot(results, out_dir: Path, scale: str) -> list[Path]:
@@ -122,9 +132,11 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
         agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
         best = result.summary["best_val_accuracy"]
         t = translations(result)
+        c = t["cosets"]
+        cosets = [None, None, None] if c is None else [c["name"], c["agreement"], c["chance"]]
         rows += [[panel, cfg.operation, i, names[i], int(labels[i]), float(points[i, 0]),
                   float(points[i, 1]), agree, chance, best, t["paper_rate"], t["best"], t["best_rate"],
-                  t["chance"]] for i in range(len(points))]  # fmt: skip
+                  t["chance"], *cosets] for i in range(len(points))]  # fmt: skip
         if not cfg.operation.startswith("s5"):
             for i, j in add_constant_pairs(len(points), SHIFT):
                 ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
@@ -164,6 +176,10 @@ def verdict(results) -> str:
                  if t["best_rate"] > STRUCTURE_FACTOR * t["chance"] else "no translation is local (no structure found)")
         paper = ("" if t["paper_rate"] is None else
                  f"; x -> x+{SHIFT} itself: {100 * t['paper_rate']:.0f} %")
+        if t["cosets"] is not None:
+            c = t["cosets"]
+            paper += (f"; the cosets {c['name']} of that order-{c['order']} subgroup group the points: "
+                      f"5-NN same coset {c['agreement']:.2f} vs chance {c['chance']:.2f}")
         parts.append(f"{common.op_label(cfg)} (best val {common.fmt_pct(result.summary['best_val_accuracy'])}): "
                      f"{moves}{paper}; {NEIGHBOURS}-NN colour agreement {agree:.2f} vs chance {chance:.2f}, "
                      f"{colours}")  # fmt: skip
