@@ -363,12 +363,13 @@ def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -
     Returns [E, R, H * dh]. Over at most 4 positions, a handful of element-wise products beats a
     general attention kernel.
     """
+    q = q * scale
     scores = [(q * k).sum(-1) for k in keys]  # each [E, R, H] (constant positions broadcast)
-    scores = torch.stack(torch.broadcast_tensors(*scores), dim=-1) * scale  # [E, R, H, P]
-    w = scores.softmax(dim=-1)
-    out = w[..., 0:1] * values[0]
+    # Positions first: the softmax then runs along contiguous rows, and each w[i] is contiguous.
+    w = torch.stack(torch.broadcast_tensors(*scores)).softmax(dim=0).unbind(0)  # P x [E, R, H]
+    out = w[0].unsqueeze(-1) * values[0]
     for i in range(1, len(values)):
-        out = out + w[..., i : i + 1] * values[i]
+        out = out + w[i].unsqueeze(-1) * values[i]
     return out.flatten(-2)
 
 
@@ -401,11 +402,14 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
     norms = _Norms(cfg, params, 0)
     b = "blocks.0."
     qkv = _flinear(norms.attn_in(tables), *_fused(params, b, "QKV"))  # [E, 2n+2, 3d]
-    q0, k0, v0 = qkv[:, :n].chunk(3, dim=-1)  # per x
-    q1, k1, v1 = qkv[:, n : n + 1].chunk(3, dim=-1)  # constant
-    qkv2 = _gather_rows(qkv[:, n + 1 : 2 * n + 1], fy, E, B)  # per example, by y
+    # One split, not four slices: its backward is one concatenation instead of four zero-filled
+    # full-size gradients added together.
+    qkv0, qkv1, qkv2, qkv3 = qkv.split([n, 1, n, 1], dim=1)
+    q0, k0, v0 = qkv0.chunk(3, dim=-1)  # per x
+    q1, k1, v1 = qkv1.chunk(3, dim=-1)  # constant
+    qkv2 = _gather_rows(qkv2, fy, E, B)  # per example, by y
     q2, k2, v2 = qkv2.chunk(3, dim=-1)
-    q3, k3, v3 = qkv[:, 2 * n + 1 :].chunk(3, dim=-1)  # constant
+    q3, k3, v3 = qkv3.chunk(3, dim=-1)  # constant
     kv0x = _gather_rows(torch.cat([k0, v0], dim=-1), fx, E, B)
     k0x, v0x = kv0x.chunk(2, dim=-1)
 
@@ -433,18 +437,19 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
         b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
         last = layer == cfg.n_layers - 1
         a_in = norms.attn_in(h)
+        rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
         if last:
             # Only "=" needs a query: keys and values for every row, the query for position 3 only.
             k, v = _flinear(a_in, *_fused(params, b, "KV")).chunk(2, dim=-1)
-            q3 = _flinear(a_in[:, 2 * n + B :], params[b + "W_Q"], params[b + "b_Q"])
+            q3 = _flinear(a_in.split([2 * n + B, B], dim=1)[1], params[b + "W_Q"], params[b + "b_Q"])
         else:
             q, k, v = _flinear(a_in, *_fused(params, b, "QKV")).chunk(3, dim=-1)
-            q3 = q[:, 2 * n + B :]
+            _, q1, q2, q3 = q.split(rows, dim=1)  # position 0 needs no query
+        k0, k1, k2, k3 = k.split(rows, dim=1)
+        v0, v1, v2, v3 = v.split(rows, dim=1)
         # Keys and values of positions 0 and 1 live in per-x tables; fetch each example's rows.
-        per_x = torch.cat([k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]], dim=-1)
+        per_x = torch.cat([k0, k1, v0, v1], dim=-1)
         k0x, k1x, v0x, v1x = _gather_rows(per_x, fx, E, B).chunk(4, dim=-1)
-        k2, k3 = k[:, 2 * n : 2 * n + B], k[:, 2 * n + B :]
-        v2, v3 = v[:, 2 * n : 2 * n + B], v[:, 2 * n + B :]
         z3 = _attend(
             heads(q3),
             [heads(k0x), heads(k1x), heads(k2), heads(k3)],
@@ -452,11 +457,10 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
             scale,
         )
         if last:
-            h3 = norms.after_attn(h[:, 2 * n + B :], _flinear(z3, params[b + "W_O"], params[b + "b_O"]))
+            h3 = h.split([2 * n + B, B], dim=1)[1]
+            h3 = norms.after_attn(h3, _flinear(z3, params[b + "W_O"], params[b + "b_O"]))
             h = norms.after_mlp(h3, _mlp(norms.mlp_in(h3), params, b, cfg.activation, _flinear))  # [E, B, d]
             return _unembed(cfg, params, h, _flinear)
-        q1, q2 = q[:, n : 2 * n], q[:, 2 * n : 2 * n + B]  # position 0 needs no query
-        k0, k1, v0, v1 = k[:, :n], k[:, n : 2 * n], v[:, :n], v[:, n : 2 * n]
         z = torch.cat(
             [
                 v0,
