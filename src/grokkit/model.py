@@ -363,13 +363,16 @@ def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -
     Returns [E, R, H * dh]. Over at most 4 positions, a handful of element-wise products beats a
     general attention kernel.
     """
-    q = q * scale
     scores = [(q * k).sum(-1) for k in keys]  # each [E, R, H] (constant positions broadcast)
-    # Positions first: the softmax then runs along contiguous rows, and each w[i] is contiguous.
-    w = torch.stack(torch.broadcast_tensors(*scores)).softmax(dim=0).unbind(0)  # P x [E, R, H]
-    out = w[0].unsqueeze(-1) * values[0]
+    # The softmax runs along the last axis (one row per query and head), so each member's result
+    # is computed identically whatever E is: a softmax over the leading axis would be vectorised
+    # across rows, and which rows fall in the scalar tail then depends on E (different rounding,
+    # which Adam amplifies; see test_population_member_equals_the_same_run_trained_alone).
+    w = (torch.stack(torch.broadcast_tensors(*scores), dim=-1) * scale).softmax(dim=-1)
+    w = w.unsqueeze(-1).unbind(-2)  # P x [E, R, H, 1]
+    out = w[0] * values[0]
     for i in range(1, len(values)):
-        out = out + w[i].unsqueeze(-1) * values[i]
+        out = out + w[i] * values[i]
     return out.flatten(-2)
 
 
