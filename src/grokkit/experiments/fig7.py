@@ -72,18 +72,25 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     ax.set_xlabel(f"sharpness φ (ε = {EPSILON:g}, {ITERATIONS} L-BFGS-B iterations)")
     ax.set_ylabel("validation accuracy (%)")
     cfg = results[0].config
-    grokked = sum(r[2] >= 0.99 for r in rows)
     ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, {cfg.steps} steps: "
-                 f"{grokked}/{len(rows)} at >= 99% val\nSpearman ρ = {rho:.3f}, p = {p:.2g} "
+                 f"{sum(r[2] >= 0.99 for r in rows)}/{len(rows)} end at >= 99% val "
+                 f"({sum(r[3] >= 0.99 for r in rows)} reached it)\nSpearman ρ = {rho:.3f}, p = {p:.2g} "
                  f"(paper: ρ = -0.795, p < 1.4e-5)", fontsize=9)  # fmt: skip
     common.add_caption(fig, common.caption(REDUCTIONS, scale, "φ is measured on the run's full training set at its final weights."))
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
+def _grokked_text(rows: list[list]) -> str:
+    """Seeds at >= 99 % validation at the end (what φ is compared with) and at any evaluation:
+    with AdamW a grokked run can lose a few points in a late spike."""
+    final = sum(r[2] >= 0.99 for r in rows)
+    ever = sum(r[3] >= 0.99 for r in rows)
+    return f"{final} of {len(rows)} seeds end at >= 99 % validation accuracy ({ever} reached it at some point)"
+
+
 def verdict(results) -> str:
     rows, rho, p = table(results)
-    grokked = sum(r[2] >= 0.99 for r in rows)
-    head = f"{grokked} of {len(rows)} seeds reached 99 % validation accuracy"
+    head = _grokked_text(rows)
     if math.isnan(rho):
         return f"{head}; Spearman rho is undefined (constant sharpness or accuracy), so the claim is untested."
     agrees = rho < 0 and p < 0.05
