@@ -333,6 +333,8 @@ def test_bench_json(capsys):
     result = json.loads(out)
     assert isinstance(result, dict)
     assert isinstance(result["ms_per_step"], float) and result["ms_per_step"] > 0
+    assert result["member_steps_per_second"] == pytest.approx(1000 / result["ms_per_step"], rel=0.01)
+    assert result["fused_adamw"] is (hasattr(torch, "_fused_adamw_"))  # the fast optimizer is on by default
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -50,6 +50,7 @@ def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "onednn_linear": USE_ONEDNN and dev.type == "cpu",
+        "fused_adamw": pop.optimizer.fused,
         "operation": base.operation,
         "modulus": base.modulus,
     }
