@@ -56,6 +56,10 @@ class OptimizerConfig:
             if not ok:
                 raise ConfigError(message)
 
+    def lr_at(self, update: int) -> float:
+        """Learning rate of the given 1-based update: linear warm-up, lr * min(1, u / warmup)."""
+        return self.lr * (min(1.0, update / self.warmup_steps) if self.warmup_steps > 0 else 1.0)
+
     def resolve_batch_size(self, n_train: int) -> int:
         """The minibatch size for a training set of n_train equations."""
         if self.batch_size == 0:
@@ -129,9 +133,8 @@ class BatchedAdamW:
             return torch.tensor([float(getattr(c, name)) for c in configs], dtype=flat.dtype,
                                 device=flat.device).view(E, 1)  # fmt: skip
 
-        self.lr, self.weight_decay = column("lr"), column("weight_decay")
+        self.weight_decay = column("weight_decay")
         self.beta1, self.beta2, self.eps = column("beta1"), column("beta2"), column("eps")
-        self.warmup = column("warmup_steps")
         self.update_noise = column("update_noise")
         self.any_update_noise = any(c.update_noise > 0 for c in configs)
         self.decay_to_init = torch.tensor([c.decay_target == "init" for c in configs],
@@ -148,19 +151,19 @@ class BatchedAdamW:
 
     def scheduled_lr(self, update: int) -> Tensor:
         """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant)."""
-        factor = torch.clamp(update / self.warmup.clamp(min=1), max=1.0)
-        return self.lr * torch.where(self.warmup > 0, factor, torch.ones_like(factor))
+        return torch.tensor([c.lr_at(update) for c in self.configs], dtype=self.exp_avg.dtype,
+                            device=self.exp_avg.device).view(-1, 1)  # fmt: skip
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
         self.step_count += 1
         u = self.step_count
-        lr = self.scheduled_lr(u)
         if self.fused:
             self._fused_step(flat, grad, u)
         else:
-            self._tensor_step(flat, grad, u, lr)
+            self._tensor_step(flat, grad, u, self.scheduled_lr(u))
         if self.any_update_noise:
+            lr = self.scheduled_lr(u)
             # Only members with update noise draw, so the others' generators stay as if alone.
             eps = torch.stack([
                 torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
@@ -172,7 +175,7 @@ class BatchedAdamW:
     def _fused_step(self, flat: Tensor, grad: Tensor, u: int) -> None:
         step = torch.full((), float(u), dtype=torch.float32, device=flat.device)
         for e, c in enumerate(self.configs):
-            lr = c.lr * (min(1.0, u / c.warmup_steps) if c.warmup_steps > 0 else 1.0)
+            lr = c.lr_at(u)
             torch._fused_adamw_(
                 [flat[e]], [grad[e]], [self.exp_avg[e]], [self.exp_avg_sq[e]], [], [step],
                 lr=lr, beta1=c.beta1, beta2=c.beta2, weight_decay=c.weight_decay, eps=c.eps,
@@ -218,7 +221,7 @@ class BatchedAdamW:
     def keep(self, idx: Tensor) -> None:
         """Keep only the members at ``idx`` (see Population.keep)."""
         self.configs = [self.configs[i] for i in idx.tolist()]
-        for name in ("lr", "weight_decay", "beta1", "beta2", "eps", "warmup", "update_noise",
+        for name in ("weight_decay", "beta1", "beta2", "eps", "update_noise",
                      "decay_to_init", "exp_avg", "exp_avg_sq"):  # fmt: skip
             setattr(self, name, getattr(self, name)[idx].contiguous())
         if self.initial is not None:
