@@ -147,6 +147,8 @@ class BatchedAdamW:
         # PyTorch's fused AdamW kernel (what torch.optim.AdamW(fused=True) runs) makes one pass over
         # the weights instead of ~10 and gives torch.optim.AdamW's result to the last bit (tested).
         available = hasattr(torch, "_fused_adamw_") and flat.device.type in ("cpu", "cuda")
+        if fused and not available:
+            raise ValueError(f"PyTorch's fused AdamW is not available here (device {flat.device.type})")
         self.fused = available if fused is None else fused
 
     def scheduled_lr(self, update: int) -> Tensor:

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from grokkit.analysis import (add_constant_pairs, parse_permutation, residue_labels, s5_coset_labels,
-                              subgroup_closure, translation_neighbour_rates, tsne_2d)  # fmt: skip
+from grokkit.analysis import (add_constant_pairs, nearest_neighbours, parse_permutation, residue_labels,
+                              s5_coset_labels, subgroup_closure, translation_neighbour_rates, tsne_2d)  # fmt: skip
 from grokkit.analysis.weights import output_rows
 from grokkit.config import RunConfig
-from grokkit.data import make_table
+from grokkit.data import Table, make_table
 from grokkit.experiments import common
 from grokkit.plots import apply_style
 
@@ -51,10 +51,7 @@ def _labels(cfg: RunConfig, n: int) -> np.ndarray:
 
 def neighbour_agreement(points: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> float:
     """Fraction of each point's k nearest neighbours (in the plane) sharing its colour."""
-    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
-    np.fill_diagonal(d, np.inf)
-    k = min(k, len(points) - 1)
-    nearest = np.argsort(d, axis=1)[:, :k]
+    nearest = nearest_neighbours(points, k)
     return float((labels[nearest] == labels[:, None]).mean())
 
 
@@ -65,14 +62,13 @@ def chance_agreement(labels: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
-def result_table(cfg: RunConfig) -> np.ndarray:
-    """[n, n] array of a ∘ b for the run's operation (Figure 3's operations have full tables)."""
-    table = make_table(cfg.operation, cfg.modulus)
+def result_table(table: Table) -> np.ndarray:
+    """[n, n] array of a ∘ b (Figure 3's operations have full tables)."""
     n = table.n_elements
     out = np.full((n, n), -1, dtype=np.int64)
     out[table.x.numpy(), table.y.numpy()] = table.result.numpy()
     if (out < 0).any():
-        raise ValueError(f"{cfg.operation} has no full table; Figure 3 needs every a ∘ b")
+        raise ValueError(f"{table.operation.name} has no full table; Figure 3 needs every a ∘ b")
     return out
 
 
@@ -81,13 +77,17 @@ def translations(result) -> dict:
     S5, whose claim is the coset colouring) and the best over every element and side."""
     cfg = result.config
     _, points, _ = embed(result)
-    table = result_table(cfg)
+    operation_table = make_table(cfg.operation, cfg.modulus)
+    table = result_table(operation_table)
     rates = translation_neighbour_rates(points, table, NEIGHBOURS)
-    names = make_table(cfg.operation, cfg.modulus).operation.element_names
+    names = operation_table.operation.element_names
     side = "right" if rates["right"].max() >= rates["left"].max() else "left"
     g = int(np.argmax(rates[side]))
     s5 = cfg.operation.startswith("s5")
-    best = f"x·{names[g]}" if side == "right" and s5 else f"{names[g]}·x" if s5 else f"x+{names[g]}"
+    if not s5:
+        best = f"x+{names[g]}"  # addition commutes: left and right translations coincide
+    else:
+        best = f"x·{names[g]}" if side == "right" else f"{names[g]}·x"
     out = {"chance": float(rates["chance"]), "best": best, "best_rate": float(rates[side][g]),
            "best_map": table[:, g] if side == "right" else table[g, :],  # a -> its translate
            "paper_rate": None if s5 else float(rates["right"][SHIFT]), "cosets": None}  # fmt: skip
