@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from grokkit.data import DataError, make_table, split_indices
 from grokkit.errors import ConfigError
 from grokkit.model import ModelConfig
 from grokkit.optim import OptimizerConfig
@@ -94,3 +95,19 @@ class RunConfig:
         if opt_changes:
             cfg = replace(cfg, optimizer=replace(cfg.optimizer, **opt_changes))
         return cfg
+
+
+def validate_run(config: RunConfig) -> None:
+    """Everything about a run that can be checked before training starts, so that bad input ends
+    in one InputError before any folder is written (the CLI, sweeps and the Python API use it)."""
+    table = make_table(config.operation, config.modulus)
+    train_idx, _ = split_indices(table.n_equations, config.train_fraction, 0)
+    n_train = len(train_idx)
+    if n_train < 2:
+        raise DataError(f"a training set of {n_train} equation cannot be split into batches; raise --train-fraction")
+    if 2 * config.outliers > n_train:
+        raise DataError(f"{config.outliers} outliers need {2 * config.outliers} training equations; the training set has {n_train}")
+    batch_size = config.optimizer.batch_size
+    if batch_size and batch_size > n_train:
+        raise DataError(f"batch size {batch_size} exceeds the training set ({n_train} equations)")
+    config.model_config(table.n_elements)

@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, add_outliers, make_table, split_indices
+from grokkit.interventions import for_runs as interventions_for_runs
+from grokkit.losses import softmax_cross_entropy
 from grokkit.model import (
     ModelConfig,
     forward_fast,
@@ -161,6 +162,7 @@ class Population:
         self.eval_targets, self.train_mask = self.eval_targets.to(dev), self.train_mask.to(dev)
         self.flat = torch.stack(flat_rows).to(dev)  # [E, P]: every member's weights, one row each
         self.optimizer = BatchedAdamW([c.optimizer for c in configs], self.flat)
+        self.interventions = interventions_for_runs(configs)
         self._refresh_hyperparameters()
         self.step_count = 0
 
@@ -218,15 +220,15 @@ class Population:
             source = self.flat + self._noise_rows(self.weight_noise, self.flat.shape[1])
         leaves = {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
         logits = self.logits(leaves, self.x[equations], self.y[equations], train=True)
-        losses = F.cross_entropy(
-            logits.reshape(E * B, -1), labels.reshape(-1), reduction="none"
-        ).view(E, B).mean(dim=1)
+        losses = softmax_cross_entropy(logits, labels).mean(dim=1)  # [E]
         losses.sum().backward()  # members are independent: each gets the gradient of its own mean
         grad = torch.cat(
             [leaves[k].grad.reshape(E, -1) if leaves[k].grad is not None
              else torch.zeros(E, math.prod(s), device=self.device)
              for k, s in self.shapes.items()], dim=1,
         )  # fmt: skip
+        if self.interventions:
+            grad = self.interventions(grad, self.flat)
         noise = [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
         self.optimizer.step(self.flat, grad, noise)
         self.step_count += 1
@@ -251,7 +253,7 @@ class Population:
             y = self.y[start:stop].expand(E, -1)
             logits = forward_fast(params, self.model_config, x, y)
             target = self.eval_targets[:, start:stop]
-            losses.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none"))
+            losses.append(softmax_cross_entropy(logits, target))
             correct.append(logits.argmax(dim=-1) == target)
         loss, hit = torch.cat(losses, dim=1), torch.cat(correct, dim=1).float()
         train, val = self.train_mask.float(), (~self.train_mask).float()
@@ -280,6 +282,7 @@ class Population:
             "noise_generator": m.noise_generator.get_state().cpu(),
             "permutation": m.permutation,
             "position": m.position,
+            "interventions": self.interventions.member_state(i),
         }
 
     def load_member_state(self, i: int, state: dict) -> None:
@@ -292,6 +295,7 @@ class Population:
         m.batch_generator.set_state(state["batch_generator"])
         m.noise_generator.set_state(state["noise_generator"])
         m.permutation, m.position = state["permutation"], state["position"]
+        self.interventions.load_member_state(i, state.get("interventions", []))
         if self.step_count and self.step_count != state["step"]:
             raise ValueError("population members must be at the same step to train in lockstep")
         self.step_count = state["step"]
@@ -316,4 +320,5 @@ class Population:
         self.train_equations, self.train_labels = self.train_equations[idx], self.train_labels[idx]
         self.eval_targets, self.train_mask = self.eval_targets[idx], self.train_mask[idx]
         self.optimizer.keep(idx)
+        self.interventions.keep(idx)
         self._refresh_hyperparameters()

@@ -11,6 +11,7 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.loggers import LoggerFactory
 from grokkit.model import count_parameters
 from grokkit.population import Population
 
@@ -126,11 +128,13 @@ def train_runs(
     device: str = "cpu",
     progress: bool = True,
     description: str | None = None,
+    loggers: Sequence[LoggerFactory] = (),
 ) -> list[dict]:
     """Train runs in lockstep as one population; returns their summaries (also in summary.json).
 
     ``states``: checkpoints to resume from (all at the same step); None starts fresh, writing each
-    run's config.json into its (already prepared) folder.
+    run's config.json into its (already prepared) folder. ``loggers``: factories of viewers that
+    get every metrics row as it is recorded (see grokkit.loggers).
     """
     run_dirs = [Path(d) for d in run_dirs]
     if states is None:
@@ -150,6 +154,7 @@ def train_runs(
     } for c, m in zip(configs, pop.members)]  # fmt: skip
     index = list(range(pop.size))  # position in the caller's lists of each member still training
     summaries: list[dict | None] = [None] * pop.size
+    run_loggers = [[make(d, c) for make in loggers] for c, d in zip(configs, run_dirs)]
     start_wall = time.perf_counter()
     start_step = pop.step_count
     nonfinite = torch.zeros(pop.size, dtype=torch.bool, device=pop.device)
@@ -171,6 +176,13 @@ def train_runs(
 
     def finish(slot: int, i: int, status: str, message: str = "") -> None:
         summaries[i] = write_out(slot, i, status, message)
+        for logger in run_loggers[i]:
+            logger.close(summaries[i])
+
+    def record(i: int, row: dict) -> None:
+        trackers[i].record(row)
+        for logger in run_loggers[i]:
+            logger.log_row(row)
 
     def evaluate_and_record(force: bool) -> None:
         nonlocal nonfinite
@@ -189,12 +201,12 @@ def train_runs(
                     f"loss became non-finite before step {step}; the run stopped"
                     + (f"; its last good checkpoint (step {done_at}) is kept" if done_at else "")
                 )
-                t.record(row)
+                record(i, row)
                 finish(slot, i, "diverged", message)
                 finished.append(slot)
                 continue
             if force or needs_evaluation(step, c):
-                t.record(row)
+                record(i, row)
             if step >= c.steps:
                 finish(slot, i, "completed")
                 finished.append(slot)

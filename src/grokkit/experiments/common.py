@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from grokkit.config import RunConfig
+from grokkit.errors import InputError
+from grokkit.experiments import SCALES
 from grokkit.optim import preset
-
-from grokkit.experiments import SCALES  # noqa: E402 - one definition
+from grokkit.plots import save_figure
 
 # Seconds-long runs that still go through every code path: one tiny layer, tens of steps.
 SMOKE_MODEL = dict(n_layers=1, d_model=16, n_heads=2, d_mlp=32)
@@ -41,7 +42,7 @@ PAPER_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.9
 
 def check_scale(scale: str) -> None:
     if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+        raise InputError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
 
 
 def base_config(operation: str, scale: str, optimizer: str = "adamw", **changes) -> RunConfig:
@@ -127,7 +128,5 @@ def caption(reductions: dict[str, str], scale: str, extra: str = "") -> str:
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
-    from grokkit.plots import save_figure
-
     png = save_figure(fig, Path(out_dir) / f"{name}.png")
     return [png, png.with_suffix(".pdf")]

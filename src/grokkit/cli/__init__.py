@@ -1,0 +1,40 @@
+"""The ``grokkit`` command: data | train | show | bench | sweep | reproduce.
+
+The only package that knows argparse; the library never imports it. One module per command, each
+with ``register(sub)`` and ``run(args)``. Bad input never shows a traceback: the library raises
+``grokkit.errors.InputError`` before any work starts, and ``main`` turns it into one line on
+stderr and exit code 2, with nothing written or overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from grokkit import __version__
+from grokkit.cli import bench, data, reproduce, show, sweep, train
+from grokkit.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Parser
+from grokkit.errors import InputError
+
+COMMANDS = (data, train, show, bench, sweep, reproduce)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="grokkit", description="Grokking (Power et al., 2022), reproduced.")
+    p.add_argument("--version", action="version", version=f"grokkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in COMMANDS:
+        command.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except InputError as e:
+        print(f"grokkit: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("grokkit: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,69 @@
+"""``grokkit reproduce``: a paper figure's experiment, its plot, CSV and REPORT.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from grokkit import experiments
+from grokkit.cli.common import add_device_flag, require_at_least
+from grokkit.data import make_table
+from grokkit.devices import resolve_device
+from grokkit.errors import InputError
+from grokkit.experiments import SCALES
+from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
+from grokkit.sweep import check_out_dir
+
+
+def register(sub) -> None:
+    r = sub.add_parser("reproduce", help="run a paper figure's experiment and write its plot, CSV and REPORT.md")
+    r.add_argument("figure", nargs="?", help="figure name (see --list) or 'all'")
+    r.add_argument("--list", action="store_true", help="list the figures with their run counts per scale")
+    r.add_argument("--scale", default="laptop", help="smoke | laptop | paper (default laptop)")
+    r.add_argument("--out", help="output folder (shared by figures: DIR/runs/ is one sweep)")
+    r.add_argument("--executor", default="local", choices=["local", "ray"])
+    r.add_argument("--jobs", type=int, help="worker processes (default: one per CPU core)")
+    add_device_flag(r)
+    r.add_argument("--op", help="operation for fig6 (default x/y)")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=run)
+
+
+def print_list() -> None:
+    print(f"{'figure':<12} {'smoke':>6} {'laptop':>7} {'paper':>6}  description")
+    for name, module in experiments.FIGURES.items():
+        counts = [len(module.runs(s)) for s in SCALES]
+        print(f"{name:<12} {counts[0]:>6} {counts[1]:>7} {counts[2]:>6}  {module.DESCRIPTION}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print_list()
+        return 0
+    figures = experiments.FIGURES
+    if not args.figure:
+        raise InputError("reproduce needs a FIGURE (or 'all'), or --list")
+    if args.figure != "all" and args.figure not in figures:
+        raise InputError(f"unknown figure {args.figure!r}; choose one of: {', '.join(figures)}, all")
+    if args.scale not in SCALES:
+        raise InputError(f"unknown scale {args.scale!r}; choose one of: {', '.join(SCALES)}")
+    if not args.out:
+        raise InputError("reproduce needs --out DIR")
+    require_at_least("--jobs", args.jobs, 1)
+    names = list(figures) if args.figure == "all" else [args.figure]
+    options = {"operation": args.op}
+    if args.op is not None:
+        make_table(args.op, 97)  # an unknown operation fails here, before any work
+        if "fig6" not in names:
+            raise InputError("--op applies to fig6 only")
+    for name in names:  # every figure's runs are built before any training starts
+        figure_runs(name, args.scale, **options)
+    check_out_dir(Path(args.out))
+    device = resolve_device(args.device)
+    for name in names:
+        meta = reproduce_figure(name, args.scale, Path(args.out), executor=args.executor, jobs=args.jobs,
+                                device=device, progress=not args.quiet, **options)  # fmt: skip
+        print(f"{name}: {meta['verdict']} ({meta['wall_seconds']:.1f} s)")
+    print(f"report: {Path(args.out) / REPORT}", file=sys.stderr if args.quiet else sys.stdout)
+    return 0

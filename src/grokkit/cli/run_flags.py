@@ -1,0 +1,108 @@
+"""The flags that define a run, shared by ``train`` (one value each) and ``sweep`` (grids)."""
+
+from __future__ import annotations
+
+import argparse
+
+from grokkit.config import RunConfig
+from grokkit.optim import DEFAULT_PRESET, PRESETS, preset
+
+# Flag dest -> RunConfig (or OptimizerConfig) field. All default to None so that --resume can
+# refuse them and a sweep can tell a grid axis from an unset flag.
+RUN_FLAGS = {
+    "op": "operation", "modulus": "modulus", "train_fraction": "train_fraction", "seed": "seed",
+    "split_seed": "split_seed", "outliers": "outliers", "outlier_seed": "outlier_seed",
+    "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
+    "stop_after_val_99": "stop_after_val_99", "layers": "n_layers", "d_model": "d_model",
+    "heads": "n_heads", "d_mlp": "d_mlp", "norm": "norm", "activation": "activation",
+    "lr": "lr", "weight_decay": "weight_decay", "decay_target": "decay_target", "beta1": "beta1",
+    "beta2": "beta2", "warmup_steps": "warmup_steps", "batch_size": "batch_size",
+    "update_noise": "update_noise", "weight_noise": "weight_noise", "dropout": "dropout",
+}  # fmt: skip
+# One value per sweep: the evaluation schedule must be shared by a population's members.
+SCHEDULE_FLAGS = ("eval_every", "checkpoint_every", "stop_after_val_99")
+# A sweep's grid axes (flag dest -> field; --optimizer names a whole preset) and its single values.
+GRID_FLAGS = {"optimizer": "preset", **{a: f for a, f in RUN_FLAGS.items() if a not in SCHEDULE_FLAGS}}
+SINGLE_FLAGS = {"steps": "steps", **{a: RUN_FLAGS[a] for a in SCHEDULE_FLAGS}}
+
+
+def batch_size(text: str) -> int:
+    """``full`` (0: the whole training set) or a positive integer."""
+    if text == "full":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be an integer or 'full', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"batch size must be >= 1 or 'full', got {value}")
+    return value
+
+
+def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    """The flags that define a run. With ``grid`` (grokkit sweep) every flag except the schedule's
+    takes one or more values."""
+
+    def group(title: str, gridded: bool = True):
+        g = p.add_argument_group(title + (" [grid]" if grid and gridded else ""))
+
+        def add(*names, **kw):
+            if grid and gridded:
+                kw["nargs"] = "+"
+                kw.setdefault("metavar", None if "choices" in kw else "V")
+            g.add_argument(*names, **kw)
+
+        return add
+
+    add = group("task")
+    add("--op", help="operation, e.g. x/y, x+y, s5_xy (default x/y)")
+    add("--modulus", type=int, help="modulus p for the modular operations (default 97)")
+    add("--train-fraction", type=float, help="fraction of equations used for training (default 0.5)")
+    add("--seed", type=int, help="seed of initialisation, batch order and noise (default 0)")
+    add("--split-seed", type=int, help="seed of the train/validation split (default: --seed)")
+    add("--outliers", type=int, help="k training answers replaced by other answers (A.4)")
+    add("--outlier-seed", type=int, help="seed for choosing outliers (default: the split seed)")
+    add = group("schedule", gridded=False)
+    add("--eval-every", type=int, help="evaluate every N steps, log-spaced before (default 50)")
+    add("--checkpoint-every", type=int, help="checkpoint every N steps (default 1000)")
+    add("--stop-after-val-99", type=int, metavar="N",
+        help="stop once validation accuracy has stayed >= 99%% for N steps (default: never)")
+    add = group("model")
+    add("--layers", type=int, help="transformer layers (default 2)")
+    add("--d-model", type=int, help="width (default 128)")
+    add("--heads", type=int, help="attention heads (default 4)")
+    add("--d-mlp", type=int, help="MLP hidden width (default 512)")
+    add("--norm", choices=["pre", "post"], help="LayerNorm placement (default pre)")
+    add("--activation", choices=["relu", "gelu"], help="MLP activation (default relu)")
+    add = group("optimisation (individual knobs override the preset)")
+    add("--optimizer", choices=list(PRESETS), metavar="PRESET",
+        help=f"preset of Figure 2 left: {', '.join(PRESETS)} (default adamw)")
+    add("--lr", type=float, help="learning rate (default 1e-3)")
+    add("--weight-decay", type=float, help="decoupled weight decay (default 1)")
+    add("--decay-target", choices=["origin", "init"], help="decay towards (default origin)")
+    add("--beta1", type=float, help="Adam beta1 (default 0.9)")
+    add("--beta2", type=float, help="Adam beta2 (default 0.98)")
+    add("--warmup-steps", type=int, help="linear warm-up updates (default 10)")
+    add("--batch-size", type=batch_size, help="minibatch size or 'full' (default min(512, ceil(N_train/2)))")
+    add("--update-noise", type=float, help="std of Gaussian noise on the Adam update")
+    add("--weight-noise", type=float, help="std of Gaussian weight noise in the forward pass")
+    add("--dropout", type=float, help="residual dropout rate")
+
+
+def given_run_flags(args: argparse.Namespace) -> list[str]:
+    """The run-defining flags given on the command line, as typed (``--train-fraction``)."""
+    return [f"--{f.replace('_', '-')}" for f in (*RUN_FLAGS, "optimizer")
+            if getattr(args, f, None) is not None]  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """A RunConfig from the preset, then each flag that was given."""
+    base = base or RunConfig()
+    name = getattr(args, "optimizer", None) or DEFAULT_PRESET
+    changes = {"optimizer": preset(name), "preset": name}
+    if getattr(args, "steps", None) is not None:
+        changes["steps"] = args.steps
+    cfg = base.with_changes(**changes)
+    flags = {field: getattr(args, flag) for flag, field in RUN_FLAGS.items()
+             if getattr(args, flag, None) is not None}  # fmt: skip
+    return cfg.with_changes(**flags) if flags else cfg

@@ -1,0 +1,77 @@
+"""``grokkit sweep``: train the cartesian product of several settings (see grokkit.sweep)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from grokkit.cli.common import add_device_flag, fmt_steps, require_at_least
+from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags
+from grokkit.config import RunConfig, validate_run
+from grokkit.devices import resolve_device
+from grokkit.errors import InputError
+from grokkit.sweep import check_out_dir, expand_grid, import_ray, run_sweep
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="train the cartesian product of several settings as a sweep",
+        description="Train every combination of the given values (flags marked [grid] take one or "
+                    "more values). Runs that can share a population train together. Re-running "
+                    "the same command with the same --out skips finished runs and resumes "
+                    "interrupted ones from their checkpoints. OUT/index.csv lists every run.",
+    )  # fmt: skip
+    g = p.add_argument_group("sweep")
+    g.add_argument("--out", required=True, help="sweep folder (new, empty, or an earlier sweep's to resume it)")
+    g.add_argument("--steps", type=int, help="budget of updates of every run (default 100000)")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or Ray ($RAY_ADDRESS or a local instance)")
+    g.add_argument("--jobs", type=int, help="parallel groups (default: CPU cores, never more than groups)")
+    g.add_argument("--max-population", type=int, metavar="E",
+                   help="most runs trained as one population (default 16 on CPU, 256 on GPU)")
+    add_device_flag(g)
+    g.add_argument("--quiet", action="store_true", help="no progress bar, no per-run lines")
+    add_run_flags(p, grid=True)
+    p.set_defaults(func=run)
+
+
+def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
+    """The sweep's configs: defaults, then the single-valued flags, then the grid."""
+    base = RunConfig()
+    single = {f: getattr(args, a) for a, f in SINGLE_FLAGS.items() if getattr(args, a) is not None}
+    if single:
+        base = base.with_changes(**single)
+    grid = {f: getattr(args, a) for a, f in GRID_FLAGS.items() if getattr(args, a) is not None}
+    return expand_grid(base, grid)
+
+
+def run(args: argparse.Namespace) -> int:
+    require_at_least("--steps", args.steps, 0)
+    require_at_least("--jobs", args.jobs, 1)
+    require_at_least("--max-population", args.max_population, 1)
+    configs = configs_from_args(args)
+    for cfg in configs:
+        validate_run(cfg)
+    device = resolve_device(args.device)
+    if args.executor == "ray":
+        try:
+            import_ray()
+        except ImportError as e:
+            raise InputError(str(e)) from None
+    out = Path(args.out)
+    check_out_dir(out)
+    results = run_sweep(configs, out, executor=args.executor, jobs=args.jobs, device=device,
+                        max_population=args.max_population, progress=not args.quiet)  # fmt: skip
+    seen, rows = set(), []
+    for r in results:
+        if r.run_dir.name not in seen:
+            seen.add(r.run_dir.name)
+            s = r.summary
+            best = "" if s.get("best_val_accuracy") is None else f"{100 * s['best_val_accuracy']:.1f}%"
+            rows.append((r.run_dir.name, s["status"], best, fmt_steps(s.get("steps_to_val_99"))))
+    header = ("run", "status", "best val", "val 99% at step")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(f"index: {out / 'index.csv'}")
+    return 0

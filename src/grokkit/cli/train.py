@@ -1,0 +1,69 @@
+"""``grokkit train``: train one run into a run folder, or resume one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from grokkit import runs
+from grokkit.cli.common import add_device_flag, fmt_steps, plot_curves, require_at_least
+from grokkit.cli.run_flags import add_run_flags, config_from_args, given_run_flags
+from grokkit.config import RunConfig, validate_run
+from grokkit.devices import resolve_device
+from grokkit.errors import InputError
+from grokkit.train import train_runs
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="train one run into a run folder, or resume one")
+    t.add_argument("--out", help="new run folder")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.add_argument("--steps", type=int, help="budget of updates (default 100000)")
+    add_device_flag(t)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    add_run_flags(t)
+    t.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    require_at_least("--steps", args.steps, 0)
+    device = resolve_device(args.device)
+    if args.resume:
+        given = given_run_flags(args) + (["--out"] if args.out else [])
+        if given:
+            raise InputError(f"--resume continues a run as it was configured; drop {', '.join(given)}")
+        run_dir = runs.require_resumable(Path(args.resume))
+        state = runs.load_checkpoint(run_dir)
+        cfg = RunConfig.from_dict(runs.read_json(run_dir / "config.json"))
+        if args.steps is not None:
+            if args.steps < state["step"]:
+                raise InputError(f"--steps {args.steps} is before the checkpoint (step {state['step']})")
+            cfg = cfg.with_changes(steps=args.steps)
+        states = [state]
+    else:
+        if not args.out:
+            raise InputError("train needs --out DIR (or --resume DIR)")
+        cfg = config_from_args(args)
+        validate_run(cfg)
+        run_dir = runs.prepare_new_run_dir(Path(args.out))
+        states = None
+    summary = train_runs([cfg], [run_dir], states=states, device=device, progress=not args.quiet,
+                         description=str(run_dir))[0]  # fmt: skip
+    if not args.no_plot:
+        plot_curves(run_dir, summary)
+    print(summary_line(summary, run_dir))
+    if summary["status"] == "diverged":
+        print(f"grokkit: error: {summary['message']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_line(s: dict, run_dir: Path) -> str:
+    return (
+        f"{run_dir}: {s['status']} at step {s['steps_done']}: train {100 * s['train_accuracy']:.1f}% "
+        f"val {100 * s['val_accuracy']:.1f}% (best {100 * s['best_val_accuracy']:.1f}%); "
+        f"99% train at step {fmt_steps(s['steps_to_train_99'])}, 99% val at step "
+        f"{fmt_steps(s['steps_to_val_99'])}; {s['wall_seconds']:.1f} s"
+    )

@@ -1,0 +1,189 @@
+"""Sweeps: many runs, grouped into populations, trained by local worker processes or by Ray.
+
+A sweep folder holds one ordinary run folder per run plus an index of all of them::
+
+    OUT/runs/<run_name>/   config.json, metrics.csv, summary.json, checkpoints/latest.pt
+    OUT/index.csv          one row per run: name, folder, main settings, status, summary numbers
+    OUT/index.json         the same rows as a JSON list
+
+Running the same sweep again into the same folder is how it resumes: finished runs are skipped,
+interrupted runs continue from their last checkpoint (exactly as if never stopped), and runs that
+were killed before their first checkpoint start again. Killing a sweep at any moment therefore
+loses at most the work since each run's last checkpoint.
+
+A run's folder name (``run_name``) is derived from its whole configuration, budget included, so
+raising ``steps`` makes *new* runs next to the old ones rather than extending them; use
+``grokkit train --resume DIR --steps N`` to extend one run in place.
+
+Modules: ``grid`` (what to train, folder names, grouping), ``folder`` (each run folder's state,
+the index), ``executors`` (in process, local workers, Ray); this one ties them together.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from grokkit import runs
+from grokkit.config import RunConfig
+from grokkit.devices import resolve_device
+from grokkit.errors import InputError
+from grokkit.population import population_key
+from grokkit.sweep.executors import cpu_count, import_ray, run_in_process, run_pool, run_ray
+from grokkit.sweep.folder import (
+    FINISHED,
+    INDEX_COLUMNS,
+    SweepError,
+    check_out_dir,
+    clear_run_dir,
+    index_row,
+    inspect_run,
+    write_index,
+)
+from grokkit.sweep.grid import config_hash, expand_grid, group, plan, run_name
+
+__all__ = [
+    "FINISHED", "INDEX_COLUMNS", "SweepError", "SweepResult", "check_out_dir", "config_hash",
+    "describe", "expand_grid", "import_ray", "plan", "run_name", "run_sweep", "write_index",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    config: RunConfig
+    run_dir: Path
+    summary: dict  # the run's summary.json
+
+
+def run_sweep(
+    configs: list[RunConfig],
+    out_dir: Path,
+    executor: str = "local",
+    jobs: int | None = None,
+    device: str = "cpu",
+    max_population: int | None = None,
+    progress: bool = True,
+) -> list[SweepResult]:
+    """Train every config into ``out_dir/runs/<run_name>/``; returns results in ``configs`` order.
+
+    Re-running the same sweep skips finished runs and resumes interrupted ones from their last
+    checkpoint (runs resumed together share a population key and a checkpoint step). A run's name
+    covers its whole config, ``steps`` included: a larger budget is a different run in a new
+    folder. A run folder holding another config raises SweepError (an InputError) before anything
+    is written. Identical configs given twice are trained once.
+
+    executor: "local" (``jobs`` worker processes, default one per CPU core but never more than
+    groups; ``jobs=1`` trains in this process, leaving its thread setting alone) or "ray"
+    (one task per group on ``ray.init()``, or on the cluster at $RAY_ADDRESS; out_dir must then be
+    on a filesystem every node sees). max_population: default 16 on the CPU, 256 elsewhere.
+    Off the CPU, jobs defaults to 1 (one process feeding the accelerator).
+    """
+    if executor not in ("local", "ray"):
+        raise InputError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
+    if jobs is not None and jobs < 1:
+        raise InputError(f"jobs must be >= 1, got {jobs}")
+    if device == "auto":  # an explicit device is left alone: a Ray head may have no GPU of its own
+        device = resolve_device(device)
+    if max_population is None:
+        max_population = 16 if device == "cpu" else 256
+    if max_population < 1:
+        raise InputError(f"max population must be >= 1, got {max_population}")
+    if executor == "ray":
+        ray = import_ray()
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+
+    # Unique runs, in order of first appearance; inspect every folder before writing anything.
+    names = [run_name(c) for c in configs]
+    unique: dict[str, RunConfig] = {}
+    for n, c in zip(names, configs):
+        unique.setdefault(n, c)
+    run_names = list(unique)
+    dirs = {n: out_dir / "runs" / n for n in run_names}
+    plans = {n: inspect_run(unique[n], dirs[n]) for n in run_names}
+    summaries: dict[str, dict | None] = {n: plans[n].summary for n in run_names}
+
+    todo_fresh = [n for n in run_names if plans[n].kind == "fresh"]
+    todo_resume = [n for n in run_names if plans[n].kind == "resume"]
+    groups: list[tuple[list[str], bool]] = []
+    keys = [(population_key(unique[n]), plans[n].step) for n in todo_resume]
+    groups += [([todo_resume[i] for i in g], True) for g in group(keys, max_population)]
+    keys = [population_key(unique[n]) for n in todo_fresh]
+    groups += [([todo_fresh[i] for i in g], False) for g in group(keys, max_population)]
+
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    for n in todo_fresh:
+        if plans[n].clear:
+            clear_run_dir(dirs[n])
+        dirs[n].mkdir(parents=True, exist_ok=True)
+
+    def index() -> None:
+        # Runs not finished yet: what their folders say now ("running" once they checkpointed).
+        for n in run_names:
+            s = summaries[n]
+            if (s is None or s.get("status") not in FINISHED) and (dirs[n] / "summary.json").is_file():
+                summaries[n] = runs.read_json(dirs[n] / "summary.json")
+        write_index(out_dir, [index_row(n, unique[n], summaries[n]) for n in run_names])
+
+    index()
+    bar = tqdm(total=len(run_names), initial=len(run_names) - sum(len(g) for g, _ in groups),
+               desc=f"sweep {out_dir.name}", unit="run", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
+    started = time.perf_counter()
+
+    def finished(group_names: list[str], results: list[dict]) -> None:
+        for n, s in zip(group_names, results):
+            summaries[n] = s
+            if progress:
+                tqdm.write(f"done {n}: {describe(s)}", file=sys.stderr)
+        bar.update(len(group_names))
+        index()
+
+    tasks = [([unique[n].to_dict() for n in g], [str(dirs[n].resolve()) for n in g], resume)
+             for g, resume in groups]  # fmt: skip
+    group_names = [g for g, _ in groups]
+    errors: list[BaseException] = []
+    try:
+        if not groups:
+            pass
+        elif executor == "ray":
+            run_ray(ray, tasks, group_names, jobs, device, finished, errors)
+        else:
+            if jobs is None:
+                jobs = cpu_count() if device == "cpu" else 1
+            jobs = min(jobs, len(groups))
+            if jobs == 1:
+                run_in_process(tasks, group_names, device, finished)
+            else:
+                run_pool(tasks, group_names, jobs, device, finished, errors)
+    finally:
+        bar.close()
+        index()
+    if errors:
+        raise errors[0]
+    if progress and groups:
+        print(f"sweep: {sum(len(g) for g in group_names)} runs trained in "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+
+    results = []
+    for n, c in zip(names, configs):
+        s = summaries[n]
+        if s is None:  # cannot happen unless a run folder was changed behind our back
+            s = runs.read_json(dirs[n] / "summary.json")
+        results.append(SweepResult(config=c, run_dir=dirs[n], summary=s))
+    return results
+
+
+def describe(s: dict) -> str:
+    """One run's outcome in a few words: status, validation accuracy, when it reached 99 %."""
+    val = s.get("val_accuracy")
+    val = "n/a" if val is None else f"{100 * val:.1f}%"
+    at = s.get("steps_to_val_99")
+    at = "never" if at is None else f"at step {at}"
+    wall = s.get("wall_seconds")
+    wall = "" if wall is None else f", {wall:.1f} s"
+    return f"{s['status']}, val {val} (99% {at}){wall}"

@@ -1,0 +1,113 @@
+"""Where a sweep's populations train: in this process, in local worker processes, or on Ray.
+
+Each executor calls ``finished(group, summaries)`` as groups complete and collects a group's
+exception in ``errors`` so that the other groups still finish (the sweep raises it afterwards).
+Interrupted, an executor stops its workers at once: checkpoints are whole files, so a re-run
+resumes from them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import torch
+
+from grokkit import runs
+from grokkit.config import RunConfig
+from grokkit.train import train_runs
+
+
+def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device: str,
+                threads: int | None = None) -> list[dict]:
+    """Train one population (in this process, a pool worker or a Ray task); returns summaries."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    configs = [RunConfig.from_dict(d) for d in config_dicts]
+    states = [runs.load_checkpoint(Path(d)) for d in dirs] if resume else None
+    return train_runs(configs, [Path(d) for d in dirs], states=states, device=device, progress=False)
+
+
+def _ray_train_group(config_dicts, dirs, resume, device):  # runs on a Ray worker: one thread each
+    return train_group(config_dicts, dirs, resume, device, threads=1)
+
+
+def import_ray():
+    """``ray``, or a one-line ImportError saying how to install it."""
+    try:
+        import ray  # optional dependency (grokkit[ray]), and slow to import
+    except ImportError:
+        raise ImportError("the ray executor needs Ray: pip install 'grokkit[ray]'") from None
+    return ray
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run_in_process(tasks, groups, device, finished) -> None:
+    for task, g in zip(tasks, groups):
+        finished(g, train_group(*task, device))
+
+
+def run_pool(tasks, groups, jobs, device, finished, errors) -> None:
+    # Each worker gets cores/workers threads: two processes spinning two OpenMP threads each on
+    # two cores slow a tiny model down a hundredfold.
+    threads = max(1, cpu_count() // jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    completed = False
+    try:
+        pending = {pool.submit(train_group, *task, device, threads): g for task, g in zip(tasks, groups)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                g = pending.pop(f)
+                try:
+                    result = f.result()
+                except Exception as e:  # let the other groups finish; raise afterwards
+                    errors.append(e)
+                    continue
+                finished(g, result)
+        completed = True
+    finally:
+        if not completed:  # interrupted: stop the workers now (their checkpoints are whole files)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_ray(ray, tasks, groups, jobs, device, finished, errors) -> None:
+    started_here = False
+    if not ray.is_initialized():
+        common = {"log_to_driver": False, "ignore_reinit_error": True}
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], **common)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, **common)
+            started_here = True
+    try:
+        resources = {"num_gpus": 1} if device == "cuda" else {"num_cpus": 1}
+        remote = ray.remote(**resources)(_ray_train_group)
+        pending = {remote.remote(*task, device): g for task, g in zip(tasks, groups)}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    g = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as e:  # let the other groups finish; raise afterwards
+                        errors.append(e)
+                        continue
+                    finished(g, result)
+        finally:
+            for ref in pending:  # interrupted: stop what still runs (checkpoints are kept)
+                ray.cancel(ref, force=True)
+    finally:
+        if started_here:
+            ray.shutdown()
