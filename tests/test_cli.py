@@ -293,8 +293,8 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(capsys, tmp_path):
     for key in ("val_accuracy", "train_loss", "train_accuracy", "val_loss"):
         assert rows_a[-1][key] == rows_b[-1][key], key
 
-    state_a = torch.load(a / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
-    state_b = torch.load(b / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
+    state_a = torch.load(a / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
+    state_b = torch.load(b / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
     assert state_a["step"] == state_b["step"] == 40
     assert torch.equal(state_a["flat"], state_b["flat"])
 

@@ -1,8 +1,17 @@
-"""The one error type for bad input: the CLI turns it into a one-line message and exit code 2.
+"""Error types a user sees as one line, and the one-line form of grokkit's warnings.
 
-Only checks of what a user asked for raise it (names, sizes, ranges, folders), so a ValueError
-from a bug in the middle of training is never mistaken for bad input and keeps its traceback.
+``InputError``: bad input from a user (names, sizes, ranges, folders, damaged files); the CLI
+shows its message on one line and exits with code 2. Only checks of what a user asked for or
+handed over raise it, so a ValueError from a bug in the middle of training is never mistaken for
+bad input and keeps its traceback. ``StorageError``: a write that the machine refused (a full
+disk, a folder that became read-only); the CLI shows one line and exits with code 1, and the
+previous version of the file is still in place.
 """
+
+from __future__ import annotations
+
+import sys
+import warnings
 
 
 class InputError(ValueError):
@@ -11,3 +20,25 @@ class InputError(ValueError):
 
 class ConfigError(InputError):
     """A run, model or optimizer setting outside its allowed range."""
+
+
+class StorageError(OSError):
+    """A file could not be written; the message names it, the reason, and what was kept."""
+
+
+class GrokkitWarning(UserWarning):
+    """Something the user should know that does not stop the work (a fallback, a slow size)."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, GrokkitWarning, stacklevel=2)
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    prefix = "grokkit: warning:" if issubclass(category, GrokkitWarning) else f"{category.__name__}:"
+    print(f"{prefix} {message}", file=file or sys.stderr)
+
+
+def show_warnings_as_one_line() -> None:
+    """Warnings print as ``grokkit: warning: ...`` (the CLI and sweep workers call this)."""
+    warnings.showwarning = _one_line

@@ -1,44 +1,89 @@
-"""Run folders: config.json, metrics.csv, summary.json, checkpoints/latest.pt.
+"""Run folders: config.json, metrics.csv, summary.json, checkpoints/latest.pt (and previous.pt).
 
-Every write goes to a temporary file in the same folder and is renamed into place, so a run killed
-at any moment leaves either the old file or the new one, never half of one.
+Writes: every file goes to a temporary file in the same folder and is renamed into place, so a run
+killed at any moment leaves either the old file or the new one, never half of one. A checkpoint
+write first moves the current latest.pt to previous.pt, so a damaged latest (or one lost between
+the two renames) falls back to the one before it. A write the machine refuses (a full disk) ends
+in one StorageError line and leaves the previous file in place.
+
+Reads: nothing read from disk can run code (checkpoints load with ``weights_only=True``) and
+every file is validated, so a damaged one gives one line naming the file and the problem.
+
+Locks: one writer per run folder and per sweep folder (``folder_lock``), an advisory lock the
+kernel drops when its process dies, so a lock left by a killed process is simply taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
+import pickle
 import tempfile
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from grokkit.errors import InputError
+from grokkit.config import RunConfig, validate_run
+from grokkit.data import make_table
+from grokkit.errors import InputError, StorageError, warn
+from grokkit.model import count_parameters
+
+try:  # advisory locks; POSIX only (Linux, macOS)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, one writer is then the user's job
+    fcntl = None
 
 METRIC_COLUMNS = (
     "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "weight_norm", "lr",
     "wall_seconds",
 )  # fmt: skip
 CHECKPOINT = Path("checkpoints") / "latest.pt"
+PREVIOUS_CHECKPOINT = Path("checkpoints") / "previous.pt"
+LOCK_FILE = ".grokkit.lock"
+SUMMARY_KEYS = {"status": str, "steps_done": int}
 
 
 class RunFolderError(InputError):
     """A run folder that cannot be used as asked; one line, fit for a CLI error."""
 
 
+class DamagedFileError(RunFolderError):
+    """A file grokkit wrote that no longer reads back as what it should be."""
+
+
+class FolderLockedError(RunFolderError):
+    """Another process is writing this folder."""
+
+
+# ---------------------------------------------------------------- writing
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise StorageError(e.errno, f"cannot write {path}: {reason}; {kept}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -48,10 +93,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -71,29 +112,189 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        rows = []
-        for raw in csv.DictReader(f):
-            row = {}
-            for k, v in raw.items():
-                row[k] = None if v in ("", None) else (int(v) if k == "step" else float(v))
-            rows.append(row)
-        return rows
-
-
 def save_checkpoint(run_dir: Path, state: dict) -> None:
+    """latest.pt <- state; the former latest.pt becomes previous.pt."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(Path(run_dir) / CHECKPOINT, buf.getvalue())
+    latest, previous = Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT
+    # Written under a temporary name first, so a failed write leaves latest.pt untouched.
+    staged = latest.with_name(f".{latest.name}.staged")
+    atomic_write_bytes(staged, buf.getvalue())
+    try:
+        if latest.exists():
+            os.replace(latest, previous)
+        os.replace(staged, latest)
+    except OSError as e:
+        raise StorageError(e.errno, f"cannot write {latest}: {e.strerror}; the previous checkpoint is kept") from None
+
+
+# ---------------------------------------------------------------- reading, validated
+
+
+def _damaged(path: Path, problem: str) -> DamagedFileError:
+    return DamagedFileError(f"{path} is damaged: {problem}")
+
+
+def read_json(path: Path):
+    """A JSON file grokkit wrote; one-line errors for a missing, unreadable or invalid file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise RunFolderError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise _damaged(path, "not UTF-8 text") from None
+    except OSError as e:
+        raise RunFolderError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _damaged(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+
+
+def _json_object(path: Path) -> dict:
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise _damaged(path, f"expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def config_from_dict(d: dict, source: Path) -> RunConfig:
+    """A RunConfig from a stored dict, validated; errors name ``source``."""
+    if not isinstance(d, dict) or not isinstance(d.get("optimizer", {}), dict):
+        raise _damaged(source, "the run configuration is not a mapping")
+    d = {k: v for k, v in d.items() if k != "derived"}
+    try:
+        config = RunConfig.from_dict(d)
+        validate_run(config)
+    except InputError as e:
+        raise _damaged(source, str(e)) from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise _damaged(source, f"a setting has the wrong type ({e})") from None
+    return config
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    return config_from_dict(_json_object(path), path)
+
+
+def read_summary(run_dir: Path) -> dict:
+    path = Path(run_dir) / "summary.json"
+    summary = _json_object(path)
+    for key, kind in SUMMARY_KEYS.items():
+        if not isinstance(summary.get(key), kind) or isinstance(summary.get(key), bool):
+            raise _damaged(path, f"{key!r} is missing or not a {kind.__name__}")
+    return summary
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise RunFolderError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise _damaged(path, "not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in METRIC_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise _damaged(path, f"the header lacks {', '.join(missing)}")
+    rows, last = [], -1
+    for line, raw in enumerate(reader, start=2):
+        if None in raw or any(raw[c] is None for c in METRIC_COLUMNS):
+            raise _damaged(path, f"line {line} has the wrong number of fields")
+        row = {}
+        try:
+            for k, v in raw.items():
+                row[k] = None if v == "" else (int(v) if k == "step" else float(v))
+        except ValueError:
+            raise _damaged(path, f"line {line}: {k} is not a number ({v!r})") from None
+        if row["step"] is None or row["step"] <= last:
+            raise _damaged(path, f"line {line}: steps must increase")
+        last = row["step"]
+        rows.append(row)
+    return rows
+
+
+# The checkpoint's top-level keys and what each must be (tensors, plain containers, numbers).
+_CHECKPOINT_KEYS = {
+    "config": dict, "step": int, "flat": torch.Tensor, "optimizer": dict,
+    "batch_generator": torch.Tensor, "noise_generator": torch.Tensor, "position": int,
+    "tracker": dict,
+}  # fmt: skip
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """One checkpoint file, loaded without running code and checked for shape and content."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunFolderError(f"{path} does not exist") from None
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise _damaged(path, "it holds Python objects other than tensors and plain containers "
+                                 "(refused: loading them could run code)") from None  # fmt: skip
+        raise _damaged(path, f"not a readable checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _damaged(path, f"not a readable checkpoint ({first[:120]})") from None
+    if not isinstance(state, dict):
+        raise _damaged(path, f"expected a dictionary of training state, found {type(state).__name__}")
+    for key, kind in _CHECKPOINT_KEYS.items():
+        if key not in state:
+            raise _damaged(path, f"the key {key!r} is missing")
+        if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
+            raise _damaged(path, f"{key!r} should be a {kind.__name__}, found {type(state[key]).__name__}")
+    if state["step"] < 0:
+        raise _damaged(path, f"negative step {state['step']}")
+    config = config_from_dict(state["config"], path)
+    n_elements = make_table(config.operation, config.modulus).n_elements
+    n_params = count_parameters(config.model_config(n_elements))
+    flat = state["flat"]
+    if flat.dim() != 1 or flat.numel() != n_params or not flat.is_floating_point():
+        raise _damaged(path, f"the weights have shape {tuple(flat.shape)}, the model needs ({n_params},)")
+    if not bool(torch.isfinite(flat).all()):
+        raise _damaged(path, "the weights hold non-finite values")
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = state["optimizer"].get(key)
+        if not isinstance(moment, torch.Tensor) or moment.shape != flat.shape:
+            raise _damaged(path, f"the optimizer's {key!r} is missing or has the wrong shape")
+    if not isinstance(state["optimizer"].get("step_count"), int):
+        raise _damaged(path, "the optimizer's 'step_count' is missing")
+    if not isinstance(state["tracker"].get("rows"), list):
+        raise _damaged(path, "the tracker's metric rows are missing")
+    return state
 
 
 def load_checkpoint(run_dir: Path) -> dict:
-    return torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=False)
+    """The run's latest checkpoint; if it is missing or damaged, the previous one (with a
+    warning saying so). Raises DamagedFileError naming the file when neither is usable."""
+    run_dir = Path(run_dir)
+    latest, previous = run_dir / CHECKPOINT, run_dir / PREVIOUS_CHECKPOINT
+    try:
+        return _read_checkpoint(latest)
+    except RunFolderError as latest_error:
+        if not previous.is_file():
+            raise
+        try:
+            state = _read_checkpoint(previous)
+        except RunFolderError:
+            raise latest_error from None
+        warn(f"{latest_error}; using {previous} (step {state['step']}) instead")
+        return state
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT).is_file() or (Path(run_dir) / PREVIOUS_CHECKPOINT).is_file()
 
 
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / "config.json").is_file()
+
+
+# ---------------------------------------------------------------- folders
 
 
 def prepare_new_run_dir(path: Path) -> Path:
@@ -118,6 +319,53 @@ def require_resumable(path: Path) -> Path:
         raise RunFolderError(f"cannot resume {path}: no such folder")
     if not is_run_dir(path):
         raise RunFolderError(f"cannot resume {path}: it is not a grokkit run folder (no config.json)")
-    if not (path / CHECKPOINT).is_file():
+    if not has_checkpoint(path):
         raise RunFolderError(f"cannot resume {path}: it has no checkpoint ({CHECKPOINT})")
     return path
+
+
+_HELD: dict[Path, list] = {}  # folder -> [file descriptor, depth]: re-entrant within a process
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
+    """Hold the folder's advisory lock, or raise FolderLockedError at once (no waiting).
+
+    Re-entrant within a process (a sweep with jobs=1 trains its runs in its own process). The
+    kernel releases the lock when its process ends, however it ends, so a lock file left by a
+    killed process is taken over; the file records the holder's pid for the message."""
+    folder = Path(folder).resolve()
+    if folder in _HELD:
+        _HELD[folder][1] += 1
+    else:
+        _HELD[folder] = [_acquire(folder, what), 1]
+    try:
+        yield
+    finally:
+        _HELD[folder][1] -= 1
+        if _HELD[folder][1] == 0:
+            fd, _ = _HELD.pop(folder)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def _acquire(folder: Path, what: str) -> int | None:
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunFolderError(f"cannot lock {folder}: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise FolderLockedError(
+            f"{what} {folder} is being written by another grokkit process (pid {holder}); "
+            "wait for it to finish, or use another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

@@ -7,9 +7,12 @@ loss no longer finite) are written out and dropped from the population, so they 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -121,6 +124,48 @@ def _write_config(run_dir: Path, config: RunConfig, pop: Population, i: int) -> 
     })  # fmt: skip
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: every run was checkpointed at the step it had completed."""
+
+    def __init__(self, step: int, run_dirs: list[Path]):
+        super().__init__(f"interrupted at step {step}; every run was checkpointed there")
+        self.step, self.run_dirs = step, run_dirs
+
+
+class _InterruptRequest:
+    """While active (main thread only), Ctrl-C asks the loop to stop after the current step
+    instead of raising in the middle of an update; further Ctrl-Cs are ignored until it does."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> "_InterruptRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _finished_summary(run_dir: Path, state: dict, config: RunConfig) -> dict | None:
+    """The summary of a run that already completed its budget at this checkpoint, else None."""
+    if state["step"] < config.steps:
+        return None
+    try:
+        summary = runs.read_summary(run_dir)
+    except runs.RunFolderError:
+        return None  # no usable summary: evaluate once more and write it
+    if summary["status"] == "completed" and summary["steps_done"] == state["step"]:
+        return summary
+    return None
+
+
 def train_runs(
     configs: list[RunConfig],
     run_dirs: list[Path],
@@ -135,8 +180,30 @@ def train_runs(
     ``states``: checkpoints to resume from (all at the same step); None starts fresh, writing each
     run's config.json into its (already prepared) folder. ``loggers``: factories of viewers that
     get every metrics row as it is recorded (see grokkit.loggers).
+
+    Each run folder is locked while it trains (FolderLockedError if another process holds it).
+    A run resumed at a checkpoint that already completed its budget is left exactly as it is.
+    Ctrl-C stops after the step in progress, checkpoints every run there and raises
+    TrainingInterrupted.
     """
     run_dirs = [Path(d) for d in run_dirs]
+    with contextlib.ExitStack() as locks:
+        for d in run_dirs:
+            d.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(runs.folder_lock(d, "run folder"))
+        if states is None:
+            return _train(configs, run_dirs, None, device, progress, description, loggers)
+        results: list[dict | None] = [_finished_summary(d, s, c) for d, s, c in zip(run_dirs, states, configs)]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            trained = _train([configs[i] for i in todo], [run_dirs[i] for i in todo],
+                             [states[i] for i in todo], device, progress, description, loggers)  # fmt: skip
+            for i, summary in zip(todo, trained):
+                results[i] = summary
+        return results  # type: ignore[return-value]
+
+
+def _train(configs, run_dirs, states, device, progress, description, loggers) -> list[dict]:
     if states is None:
         pop = Population(configs, device)
         trackers = [Tracker() for _ in configs]
@@ -180,6 +247,9 @@ def train_runs(
             logger.close(summaries[i])
 
     def record(i: int, row: dict) -> None:
+        rows = trackers[i].rows
+        if rows and rows[-1]["step"] == row["step"]:
+            return  # already recorded (a resume at a step whose row was written)
         trackers[i].record(row)
         for logger in run_loggers[i]:
             logger.log_row(row)
@@ -232,8 +302,13 @@ def train_runs(
     total = max(c.steps for c in configs)
     bar = tqdm(total=total, initial=pop.step_count, disable=not progress, unit="step",
                desc=description, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)  # fmt: skip
-    try:
+    interrupt = _InterruptRequest()
+    with interrupt, contextlib.closing(bar):
         while index:
+            if interrupt.requested:
+                for slot, i in enumerate(index):
+                    write_out(slot, i, "interrupted", f"interrupted at step {pop.step_count}")
+                raise TrainingInterrupted(pop.step_count, [run_dirs[i] for i in index])
             losses = pop.step()
             nonfinite |= ~torch.isfinite(losses)
             bar.update(1)
@@ -244,8 +319,6 @@ def train_runs(
                 evaluate_and_record(force=False)
                 if progress:
                     bar.set_postfix_str(_progress_text(trackers, index, summaries), refresh=False)
-    finally:
-        bar.close()
     return summaries  # type: ignore[return-value]
 
 

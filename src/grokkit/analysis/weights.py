@@ -18,7 +18,7 @@ def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, T
     The checkpoint stores one flat vector; ``grokkit.model.unflatten`` names its parts, so W_U comes back as [d_model, vocab] and its element rows are W_U[:, :n_elements].T.
     """
     run_dir = Path(run_dir)
-    config = RunConfig.from_dict(runs.read_json(run_dir / "config.json"))
+    config = runs.read_config(run_dir)
     model_config = config.model_config(make_table(config.operation, config.modulus).n_elements)
     flat = runs.load_checkpoint(run_dir)["flat"]
     try:

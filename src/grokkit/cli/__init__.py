@@ -13,8 +13,8 @@ import sys
 
 from grokkit import __version__
 from grokkit.cli import bench, data, reproduce, show, sweep, train
-from grokkit.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Parser
-from grokkit.errors import InputError
+from grokkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, Parser
+from grokkit.errors import InputError, StorageError, show_warnings_as_one_line
 
 COMMANDS = (data, train, show, bench, sweep, reproduce)
 
@@ -29,12 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_warnings_as_one_line()
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as e:
         print(f"grokkit: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("grokkit: interrupted; the last checkpoint is kept", file=sys.stderr)
+    except StorageError as e:
+        print(f"grokkit: error: {e.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt as e:
+        hint = getattr(args, "resume_hint", None)
+        said = str(e) or "interrupted; the last checkpoint is kept"
+        print(f"grokkit: {said}" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -8,6 +8,7 @@ from pathlib import Path
 from grokkit.devices import DEVICE_CHOICES
 from grokkit.errors import InputError
 
+EXIT_FAILED = 1  # a run that diverged, a write the machine refused
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 

@@ -27,7 +27,7 @@ def register(sub) -> None:
     add_device_flag(r)
     r.add_argument("--op", help="operation for fig6 (default x/y)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
-    r.set_defaults(func=run)
+    r.set_defaults(func=run, resume_hint=lambda args: "run the same grokkit reproduce command again to resume")
 
 
 def print_list() -> None:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     if not (run_dir / "summary.json").is_file():
         raise InputError(f"{run_dir} is not a grokkit run folder with a summary.json")
-    summary = runs.read_json(run_dir / "summary.json")
+    summary = runs.read_summary(run_dir)
     width = max(len(k) for k in summary)
     for k, v in summary.items():
         print(f"{k:<{width}}  {v}")

@@ -32,7 +32,7 @@ def register(sub) -> None:
     add_device_flag(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar, no per-run lines")
     add_run_flags(p, grid=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, resume_hint=lambda args: "run the same grokkit sweep command again to resume")
 
 
 def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:

@@ -24,7 +24,7 @@ def register(sub) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     add_run_flags(t)
-    t.set_defaults(func=run)
+    t.set_defaults(func=run, resume_hint=resume_hint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,22 +35,24 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise InputError(f"--resume continues a run as it was configured; drop {', '.join(given)}")
         run_dir = runs.require_resumable(Path(args.resume))
-        state = runs.load_checkpoint(run_dir)
-        cfg = RunConfig.from_dict(runs.read_json(run_dir / "config.json"))
-        if args.steps is not None:
-            if args.steps < state["step"]:
-                raise InputError(f"--steps {args.steps} is before the checkpoint (step {state['step']})")
-            cfg = cfg.with_changes(steps=args.steps)
-        states = [state]
+        with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
+            cfg = runs.read_config(run_dir)
+            state = runs.load_checkpoint(run_dir)
+            stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
+            if stored != cfg.with_changes(steps=stored.steps):  # only the budget may differ
+                raise InputError(f"{run_dir}: config.json and the checkpoint describe different runs")
+            if args.steps is not None:
+                if args.steps < state["step"]:
+                    raise InputError(f"--steps {args.steps} is before the checkpoint (step {state['step']})")
+                cfg = cfg.with_changes(steps=args.steps)
+            summary = _train(cfg, run_dir, [state], device, args)
     else:
         if not args.out:
             raise InputError("train needs --out DIR (or --resume DIR)")
         cfg = config_from_args(args)
         validate_run(cfg)
         run_dir = runs.prepare_new_run_dir(Path(args.out))
-        states = None
-    summary = train_runs([cfg], [run_dir], states=states, device=device, progress=not args.quiet,
-                         description=str(run_dir))[0]  # fmt: skip
+        summary = _train(cfg, run_dir, None, device, args)
     if not args.no_plot:
         plot_curves(run_dir, summary)
     print(summary_line(summary, run_dir))
@@ -58,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"grokkit: error: {summary['message']}", file=sys.stderr)
         return 1
     return 0
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    return f"resume with: grokkit train --resume {args.resume or args.out}"
+
+
+def _train(cfg: RunConfig, run_dir: Path, states, device: str, args: argparse.Namespace) -> dict:
+    return train_runs([cfg], [run_dir], states=states, device=device, progress=not args.quiet,
+                      description=str(run_dir))[0]  # fmt: skip
 
 
 def summary_line(s: dict, run_dir: Path) -> str:

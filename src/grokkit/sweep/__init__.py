@@ -96,7 +96,16 @@ def run_sweep(
         ray = import_ray()
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SweepError(f"--out {out_dir} cannot be created: {e.strerror}; choose another path") from None
+    with runs.folder_lock(out_dir, "sweep folder"):
+        return _run_locked(configs, out_dir, executor, jobs, device, max_population, progress,
+                           ray if executor == "ray" else None)  # fmt: skip
 
+
+def _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray) -> list[SweepResult]:
     # Unique runs, in order of first appearance; inspect every folder before writing anything.
     names = [run_name(c) for c in configs]
     unique: dict[str, RunConfig] = {}
@@ -126,7 +135,7 @@ def run_sweep(
         for n in run_names:
             s = summaries[n]
             if (s is None or s.get("status") not in FINISHED) and (dirs[n] / "summary.json").is_file():
-                summaries[n] = runs.read_json(dirs[n] / "summary.json")
+                summaries[n] = runs.read_summary(dirs[n])
         write_index(out_dir, [index_row(n, unique[n], summaries[n]) for n in run_names])
 
     index()
@@ -173,7 +182,7 @@ def run_sweep(
     for n, c in zip(names, configs):
         s = summaries[n]
         if s is None:  # cannot happen unless a run folder was changed behind our back
-            s = runs.read_json(dirs[n] / "summary.json")
+            s = runs.read_summary(dirs[n])
         results.append(SweepResult(config=c, run_dir=dirs[n], summary=s))
     return results
 

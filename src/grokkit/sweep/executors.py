@@ -8,8 +8,11 @@ resumes from them.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -17,14 +20,16 @@ import torch
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.errors import show_warnings_as_one_line
 from grokkit.train import train_runs
 
 
 def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device: str,
                 threads: int | None = None) -> list[dict]:
     """Train one population (in this process, a pool worker or a Ray task); returns summaries."""
-    if threads is not None:
+    if threads is not None:  # a worker process: its warnings (a checkpoint fallback) on one line
         torch.set_num_threads(threads)
+        show_warnings_as_one_line()
     configs = [RunConfig.from_dict(d) for d in config_dicts]
     states = [runs.load_checkpoint(Path(d)) for d in dirs] if resume else None
     return train_runs(configs, [Path(d) for d in dirs], states=states, device=device, progress=False)
@@ -75,10 +80,24 @@ def run_pool(tasks, groups, jobs, device, finished, errors) -> None:
                 finished(g, result)
         completed = True
     finally:
-        if not completed:  # interrupted: stop the workers now (their checkpoints are whole files)
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
+        if not completed:
+            _stop_workers(list((getattr(pool, "_processes", None) or {}).values()))
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(processes, grace_seconds: float = 60.0) -> None:
+    """Interrupted: ask each worker to checkpoint at its current step and stop (SIGINT, which a
+    training worker turns into a final checkpoint); terminate those still running after the
+    grace period (their last checkpoints are whole files, so nothing is damaged)."""
+    for proc in processes:
+        if proc.is_alive():
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace_seconds
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.terminate()
 
 
 def run_ray(ray, tasks, groups, jobs, device, finished, errors) -> None:

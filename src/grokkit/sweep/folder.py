@@ -47,12 +47,8 @@ def check_out_dir(out_dir: Path) -> None:
         raise SweepError(f"--out {out_dir} is a non-empty folder that is not a sweep folder; nothing was touched")
 
 
-def _stored_config(path: Path) -> RunConfig | None:
-    if not path.is_file():
-        return None
-    d = runs.read_json(path)
-    d.pop("derived", None)
-    return RunConfig.from_dict(d)
+def _stored_config(run_dir: Path) -> RunConfig | None:
+    return runs.read_config(run_dir) if (run_dir / "config.json").is_file() else None
 
 
 def _differences(a: RunConfig, b: RunConfig) -> list[str]:
@@ -77,19 +73,18 @@ def inspect_run(config: RunConfig, run_dir: Path) -> RunState:
         return RunState("fresh")
     if not run_dir.is_dir():
         raise SweepError(f"{run_dir} exists and is not a folder; move it away")
-    stored = _stored_config(run_dir / "config.json")
+    stored = _stored_config(run_dir)
     if stored is not None and stored != config:
         raise SweepError(
             f"{run_dir}/config.json differs from the sweep's run ({', '.join(_differences(config, stored))}); "
             "move that folder away or use another --out"
         )
-    summary_path = run_dir / "summary.json"
-    summary = runs.read_json(summary_path) if summary_path.is_file() else None
+    summary = runs.read_summary(run_dir) if (run_dir / "summary.json").is_file() else None
     if summary and summary.get("status") in FINISHED and (
         summary.get("steps_done", 0) >= config.steps or summary["status"] != "completed"
     ):
         return RunState("done", summary=summary)
-    if (run_dir / runs.CHECKPOINT).is_file():
+    if runs.has_checkpoint(run_dir):
         state = runs.load_checkpoint(run_dir)
         ckpt_config = RunConfig.from_dict(state["config"])
         if ckpt_config != config:
@@ -108,13 +103,13 @@ def clear_run_dir(run_dir: Path) -> None:
             return
         for p in folder.iterdir():
             if p.is_file() and (p.name in names or any(
-                p.name.startswith(f".{n}.") and p.name.endswith(".tmp") for n in names
+                p.name.startswith(f".{n}.") and p.name.endswith((".tmp", ".staged")) for n in names
             )):  # fmt: skip
                 p.unlink()
 
     ours(run_dir, _RUN_FILES)
     ckpt_dir = run_dir / runs.CHECKPOINT.parent
-    ours(ckpt_dir, (runs.CHECKPOINT.name,))
+    ours(ckpt_dir, (runs.CHECKPOINT.name, runs.PREVIOUS_CHECKPOINT.name))
     if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
         ckpt_dir.rmdir()
 
