@@ -17,8 +17,8 @@ from typing import TextIO
 
 import torch
 
-from grokkit.errors import InputError
-from grokkit.ops import Operation, get_operation
+from grokkit.errors import InputError, warn
+from grokkit.ops import SLOW_TABLE_EQUATIONS, Operation, get_operation, table_size_text
 
 OPERATOR_TOKEN = "∘"
 EQUALS_TOKEN = "="
@@ -80,7 +80,10 @@ class Table:
 
 def make_table(operation_name: str, modulus: int = 97) -> Table:
     """Build the full table; raises grokkit.ops.OperationError for a bad name or modulus."""
-    operation = get_operation(operation_name, modulus)
+    operation = get_operation(operation_name, modulus)  # refuses a table that cannot fit
+    if operation.n_elements**2 > SLOW_TABLE_EQUATIONS:
+        warn(f"{table_size_text(operation.name, operation.modulus)}; every evaluation covers the "
+             "whole table, so training will be slow")  # fmt: skip
     x, y = operation.domain()
     result = operation.apply(x, y)
     return Table(operation, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(result))

@@ -24,6 +24,7 @@ S5 operations (``s5_xy``, ``s5_xyx^-1``, ``s5_xyx``)
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -176,6 +177,46 @@ class Operation:
         return _MODULAR[self.name](x, y, self.modulus)
 
 
+# Building a table holds about this many bytes per equation at its peak (index arrays, the
+# operation's int64 intermediates, the result); measured 40 for x^3+xy^2+y, rounded up.
+BYTES_PER_EQUATION = 64
+SLOW_TABLE_EQUATIONS = 1_000_000  # above this, evaluating the whole table takes seconds
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no limit known
+        return None
+
+
+def check_table_size(name: str, modulus: int) -> int:
+    """Refuse, before any allocation, a table that cannot fit in half of this machine's memory
+    (grokkit.data.make_table warns about one that fits but is slow). Returns the equation count."""
+    n_equations = modulus * (modulus - 1) if name == "x/y" else modulus * modulus
+    need = n_equations * BYTES_PER_EQUATION
+    memory = _physical_memory()
+    if memory is not None and need > memory // 2:
+        raise OperationError(
+            f"{name} mod {modulus} has {n_equations:,} equations and needs about {_size(need)} to "
+            f"build, more than half of this machine's {_size(memory)}; choose a smaller modulus"
+        )
+    return n_equations
+
+
+def table_size_text(name: str, modulus: int) -> str:
+    n_equations = check_table_size(name, modulus)
+    return f"{name} mod {modulus} has {n_equations:,} equations (about {_size(n_equations * BYTES_PER_EQUATION)} to build)"
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.1f} TB"
+
+
 def get_operation(name: str, modulus: int = 97) -> Operation:
     """Validate ``name`` and ``modulus`` and build the operation; raises OperationError."""
     if name not in OPERATION_NAMES:
@@ -191,4 +232,5 @@ def get_operation(name: str, modulus: int = 97) -> Operation:
         raise OperationError(f"modulus must be >= 2, got {modulus}")
     if name in PRIME_OPERATIONS and not is_prime(modulus):
         raise OperationError(f"{name} needs a prime modulus; {modulus} is not prime")
+    check_table_size(name, modulus)
     return Operation(name, modulus, tuple(str(v) for v in range(modulus)))

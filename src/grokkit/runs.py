@@ -21,9 +21,7 @@ import errno
 import io
 import json
 import os
-import pickle
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,8 +62,11 @@ class FolderLockedError(RunFolderError):
 # ---------------------------------------------------------------- writing
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, shown_as: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; a refused write raises
+    StorageError naming ``shown_as`` (default ``path``) and leaves the old file in place."""
     path = Path(path)
+    shown_as = Path(shown_as or path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +79,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        kept = "the previous version is kept" if shown_as.exists() else "nothing was written"
         reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise StorageError(e.errno, f"cannot write {path}: {reason}; {kept}") from None
+        raise StorageError(e.errno, f"cannot write {shown_as}: {reason}; {kept}") from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -119,7 +120,7 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     latest, previous = Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT
     # Written under a temporary name first, so a failed write leaves latest.pt untouched.
     staged = latest.with_name(f".{latest.name}.staged")
-    atomic_write_bytes(staged, buf.getvalue())
+    atomic_write_bytes(staged, buf.getvalue(), shown_as=latest)
     try:
         if latest.exists():
             os.replace(latest, previous)
@@ -231,15 +232,14 @@ def _read_checkpoint(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RunFolderError(f"{path} does not exist") from None
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+    except Exception as e:  # whatever the unpickler raises on untrusted bytes means: damaged
+        text = str(e)
+        if "GLOBAL" in text or "Unsupported global" in text:
             raise _damaged(path, "it holds Python objects other than tensors and plain containers "
                                  "(refused: loading them could run code)") from None  # fmt: skip
-        raise _damaged(path, f"not a readable checkpoint ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise _damaged(path, f"not a readable checkpoint ({first[:120]})") from None
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        detail = type(e).__name__ if not first or first.startswith("Weights only load failed") else first
+        raise _damaged(path, f"not a readable checkpoint ({detail[:120]})") from None
     if not isinstance(state, dict):
         raise _damaged(path, f"expected a dictionary of training state, found {type(state).__name__}")
     for key, kind in _CHECKPOINT_KEYS.items():

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from grokkit import __version__
 from grokkit.cli import bench, data, reproduce, show, sweep, train
 from grokkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, Parser
-from grokkit.errors import InputError, StorageError, show_warnings_as_one_line
+from grokkit.errors import GrokkitWarning, InputError, StorageError, show_warnings_as_one_line
 
 COMMANDS = (data, train, show, bench, sweep, reproduce)
 
@@ -29,7 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    show_warnings_as_one_line()
+    # grokkit's own warnings (a checkpoint fallback, a slow table size) are part of the output:
+    # always shown, one line each, whatever the interpreter's warning filters say.
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", GrokkitWarning)
+        show_warnings_as_one_line()
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)

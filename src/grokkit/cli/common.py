@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grokkit.devices import DEVICE_CHOICES
 from grokkit.errors import InputError
+from grokkit.runs import read_metrics
 
 EXIT_FAILED = 1  # a run that diverged, a write the machine refused
 EXIT_BAD_INPUT = 2
@@ -43,6 +44,7 @@ def plot_curves(run_dir: Path, summary: dict) -> None:
     # Imported here: matplotlib costs ~0.4 s, which `grokkit data` and `bench` should not pay.
     from grokkit.plots import plot_run_curves
 
+    read_metrics(run_dir)  # a damaged metrics.csv: one line naming it (plots would raise)
     if not summary.get("steps_done"):
         print("curves: skipped (the run has no steps yet)")
         return

@@ -1,0 +1,548 @@
+"""Bad input and damaged files, as a corpus: each case asserts the exit code, one line on stderr
+naming the problem, no traceback, and that no file was lost or overwritten.
+
+Classes: damaged checkpoints (and the fallback to previous.pt), damaged JSON and CSV files,
+sizes that cannot fit, concurrent writers and stale locks, Ctrl-C, write failures, and resuming
+a finished run. The command-line values already covered in test_cli.py, test_sweep.py and
+test_experiments.py count towards the corpus too; the property test below feeds random values to
+every numeric flag of ``train``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokkit import runs
+from grokkit.cli import main
+from grokkit.population import Population
+
+TINY = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "2", "--d-mlp", "64",
+        "--layers", "1", "--quiet", "--no-plot", "--device", "cpu", "--checkpoint-every", "10"]  # fmt: skip
+SWEEP_TINY = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "2", "--d-mlp", "64",
+              "--layers", "1", "--quiet", "--device", "cpu", "--checkpoint-every", "10",
+              "--steps", "20", "--jobs", "1"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (lock files aside) and a hash of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != runs.LOCK_FILE}  # fmt: skip
+
+
+def assert_one_line(err: str, *keywords: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err!r}"
+    assert "Traceback" not in err
+    assert lines[0].startswith("grokkit: ")
+    for k in keywords:
+        assert k in lines[0], f"{k!r} not in {lines[0]!r}"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny run trained to 20 steps (checkpoints at 10 and 20, so previous.pt exists)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("faults") / "run"
+    assert main(["train", *TINY, "--steps", "20", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst)
+    return dst
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+class Exploit:
+    """Unpickling calls os.system: a checkpoint must never be able to do this."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _malicious(path: Path, marker: Path) -> None:
+    torch.save({"step": 10, "payload": Exploit(marker)}, path)
+
+
+def _truncated(path: Path, marker: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _empty(path: Path, marker: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _random_bytes(path: Path, marker: Path) -> None:
+    path.write_bytes(os.urandom(4096))
+
+
+def _missing_key(path: Path, marker: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    del state["optimizer"]
+    torch.save(state, path)
+
+
+def _wrong_type(path: Path, marker: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["step"] = "ten"
+    torch.save(state, path)
+
+
+def _wrong_shape(path: Path, marker: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["flat"] = state["flat"][:-5]
+    torch.save(state, path)
+
+
+def _non_finite(path: Path, marker: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["flat"][3] = float("nan")
+    torch.save(state, path)
+
+
+def _not_a_dict(path: Path, marker: Path) -> None:
+    torch.save([torch.zeros(3)], path)
+
+
+def _zip_without_data(path: Path, marker: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/version", "3\n")
+    path.write_bytes(buf.getvalue())
+
+
+def _config_of_another_model(path: Path, marker: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["config"]["d_model"] = 64
+    torch.save(state, path)
+
+
+DAMAGES = {
+    "malicious pickle": (_malicious, "could run code"),
+    "truncated": (_truncated, "not a readable checkpoint"),
+    "empty": (_empty, "not a readable checkpoint"),
+    "random bytes": (_random_bytes, "not a readable checkpoint"),
+    "missing key": (_missing_key, "'optimizer' is missing"),
+    "wrong type": (_wrong_type, "'step' should be a int"),
+    "wrong shape": (_wrong_shape, "weights have shape"),
+    "non-finite weights": (_non_finite, "non-finite"),
+    "not a dictionary": (_not_a_dict, "expected a dictionary"),
+    "zip without data": (_zip_without_data, "not a readable checkpoint"),
+    "another model": (_config_of_another_model, "weights have shape"),
+}
+
+
+def _damage_both(run_dir: Path, damage, marker: Path) -> None:
+    for name in ("latest.pt", "previous.pt"):
+        damage(run_dir / "checkpoints" / name, marker)
+
+
+@pytest.mark.parametrize("case", list(DAMAGES))
+def test_damaged_checkpoint_is_one_line_and_nothing_changes(case, run_copy, tmp_path, capsys):
+    damage, keyword = DAMAGES[case]
+    marker = tmp_path / "pwned"
+    _damage_both(run_copy, damage, marker)
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+    assert code == 2
+    assert_one_line(err, "latest.pt", keyword)
+    assert not marker.exists(), "loading a checkpoint ran code"
+    assert snapshot(run_copy) == before
+
+
+def test_malicious_checkpoint_never_runs_code_through_the_library(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "checkpoints").mkdir()
+    _malicious(tmp_path / "checkpoints" / "latest.pt", marker)
+    with pytest.raises(runs.DamagedFileError, match="could run code"):
+        runs.load_checkpoint(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("case", ["truncated", "random bytes", "missing key"])
+def test_damaged_latest_falls_back_to_previous_and_says_so(case, run_copy, finished_run, tmp_path, capsys):
+    damage, _ = DAMAGES[case]
+    damage(run_copy / "checkpoints" / "latest.pt", tmp_path / "m")
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 20)
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("grokkit: warning:")]
+    assert len(warnings) == 1 and "previous.pt (step 10)" in warnings[0]
+    # Resumed from step 10 and retrained to 20: exactly the uninterrupted run's weights.
+    a = runs.load_checkpoint(run_copy)
+    b = runs.load_checkpoint(finished_run)
+    assert a["step"] == 20 and torch.equal(a["flat"], b["flat"])
+    assert runs.read_metrics(run_copy) == [
+        {**r, "wall_seconds": x["wall_seconds"]} for r, x in
+        zip(runs.read_metrics(finished_run), runs.read_metrics(run_copy))
+    ]  # fmt: skip
+
+
+def test_latest_lost_between_the_two_renames_resumes_from_previous(run_copy, capsys):
+    (run_copy / "checkpoints" / "latest.pt").unlink()
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 20)
+    assert code == 0 and "previous.pt (step 10)" in err
+    assert runs.load_checkpoint(run_copy)["step"] == 20
+
+
+# ---------------------------------------------------------------- damaged JSON and CSV files
+
+JSON_DAMAGES = {
+    "not JSON": (b"{not json", "not valid JSON"),
+    "empty": (b"", "not valid JSON"),
+    "not an object": (b"[1, 2, 3]", "expected a JSON object"),
+    "binary": (b"\xff\xfe\x00garbage", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(JSON_DAMAGES))
+def test_damaged_config_json_on_resume(case, run_copy, capsys):
+    data, keyword = JSON_DAMAGES[case]
+    (run_copy / "config.json").write_bytes(data)
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+    assert code == 2
+    assert_one_line(err, "config.json", keyword)
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("change, keyword", [
+    ({"operation": "x*y"}, "unknown operation"),
+    ({"steps": "many"}, "wrong type"),
+    ({"train_fraction": 2.0}, "train fraction"),
+    ({"optimizer": "adamw"}, "not a mapping"),
+    ({"d_model": 30, "n_heads": 4}, "config.json"),
+])  # fmt: skip
+def test_config_json_with_bad_settings_on_resume(change, keyword, run_copy, capsys):
+    config = json.loads((run_copy / "config.json").read_text())
+    config.update(change)
+    (run_copy / "config.json").write_text(json.dumps(config))
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+    assert code == 2
+    assert_one_line(err, "config.json", keyword)
+    assert snapshot(run_copy) == before
+
+
+def test_checkpoint_of_another_run_is_refused(run_copy, capsys):
+    config = json.loads((run_copy / "config.json").read_text())
+    config["seed"] = 7
+    (run_copy / "config.json").write_text(json.dumps(config))
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+    assert code == 2
+    assert_one_line(err, "describe different runs")
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("case", list(JSON_DAMAGES) + ["missing status"])
+def test_damaged_summary_json_on_show(case, run_copy, capsys):
+    data, keyword = JSON_DAMAGES.get(case, (b'{"steps_done": 3}', "'status' is missing"))
+    (run_copy / "summary.json").write_bytes(data)
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "show", run_copy)
+    assert code == 2
+    assert_one_line(err, "summary.json", keyword)
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("text, keyword", [
+    ("step,train_loss\n1,2\n", "header lacks"),
+    ("step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n0,x,1,1,1,1,0,0\n",
+     "not a number"),
+    ("step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n5,1,1,1,1,1,0,0\n"
+     "5,1,1,1,1,1,0,0\n", "steps must increase"),
+    ("step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n0,1,1\n",
+     "wrong number of fields"),
+])  # fmt: skip
+def test_damaged_metrics_csv_names_the_file_and_line(text, keyword, tmp_path):
+    (tmp_path / "metrics.csv").write_text(text)
+    with pytest.raises(runs.DamagedFileError, match=keyword) as e:
+        runs.read_metrics(tmp_path)
+    assert "metrics.csv" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_show_with_damaged_metrics_csv_is_one_line(run_copy, capsys):
+    (run_copy / "metrics.csv").write_text("step,train_loss\n1,2\n")
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "show", run_copy)
+    assert code == 2
+    assert_one_line(err, "metrics.csv", "header lacks")
+    assert snapshot(run_copy) == before
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("faults") / "sweep"
+    assert main(["sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def sweep_copy(finished_sweep, tmp_path):
+    dst = tmp_path / "sweep"
+    shutil.copytree(finished_sweep, dst)
+    return dst
+
+
+@pytest.mark.parametrize("target, data, keyword", [
+    ("config.json", b"{broken", "not valid JSON"),
+    ("summary.json", b"[]", "expected a JSON object"),
+])  # fmt: skip
+def test_sweep_with_a_damaged_run_file_is_one_line_and_touches_nothing(target, data, keyword, sweep_copy, capsys):
+    run_dir = sorted((sweep_copy / "runs").iterdir())[0]
+    (run_dir / target).write_bytes(data)
+    before = snapshot(sweep_copy)
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", sweep_copy)
+    assert code == 2
+    assert_one_line(err, target, keyword)
+    assert snapshot(sweep_copy) == before
+
+
+def test_sweep_with_damaged_checkpoints_of_an_unfinished_run_is_one_line(sweep_copy, capsys):
+    run_dir = sorted((sweep_copy / "runs").iterdir())[0]
+    (run_dir / "summary.json").unlink()  # unfinished: the sweep must read its checkpoint
+    _damage_both(run_dir, _random_bytes, sweep_copy / "m")
+    before = snapshot(sweep_copy)
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", sweep_copy)
+    assert code == 2
+    assert_one_line(err, "latest.pt", "not a readable checkpoint")
+    assert snapshot(sweep_copy) == before
+
+
+def test_damaged_index_csv_is_rebuilt_from_the_run_folders(sweep_copy, capsys):
+    good = (sweep_copy / "index.csv").read_text()
+    (sweep_copy / "index.csv").write_bytes(os.urandom(300))
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", sweep_copy)
+    assert code == 0 and "Traceback" not in err
+    assert (sweep_copy / "index.csv").read_text() == good
+
+
+# ---------------------------------------------------------------- sizes
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "--op", "x+y", "--modulus", "100003"],
+    ["data", "--op", "x/y", "--modulus", "1000003"],
+    ["train", "--op", "x^2+y^2", "--modulus", "1000000", "--steps", "1"],
+])  # fmt: skip
+def test_tables_that_cannot_fit_are_refused_before_allocating(argv, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *argv, *(["--out", tmp_path / "r"] if argv[0] == "train" else []))
+    assert code == 2
+    assert_one_line(err, "equations", "GB", "choose a smaller modulus")
+    assert out == "" and not (tmp_path / "r").exists()
+
+
+def test_a_large_table_that_fits_warns_in_one_line(capsys):
+    code, out, err = run_cli(capsys, "data", "--op", "x+y", "--modulus", "1009")
+    assert code == 0
+    assert_one_line(err, "warning", "1,018,081 equations", "slow")
+    assert out.count("\n") == 1009 * 1009 + 1
+
+
+# ---------------------------------------------------------------- one writer per folder
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from grokkit import runs
+with runs.folder_lock(Path(sys.argv[1]), "folder"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+
+
+def test_second_writer_of_a_run_folder_stops_with_one_line(run_copy, capsys):
+    proc = _holder(run_copy)
+    try:
+        before = snapshot(run_copy)
+        code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+        assert code == 2
+        assert_one_line(err, "being written by another grokkit process", f"pid {proc.pid}")
+        assert snapshot(run_copy) == before
+    finally:
+        _stop(proc)
+
+
+def test_second_sweep_on_the_same_folder_stops_with_one_line(sweep_copy, capsys):
+    proc = _holder(sweep_copy)
+    try:
+        before = snapshot(sweep_copy)
+        code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "2", "--out", sweep_copy)
+        assert code == 2
+        assert_one_line(err, "sweep folder", "another grokkit process")
+        assert snapshot(sweep_copy) == before
+    finally:
+        _stop(proc)
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(run_copy, capsys):
+    proc = _holder(run_copy)
+    _stop(proc)  # SIGKILL: the process cannot release anything itself
+    assert (run_copy / runs.LOCK_FILE).read_text() == str(proc.pid)  # the stale file is still there
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+    assert code == 0, err
+    assert runs.read_summary(run_copy)["steps_done"] == 30
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    original = Population.step
+
+    def step_then_interrupt(self):
+        losses = original(self)
+        if self.step_count == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return losses
+
+    monkeypatch.setattr(Population, "step", step_then_interrupt)
+
+
+def test_ctrl_c_in_train_checkpoints_the_step_and_resume_equals_a_straight_run(finished_run, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 13)
+    code, _, err = run_cli(capsys, "train", *TINY, "--steps", "20", "--out", out)
+    monkeypatch.undo()
+    assert code == 130
+    assert_one_line(err, "interrupted at step 13", f"grokkit train --resume {out}")
+    assert runs.load_checkpoint(out)["step"] == 13
+    assert runs.read_summary(out)["status"] == "interrupted"
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--quiet")
+    assert code == 0, err
+    assert torch.equal(runs.load_checkpoint(out)["flat"], runs.load_checkpoint(finished_run)["flat"])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]  # noqa: E731
+    assert strip(runs.read_metrics(out)) == strip(runs.read_metrics(finished_run))
+
+
+def test_ctrl_c_in_a_sweep_checkpoints_and_a_rerun_finishes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "sweep"
+    _interrupt_at(monkeypatch, 12)
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out)
+    monkeypatch.undo()
+    assert code == 130
+    assert_one_line(err, "interrupted at step 12", "run the same grokkit sweep command again")
+    steps = {runs.load_checkpoint(d)["step"] for d in (out / "runs").iterdir()}
+    assert steps == {12}
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out)
+    assert code == 0
+    assert all(runs.read_summary(d)["status"] == "completed" for d in (out / "runs").iterdir())
+
+
+def test_ctrl_c_of_a_real_train_process_exits_130_without_traceback(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grokkit.cli", "train", *TINY, "--steps", "100000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoints" / "latest.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert_one_line(err, "interrupted at step", "grokkit train --resume")
+    state = runs.load_checkpoint(out)
+    assert state["step"] == runs.read_summary(out)["steps_done"] or state["step"] > 0
+
+
+# ---------------------------------------------------------------- write failures
+
+
+def _fail_writes_after(monkeypatch, n_ok: int, name: str) -> None:
+    original = os.fsync
+    seen = {"n": 0}
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
+        if name in target:
+            seen["n"] += 1
+            if seen["n"] > n_ok:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return original(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell files apart")
+@pytest.mark.parametrize("name", ["latest.pt", "metrics.csv"])
+def test_full_disk_during_a_write_keeps_the_previous_file(name, run_copy, capsys, monkeypatch):
+    before = snapshot(run_copy)
+    _fail_writes_after(monkeypatch, 0, name)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 30)
+    monkeypatch.undo()
+    assert code == 1
+    assert_one_line(err, name, "no space left on the device", "previous version is kept")
+    after = snapshot(run_copy)
+    assert after["checkpoints/latest.pt"] == before["checkpoints/latest.pt"] or name == "metrics.csv"
+    assert runs.load_checkpoint(run_copy)["step"] in (20, 30)  # a whole, loadable checkpoint
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith((".tmp", ".staged"))]
+
+
+# ---------------------------------------------------------------- resuming a finished run
+
+
+def test_resuming_a_finished_run_to_its_own_budget_changes_nothing(run_copy, capsys):
+    before = snapshot(run_copy)
+    for argv in (["--steps", "20"], []):
+        code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--no-plot", *argv)
+        assert code == 0, err
+        assert snapshot(run_copy) == before
+
+
+def test_resume_with_a_lost_summary_writes_it_again_without_a_duplicate_row(run_copy, finished_run, capsys):
+    (run_copy / "summary.json").unlink()
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--no-plot", "--steps", "20")
+    assert code == 0, err
+    steps = [r["step"] for r in runs.read_metrics(run_copy)]
+    assert len(steps) == len(set(steps))
+    assert steps == [r["step"] for r in runs.read_metrics(finished_run)]
