@@ -546,3 +546,46 @@ def test_resume_with_a_lost_summary_writes_it_again_without_a_duplicate_row(run_
     steps = [r["step"] for r in runs.read_metrics(run_copy)]
     assert len(steps) == len(set(steps))
     assert steps == [r["step"] for r in runs.read_metrics(finished_run)]
+
+
+# ---------------------------------------------------------------- random values for every numeric flag
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Every numeric flag of `train`, with values around and far outside its valid range. Budgets stay
+# small so that a valid draw trains in well under a second.
+ints = lambda lo, hi: st.one_of(st.integers(lo, hi), st.sampled_from([-1, 0, 2**31, -(2**63)]))  # noqa: E731
+floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1, 2))
+NUMERIC_FLAGS = {
+    "--modulus": ints(-3, 40), "--train-fraction": floats, "--seed": ints(-5, 10**12),
+    "--split-seed": ints(-5, 10**12), "--outliers": ints(-3, 30), "--outlier-seed": ints(-5, 10**6),
+    "--steps": st.integers(-3, 12), "--eval-every": ints(-2, 20), "--checkpoint-every": ints(-2, 20),
+    "--stop-after-val-99": ints(-2, 20), "--layers": st.integers(-1, 2), "--d-model": st.integers(-2, 24),
+    "--heads": st.integers(-1, 5), "--d-mlp": st.integers(-2, 24), "--lr": floats,
+    "--weight-decay": floats, "--beta1": floats, "--beta2": floats, "--warmup-steps": ints(-3, 20),
+    "--batch-size": ints(-2, 64), "--update-noise": floats, "--weight-noise": floats, "--dropout": floats,
+}  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_numeric_flags_train_or_fail_in_one_line(data, tmp_path_factory, capsys):
+    # One to three flags per example, the rest valid: every flag is reached, alone and in pairs.
+    flags = data.draw(st.lists(st.sampled_from(list(NUMERIC_FLAGS)), min_size=1, max_size=3, unique=True))
+    values = {flag: data.draw(NUMERIC_FLAGS[flag], label=flag) for flag in flags}
+    out = tmp_path_factory.mktemp("prop") / "run"
+    argv = ["train", "--op", "x+y", "--quiet", "--no-plot", "--device", "cpu", "--out", str(out)]
+    defaults = {"--modulus": 7, "--steps": 5, "--d-model": 8, "--heads": 2, "--d-mlp": 8, "--layers": 1}
+    for flag, value in {**defaults, **values}.items():
+        argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    code, _, err = run_cli(capsys, *argv)
+    assert "Traceback" not in err
+    if code == 0:
+        assert runs.read_summary(out)["status"] in ("completed", "stopped_early")
+    elif code == 1:  # a valid run whose loss stopped being finite (a huge learning rate, say)
+        assert_one_line(err, "non-finite")
+    else:
+        assert code == 2, err
+        assert_one_line(err, "error")
+        assert not out.exists() or not any(out.iterdir())

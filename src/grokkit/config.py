@@ -56,6 +56,10 @@ class RunConfig:
             raise ConfigError(f"checkpoint every must be >= 1, got {self.checkpoint_every}")
         if self.stop_after_val_99 < 0:
             raise ConfigError(f"stop after val 99 must be >= 0, got {self.stop_after_val_99}")
+        for name in ("seed", "split_seed", "outlier_seed"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be >= 0, got {value}")
         if self.outliers < 0:
             raise ConfigError(f"number of outliers must be >= 0, got {self.outliers}")
         if not (0.0 < self.train_fraction < 1.0) or math.isnan(self.train_fraction):
