@@ -136,17 +136,21 @@ def _damaged(path: Path, problem: str) -> DamagedFileError:
     return DamagedFileError(f"{path} is damaged: {problem}")
 
 
-def read_json(path: Path):
-    """A JSON file grokkit wrote; one-line errors for a missing, unreadable or invalid file."""
-    path = Path(path)
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise RunFolderError(f"{path} does not exist") from None
     except UnicodeDecodeError:
         raise _damaged(path, "not UTF-8 text") from None
     except OSError as e:
         raise RunFolderError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_json(path: Path):
+    """A JSON file grokkit wrote; one-line errors for a missing, unreadable or invalid file."""
+    path = Path(path)
+    text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -191,13 +195,7 @@ def read_summary(run_dir: Path) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.csv"
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise RunFolderError(f"{path} does not exist") from None
-    except UnicodeDecodeError:
-        raise _damaged(path, "not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     missing = [c for c in METRIC_COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
         raise _damaged(path, f"the header lacks {', '.join(missing)}")
