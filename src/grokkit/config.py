@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from grokkit.data import DataError, make_table, split_indices
+from grokkit.data import DataError, split_indices
 from grokkit.errors import ConfigError
 from grokkit.model import ModelConfig
+from grokkit.ops import get_operation
 from grokkit.optim import OptimizerConfig
 
 # Each use of randomness draws from its own stream, derived from (seed, purpose), so that e.g.
@@ -104,8 +105,8 @@ class RunConfig:
 def validate_run(config: RunConfig) -> None:
     """Everything about a run that can be checked before training starts, so that bad input ends
     in one InputError before any folder is written (the CLI, sweeps and the Python API use it)."""
-    table = make_table(config.operation, config.modulus)
-    train_idx, _ = split_indices(table.n_equations, config.train_fraction, 0)
+    operation = get_operation(config.operation, config.modulus)  # sizes only: no table is built
+    train_idx, _ = split_indices(operation.n_equations, config.train_fraction, 0)
     n_train = len(train_idx)
     if n_train < 2:
         raise DataError(f"a training set of {n_train} equation cannot be split into batches; raise --train-fraction")
@@ -114,4 +115,4 @@ def validate_run(config: RunConfig) -> None:
     batch_size = config.optimizer.batch_size
     if batch_size and batch_size > n_train:
         raise DataError(f"batch size {batch_size} exceeds the training set ({n_train} equations)")
-    config.model_config(table.n_elements)
+    config.model_config(operation.n_elements)

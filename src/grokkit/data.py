@@ -81,7 +81,7 @@ class Table:
 def make_table(operation_name: str, modulus: int = 97) -> Table:
     """Build the full table; raises grokkit.ops.OperationError for a bad name or modulus."""
     operation = get_operation(operation_name, modulus)  # refuses a table that cannot fit
-    if operation.n_elements**2 > SLOW_TABLE_EQUATIONS:
+    if operation.n_equations > SLOW_TABLE_EQUATIONS:
         warn(f"{table_size_text(operation.name, operation.modulus)}; every evaluation covers the "
              "whole table, so training will be slow")  # fmt: skip
     x, y = operation.domain()

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from grokkit.config import RunConfig
-
 
 class GradientIntervention:
     """One transform of the flat gradient. Subclasses override ``__call__`` and, if they keep
@@ -59,8 +57,3 @@ class Interventions:
     def keep(self, idx: Tensor) -> None:
         for item in self.items:
             item.keep(idx)
-
-
-def for_runs(configs: Sequence[RunConfig]) -> Interventions:
-    """The interventions the runs' configs ask for (the paper's recipe asks for none)."""
-    return Interventions()

@@ -16,6 +16,3 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     V = logits.shape[-1]
     return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), reduction="none").view(labels.shape)
 
-
-# RunConfig's loss name -> function (follow-up losses join here).
-LOSSES = {"softmax": softmax_cross_entropy}

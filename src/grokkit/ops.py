@@ -156,6 +156,11 @@ class Operation:
     def n_elements(self) -> int:
         return len(self.element_names)
 
+    @property
+    def n_equations(self) -> int:
+        """Rows of the whole table, known without building it."""
+        return equation_count(self.name, self.n_elements)
+
     def domain(self) -> tuple[np.ndarray, np.ndarray]:
         """All valid (x, y) pairs as int64 index arrays, row-major: x slowest, then y."""
         n = self.n_elements
@@ -190,23 +195,23 @@ def _physical_memory() -> int | None:
         return None
 
 
-def check_table_size(name: str, modulus: int) -> int:
-    """Refuse, before any allocation, a table that cannot fit in half of this machine's memory
-    (grokkit.data.make_table warns about one that fits but is slow). Returns the equation count."""
-    n_equations = modulus * (modulus - 1) if name == "x/y" else modulus * modulus
-    need = n_equations * BYTES_PER_EQUATION
-    memory = _physical_memory()
-    if memory is not None and need > memory // 2:
-        raise OperationError(
-            f"{name} mod {modulus} has {n_equations:,} equations and needs about {_size(need)} to "
-            f"build, more than half of this machine's {_size(memory)}; choose a smaller modulus"
-        )
-    return n_equations
+def equation_count(name: str, n_elements: int) -> int:
+    return n_elements * (n_elements - 1) if name == "x/y" else n_elements * n_elements
 
 
 def table_size_text(name: str, modulus: int) -> str:
-    n_equations = check_table_size(name, modulus)
+    """``x+y mod 1009 has 1,018,081 equations (about 65.2 MB to build)``."""
+    n_equations = equation_count(name, modulus)
     return f"{name} mod {modulus} has {n_equations:,} equations (about {_size(n_equations * BYTES_PER_EQUATION)} to build)"
+
+
+def check_table_size(name: str, modulus: int) -> None:
+    """Refuse, before any allocation, a table that cannot fit in half of this machine's memory
+    (grokkit.data.make_table warns about one that fits but is slow)."""
+    memory = _physical_memory()
+    if memory is not None and equation_count(name, modulus) * BYTES_PER_EQUATION > memory // 2:
+        raise OperationError(f"{table_size_text(name, modulus)}, more than half of this machine's "
+                             f"{_size(memory)}; choose a smaller modulus")  # fmt: skip
 
 
 def _size(n_bytes: float) -> str:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, add_outliers, make_table, split_indices
-from grokkit.interventions import for_runs as interventions_for_runs
+from grokkit.interventions import Interventions
 from grokkit.losses import softmax_cross_entropy
 from grokkit.model import (
     ModelConfig,
@@ -29,6 +29,7 @@ from grokkit.model import (
     parameter_shapes,
     unflatten,
 )
+from grokkit.ops import get_operation
 from grokkit.optim import BatchedAdamW
 
 
@@ -63,7 +64,7 @@ def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator
 
 def population_key(config: RunConfig) -> tuple:
     """Runs with equal keys can share a population (their tensors have the same shapes)."""
-    table_size = make_table(config.operation, config.modulus).n_equations
+    table_size = get_operation(config.operation, config.modulus).n_equations
     n_train = round(config.train_fraction * table_size)
     return (
         config.operation,
@@ -162,7 +163,7 @@ class Population:
         self.eval_targets, self.train_mask = self.eval_targets.to(dev), self.train_mask.to(dev)
         self.flat = torch.stack(flat_rows).to(dev)  # [E, P]: every member's weights, one row each
         self.optimizer = BatchedAdamW([c.optimizer for c in configs], self.flat)
-        self.interventions = interventions_for_runs(configs)
+        self.interventions = Interventions()  # none in the paper's recipe
         self._refresh_hyperparameters()
         self.step_count = 0
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from grokkit.config import RunConfig, validate_run
-from grokkit.data import make_table
 from grokkit.errors import InputError, StorageError, warn
 from grokkit.model import count_parameters
+from grokkit.ops import get_operation
 
 try:  # advisory locks; POSIX only (Linux, macOS)
     import fcntl
@@ -45,6 +45,7 @@ CHECKPOINT = Path("checkpoints") / "latest.pt"
 PREVIOUS_CHECKPOINT = Path("checkpoints") / "previous.pt"
 LOCK_FILE = ".grokkit.lock"
 SUMMARY_KEYS = {"status": str, "steps_done": int}
+FINISHED = ("completed", "stopped_early", "diverged")  # statuses after which a run trains no more
 
 
 class RunFolderError(InputError):
@@ -62,11 +63,11 @@ class FolderLockedError(RunFolderError):
 # ---------------------------------------------------------------- writing
 
 
-def atomic_write_bytes(path: Path, data: bytes, shown_as: Path | None = None) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename; a refused write raises
-    StorageError naming ``shown_as`` (default ``path``) and leaves the old file in place."""
+def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, first moving the current
+    ``path`` to ``previous`` if given. A refused write raises StorageError naming ``path`` and
+    leaves the old file in place."""
     path = Path(path)
-    shown_as = Path(shown_as or path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,17 +76,18 @@ def atomic_write_bytes(path: Path, data: bytes, shown_as: Path | None = None) ->
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)  # a crash before the next rename leaves previous: loadable
         os.replace(tmp, path)
+        tmp = None
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        kept = "the previous version is kept" if shown_as.exists() else "nothing was written"
+        kept_any = path.exists() or (previous is not None and previous.exists())
+        kept = "the previous version is kept" if kept_any else "nothing was written"
         reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise StorageError(e.errno, f"cannot write {shown_as}: {reason}; {kept}") from None
-    except BaseException:
+        raise StorageError(e.errno, f"cannot write {path}: {reason}; {kept}") from None
+    finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -117,16 +119,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     """latest.pt <- state; the former latest.pt becomes previous.pt."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    latest, previous = Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT
-    # Written under a temporary name first, so a failed write leaves latest.pt untouched.
-    staged = latest.with_name(f".{latest.name}.staged")
-    atomic_write_bytes(staged, buf.getvalue(), shown_as=latest)
-    try:
-        if latest.exists():
-            os.replace(latest, previous)
-        os.replace(staged, latest)
-    except OSError as e:
-        raise StorageError(e.errno, f"cannot write {latest}: {e.strerror}; the previous checkpoint is kept") from None
+    run_dir = Path(run_dir)
+    atomic_write_bytes(run_dir / CHECKPOINT, buf.getvalue(), previous=run_dir / PREVIOUS_CHECKPOINT)
 
 
 # ---------------------------------------------------------------- reading, validated
@@ -193,6 +187,12 @@ def read_summary(run_dir: Path) -> dict:
     return summary
 
 
+def is_finished(summary: dict, steps: int) -> bool:
+    """A run is over: it stopped early or diverged, or completed a budget of at least ``steps``."""
+    status = summary.get("status")
+    return status in FINISHED and (status != "completed" or summary.get("steps_done", 0) >= steps)
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.csv"
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
@@ -248,7 +248,7 @@ def _read_checkpoint(path: Path) -> dict:
     if state["step"] < 0:
         raise _damaged(path, f"negative step {state['step']}")
     config = config_from_dict(state["config"], path)
-    n_elements = make_table(config.operation, config.modulus).n_elements
+    n_elements = get_operation(config.operation, config.modulus).n_elements
     n_params = count_parameters(config.model_config(n_elements))
     flat = state["flat"]
     if flat.dim() != 1 or flat.numel() != n_params or not flat.is_floating_point():

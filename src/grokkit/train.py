@@ -69,8 +69,12 @@ class Tracker:
     wall_before: float = 0.0  # seconds spent in earlier sessions (before a resume)
     last_checkpoint_step: int | None = None
 
-    def record(self, row: dict) -> None:
+    def record(self, row: dict) -> bool:
+        """Add an evaluation's row; False (and nothing changes) if this step already has one, as
+        when a run resumes at the step of its last row."""
         step = row["step"]
+        if self.rows and self.rows[-1]["step"] == step:
+            return False
         self.rows.append(row)
         if self.steps_to_train_99 is None and row["train_accuracy"] >= THRESHOLD:
             self.steps_to_train_99 = step
@@ -81,6 +85,7 @@ class Tracker:
             self.val_99_since = step if self.val_99_since is None else self.val_99_since
         else:
             self.val_99_since = None
+        return True
 
 
 def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, message: str) -> dict:
@@ -127,10 +132,6 @@ def _write_config(run_dir: Path, config: RunConfig, pop: Population, i: int) -> 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: every run was checkpointed at the step it had completed."""
 
-    def __init__(self, step: int, run_dirs: list[Path]):
-        super().__init__(f"interrupted at step {step}; every run was checkpointed there")
-        self.step, self.run_dirs = step, run_dirs
-
 
 class _InterruptRequest:
     """While active (main thread only), Ctrl-C asks the loop to stop after the current step
@@ -154,14 +155,14 @@ class _InterruptRequest:
 
 
 def _finished_summary(run_dir: Path, state: dict, config: RunConfig) -> dict | None:
-    """The summary of a run that already completed its budget at this checkpoint, else None."""
-    if state["step"] < config.steps:
-        return None
+    """The summary of a run that is already over (runs.is_finished) at this very checkpoint,
+    else None. A checkpoint behind the summary (a fallback to previous.pt, a diverged run's last
+    good one) trains on: that repairs the folder, or retries."""
     try:
         summary = runs.read_summary(run_dir)
     except runs.RunFolderError:
-        return None  # no usable summary: evaluate once more and write it
-    if summary["status"] == "completed" and summary["steps_done"] == state["step"]:
+        return None  # no usable summary: train (or evaluate once more) and write it
+    if runs.is_finished(summary, config.steps) and state["step"] >= summary["steps_done"]:
         return summary
     return None
 
@@ -182,7 +183,7 @@ def train_runs(
     get every metrics row as it is recorded (see grokkit.loggers).
 
     Each run folder is locked while it trains (FolderLockedError if another process holds it).
-    A run resumed at a checkpoint that already completed its budget is left exactly as it is.
+    A resumed run that is already over (runs.is_finished) is left exactly as it is.
     Ctrl-C stops after the step in progress, checkpoints every run there and raises
     TrainingInterrupted.
     """
@@ -247,12 +248,9 @@ def _train(configs, run_dirs, states, device, progress, description, loggers) ->
             logger.close(summaries[i])
 
     def record(i: int, row: dict) -> None:
-        rows = trackers[i].rows
-        if rows and rows[-1]["step"] == row["step"]:
-            return  # already recorded (a resume at a step whose row was written)
-        trackers[i].record(row)
-        for logger in run_loggers[i]:
-            logger.log_row(row)
+        if trackers[i].record(row):
+            for logger in run_loggers[i]:
+                logger.log_row(row)
 
     def evaluate_and_record(force: bool) -> None:
         nonlocal nonfinite
@@ -308,7 +306,7 @@ def _train(configs, run_dirs, states, device, progress, description, loggers) ->
             if interrupt.requested:
                 for slot, i in enumerate(index):
                     write_out(slot, i, "interrupted", f"interrupted at step {pop.step_count}")
-                raise TrainingInterrupted(pop.step_count, [run_dirs[i] for i in index])
+                raise TrainingInterrupted(f"interrupted at step {pop.step_count}; every run was checkpointed there")
             losses = pop.step()
             nonfinite |= ~torch.isfinite(losses)
             bar.update(1)

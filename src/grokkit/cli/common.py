@@ -44,9 +44,9 @@ def plot_curves(run_dir: Path, summary: dict) -> None:
     # Imported here: matplotlib costs ~0.4 s, which `grokkit data` and `bench` should not pay.
     from grokkit.plots import plot_run_curves
 
-    read_metrics(run_dir)  # a damaged metrics.csv: one line naming it (plots would raise)
     if not summary.get("steps_done"):
         print("curves: skipped (the run has no steps yet)")
         return
-    png = plot_run_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=run_title(summary))
+    # Rows read through runs: a damaged metrics.csv is one line naming it.
+    png = plot_run_curves(read_metrics(run_dir), run_dir / "curves.png", title=run_title(summary))
     print(f"curves: {png}")

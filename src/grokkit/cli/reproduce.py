@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grokkit import experiments
 from grokkit.cli.common import add_device_flag, require_at_least
-from grokkit.data import make_table
+from grokkit.config import validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.experiments import SCALES
@@ -41,24 +41,18 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print_list()
         return 0
-    figures = experiments.FIGURES
     if not args.figure:
         raise InputError("reproduce needs a FIGURE (or 'all'), or --list")
-    if args.figure != "all" and args.figure not in figures:
-        raise InputError(f"unknown figure {args.figure!r}; choose one of: {', '.join(figures)}, all")
-    if args.scale not in SCALES:
-        raise InputError(f"unknown scale {args.scale!r}; choose one of: {', '.join(SCALES)}")
+    names = list(experiments.FIGURES) if args.figure == "all" else [args.figure]
+    options = {"operation": args.op}
+    if args.op is not None and "fig6" not in names:
+        raise InputError("--op applies to fig6 only")
+    for name in names:  # every run of every figure is checked before any training starts
+        for config in figure_runs(name, args.scale, **options):  # unknown figure or scale: one line
+            validate_run(config)  # an unknown --op: one line
     if not args.out:
         raise InputError("reproduce needs --out DIR")
     require_at_least("--jobs", args.jobs, 1)
-    names = list(figures) if args.figure == "all" else [args.figure]
-    options = {"operation": args.op}
-    if args.op is not None:
-        make_table(args.op, 97)  # an unknown operation fails here, before any work
-        if "fig6" not in names:
-            raise InputError("--op applies to fig6 only")
-    for name in names:  # every figure's runs are built before any training starts
-        figure_runs(name, args.scale, **options)
     check_out_dir(Path(args.out))
     device = resolve_device(args.device)
     for name in names:

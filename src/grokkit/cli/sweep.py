@@ -7,10 +7,9 @@ from pathlib import Path
 
 from grokkit.cli.common import add_device_flag, fmt_steps, require_at_least
 from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags
-from grokkit.config import RunConfig, validate_run
+from grokkit.config import RunConfig
 from grokkit.devices import resolve_device
-from grokkit.errors import InputError
-from grokkit.sweep import check_out_dir, expand_grid, import_ray, run_sweep
+from grokkit.sweep import expand_grid, run_sweep
 
 
 def register(sub) -> None:
@@ -49,18 +48,10 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--steps", args.steps, 0)
     require_at_least("--jobs", args.jobs, 1)
     require_at_least("--max-population", args.max_population, 1)
-    configs = configs_from_args(args)
-    for cfg in configs:
-        validate_run(cfg)
-    device = resolve_device(args.device)
-    if args.executor == "ray":
-        try:
-            import_ray()
-        except ImportError as e:
-            raise InputError(str(e)) from None
     out = Path(args.out)
-    check_out_dir(out)
-    results = run_sweep(configs, out, executor=args.executor, jobs=args.jobs, device=device,
+    # run_sweep checks every run, the executor and the folder before it writes anything.
+    results = run_sweep(configs_from_args(args), out, executor=args.executor, jobs=args.jobs,
+                        device=resolve_device(args.device),
                         max_population=args.max_population, progress=not args.quiet)  # fmt: skip
     seen, rows = set(), []
     for r in results:

@@ -29,13 +29,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from grokkit import runs
-from grokkit.config import RunConfig
+from grokkit.config import RunConfig, validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.population import population_key
 from grokkit.sweep.executors import cpu_count, import_ray, run_in_process, run_pool, run_ray
+from grokkit.runs import FINISHED
 from grokkit.sweep.folder import (
-    FINISHED,
     INDEX_COLUMNS,
     SweepError,
     check_out_dir,
@@ -92,8 +92,9 @@ def run_sweep(
         max_population = 16 if device == "cpu" else 256
     if max_population < 1:
         raise InputError(f"max population must be >= 1, got {max_population}")
-    if executor == "ray":
-        ray = import_ray()
+    for config in configs:  # every run is checked before any folder is written
+        validate_run(config)
+    ray = import_ray() if executor == "ray" else None
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     try:
@@ -101,8 +102,7 @@ def run_sweep(
     except OSError as e:
         raise SweepError(f"--out {out_dir} cannot be created: {e.strerror}; choose another path") from None
     with runs.folder_lock(out_dir, "sweep folder"):
-        return _run_locked(configs, out_dir, executor, jobs, device, max_population, progress,
-                           ray if executor == "ray" else None)  # fmt: skip
+        return _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray)
 
 
 def _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray) -> list[SweepResult]:

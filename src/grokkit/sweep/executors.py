@@ -20,7 +20,7 @@ import torch
 
 from grokkit import runs
 from grokkit.config import RunConfig
-from grokkit.errors import show_warnings_as_one_line
+from grokkit.errors import InputError, show_warnings_as_one_line
 from grokkit.train import train_runs
 
 
@@ -40,11 +40,11 @@ def _ray_train_group(config_dicts, dirs, resume, device):  # runs on a Ray worke
 
 
 def import_ray():
-    """``ray``, or a one-line ImportError saying how to install it."""
+    """``ray``, or an InputError (one line) saying how to install it."""
     try:
         import ray  # optional dependency (grokkit[ray]), and slow to import
     except ImportError:
-        raise ImportError("the ray executor needs Ray: pip install 'grokkit[ray]'") from None
+        raise InputError("the ray executor needs Ray: pip install 'grokkit[ray]'") from None
     return ray
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from grokkit import runs
 from grokkit.config import RunConfig
 
-FINISHED = ("completed", "stopped_early", "diverged")
 INDEX_CONFIG_FIELDS = (
     "operation", "modulus", "train_fraction", "seed", "split_seed", "preset", "outliers",
     "outlier_seed", "steps", "lr", "weight_decay", "decay_target", "beta1", "beta2",
@@ -80,9 +79,7 @@ def inspect_run(config: RunConfig, run_dir: Path) -> RunState:
             "move that folder away or use another --out"
         )
     summary = runs.read_summary(run_dir) if (run_dir / "summary.json").is_file() else None
-    if summary and summary.get("status") in FINISHED and (
-        summary.get("steps_done", 0) >= config.steps or summary["status"] != "completed"
-    ):
+    if summary and runs.is_finished(summary, config.steps):
         return RunState("done", summary=summary)
     if runs.has_checkpoint(run_dir):
         state = runs.load_checkpoint(run_dir)
@@ -103,7 +100,7 @@ def clear_run_dir(run_dir: Path) -> None:
             return
         for p in folder.iterdir():
             if p.is_file() and (p.name in names or any(
-                p.name.startswith(f".{n}.") and p.name.endswith((".tmp", ".staged")) for n in names
+                p.name.startswith(f".{n}.") and p.name.endswith(".tmp") for n in names
             )):  # fmt: skip
                 p.unlink()
 
