@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,22 +34,12 @@ from baseline import PlainTrainer, PlainTransformer, tokens_for  # noqa: E402
 
 from grokkit import runs  # noqa: E402
 from grokkit.config import RunConfig  # noqa: E402
+from grokkit.devices import cpu_model  # noqa: E402
 from grokkit.model import forward_fast  # noqa: E402
 from grokkit.population import Population  # noqa: E402
 
 
 BLOCK = 10  # steps per timed block
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_baseline(pop: Population) -> tuple[PlainTransformer, PlainTrainer]:

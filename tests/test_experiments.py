@@ -110,11 +110,35 @@ def test_fig6_operation_is_a_parameter():
     assert {c.operation for c in FIGURES["fig6"].runs("paper")} == {"x/y"}
 
 
-def test_fig7_reports_spearman_and_sharpness(smoke_dir):
+def test_fig7_measures_every_seed_at_the_half_grokked_step(smoke_dir):
+    from grokkit.analysis.run_sharpness import run_sharpness
+    from grokkit.experiments.fig7 import EPSILON, ITERATIONS, half_grokked_step
+    from grokkit.runs import read_metrics, snapshot_steps
+    from grokkit.sweep import run_name
+
     rows = read_csv(smoke_dir / "fig7.csv")
-    assert len(rows) == len(figure_runs("fig7", "smoke"))
-    assert all(float(r["sharpness"]) >= 0 for r in rows)
+    configs = figure_runs("fig7", "smoke")
+    assert len(rows) == len(configs) and {c.operation for c in configs} == {"s5_xy"}
+    dirs = [smoke_dir / "runs" / run_name(c) for c in configs]
+    first = [s["steps_to_val_99"] for s in summaries(smoke_dir, "fig7")]
+    T = half_grokked_step(first, snapshot_steps(dirs[0]))
+    for r, d in zip(rows, dirs):
+        assert int(r["step_T"]) == T
+        at_T = [m["val_accuracy"] for m in read_metrics(d) if m["step"] == T]
+        assert float(r["val_accuracy_at_T"]) == pytest.approx(at_T[0], abs=0)
+        assert float(r["sharpness"]) == run_sharpness(d, EPSILON, ITERATIONS, step=T) >= 0
     assert len({r["spearman_rho"] for r in rows}) == 1
+    assert float(r["rho_ci_low"]) <= float(r["spearman_rho"]) <= float(r["rho_ci_high"])
+    assert 0 < float(r["permutation_p"]) <= 1
+
+
+def test_the_laptop_figures_train_the_papers_tasks():
+    for name in ("fig1-center", "fig2-left", "fig7"):
+        assert {c.operation for c in figure_runs(name, "laptop")} == {"s5_xy"}, name
+    ops = {c.operation for c in figure_runs("fig2-right", "laptop")}
+    assert {"s5_xy", "s5_xyx^-1", "s5_xyx"} <= ops and len(ops) == 12
+    presets = {c.preset for c in figure_runs("fig2-left", "laptop")}
+    assert len(presets) == 9
 
 
 def test_fig3_has_one_row_per_element(smoke_dir):
@@ -128,6 +152,10 @@ def test_fig3_has_one_row_per_element(smoke_dir):
     s5, add = (next(r for r in rows if r["panel"] == p) for p in ("0", "1"))
     assert s5["shift_8_neighbour_rate"] == "" and add["shift_8_neighbour_rate"] != ""
     assert s5["learned_cosets"].startswith(("x<", "<")) and add["learned_cosets"] == ""  # S5 only
+    # The paper's structures, tested: the best conjugate's cosets with a shuffle p, and x -> x+8.
+    assert s5["paper_structure"].startswith(("x<", "<")) and 0 < float(s5["paper_structure_p"]) <= 1
+    assert float(s5["paper_structure_chance"]) == pytest.approx(12 * 10 * 9 / (120 * 119))
+    assert add["paper_structure"] == "x -> x+8" and add["paper_structure_p"] == ""
 
 
 def test_every_scale_defines_runs():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 from grokkit.errors import InputError
@@ -27,3 +30,25 @@ def resolve_device(name: str) -> str:
     if name == "mps" and not _mps_available():
         raise InputError("--device mps asked for, but PyTorch sees no MPS device")
     return name
+
+
+def device_name(device: str) -> str:
+    """The hardware behind ``device``, for reports: the GPU's name, or the CPU model and its cores
+    (what every measured time in grokkit is quoted with)."""
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    if device == "mps":
+        return "Apple GPU (MPS)"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -58,6 +58,24 @@ def needs_evaluation(step: int, config: RunConfig) -> bool:
     return is_eval_step(step, config) or step >= config.steps or step % config.checkpoint_every == 0
 
 
+def evaluation_count(config: RunConfig, start_step: int = 0) -> int:
+    """How many evaluations a run makes from ``start_step`` to its budget (step 0 included for a
+    fresh run): the steps ``needs_evaluation`` selects, counted without walking every step."""
+    steps, every, ckpt = config.steps, config.eval_every, config.checkpoint_every
+
+    def multiples(k: int) -> int:  # multiples of k in (start_step, steps]
+        return steps // k - start_step // k
+
+    both = every * ckpt // math.gcd(every, ckpt)
+    count = multiples(every) + multiples(ckpt) - multiples(both)
+    limit = LOG_GRID_SPAN * every
+    count += sum(1 for s in log_spaced_steps(limit)
+                 if start_step < s <= steps and s % every and s % ckpt)  # fmt: skip
+    count += int(steps > start_step and steps % every != 0 and steps % ckpt != 0
+                 and not (steps < limit and steps in log_spaced_steps(limit)))  # fmt: skip
+    return count + int(start_step == 0)
+
+
 @dataclass
 class Tracker:
     """One run's record: the metric rows and the quantities the summary reports."""

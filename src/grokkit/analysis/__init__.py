@@ -3,7 +3,11 @@
 from grokkit.analysis.embeddings import (
     PAPER_S5_GENERATORS,
     add_constant_pairs,
+    best_coset_colouring,
     compose,
+    conjugate_subgroups,
+    coset_colourings,
+    cycle_notation,
     from_cycles,
     inverse,
     nearest_neighbours,
@@ -19,7 +23,11 @@ from grokkit.analysis.sharpness import flatten_parameters, keskar_sharpness
 __all__ = [
     "PAPER_S5_GENERATORS",
     "add_constant_pairs",
+    "best_coset_colouring",
     "compose",
+    "conjugate_subgroups",
+    "coset_colourings",
+    "cycle_notation",
     "flatten_parameters",
     "from_cycles",
     "inverse",

@@ -7,6 +7,7 @@ Composition acts right to left like functions: (x · y)(i) = x(y(i)).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -168,3 +169,84 @@ def translation_neighbour_rates(points: np.ndarray, table: np.ndarray, k: int = 
     right = is_near[rows, table].mean(axis=0)  # [g]: mean over a of is_near[a, a∘g]
     left = is_near[rows, table.T].mean(axis=0)  # [g]: mean over a of is_near[a, g∘a]
     return {"right": right, "left": left, "chance": np.array(nearest.shape[1] / (n - 1))}
+
+
+def conjugate_subgroups(generators: Sequence[Permutation]) -> list[tuple[Permutation, tuple[Permutation, ...]]]:
+    """Every distinct conjugate g H g^-1 of H = ⟨generators⟩ in the symmetric group, as
+    (g, its conjugated generators g h g^-1), g the first permutation in lexicographic order that
+    gives it. H itself comes first (g = identity). The paper's D5 has 6 conjugates in S5."""
+    generators = [tuple(h) for h in generators]
+    degree = len(generators[0])
+    seen: set[frozenset[Permutation]] = set()
+    out = []
+    for g in itertools.permutations(range(degree)):
+        g_inv = inverse(g)
+        conjugated = tuple(compose(compose(g, h), g_inv) for h in generators)
+        subgroup = frozenset(subgroup_closure(conjugated))
+        if subgroup not in seen:
+            seen.add(subgroup)
+            out.append((g, conjugated))
+    return out
+
+
+def coset_colourings(element_names: Sequence[str], generators: Sequence[Permutation]) -> list[dict]:
+    """The left (xK) and right (Kx) coset labels of every conjugate K of ⟨generators⟩:
+    dicts {"conjugator", "side", "generators", "labels"}."""
+    out = []
+    for g, conjugated in conjugate_subgroups(generators):
+        for side in ("left", "right"):
+            labels = s5_coset_labels(element_names, side=side, generators=conjugated)
+            out.append({"conjugator": g, "side": side, "generators": conjugated, "labels": labels})
+    return out
+
+
+def neighbour_agreements(nearest: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For label sets [m, n] (or one [n]): the fraction of each point's nearest neighbours
+    (``nearest``: [n, k] indices) that share its label, averaged over points."""
+    labels = np.atleast_2d(labels)
+    return (labels[:, nearest] == labels[:, :, None]).mean(axis=(1, 2))
+
+
+def best_coset_colouring(points: np.ndarray, element_names: Sequence[str], generators: Sequence[Permutation],
+                         k: int = 5, shuffles: int = 1000, seed: int = 0) -> dict:  # fmt: skip
+    """Do the points cluster by the cosets of ⟨generators⟩ or of one of its conjugates?
+
+    Scores every conjugate and side by the fraction of k-nearest neighbours in the same coset and
+    returns the best, with two chance levels: ``chance`` for one colouring chosen in advance
+    (sum over cosets of (n_c / n)((n_c - 1) / (n - 1))), and the distribution of the *best* score
+    over all colourings when the elements are shuffled over the points (``shuffles`` times):
+    ``best_chance_mean``, ``best_chance_95`` and ``p``, the fraction of shuffles scoring at least
+    as well as the data (with the usual +1 correction)."""
+    colourings = coset_colourings(element_names, generators)
+    labels = np.stack([c["labels"] for c in colourings])  # [m, n]
+    nearest = nearest_neighbours(points, k)
+    scores = neighbour_agreements(nearest, labels)
+    best = int(np.argmax(scores))
+    rng = np.random.default_rng(seed)
+    n = labels.shape[1]
+    null = np.array([neighbour_agreements(nearest, labels[:, rng.permutation(n)]).max() for _ in range(shuffles)])
+    counts = np.bincount(labels[best])
+    return {
+        "conjugator": colourings[best]["conjugator"], "side": colourings[best]["side"],
+        "generators": colourings[best]["generators"], "labels": labels[best],
+        "agreement": float(scores[best]), "tested": len(colourings),
+        "paper_agreement": float(scores[0]),  # H itself, left cosets
+        "chance": float((counts * (counts - 1)).sum() / (n * (n - 1))),
+        "best_chance_mean": float(null.mean()), "best_chance_95": float(np.percentile(null, 95)),
+        "p": float((1 + (null >= scores[best]).sum()) / (1 + shuffles)),
+    }  # fmt: skip
+
+
+def cycle_notation(permutation: Permutation) -> str:
+    """(0,3)(1,4) style; the identity is "()"."""
+    seen, cycles = set(), []
+    for start in range(len(permutation)):
+        if start in seen or permutation[start] == start:
+            continue
+        cycle, i = [], start
+        while i not in seen:
+            seen.add(i)
+            cycle.append(i)
+            i = permutation[i]
+        cycles.append("(" + ",".join(map(str, cycle)) + ")")
+    return "".join(cycles) or "()"

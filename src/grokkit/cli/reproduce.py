@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from grokkit.config import validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.experiments import SCALES
-from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
+from grokkit.experiments.reproduce import (REPORT, figure_runs, format_seconds, plan_figures,
+                                           reproduce_figure)  # fmt: skip
 from grokkit.sweep import check_out_dir
 
 
@@ -20,6 +22,10 @@ def register(sub) -> None:
     r = sub.add_parser("reproduce", help="run a paper figure's experiment and write its plot, CSV and REPORT.md")
     r.add_argument("figure", nargs="?", help="figure name (see --list) or 'all'")
     r.add_argument("--list", action="store_true", help="list the figures with their run counts per scale")
+    r.add_argument("--plan", action="store_true",
+                   help="train nothing: print every run and the projected wall time on this machine "
+                        "(measured: a few steps and one evaluation per model size)")
+    r.add_argument("--json", action="store_true", help="with --plan: print one JSON object")
     r.add_argument("--scale", default="laptop", help="smoke | laptop | paper (default laptop)")
     r.add_argument("--out", help="output folder (shared by figures: DIR/runs/ is one sweep)")
     r.add_argument("--executor", default="local", choices=["local", "ray"])
@@ -39,10 +45,32 @@ def print_list() -> None:
         print(f"{name:<{width}} {counts[0]:>11} {counts[1]:>7} {counts[2]:>6}  {module.DESCRIPTION}")
 
 
+def print_plan(plan: dict) -> None:
+    """Every run of the plan, then the projected wall time per figure and in all."""
+    header = f"{'figure':<17} {'operation':<11} {'modulus':>7} {'fraction':>8} {'seed':>4} {'preset':<28} {'steps':>9} {'status':<7} {'est.':>7}"
+    print(header)
+    for r in plan["runs"]:
+        modulus = "-" if r["modulus"] is None else r["modulus"]
+        steps = f"{r['start_step']}->{r['steps']}" if r["start_step"] else str(r["steps"])
+        print(f"{r['figure']:<17} {r['operation']:<11} {modulus:>7} {r['train_fraction']:>8.3f} {r['seed']:>4} "
+              f"{r['preset']:<28} {steps:>9} {r['status']:<7} {format_seconds(r['estimated_seconds']):>7}")
+    print()
+    for name, f in plan["figures"].items():
+        print(f"{name}: at most {format_seconds(f['estimated_seconds'])} ({f['jobs']} worker(s) x "
+              f"{f['threads']} thread(s))")
+    n_train = sum(r["status"] in ("new", "resume") for r in plan["runs"])
+    print(f"projected training time at most {format_seconds(plan['estimated_seconds'])} "
+          f"({plan['estimated_seconds']:.0f} s) for {n_train} runs to train of {len(plan['runs'])}, "
+          f"scale {plan['scale']}, on {plan['device']} ({plan['hardware']}). An upper bound: runs that "
+          "stop once they generalised take less; analysis and plotting are not included.")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print_list()
         return 0
+    if args.json and not args.plan:
+        raise InputError("--json goes with --plan")
     if not args.figure:
         raise InputError("reproduce needs a FIGURE (or 'all'), or --list")
     names = list(experiments.FIGURES) if args.figure == "all" else [args.figure]
@@ -52,9 +80,19 @@ def run(args: argparse.Namespace) -> int:
     for name in names:  # every run of every figure is checked before any training starts
         for config in figure_runs(name, args.scale, **options):  # unknown figure or scale: one line
             validate_run(config)  # an unknown --op: one line
+    require_at_least("--jobs", args.jobs, 1)
+    if args.plan:
+        out = Path(args.out) if args.out else None
+        if out is not None:
+            check_out_dir(out)
+        plan = plan_figures(names, args.scale, out, jobs=args.jobs, device=resolve_device(args.device), **options)
+        if args.json:
+            print(json.dumps(plan))
+        else:
+            print_plan(plan)
+        return 0
     if not args.out:
         raise InputError("reproduce needs --out DIR")
-    require_at_least("--jobs", args.jobs, 1)
     check_out_dir(Path(args.out))
     device = resolve_device(args.device)
     loggers = log_names(args)
@@ -63,5 +101,9 @@ def run(args: argparse.Namespace) -> int:
                                 device=device, progress=not args.quiet, loggers=loggers,
                                 **options)  # fmt: skip
         print(f"{name}: {meta['verdict']} ({meta['wall_seconds']:.1f} s)")
+        if not args.quiet:
+            print(f"{name}: training took {meta['train_wall_seconds']:.0f} s, projected at most "
+                  f"{meta['projected_train_seconds']:.0f} s; analysis {meta['analysis_wall_seconds']:.0f} s",
+                  file=sys.stderr)  # fmt: skip
     print(f"report: {Path(args.out) / REPORT}", file=sys.stderr if args.quiet else sys.stdout)
     return 0

@@ -1,4 +1,11 @@
-"""Figure 3: t-SNE of the output layer's element rows, S5 (coset colours) and x+y (x -> x+8 lines)."""
+"""Figure 3: t-SNE of the output layer's element rows, S5 (coset colours) and x+y (x -> x+8 lines).
+
+The paper's structures are tested from the data: whether the S5 points cluster by the cosets of
+H = ⟨(0,3)(1,4), (1,2)(3,4)⟩ or of one of its 5 other conjugates (left and right cosets: 12
+colourings, the best reported with its chance level under shuffled elements), and whether
+x -> x+8 is a local move for x+y. Next to them, the run's own best structure: the translation
+a -> a∘g (or g∘a) that most often lands among a point's nearest neighbours.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from grokkit.analysis import (add_constant_pairs, nearest_neighbours, parse_permutation, residue_labels,
-                              s5_coset_labels, subgroup_closure, translation_neighbour_rates, tsne_2d)  # fmt: skip
+from grokkit.analysis import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring, cycle_notation,
+                              nearest_neighbours, parse_permutation, residue_labels, s5_coset_labels,
+                              subgroup_closure, translation_neighbour_rates, tsne_2d)  # fmt: skip
 from grokkit.analysis.weights import output_rows
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
@@ -31,6 +39,7 @@ REDUCTIONS = {
 SHIFT = 8
 NEIGHBOURS = 5
 STRUCTURE_FACTOR = 5  # a translation rate above 5x chance counts as structure
+SIGNIFICANCE = 0.05  # the best conjugate's cosets hold when shuffled elements rarely score as well
 
 
 def runs(scale: str) -> list[RunConfig]:
@@ -43,10 +52,25 @@ def runs(scale: str) -> list[RunConfig]:
             common.base_config("x+y", scale, train_fraction=0.5, modulus=97, **changes)]
 
 
-def _labels(cfg: RunConfig, n: int) -> np.ndarray:
+def paper_structure(result) -> dict:
+    """The paper's structure tested on the run's layout. S5: the best of H's conjugates and sides
+    (``best_coset_colouring``), "holds" when its shuffle p < SIGNIFICANCE; the colours are its
+    cosets where it holds, H's left cosets where not. x+y: x -> x+8 among the 5 nearest
+    neighbours, "holds" above STRUCTURE_FACTOR x chance; colours x mod 8."""
+    cfg = result.config
+    _, points = embed(result)
     if cfg.operation.startswith("s5"):
-        return s5_coset_labels(make_table(cfg.operation).operation.element_names)
-    return residue_labels(n, SHIFT)
+        names = make_table(cfg.operation).operation.element_names
+        best = best_coset_colouring(points, names, PAPER_S5_GENERATORS, NEIGHBOURS)
+        holds = best["p"] < SIGNIFICANCE
+        gens = ", ".join(cycle_notation(g) for g in best["generators"])
+        name = f"{'x' if best['side'] == 'left' else ''}<{gens}>{'x' if best['side'] == 'right' else ''}"
+        return {**best, "holds": holds, "name": name,
+                "colours": best["labels"] if holds else s5_coset_labels(names)}  # fmt: skip
+    rates = translation_neighbour_rates(points, result_table(make_table(cfg.operation, cfg.modulus)), NEIGHBOURS)
+    rate, chance = float(rates["right"][SHIFT]), float(rates["chance"])
+    return {"name": f"x -> x+{SHIFT}", "agreement": rate, "chance": chance,
+            "holds": rate > STRUCTURE_FACTOR * chance, "colours": residue_labels(len(points), SHIFT)}
 
 
 def neighbour_agreement(points: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> float:
@@ -76,7 +100,7 @@ def translations(result) -> dict:
     """The translation measure of one panel: the paper's own (x -> x+8 for x+y; none named for
     S5, whose claim is the coset colouring) and the best over every element and side."""
     cfg = result.config
-    _, points, _ = embed(result)
+    _, points = embed(result)
     operation_table = make_table(cfg.operation, cfg.modulus)
     table = result_table(operation_table)
     rates = translation_neighbour_rates(points, table, NEIGHBOURS)
@@ -105,12 +129,12 @@ def translations(result) -> dict:
 _EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE without computing it twice
 
 
-def embed(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def embed(result) -> tuple[np.ndarray, np.ndarray]:
+    """(output-layer rows, their t-SNE points) of a run."""
     key = (str(result.run_dir), result.summary.get("steps_done"))
     if key not in _EMBEDDINGS:
-        cfg, rows = output_rows(result.run_dir)
-        points = tsne_2d(rows.numpy(), seed=0)
-        _EMBEDDINGS[key] = (rows.numpy(), points, _labels(cfg, rows.shape[0]))
+        _, rows = output_rows(result.run_dir)
+        _EMBEDDINGS[key] = (rows.numpy(), tsne_2d(rows.numpy(), seed=0))
     return _EMBEDDINGS[key]
 
 
@@ -118,7 +142,9 @@ CSV_HEADER = ["panel", "operation", "element", "name", "label", "tsne_x", "tsne_
               "neighbour_agreement", "chance_agreement", "best_val_accuracy",
               "shift_8_neighbour_rate", "best_translation", "best_translation_rate",
               "translation_chance", "learned_cosets", "learned_coset_agreement",
-              "learned_coset_chance"]  # fmt: skip
+              "learned_coset_chance", "paper_structure", "paper_structure_score", "paper_structure_chance",
+              "paper_structure_best_chance_95", "paper_structure_p", "paper_structure_holds",
+              "paper_subgroup_h_agreement"]  # fmt: skip
 
 
 def plot(results, out_dir: Path, scale: str) -> list[Path]:
@@ -127,16 +153,20 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     rows = []
     for panel, (ax, result) in enumerate(zip(axes, results)):
         cfg = result.config
-        _, points, labels = embed(result)
+        _, points = embed(result)
+        paper = paper_structure(result)
+        labels = paper["colours"]
         names = make_table(cfg.operation, cfg.modulus).operation.element_names
         agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
         best = result.summary["best_val_accuracy"]
         t = translations(result)
         c = t["cosets"]
         cosets = [None, None, None] if c is None else [c["name"], c["agreement"], c["chance"]]
+        tested = [paper["name"], paper["agreement"], paper["chance"], paper.get("best_chance_95"), paper.get("p"),
+                  paper["holds"], paper.get("paper_agreement")]  # fmt: skip
         rows += [[panel, cfg.operation, i, names[i], int(labels[i]), float(points[i, 0]),
                   float(points[i, 1]), agree, chance, best, t["paper_rate"], t["best"], t["best_rate"],
-                  t["chance"], *cosets] for i in range(len(points))]  # fmt: skip
+                  t["chance"], *cosets, *tested] for i in range(len(points))]  # fmt: skip
         if not cfg.operation.startswith("s5"):
             for i, j in add_constant_pairs(len(points), SHIFT):
                 ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
@@ -144,8 +174,7 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
             ax.plot(points[[i, j], 0], points[[i, j], 1], color="tab:red", lw=0.6, alpha=0.6, zorder=1)
         ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels.max() < 20 else "viridis",
                    s=14, zorder=2)  # fmt: skip
-        what = ("colour = left coset of <(0,3)(1,4), (1,2)(3,4)>" if cfg.operation.startswith("s5")
-                else f"colour = x mod {SHIFT}, grey lines x -> x+{SHIFT}")
+        what = _structure_text(paper, cfg.operation.startswith("s5"))
         ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data "
                      f"(best val {common.fmt_pct(best)})\n{what}\n{NEIGHBOURS}-NN same colour "
                      f"{agree:.2f} (chance {chance:.2f})\nred lines: {_translation_text(t)}",
@@ -155,6 +184,16 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     common.add_caption(fig, common.caption(REDUCTIONS, scale, "t-SNE of the rows of W_U for the element tokens."))
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     return [*common.save(fig, out_dir, NAME), csv_path]
+
+
+def _structure_text(paper: dict, s5: bool) -> str:
+    if not s5:
+        return (f"colour = x mod {SHIFT}, grey lines x -> x+{SHIFT} (paper's move "
+                f"{'holds' if paper['holds'] else 'does not hold'})")
+    if paper["holds"]:
+        return f"colour = cosets {paper['name']} (best of {paper['tested']}; p = {paper['p']:.3g})"
+    return (f"colour = cosets x<(0,3)(1,4), (1,2)(3,4)>: no conjugate's cosets cluster "
+            f"(best {paper['name']}, p = {paper['p']:.2g})")
 
 
 def _translation_text(t: dict) -> str:
@@ -167,20 +206,26 @@ def verdict(results) -> str:
     parts = []
     for result in results:
         cfg = result.config
-        _, points, labels = embed(result)
-        agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
         t = translations(result)
-        colours = "the paper's colouring groups them" if agree > 2 * chance else "the paper's colouring does not group them"
-        moves = (f"a translation maps points to near neighbours ({t['best']} is among the {NEIGHBOURS} "
-                 f"nearest for {100 * t['best_rate']:.0f} % of points, chance {100 * t['chance']:.0f} %)"
-                 if t["best_rate"] > STRUCTURE_FACTOR * t["chance"] else "no translation is local (no structure found)")
-        paper = ("" if t["paper_rate"] is None else
-                 f"; x -> x+{SHIFT} itself: {100 * t['paper_rate']:.0f} %")
-        if t["cosets"] is not None:
+        paper = paper_structure(result)
+        if cfg.operation.startswith("s5"):
+            tested = (f"the cosets of the paper's subgroup or a conjugate {'do' if paper['holds'] else 'do not'} "
+                      f"group the points (best of {paper['tested']}: {paper['name']}, 5-NN same coset "
+                      f"{paper['agreement']:.2f} vs {paper['chance']:.2f} for one colouring and "
+                      f"{paper['best_chance_95']:.2f} for the best of {paper['tested']} on shuffled elements "
+                      f"(95th percentile), p = {paper['p']:.2g}; the paper's H itself {paper['paper_agreement']:.2f})")
+        else:
+            tested = (f"x -> x+{SHIFT} {'is' if paper['holds'] else 'is not'} a local move (among the "
+                      f"{NEIGHBOURS} nearest for {100 * paper['agreement']:.0f} % of points, chance "
+                      f"{100 * paper['chance']:.0f} %)")
+        own = t["best_rate"] > STRUCTURE_FACTOR * t["chance"]
+        moves = (f"its own best structure is {t['best']} (among the {NEIGHBOURS} nearest for "
+                 f"{100 * t['best_rate']:.0f} % of points, chance {100 * t['chance']:.0f} %)"
+                 if own else "no translation is local (no structure of its own)")
+        if own and t["cosets"] is not None:
             c = t["cosets"]
-            paper += (f"; the cosets {c['name']} of that order-{c['order']} subgroup group the points: "
-                      f"5-NN same coset {c['agreement']:.2f} vs chance {c['chance']:.2f}")
+            moves += (f", whose cosets {c['name']} (order {c['order']}) give 5-NN same coset "
+                      f"{c['agreement']:.2f} vs chance {c['chance']:.2f}")
         parts.append(f"{common.op_label(cfg)} (best val {common.fmt_pct(result.summary['best_val_accuracy'])}): "
-                     f"{moves}{paper}; {NEIGHBOURS}-NN colour agreement {agree:.2f} vs chance {chance:.2f}, "
-                     f"{colours}")  # fmt: skip
+                     f"{tested}; {moves}")
     return "; ".join(parts) + "."

@@ -2,20 +2,27 @@
 
 All figures of one output folder share DIR/runs/ (a sweep folder), so a configuration two figures
 need (Figure 1 left and Figure 4) is trained once. Each figure also leaves DIR/<figure>.json with
-its scale, wall time, claim and verdict; REPORT.md is rebuilt from every such file in DIR.
+its scale, wall time (projected and actual), claim and verdict; REPORT.md is rebuilt from every
+such file in DIR.
+
+``plan_figures`` says what a call would train and how long it would take, before anything trains
+(``grokkit reproduce --plan``); ``reproduce_figure`` computes the same projection first.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from grokkit import experiments
 from grokkit.errors import InputError
+from grokkit.devices import device_name
 from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours
 from grokkit.runs import atomic_write_text, read_json, write_json
-from grokkit.sweep import run_sweep
+from grokkit.sweep import cpu_count, default_jobs, default_max_population, plan_sweep, run_sweep
+from grokkit.sweep.projection import CostMeter, project
 
 REPORT = "REPORT.md"
 
@@ -34,14 +41,89 @@ def figure_runs(name: str, scale: str, **options):
     return module.runs(scale, **{k: v for k, v in options.items() if k in module.OPTIONS and v is not None})
 
 
+def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = None, device: str = "cpu",
+                meter: CostMeter | None = None, planned_before: frozenset[str] = frozenset(),
+                **options) -> dict:  # fmt: skip
+    """What ``reproduce_figure`` would train and its projected wall time; trains nothing.
+
+    Returns {"figure", "runs": [one dict per run], "estimated_seconds", "jobs", "threads"}. A run's
+    status is "new", "resume" (from its checkpoint), "done" (finished in ``out_dir``) or "shared"
+    (trained by a figure planned before this one: ``planned_before`` holds their run names)."""
+    configs = figure_runs(name, scale, **options)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    max_population = default_max_population(device)
+    workers = (jobs or cpu_count()) if device == "cpu" else 1  # as run_sweep fills them
+    plan = plan_sweep(configs, out_dir, max_population, workers)
+    to_train = [plan.configs[n] for n in plan.todo if n not in planned_before]
+    if len(to_train) < len(plan.todo):  # another figure trains these first: regroup the rest
+        plan_rest = plan_sweep(to_train, out_dir, max_population, workers)
+    else:
+        plan_rest = plan
+    jobs = default_jobs(device, len(plan_rest.groups), jobs)
+    projection = project(plan_rest.configs, plan_rest.groups, {n: st.step for n, st in plan_rest.states.items()},
+                         jobs, meter or CostMeter(device))  # fmt: skip
+    seconds = projection.run_seconds
+    rows = []
+    for n, c in plan.configs.items():
+        state = plan.states[n]
+        status = ("shared" if n in planned_before and state.kind != "done" else
+                  {"fresh": "new", "resume": "resume", "done": "done"}[state.kind])  # fmt: skip
+        rows.append({
+            "figure": name, "run_name": n, "operation": c.operation,
+            "modulus": None if c.operation.startswith("s5") else c.modulus,
+            "train_fraction": c.train_fraction, "seed": c.seed, "preset": c.preset or "custom",
+            "steps": c.steps, "start_step": state.step if state.kind == "resume" else 0,
+            "status": status, "estimated_seconds": round(seconds.get(n, 0.0), 1),
+        })  # fmt: skip
+    return {"figure": name, "scale": scale, "runs": rows, "estimated_seconds": projection.seconds,
+            "jobs": projection.jobs, "threads": projection.threads}  # fmt: skip
+
+
+def plan_figures(names: Sequence[str], scale: str, out_dir: Path | None, jobs: int | None = None,
+                 device: str = "cpu", **options) -> dict:  # fmt: skip
+    """The plan of several figures run one after another into one folder (``reproduce all``):
+    {"runs", "estimated_seconds", "figures": {name: seconds}, "device", "hardware", "scale"}."""
+    meter = CostMeter(device)
+    planned: set[str] = set()
+    figures, rows = {}, []
+    for name in names:
+        p = plan_figure(name, scale, out_dir, jobs, device, meter, frozenset(planned), **options)
+        figures[name] = {"estimated_seconds": p["estimated_seconds"], "jobs": p["jobs"], "threads": p["threads"]}
+        rows += p["runs"]
+        planned.update(r["run_name"] for r in p["runs"])
+    return {"scale": scale, "device": device, "hardware": device_name(device), "runs": rows,
+            "estimated_seconds": sum(f["estimated_seconds"] for f in figures.values()),
+            "figures": figures}  # fmt: skip
+
+
+def projection_line(plan: dict) -> str:
+    """One line: what a figure's call trains and its projected wall time."""
+    n_new = sum(r["status"] in ("new", "resume") for r in plan["runs"])
+    return (f"{plan['figure']}: {len(plan['runs'])} runs, {n_new} to train; projected training time at most "
+            f"{format_seconds(plan['estimated_seconds'])} ({plan['jobs']} worker(s) x {plan['threads']} "
+            f"thread(s); runs that stop once they generalised take less)")
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "local", jobs: int | None = None,
                      device: str = "cpu", progress: bool = True, loggers: Sequence[str] = (),
                      **options) -> dict:
-    """Train (or reuse) the figure's runs in out_dir/runs, write its files; returns its metadata."""
+    """Train (or reuse) the figure's runs in out_dir/runs, write its files; returns its metadata.
+    Before training it projects the wall time (``plan_figure``), printed with ``progress``."""
     module = figure_module(name)
     options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
     configs = figure_runs(name, scale, **options)
     out_dir = Path(out_dir)
+    plan = plan_figure(name, scale, out_dir, jobs, device, **options)
+    if progress:
+        print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()
     results = run_sweep(configs, out_dir, executor=executor, jobs=jobs, device=device, progress=progress,
                         loggers=loggers)
@@ -53,14 +135,20 @@ def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "loca
         "figure": name, "description": module.DESCRIPTION, "scale": scale, "options": options,
         "n_runs": len(configs), "wall_seconds": finished - started,
         "train_wall_seconds": trained - started, "analysis_wall_seconds": finished - trained,
+        "projected_train_seconds": plan["estimated_seconds"],
         "run_wall_seconds_sum": sum(r.summary.get("wall_seconds") or 0.0 for r in results),
         "claim": module.CLAIM, "verdict": text, "reductions": module.REDUCTIONS[scale],
         "paper_gpu_hours_estimate": gpu_hours(module.runs("paper", **options)),
-        "files": [p.name for p in files], "device": device,
+        "files": [p.name for p in files], "device": device, "hardware": device_name(device),
+        "tasks": sorted({_task(c) for c in configs}), "presets": sorted({c.preset or "custom" for c in configs}),
     }  # fmt: skip
     write_json(out_dir / f"{name}.json", meta)
     write_report(out_dir)
     return meta
+
+
+def _task(config) -> str:
+    return config.operation if config.operation.startswith("s5") else f"{config.operation} mod {config.modulus}"
 
 
 def write_report(out_dir: Path) -> Path:
@@ -78,9 +166,12 @@ def write_report(out_dir: Path) -> Path:
             f"- **Paper's claim:** {m['claim']}",
             f"- **Our numbers:** {m['verdict']}",
             f"- **Scale:** `{m['scale']}`{f' ({opts})' if opts else ''}: {m['reductions']}",
+            f"- **Trained:** {', '.join(m.get('tasks', []))} with {', '.join(m.get('presets', []))}",
             f"- **Wall time:** {m['wall_seconds']:.1f} s ({m['train_wall_seconds']:.1f} s training "
             f"incl. reused runs, {m['analysis_wall_seconds']:.1f} s analysis and plotting) for "
-            f"{m['n_runs']} runs on {m['device']}",
+            f"{m['n_runs']} runs on {m['device']} ({m.get('hardware', 'hardware not recorded')})"
+            + (f"; projected training time at most {m['projected_train_seconds']:.0f} s"
+               if m.get("projected_train_seconds") is not None else ""),
             f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
             f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run using its whole budget)",
             f"- **Files:** {', '.join(f'`{f}`' for f in m['files'])}", "",

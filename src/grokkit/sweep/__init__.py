@@ -41,6 +41,7 @@ from grokkit.sweep.folder import (
     check_out_dir,
     clear_run_dir,
     index_row,
+    RunState,
     inspect_run,
     write_index,
 )
@@ -48,8 +49,9 @@ from grokkit.sweep.grid import config_hash, expand_grid, group, plan, run_name
 from grokkit.sweep.progress import SweepProgress, describe
 
 __all__ = [
-    "FINISHED", "INDEX_COLUMNS", "SweepError", "SweepResult", "check_out_dir", "config_hash",
-    "describe", "expand_grid", "import_ray", "plan", "run_name", "run_sweep", "write_index",
+    "FINISHED", "INDEX_COLUMNS", "SweepError", "SweepPlan", "SweepResult", "check_out_dir", "config_hash", "cpu_count",
+    "default_jobs", "default_max_population", "describe", "expand_grid", "import_ray", "plan", "plan_sweep",
+    "run_name", "run_sweep", "write_index",
 ]  # fmt: skip
 
 
@@ -93,7 +95,7 @@ def run_sweep(
     if device == "auto":  # an explicit device is left alone: a Ray head may have no GPU of its own
         device = resolve_device(device)
     if max_population is None:
-        max_population = 16 if device == "cpu" else 256
+        max_population = default_max_population(device)
     if max_population < 1:
         raise InputError(f"max population must be >= 1, got {max_population}")
     for config in configs:  # every run is checked before any folder is written
@@ -112,25 +114,80 @@ def run_sweep(
         return _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers)
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep into a folder will do: its unique runs (first-seen order), each folder's state,
+    and the populations to train (resumed runs first, grouped by key and checkpoint step)."""
+
+    configs: dict[str, RunConfig]  # run name -> config
+    states: dict[str, RunState]  # run name -> fresh, resume or done
+    groups: list[tuple[list[str], bool]]  # (run names, resume?) per population
+
+    @property
+    def todo(self) -> list[str]:
+        return [n for g, _ in self.groups for n in g]
+
+
+def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: int, workers: int = 1) -> SweepPlan:
+    """The plan ``run_sweep`` follows, computed from the folders as they are (``out_dir`` None:
+    a folder not written yet, every run fresh); reads only. With fewer populations than CPU
+    ``workers``, the largest are split until every worker has one (``fill_workers``)."""
+    unique: dict[str, RunConfig] = {}
+    for c in configs:
+        unique.setdefault(run_name(c), c)
+    run_names = list(unique)
+    states = {n: RunState("fresh") if out_dir is None else inspect_run(unique[n], Path(out_dir) / "runs" / n)
+              for n in run_names}  # fmt: skip
+    todo_fresh = [n for n in run_names if states[n].kind == "fresh"]
+    todo_resume = [n for n in run_names if states[n].kind == "resume"]
+    groups: list[tuple[list[str], bool]] = []
+    keys = [(population_key(unique[n]), states[n].step) for n in todo_resume]
+    groups += [([todo_resume[i] for i in g], True) for g in group(keys, max_population)]
+    keys = [population_key(unique[n]) for n in todo_fresh]
+    groups += [([todo_fresh[i] for i in g], False) for g in group(keys, max_population)]
+    return SweepPlan(unique, states, fill_workers(groups, workers))
+
+
+def fill_workers(groups: list[tuple[list[str], bool]], workers: int) -> list[tuple[list[str], bool]]:
+    """Split the largest populations in two until there are ``workers`` of them (or every one
+    has a single run). On a CPU a population's cost per member is flat (benchmarks/RESULTS.md),
+    so one population of 16 on two threads (90 member-steps/s) is slower than two of 8 on one
+    thread each (2 x 62), and a lone population would leave the other workers idle."""
+    groups = [(list(g), resume) for g, resume in groups]
+    while len(groups) < workers:
+        i = max(range(len(groups)), key=lambda k: len(groups[k][0]), default=None)
+        if i is None or len(groups[i][0]) < 2:
+            break
+        names, resume = groups[i]
+        half = (len(names) + 1) // 2
+        groups[i:i + 1] = [(names[:half], resume), (names[half:], resume)]
+    return groups
+
+
+def default_max_population(device: str) -> int:
+    return 16 if device == "cpu" else 256
+
+
+def default_jobs(device: str, n_groups: int, jobs: int | None) -> int:
+    """Worker processes: one per CPU core on the CPU (one process feeding an accelerator
+    elsewhere), never more than there are populations."""
+    if jobs is None:
+        jobs = cpu_count() if device == "cpu" else 1
+    return max(1, min(jobs, n_groups))
+
+
 def _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray,
                 loggers) -> list[SweepResult]:  # fmt: skip
     # Unique runs, in order of first appearance; inspect every folder before writing anything.
     names = [run_name(c) for c in configs]
-    unique: dict[str, RunConfig] = {}
-    for n, c in zip(names, configs):
-        unique.setdefault(n, c)
+    # CPU workers to fill with populations (jobs=1 trains in this process: nothing to fill).
+    workers = (jobs or cpu_count()) if device == "cpu" else 1
+    sweep_plan = plan_sweep(configs, out_dir, max_population, workers)
+    unique, plans, groups = sweep_plan.configs, sweep_plan.states, sweep_plan.groups
     run_names = list(unique)
     dirs = {n: out_dir / "runs" / n for n in run_names}
-    plans = {n: inspect_run(unique[n], dirs[n]) for n in run_names}
     summaries: dict[str, dict | None] = {n: plans[n].summary for n in run_names}
-
-    todo_fresh = [n for n in run_names if plans[n].kind == "fresh"]
-    todo_resume = [n for n in run_names if plans[n].kind == "resume"]
-    groups: list[tuple[list[str], bool]] = []
-    keys = [(population_key(unique[n]), plans[n].step) for n in todo_resume]
-    groups += [([todo_resume[i] for i in g], True) for g in group(keys, max_population)]
-    keys = [population_key(unique[n]) for n in todo_fresh]
-    groups += [([todo_fresh[i] for i in g], False) for g in group(keys, max_population)]
+    todo_fresh = [n for g, resume in groups if not resume for n in g]
 
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     for n in todo_fresh:
@@ -177,9 +234,7 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
         elif executor == "ray":
             run_ray(ray, tasks, group_names, jobs, device, loggers, finished, errors, shown)
         else:
-            if jobs is None:
-                jobs = cpu_count() if device == "cpu" else 1
-            jobs = min(jobs, len(groups))
+            jobs = default_jobs(device, len(groups), jobs)
             if jobs == 1:
                 run_in_process(tasks, group_names, device, loggers, finished, shown)
             else:

@@ -1,0 +1,104 @@
+"""``reproduce --plan``: the runs a call would train and its projected wall time."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from grokkit.cli import main
+from grokkit.config import RunConfig
+from grokkit.experiments.reproduce import figure_runs, plan_figure, plan_figures, reproduce_figure
+from grokkit.sweep import fill_workers, plan_sweep, run_name
+from grokkit.sweep.projection import CostMeter, StepCost, _list_schedule, project
+from grokkit.train import evaluation_count, needs_evaluation
+
+
+def test_evaluation_count_equals_the_schedule_walked_step_by_step():
+    rng = random.Random(0)
+    for _ in range(300):
+        c = RunConfig(steps=rng.randint(1, 5000), eval_every=rng.randint(1, 300),
+                      checkpoint_every=rng.randint(1, 2000))  # fmt: skip
+        start = rng.choice([0, rng.randint(0, c.steps)])
+        walked = sum(needs_evaluation(s, c) for s in range(start + 1, c.steps + 1)) + (start == 0)
+        assert evaluation_count(c, start) == walked, (c.steps, c.eval_every, c.checkpoint_every, start)
+
+
+def test_populations_go_to_the_worker_that_is_free_first():
+    assert _list_schedule([3.0, 1.0, 1.0, 1.0], 2) == 3.0
+    assert _list_schedule([2.0, 2.0, 2.0], 2) == 4.0
+    assert _list_schedule([2.0, 2.0, 2.0], 1) == 6.0
+
+
+def test_fill_workers_splits_the_largest_population_until_each_worker_has_one():
+    names = [f"r{i}" for i in range(16)]
+    assert fill_workers([(names, False)], 2) == [(names[:8], False), (names[8:], False)]
+    split = fill_workers([(names[:3], True), (["a"], False)], 4)
+    assert sorted(n for g, _ in split for n in g) == sorted([*names[:3], "a"]) and len(split) == 4
+    assert all(resume for g, resume in split if g[0] in names)
+    assert fill_workers([(["a"], False)], 2) == [(["a"], False)]  # one run cannot be split
+    assert fill_workers([(names, False)], 1) == [(names, False)]
+
+
+def test_a_sweep_of_one_kind_fills_both_workers():
+    configs = [RunConfig(seed=s) for s in range(16)]
+    assert [len(g) for g, _ in plan_sweep(configs, None, 16, workers=2).groups] == [8, 8]
+    assert [len(g) for g, _ in plan_sweep(configs, None, 16, workers=1).groups] == [16]
+
+
+class FixedCosts(CostMeter):
+    def cost(self, config, members, threads):
+        return StepCost(step_seconds=0.01, eval_seconds=0.5, measured_population=1)
+
+
+def test_projection_is_steps_and_evaluations_times_their_measured_cost():
+    a = RunConfig(steps=1000, eval_every=100, seed=0)
+    b = a.with_changes(seed=1, steps=500)
+    configs = {"a": a, "b": b}
+    one = project(configs, [(["a", "b"], False)], {}, jobs=1, meter=FixedCosts())
+    expected = 0.01 * (1000 + 500) + 0.5 * (evaluation_count(a) + evaluation_count(b))
+    assert one.seconds == pytest.approx(expected)
+    two = project(configs, [(["a"], False), (["b"], False)], {}, jobs=2, meter=FixedCosts())
+    assert two.seconds == pytest.approx(0.01 * 1000 + 0.5 * evaluation_count(a))  # b runs alongside
+    resumed = project(configs, [(["a"], True)], {"a": 400}, jobs=1, meter=FixedCosts())
+    assert resumed.seconds == pytest.approx(0.01 * 600 + 0.5 * evaluation_count(a, 400))
+
+
+def test_the_plan_lists_exactly_the_runs_a_real_call_trains(tmp_path):
+    torch.set_num_threads(1)
+    plan = plan_figure("fig7", "smoke", tmp_path, jobs=1)
+    planned = {r["run_name"] for r in plan["runs"] if r["status"] == "new"}
+    assert planned == {run_name(c) for c in figure_runs("fig7", "smoke")}
+    assert plan["estimated_seconds"] > 0
+    reproduce_figure("fig7", "smoke", tmp_path, jobs=1, progress=False)
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == planned
+    again = plan_figure("fig7", "smoke", tmp_path, jobs=1)
+    assert {r["status"] for r in again["runs"]} == {"done"} and again["estimated_seconds"] == 0
+
+
+def test_a_run_two_figures_share_is_planned_once():
+    plan = plan_figures(["fig1-left", "fig4"], "smoke", None, jobs=1)
+    status = {(r["figure"], r["status"]) for r in plan["runs"]}
+    assert status == {("fig1-left", "new"), ("fig4", "shared")}
+    assert plan["figures"]["fig4"]["estimated_seconds"] == 0
+
+
+def test_plan_json_on_the_command_line(capsys):
+    assert main(["reproduce", "fig2-left", "--scale", "smoke", "--plan", "--json", "--jobs", "1"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    configs = figure_runs("fig2-left", "smoke")
+    assert len(plan["runs"]) == len(configs) and plan["estimated_seconds"] > 0
+    keys = {"operation", "modulus", "train_fraction", "seed", "preset", "steps", "status"}
+    assert keys <= set(plan["runs"][0])
+    assert sorted((r["preset"], r["train_fraction"]) for r in plan["runs"]) == \
+        sorted((c.preset, c.train_fraction) for c in configs)  # fmt: skip
+
+
+def test_plan_text_and_bad_flags(capsys):
+    assert main(["reproduce", "fig1-left", "--scale", "smoke", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "projected training time at most" in out and "x+y" in out
+    assert main(["reproduce", "fig1-left", "--scale", "smoke", "--json"]) == 2
+    assert "--json goes with --plan" in capsys.readouterr().err
