@@ -196,7 +196,8 @@ class OrthogonalGrad(GradientIntervention):
     def __init__(self, sizes: Sequence[int], device: torch.device | str = "cpu"):
         self.sizes = list(sizes)
         # Which tensor each entry belongs to: spreads per-tensor factors back over [E, P].
-        self.ids = torch.repeat_interleave(torch.arange(len(self.sizes)), torch.tensor(self.sizes)).to(device)
+        self.ids = torch.repeat_interleave(torch.arange(len(self.sizes), device=device),
+                                           torch.tensor(self.sizes, device=device), output_size=sum(self.sizes))
 
     def _per_tensor(self, values: Tensor) -> Tensor:
         """[E, P] -> [E, n_tensors]: the sum over each weight tensor."""

@@ -279,12 +279,15 @@ def forward_reference(
     dropout: Tensor | None = None,
     generators: list[torch.Generator] | None = None,
     all_positions: bool = False,
+    dropout_rates: list[float] | None = None,
 ) -> Tensor:
     """Logits at the answer position. tokens: [E, B, 4] -> [E, B, vocab]
     (or [E, B, 4, vocab] with ``all_positions``, for analysis and the causality test).
 
     dropout: per-member residual dropout rates [E] (each sublayer's output, before it is added to
     the residual stream, as in Vaswani et al.); masks come from each member's own generator.
+    dropout_rates: the same rates as Python floats, when the caller has them: deciding which
+    members draw masks then reads nothing back from the device (no sync per step on a GPU).
     """
     E, B, T = tokens.shape
     d, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
@@ -292,7 +295,9 @@ def forward_reference(
     h = params["W_E"].reshape(E * cfg.vocab_size, d)[(tokens + offsets).view(-1)].view(E, B, T, d)
     h = h + params["W_pos"][:, :T].unsqueeze(1)  # [E, B, T, d]
     causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
-    use_dropout = dropout is not None and bool((dropout > 0).any())
+    if dropout is not None and dropout_rates is None:
+        dropout_rates = dropout.tolist()
+    use_dropout = dropout is not None and any(r > 0 for r in dropout_rates)
 
     def drop(x: Tensor) -> Tensor:
         if not use_dropout:
@@ -301,7 +306,7 @@ def forward_reference(
         keep = torch.stack([
             torch.bernoulli(torch.full(x.shape[1:], 1 - r, device=x.device), generator=g)
             if r > 0 else torch.ones(x.shape[1:], device=x.device)
-            for r, g in zip(dropout.tolist(), generators)
+            for r, g in zip(dropout_rates, generators)
         ])  # fmt: skip
         return x * keep / (1 - dropout).view(E, 1, 1)
 

@@ -143,14 +143,16 @@ class BatchedAdamW:
                                 device=flat.device).view(E, 1)  # fmt: skip
 
         self.weight_decay = column("weight_decay")
+        self.any_weight_decay = any(c.weight_decay > 0 for c in configs)  # decided without a device sync
         self.l2 = column("l2")
         self.any_l2 = any(c.l2 > 0 for c in configs)
         self.beta1, self.beta2, self.eps = column("beta1"), column("beta2"), column("eps")
         self.update_noise = column("update_noise")
+        self.update_noise_std = [c.update_noise for c in configs]  # read without a device sync
         self.any_update_noise = any(c.update_noise > 0 for c in configs)
         self.decay_to_init = torch.tensor([c.decay_target == "init" for c in configs],
                                           device=flat.device).view(E, 1)  # fmt: skip
-        self.any_decay_to_init = bool(self.decay_to_init.any())
+        self.any_decay_to_init = any(c.decay_target == "init" for c in configs)  # no device sync
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
         self.initial = flat.clone() if self.any_decay_to_init else None
@@ -161,11 +163,20 @@ class BatchedAdamW:
         if fused and not available:
             raise ValueError(f"PyTorch's fused AdamW is not available here (device {flat.device.type})")
         self.fused = available if fused is None else fused
+        self._constant_lr: Tensor | None = None  # the [E, 1] rate once every warm-up is over
 
     def scheduled_lr(self, update: int) -> Tensor:
-        """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant)."""
-        return torch.tensor([c.lr_at(update) for c in self.configs], dtype=self.exp_avg.dtype,
-                            device=self.exp_avg.device).view(-1, 1)  # fmt: skip
+        """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant). After
+        the warm-up the same tensor is returned: a host-to-device copy per step would make a GPU
+        wait for the host."""
+        if self._constant_lr is not None and update >= self._warm_after:
+            return self._constant_lr
+        lr = torch.tensor([c.lr_at(update) for c in self.configs], dtype=self.exp_avg.dtype,
+                          device=self.exp_avg.device).view(-1, 1)  # fmt: skip
+        self._warm_after = max(c.warmup_steps for c in self.configs)
+        if update >= self._warm_after:
+            self._constant_lr = lr
+        return lr
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
@@ -183,26 +194,37 @@ class BatchedAdamW:
             eps = torch.stack([
                 torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
                 if s > 0 else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
-                for g, s in zip(noise, self.update_noise.view(-1).tolist())
+                for g, s in zip(noise, self.update_noise_std)
             ])  # fmt: skip
             flat.add_(eps * (lr * self.update_noise))
 
     def _fused_step(self, flat: Tensor, grad: Tensor, u: int) -> None:
+        """PyTorch's fused kernel, called once per set of members that share their (scheduled)
+        hyperparameters: once for the whole population when all do, on the [E, P] tensors."""
         step = torch.full((), float(u), dtype=torch.float32, device=flat.device)
+        groups: dict[tuple, list[int]] = {}
         for e, c in enumerate(self.configs):
-            lr = c.lr_at(u)
+            groups.setdefault((c.lr_at(u), c.beta1, c.beta2, c.weight_decay, c.eps), []).append(e)
+        if len(groups) == 1:
+            tensors = [[flat], [grad], [self.exp_avg], [self.exp_avg_sq]]
+        else:  # unbind: views of every member's row, without a copy
+            rows = [t.unbind(0) for t in (flat, grad, self.exp_avg, self.exp_avg_sq)]
+        for (lr, beta1, beta2, weight_decay, eps), members in groups.items():
+            if len(groups) > 1:
+                tensors = [[r[e] for e in members] for r in rows]
             torch._fused_adamw_(
-                [flat[e]], [grad[e]], [self.exp_avg[e]], [self.exp_avg_sq[e]], [], [step],
-                lr=lr, beta1=c.beta1, beta2=c.beta2, weight_decay=c.weight_decay, eps=c.eps,
-                amsgrad=False, maximize=False,
+                *tensors, [], [step] * len(tensors[0]), lr=lr, beta1=beta1, beta2=beta2,
+                weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False,
             )  # fmt: skip
-            if c.decay_target == "init":
-                # The kernel decayed towards 0: W(1 - lr wd) - step; adding lr wd W_init makes it
-                # W - lr wd (W - W_init) - step, the decay towards the initial weights.
-                flat[e].add_(self.initial[e], alpha=lr * c.weight_decay)
+        if self.any_decay_to_init:
+            # The kernel decayed towards 0: W(1 - lr wd) - step; adding lr wd W_init makes it
+            # W - lr wd (W - W_init) - step, the decay towards the initial weights.
+            for e, c in enumerate(self.configs):
+                if c.decay_target == "init":
+                    flat[e].add_(self.initial[e], alpha=c.lr_at(u) * c.weight_decay)
 
     def _tensor_step(self, flat: Tensor, grad: Tensor, u: int, lr: Tensor) -> None:
-        if self.weight_decay.any():
+        if self.any_weight_decay:
             # W (1 - lr wd) + lr wd target: torch.optim.AdamW's arithmetic for target 0, and the
             # same expression for every member so that a member's result never depends on others.
             flat.mul_(1 - lr * self.weight_decay)
@@ -241,5 +263,9 @@ class BatchedAdamW:
             setattr(self, name, getattr(self, name)[idx].contiguous())
         if self.initial is not None:
             self.initial = self.initial[idx].contiguous()
+        self.update_noise_std = [c.update_noise for c in self.configs]
         self.any_update_noise = any(c.update_noise > 0 for c in self.configs)
         self.any_l2 = any(c.l2 > 0 for c in self.configs)
+        self.any_decay_to_init = any(c.decay_target == "init" for c in self.configs)
+        self.any_weight_decay = any(c.weight_decay > 0 for c in self.configs)
+        self._constant_lr = None

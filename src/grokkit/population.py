@@ -19,6 +19,7 @@ from torch import Tensor
 
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, make_table
+from grokkit.errors import warn
 from grokkit.interventions import GrokfastEMA, GrokfastMA, Interventions, OrthogonalGrad
 from grokkit.losses import LOSSES, softmax_collapse
 from grokkit.model import (
@@ -61,7 +62,10 @@ def tune_cpu_allocator() -> bool:
 
 
 def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
+    # The meta device (shapes without data: the device-correctness tests) has no generator of its
+    # own; random ops on it accept a CPU one.
+    device = torch.device(device)
+    return torch.Generator(device="cpu" if device.type == "meta" else device).manual_seed(seed)
 
 
 def population_key(config: RunConfig) -> tuple:
@@ -80,6 +84,7 @@ def population_key(config: RunConfig) -> tuple:
         # per population (their strengths may still differ per member).
         config.grad_filter, config.grad_filter_window if config.grad_filter == "ma" else None,
         config.orthogonal_grad, config.loss,
+        config.tf32,  # a process-wide PyTorch setting: one value per population
     )  # fmt: skip
 
 
@@ -105,18 +110,25 @@ class Member:
     n_train: int
     batch_generator: torch.Generator  # CPU: the data order is the same on every device
     noise_generator: torch.Generator  # on the device: update noise, weight noise, dropout
-    permutation: Tensor | None = None  # current epoch's order of the training set
+    device: torch.device = torch.device("cpu")
+    permutation: Tensor | None = None  # current epoch's order of the training set (CPU)
     position: int = 0  # next unread index into `permutation`
+    _on_device: Tensor | None = None  # the same order on the device, copied once per epoch
+
+    def set_permutation(self, permutation: Tensor | None, position: int) -> None:
+        self.permutation, self.position = permutation, position
+        self._on_device = None if permutation is None else permutation.to(self.device, non_blocking=True)
 
     def next_batch_positions(self, batch_size: int) -> Tensor:
-        """The next batch_size training-set positions from an endless stream of shuffled epochs."""
+        """The next batch_size training-set positions from an endless stream of shuffled epochs, on
+        the device. Each epoch's order is drawn on the CPU (the same on every device) and copied
+        to the device once; the batches are slices of that copy."""
         parts, need = [], batch_size
         while need:
             if self.permutation is None or self.position >= self.n_train:
-                self.permutation = torch.randperm(self.n_train, generator=self.batch_generator)
-                self.position = 0
+                self.set_permutation(torch.randperm(self.n_train, generator=self.batch_generator), 0)
             take = min(need, self.n_train - self.position)
-            parts.append(self.permutation[self.position : self.position + take])
+            parts.append(self._on_device[self.position : self.position + take])
             self.position += take
             need -= take
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -138,6 +150,8 @@ class Population:
         if self.device.type == "cpu":
             tune_cpu_allocator()
         first = configs[0]
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = first.tf32
         self.table: Table = make_table(first.operation, first.modulus)
         self.model_config: ModelConfig = first.model_config(self.table.n_elements)
         self.shapes = parameter_shapes(self.model_config)
@@ -160,7 +174,7 @@ class Population:
             self.members.append(Member(
                 config=c, n_train=len(train_idx),
                 batch_generator=_generator(derive_seed(c.seed, "batches")),
-                noise_generator=_generator(derive_seed(c.seed, "noise"), self.device),
+                noise_generator=_generator(derive_seed(c.seed, "noise"), self.device), device=self.device,
             ))  # fmt: skip
         self.batch_size = first.optimizer.resolve_batch_size(self.members[0].n_train)
         for m in self.members:
@@ -191,8 +205,10 @@ class Population:
 
     def _refresh_hyperparameters(self) -> None:
         opts = [c.optimizer for c in self.configs]
-        self.weight_noise = torch.tensor([o.weight_noise for o in opts], device=self.device).view(-1, 1)
-        self.dropout = torch.tensor([o.dropout for o in opts], device=self.device)
+        # Python copies decide who draws noise without reading the device (no sync per step).
+        self.weight_noise_std = [o.weight_noise for o in opts]
+        self.dropout_rates = [o.dropout for o in opts]
+        self.dropout = torch.tensor(self.dropout_rates, device=self.device)
         self.uses_dropout = any(o.dropout > 0 for o in opts)
         self.uses_weight_noise = any(o.weight_noise > 0 for o in opts)
 
@@ -209,11 +225,11 @@ class Population:
 
     # ------------------------------------------------------------ training
 
-    def _noise_rows(self, std: Tensor, width: int) -> Tensor:
+    def _noise_rows(self, std: list[float], width: int) -> Tensor:
         """[E, width] Gaussian noise scaled per member; members with std 0 draw nothing, so their
         generators advance exactly as they would in a run without this noise."""
         rows = []
-        for m, s in zip(self.members, std.view(-1).tolist()):
+        for m, s in zip(self.members, std):
             if s > 0:
                 rows.append(torch.randn(width, generator=m.noise_generator, device=self.device) * s)
             else:
@@ -227,18 +243,19 @@ class Population:
                 [x, torch.full_like(x, cfg.op_token), y, torch.full_like(x, cfg.eq_token)], dim=-1
             )
             gens = [m.noise_generator for m in self.members]
-            return forward_reference(params, cfg, tokens, dropout=self.dropout, generators=gens)
+            return forward_reference(params, cfg, tokens, dropout=self.dropout, generators=gens,
+                                     dropout_rates=self.dropout_rates)  # fmt: skip
         return forward_fast(params, self.model_config, x, y)
 
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
         E, B = self.size, self.batch_size
-        positions = torch.stack([m.next_batch_positions(B) for m in self.members]).to(self.device)
+        positions = torch.stack([m.next_batch_positions(B) for m in self.members])  # on the device
         equations = torch.gather(self.train_equations, 1, positions)  # [E, B]
         labels = torch.gather(self.train_labels, 1, positions)
         source = self.flat
         if self.uses_weight_noise:
-            source = self.flat + self._noise_rows(self.weight_noise, self.flat.shape[1])
+            source = self.flat + self._noise_rows(self.weight_noise_std, self.flat.shape[1])
         leaves = {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
         logits = self.logits(leaves, self.x[equations], self.y[equations], train=True)
         losses = self.loss(logits, labels).mean(dim=1)  # [E]
@@ -257,11 +274,15 @@ class Population:
 
     # ------------------------------------------------------------ evaluation
 
-    @torch.inference_mode()
     def evaluate(self, chunk_examples: int = 1 << 16) -> dict[str, Tensor]:
         """Loss and accuracy of every member on its whole training set (with its outlier answers)
         and its whole validation set. Returns CPU tensors [E] keyed train_loss, train_accuracy,
-        val_loss, val_accuracy, plus weight_norm."""
+        val_loss, val_accuracy, plus weight_norm (the one copy to the host an evaluation makes)."""
+        return {k: v.cpu() for k, v in self.evaluate_on_device(chunk_examples).items()}
+
+    @torch.inference_mode()
+    def evaluate_on_device(self, chunk_examples: int = 1 << 16) -> dict[str, Tensor]:
+        """``evaluate``'s numbers, still on the population's device."""
         E, N = self.size, self.table.n_equations
         params = self.parameters()
         # At most 2,048 equations per member at a time: the activations then stay in cache
@@ -290,7 +311,7 @@ class Population:
             **self._part_norms(),
             "softmax_collapse": (collapse * train).sum(1) / n_train,
         }
-        return {k: v.cpu() for k, v in out.items()}
+        return out
 
     def _part_norms(self) -> dict[str, Tensor]:
         """``norm_<part>`` [E] for each part of the model (grokkit.model.norm_groups): the
@@ -314,6 +335,9 @@ class Population:
                           for k, v in self.optimizer.member_state(i).items()},  # fmt: skip
             "batch_generator": m.batch_generator.get_state(),
             "noise_generator": m.noise_generator.get_state().cpu(),
+            # A CUDA generator's state (Philox) cannot seed a CPU one (Mersenne Twister): say
+            # which it is, so that a checkpoint written on a GPU still resumes on a CPU.
+            "noise_device": m.noise_generator.device.type,
             "permutation": m.permutation,
             "position": m.position,
             "interventions": self.interventions.member_state(i),
@@ -327,12 +351,29 @@ class Population:
                 for k, v in state["optimizer"].items()}  # fmt: skip
         )
         m.batch_generator.set_state(state["batch_generator"])
-        m.noise_generator.set_state(state["noise_generator"])
-        m.permutation, m.position = state["permutation"], state["position"]
+        self._load_noise_state(m, state)
+        m.set_permutation(state["permutation"], state["position"])
         self.interventions.load_member_state(i, state.get("interventions", []))
         if self.step_count and self.step_count != state["step"]:
             raise ValueError("population members must be at the same step to train in lockstep")
         self.step_count = state["step"]
+
+    @staticmethod
+    def _load_noise_state(m: Member, state: dict) -> None:
+        """The member's noise generator as saved, or, for a checkpoint whose generator lived on
+        another kind of device, a new stream seeded from the run's seed and step (the noise
+        differs from an uninterrupted run from here on; said as a warning for runs that draw
+        noise). The batch order is drawn on the CPU everywhere, so it always resumes exactly."""
+        saved_on = state.get("noise_device", "cpu")
+        if saved_on == m.noise_generator.device.type:
+            m.noise_generator.set_state(state["noise_generator"])
+            return
+        m.noise_generator.manual_seed(derive_seed(m.config.seed, "noise", state["step"]))
+        o = m.config.optimizer
+        if o.dropout > 0 or o.weight_noise > 0 or o.update_noise > 0:
+            warn(f"a run (seed {m.config.seed}) resumes on {m.noise_generator.device.type} from a checkpoint written "
+                 f"on {saved_on}: its noise and dropout draws restart from a new stream at step {state['step']}, "
+                 "so they differ from an uninterrupted run's")
 
     @classmethod
     def from_member_states(

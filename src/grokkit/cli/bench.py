@@ -7,28 +7,38 @@ import json
 
 from grokkit.bench import benchmark
 from grokkit.cli.common import add_device_flag, require_at_least
-from grokkit.devices import resolve_device
+from grokkit.config import RunConfig
+from grokkit.devices import device_name, resolve_device
 
 
 def register(sub) -> None:
     b = sub.add_parser("bench", help="time a training step of the paper's configuration")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     add_device_flag(b)
-    b.add_argument("--population", type=int, default=1, help="members trained together (E)")
+    b.add_argument("--population", type=int, nargs="+", default=[1],
+                   help="members trained together (E); several values: one measurement each")
+    b.add_argument("--tf32", action="store_true", help="TF32 float32 matmuls (CUDA only)")
     b.add_argument("--steps", type=int, default=30, help="timed steps")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     b.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    require_at_least("--population", args.population, 1)
+    for population in args.population:
+        require_at_least("--population", population, 1)
     require_at_least("--steps", args.steps, 1)
     require_at_least("--warmup", args.warmup, 0)
-    result = benchmark(device=resolve_device(args.device), population=args.population,
-                       steps=args.steps, warmup=args.warmup)  # fmt: skip
+    device = resolve_device(args.device)
+    config = RunConfig(tf32=args.tf32)
+    results = [{**benchmark(device=device, population=population, steps=args.steps, warmup=args.warmup,
+                            config=config), "tf32": args.tf32, "hardware": device_name(device)}
+               for population in args.population]  # fmt: skip
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(results[0] if len(results) == 1 else {"results": results}))
     else:
-        for k, v in result.items():
-            print(f"{k}: {v}")
+        for i, result in enumerate(results):
+            if i:
+                print()
+            for k, v in result.items():
+                print(f"{k}: {v}")
     return 0

@@ -25,7 +25,7 @@ RUN_FLAGS = {
     "update_noise": "update_noise", "weight_noise": "weight_noise", "dropout": "dropout",
     "init": "init", "init_scale": "init_scale", "grad_filter": "grad_filter", "grad_filter_alpha": "grad_filter_alpha",
     "grad_filter_lambda": "grad_filter_lambda", "grad_filter_window": "grad_filter_window",
-    "loss": "loss", "orthogonal_grad": "orthogonal_grad",
+    "loss": "loss", "orthogonal_grad": "orthogonal_grad", "tf32": "tf32",
 }  # fmt: skip
 # One value per sweep: the evaluation schedule must be shared by a population's members.
 SCHEDULE_FLAGS = ("eval_every", "checkpoint_every", "snapshot_every", "stop_after_val_99")
@@ -127,6 +127,14 @@ def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
         add("--orthogonal-grad", action="store_const", const=True,
             help="⊥Grad (Prieto et al. 2025): remove from each weight tensor's gradient its "
                  "component along the tensor, keeping the gradient's norm")
+    add = group("execution")
+    if grid:
+        add("--tf32", type=on_off, choices=[True, False], metavar="on|off",
+            help="TF32 float32 matmuls on a CUDA GPU: on and/or off (default off)")
+    else:
+        add("--tf32", action="store_const", const=True,
+            help="float32 matmuls in TF32 on a CUDA GPU (Ampere or newer: faster, ~1e-3 relative "
+                 "error per product); no effect on the CPU. Default off")
 
 
 # A filter setting and the filters it belongs to: given without any of them it would do nothing.

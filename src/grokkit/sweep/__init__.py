@@ -33,7 +33,7 @@ from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.loggers import logger_factory
 from grokkit.population import population_key
-from grokkit.sweep.executors import cpu_count, import_ray, run_in_process, run_pool, run_ray
+from grokkit.sweep.executors import cpu_count, import_ray, run_in_process, run_pool, run_ray, visible_gpus
 from grokkit.runs import FINISHED
 from grokkit.sweep.folder import (
     INDEX_COLUMNS,
@@ -84,7 +84,8 @@ def run_sweep(
     groups; ``jobs=1`` trains in this process, leaving its thread setting alone) or "ray"
     (one task per group on ``ray.init()``, or on the cluster at $RAY_ADDRESS; out_dir must then be
     on a filesystem every node sees). max_population: default 16 on the CPU, 256 elsewhere.
-    Off the CPU, jobs defaults to 1 (one process feeding the accelerator).
+    On CUDA, jobs defaults to one worker per visible GPU (CUDA_VISIBLE_DEVICES), each seeing only its
+    own; on another accelerator, to 1 (one process feeding it).
     progress: one bar over every run's steps (across all workers) with an ETA, and a line per run
     as it ends. loggers: viewer names (grokkit.loggers.LOGGER_NAMES); each run logs under its name.
     """
@@ -169,9 +170,13 @@ def default_max_population(device: str) -> int:
 
 
 def default_jobs(device: str, n_groups: int, jobs: int | None) -> int:
-    """Worker processes: one per CPU core on the CPU (one process feeding an accelerator
-    elsewhere), never more than there are populations."""
-    if jobs is None:
+    """Worker processes: one per CPU core on the CPU, one per visible GPU on CUDA (each worker
+    sees only its own), one process feeding any other accelerator; never more than there are
+    populations, nor more CUDA workers than GPUs."""
+    if device == "cuda":
+        gpus = max(1, len(visible_gpus()))
+        jobs = gpus if jobs is None else min(jobs, gpus)
+    elif jobs is None:
         jobs = cpu_count() if device == "cpu" else 1
     return max(1, min(jobs, n_groups))
 

@@ -47,9 +47,20 @@ def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device:
                       loggers=[logger_factory(name) for name in loggers], watcher=watcher)  # fmt: skip
 
 
-def _init_worker(progress_queue) -> None:
+def _init_worker(progress_queue, gpu_queue=None) -> None:
     global _worker_queue
     _worker_queue = progress_queue
+    if gpu_queue is not None:
+        # Before this process first touches CUDA: it then sees one GPU, its own, as cuda:0.
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (or their indices)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
 def _ray_train_group(config_dicts, dirs, resume, device, loggers, progress_queue):
@@ -85,8 +96,13 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
     threads = max(1, cpu_count() // jobs)
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue() if progress is not None else None
+    gpu_queue = None
+    if device == "cuda":  # one GPU per worker (jobs <= the visible GPUs; see run_sweep)
+        gpu_queue = context.Queue()
+        for gpu in visible_gpus()[:jobs]:
+            gpu_queue.put(gpu)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(progress_queue,))  # fmt: skip
+                               initargs=(progress_queue, gpu_queue))  # fmt: skip
     completed = False
     try:
         pending = {pool.submit(train_group, *task, device, loggers, threads): g

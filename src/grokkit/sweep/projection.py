@@ -8,9 +8,10 @@ populations out on the workers in the order the executor hands them out.
 
 It is an upper bound on the training time: runs that stop once they generalised
 (``stop_after_val_99``) take less, and run folders written in the meantime are not foreseen.
-Measured throughput is the time of a population of up to ``MEASURE_POPULATION`` members, scaled
-linearly in the members: on a CPU the cost per member is flat (benchmarks/RESULTS.md); on a GPU a
-population much larger than the measured one is faster per member than projected.
+Measured throughput is the time of a population of up to ``MEASURE_POPULATION`` members (64 on
+an accelerator), scaled linearly in the members: on a CPU the cost per member is flat
+(benchmarks/RESULTS.md); on a GPU a population larger than the measured one is faster per member
+than projected.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from grokkit.population import Population, population_key
 from grokkit.sweep.executors import cpu_count
 from grokkit.train import evaluation_count
 
-MEASURE_POPULATION = 4  # members in the measured population (at most the group's size)
+MEASURE_POPULATION = {"cpu": 4}  # members in the measured population (at most the group's size)
+MEASURE_POPULATION_ACCELERATOR = 64
 MEASURE_SECONDS = 1.0  # time measured steps for about this long (at least MIN_STEPS, at most MAX_STEPS)
 MIN_STEPS, MAX_STEPS, WARMUP_STEPS = 3, 20, 2
 
@@ -50,7 +52,8 @@ class CostMeter:
     costs: dict = field(default_factory=dict)
 
     def cost(self, config: RunConfig, members: int, threads: int) -> StepCost:
-        key = (_cost_key(config), min(members, MEASURE_POPULATION), threads, self.device)
+        cap = MEASURE_POPULATION.get(self.device, MEASURE_POPULATION_ACCELERATOR)
+        key = (_cost_key(config), min(members, cap), threads, self.device)
         if key not in self.costs:
             self.costs[key] = measure(config, key[1], threads, self.device)
         return self.costs[key]
