@@ -1,5 +1,11 @@
+import os
+import tempfile
+
 import pytest
 import torch
+
+# The measured GEMM choice (grokkit.gemm) is cached per machine; tests keep theirs to themselves.
+os.environ["GROKKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="grokkit-test-cache-")
 
 from grokkit.config import RunConfig
 

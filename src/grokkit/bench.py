@@ -8,7 +8,7 @@ import time
 import torch
 
 from grokkit.config import RunConfig
-from grokkit.model import USE_ONEDNN
+from grokkit import gemm
 from grokkit.population import Population
 
 
@@ -49,7 +49,8 @@ def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup:
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "onednn_linear": USE_ONEDNN and dev.type == "cpu",
+        "onednn_linear": dev.type == "cpu" and gemm.use_onednn(),
+        **(gemm.current().as_dict() if dev.type == "cpu" else {}),
         "fused_adamw": pop.optimizer.fused,
         "operation": base.operation,
         "modulus": base.modulus,

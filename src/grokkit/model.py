@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from grokkit import gemm
 from grokkit.errors import ConfigError
 
 SEQUENCE_LENGTH = 4  # x, op, y, =
@@ -329,17 +329,14 @@ def forward_reference(
 
 # ---------------------------------------------------------------- the fast, equivalent model
 
-# On x86 CPUs PyTorch's float32 matmuls go to MKL, which on this project's machines (AMD EPYC)
-# runs its AVX2 kernels; oneDNN's linear uses AVX-512 there and is about 2.2x faster for the
-# shapes of this model. ``forward_fast`` therefore routes its float32 CPU projections through
-# oneDNN (same mathematics: an fp32 GEMM, only the summation order differs), with a hand-written
-# backward made of the same oneDNN GEMMs. Everything else (float64, GPUs) uses baddbmm.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-USE_ONEDNN = (
-    _ONEDNN_LINEAR is not None
-    and torch.backends.mkldnn.is_available()
-    and os.environ.get("GROKKIT_ONEDNN", "1") != "0"  # GROKKIT_ONEDNN=0: PyTorch's bmm (MKL)
-)
+# On x86 CPUs PyTorch's float32 matmuls go to MKL, which on some of this project's machines (AMD
+# EPYC) runs its AVX2 kernels; oneDNN's linear uses AVX-512 there and was about 2.2x faster for the
+# shapes of this model, while on another EPYC PyTorch's own was as fast. ``forward_fast`` routes
+# its float32 CPU projections through oneDNN (same mathematics: an fp32 GEMM, only the summation
+# order differs, with a hand-written backward made of the same oneDNN GEMMs) when ``grokkit.gemm``
+# measured it to be the faster here. Everything else (float64, GPUs) uses baddbmm.
+_ONEDNN_LINEAR = gemm._ONEDNN_LINEAR
+USE_ONEDNN = gemm.ONEDNN_AVAILABLE  # available in this build (whether it is used: gemm.use_onednn)
 
 
 def _onednn_eligible(h: Tensor, W: Tensor) -> bool:
@@ -349,6 +346,7 @@ def _onednn_eligible(h: Tensor, W: Tensor) -> bool:
         and h.dtype == torch.float32
         and W.dtype == torch.float32
         and h.shape[1] > 0
+        and gemm.use_onednn()
     )
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import statistics
+import time
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from grokkit import gemm
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, make_table
 from grokkit.errors import warn
@@ -59,6 +62,32 @@ def tune_cpu_allocator() -> bool:
         ok = False
     _ALLOCATOR_TUNED = ok
     return ok
+
+
+GEMM_ROUNDS, GEMM_STEPS_PER_ROUND, GEMM_WARMUP = 4, 3, 2
+
+
+def time_gemm_paths(threads: int) -> dict[str, float]:
+    """Median ms of one training step of the paper's model (x/y mod 97, batch 512, E = 1) with
+    each of grokkit.gemm's paths, interleaved so that a busy machine slows both alike."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with gemm.forced("pytorch"):  # building a population asks for the choice: do not recurse
+            pops = {path: Population([RunConfig()], "cpu") for path in gemm.PATHS}
+        times: dict[str, list[float]] = {path: [] for path in gemm.PATHS}
+        for round_ in range(GEMM_ROUNDS + 1):
+            for path in gemm.PATHS:
+                # Training steps, even when the choice is first asked for inside an evaluation.
+                with gemm.forced(path), torch.inference_mode(False), torch.enable_grad():
+                    for _ in range(GEMM_WARMUP if round_ == 0 else GEMM_STEPS_PER_ROUND):
+                        t0 = time.perf_counter()
+                        pops[path].step()
+                        if round_:
+                            times[path].append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    return {path: round(1000 * statistics.median(t), 3) for path, t in times.items()}
 
 
 def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -149,6 +178,7 @@ class Population:
         self.device = torch.device(device)
         if self.device.type == "cpu":
             tune_cpu_allocator()
+            gemm.use_onednn()  # the GEMM path is chosen (measured once per machine) before any step
         first = configs[0]
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = first.tf32
@@ -397,3 +427,6 @@ class Population:
         self.optimizer.keep(idx)
         self.interventions.keep(idx)
         self._refresh_hyperparameters()
+
+
+gemm.register_measurement(time_gemm_paths)

@@ -1,0 +1,87 @@
+"""The CPU's GEMM path is measured once per machine and thread count, cached, and can be forced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from grokkit import gemm
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GROKKIT_ONEDNN", raising=False)
+    monkeypatch.setattr(gemm, "_chosen", {})
+    monkeypatch.setattr(gemm, "ONEDNN_AVAILABLE", True)
+    return tmp_path
+
+
+def test_the_faster_path_is_kept_and_cached(fresh, monkeypatch):
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 5.0, "pytorch": 3.0})
+    choice = gemm.choose(2)
+    assert (choice.path, choice.source, choice.ms_per_step) == ("pytorch", "measured", {"onednn": 5.0, "pytorch": 3.0})
+    cached = json.loads((fresh / gemm.CACHE_FILE).read_text())
+    assert cached[gemm.cache_key(2)]["gemm"] == "pytorch"
+    assert "threads=2" in gemm.cache_key(2) and torch.__version__ in gemm.cache_key(2)
+
+    def no_measurement(threads):
+        raise AssertionError("a cached choice must not be measured again")
+
+    monkeypatch.setattr(gemm, "measure", no_measurement)
+    again = gemm.choose(2)
+    assert (again.path, again.source) == ("pytorch", "cache")
+    # Another thread count is another measurement.
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 3.0})
+    assert gemm.choose(1).path == "onednn"
+    assert set(json.loads((fresh / gemm.CACHE_FILE).read_text())) == {gemm.cache_key(1), gemm.cache_key(2)}
+
+
+def test_a_damaged_cache_is_measured_again_and_rewritten(fresh, monkeypatch):
+    (fresh / gemm.CACHE_FILE).write_text("{not json")
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
+    assert gemm.choose(1).source == "measured"
+    assert json.loads((fresh / gemm.CACHE_FILE).read_text())[gemm.cache_key(1)]["gemm"] == "onednn"
+
+
+@pytest.mark.parametrize("value,path", [("0", "pytorch"), ("1", "onednn")])
+def test_the_environment_forces_a_path_without_measuring(fresh, monkeypatch, value, path):
+    monkeypatch.setenv("GROKKIT_ONEDNN", value)
+    monkeypatch.setattr(gemm, "measure", lambda threads: pytest.fail("measured"))
+    assert (gemm.choose(1).path, gemm.choose(1).source) == (path, "env")
+
+
+def test_without_onednn_the_path_is_pytorchs(fresh, monkeypatch):
+    monkeypatch.setattr(gemm, "ONEDNN_AVAILABLE", False)
+    assert (gemm.choose(1).path, gemm.choose(1).source) == ("pytorch", "unavailable")
+
+
+def test_forced_sets_the_path_inside_the_block_only(fresh, monkeypatch):
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
+    assert gemm.use_onednn()
+    with gemm.forced("pytorch"):
+        assert not gemm.use_onednn() and gemm.current().source == "forced"
+    assert gemm.use_onednn()
+    with pytest.raises(ValueError):
+        with gemm.forced("blas"):
+            pass
+
+
+@pytest.mark.skipif(not gemm.ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN linear")
+def test_the_real_measurement_times_both_paths(monkeypatch):
+    import grokkit.population  # noqa: F401  (it registers the measurement)
+
+    timings = gemm.measure(1)
+    assert set(timings) == set(gemm.PATHS) and all(t > 0 for t in timings.values())
+
+
+def test_measure_in_the_environment_replaces_the_cached_choice(fresh, monkeypatch):
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
+    assert gemm.choose(1).path == "onednn"
+    monkeypatch.setenv("GROKKIT_ONEDNN", "measure")
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 3.0, "pytorch": 2.0})
+    assert (gemm.choose(1).path, gemm.choose(1).source) == ("pytorch", "measured")
+    monkeypatch.delenv("GROKKIT_ONEDNN")
+    assert (gemm.choose(1).path, gemm.choose(1).source) == ("pytorch", "cache")
