@@ -120,21 +120,19 @@ def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
     add("--grad-filter-window", type=int, help=f"MA window (default {DEFAULT_WINDOW})")
     add("--loss", choices=list(LOSSES),
         help="softmax cross-entropy (default) or stablemax (Prieto et al. 2025)")
-    if grid:
-        add("--orthogonal-grad", type=on_off, choices=[True, False], metavar="on|off",
-            help="⊥Grad (Prieto et al. 2025): on and/or off")
-    else:
-        add("--orthogonal-grad", action="store_const", const=True,
-            help="⊥Grad (Prieto et al. 2025): remove from each weight tensor's gradient its "
-                 "component along the tensor, keeping the gradient's norm")
-    add = group("execution")
-    if grid:
-        add("--tf32", type=on_off, choices=[True, False], metavar="on|off",
-            help="TF32 float32 matmuls on a CUDA GPU: on and/or off (default off)")
-    else:
-        add("--tf32", action="store_const", const=True,
-            help="float32 matmuls in TF32 on a CUDA GPU (Ampere or newer: faster, ~1e-3 relative "
-                 "error per product); no effect on the CPU. Default off")
+
+    def switch(add, flag: str, what: str, details: str) -> None:
+        """A flag that turns something on: ``--flag`` for one run, ``--flag on off`` in a grid."""
+        if grid:
+            add(flag, type=on_off, choices=[True, False], metavar="on|off", help=f"{what}: on and/or off")
+        else:
+            add(flag, action="store_const", const=True, help=f"{what}: {details}")
+
+    switch(add, "--orthogonal-grad", "⊥Grad (Prieto et al. 2025)",
+           "remove from each weight tensor's gradient its component along the tensor, keeping the "
+           "gradient's norm")
+    switch(group("execution"), "--tf32", "TF32 float32 matmuls on a CUDA GPU",
+           "faster on Ampere or newer, ~1e-3 relative error per product; no effect on the CPU. Default off")
 
 
 # A filter setting and the filters it belongs to: given without any of them it would do nothing.
