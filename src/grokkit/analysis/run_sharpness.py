@@ -44,7 +44,12 @@ def run_sharpness(run_dir: Path, epsilon: float = 1e-3, max_iterations: int = 10
     run_dir = Path(run_dir)
     key = f"eps={epsilon!r},iters={max_iterations},seed={seed}" + ("" if step is None else f",snapshot={step}")
     cache_path = run_dir / CACHE
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    try:
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    except ValueError:  # a damaged cache is only a cache: measure again and rewrite it
+        cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
     state_step = runs.load_checkpoint(run_dir)["step"] if step is None else step
     entry = cache.get(key)
     if entry is not None and entry.get("step") == state_step:
