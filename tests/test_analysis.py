@@ -216,3 +216,17 @@ def test_translation_rates_tell_left_from_right_multiplication_in_s5():
     rates = translation_neighbour_rates(points, table, k=1)
     assert rates["right"][index[g]] == 1.0
     assert rates["left"][index[g]] < 0.3
+
+
+def test_sharpness_is_not_fooled_by_a_tiny_gradient():
+    # Near the bottom of a steep bowl the gradient is ~1e-8, below scipy's default tolerance, yet
+    # the box reaches far up the walls: the solver must still climb (it once reported 0 here).
+    centre = torch.zeros(20, dtype=torch.float64)
+    x0 = centre + 1e-10
+
+    def loss(w):
+        return 1e3 * ((w - centre) ** 2).sum()
+
+    phi = keskar_sharpness(loss, x0, epsilon=1e-3)
+    # The box's corner: 20 * (1e-3 * (1 + 1e-10))^2 * 1e3 = 0.02, i.e. φ ~ 2 %.
+    assert phi == pytest.approx(100 * 0.02 / (1 + loss(x0).item()), rel=1e-3)

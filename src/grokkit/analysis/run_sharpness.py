@@ -42,7 +42,9 @@ def run_sharpness(run_dir: Path, epsilon: float = 1e-3, max_iterations: int = 10
     """φ in percent at the last checkpoint (or at the snapshot of ``step``), cached in the run
     folder (``sharpness.json``) per (ε, iterations, seed, step)."""
     run_dir = Path(run_dir)
-    key = f"eps={epsilon!r},iters={max_iterations},seed={seed}" + ("" if step is None else f",snapshot={step}")
+    # "solver=2": L-BFGS-B with its convergence tests off (values cached before that can be 0).
+    key = (f"eps={epsilon!r},iters={max_iterations},seed={seed},solver=2"
+           + ("" if step is None else f",snapshot={step}"))
     cache_path = run_dir / CACHE
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
