@@ -34,7 +34,7 @@ def test_populations_go_to_the_worker_that_is_free_first():
 
 def test_fill_workers_splits_the_largest_population_until_each_worker_has_one():
     names = [f"r{i}" for i in range(16)]
-    assert fill_workers([(names, False)], 2) == [(names[:8], False), (names[8:], False)]
+    assert fill_workers([(names, False)], 2) == [(names[0::2], False), (names[1::2], False)]
     split = fill_workers([(names[:3], True), (["a"], False)], 4)
     assert sorted(n for g, _ in split for n in g) == sorted([*names[:3], "a"]) and len(split) == 4
     assert all(resume for g, resume in split if g[0] in names)

@@ -153,15 +153,16 @@ def fill_workers(groups: list[tuple[list[str], bool]], workers: int) -> list[tup
     """Split the largest populations in two until there are ``workers`` of them (or every one
     has a single run). On a CPU a population's cost per member is flat (benchmarks/RESULTS.md),
     so one population of 16 on two threads (90 member-steps/s) is slower than two of 8 on one
-    thread each (2 x 62), and a lone population would leave the other workers idle."""
+    thread each (2 x 62), and a lone population would leave the other workers idle. The halves
+    take every other run: a grid's neighbours (say, seeds of one data fraction) tend to take
+    equally long, so each half gets a mix and the workers finish together."""
     groups = [(list(g), resume) for g, resume in groups]
     while len(groups) < workers:
         i = max(range(len(groups)), key=lambda k: len(groups[k][0]), default=None)
         if i is None or len(groups[i][0]) < 2:
             break
         names, resume = groups[i]
-        half = (len(names) + 1) // 2
-        groups[i:i + 1] = [(names[:half], resume), (names[half:], resume)]
+        groups[i:i + 1] = [(names[0::2], resume), (names[1::2], resume)]
     return groups
 
 
