@@ -15,7 +15,7 @@ from grokkit.errors import InputError
 from grokkit.experiments import SCALES
 from grokkit.experiments.reproduce import (REPORT, figure_runs, format_seconds, plan_figures,
                                            reproduce_figure)  # fmt: skip
-from grokkit.sweep import check_out_dir
+from grokkit.sweep import check_out_dir, cpu_count
 
 
 def register(sub) -> None:
@@ -63,6 +63,10 @@ def print_plan(plan: dict) -> None:
           f"({plan['estimated_seconds']:.0f} s) for {n_train} runs to train of {len(plan['runs'])}, "
           f"scale {plan['scale']}, on {plan['device']} ({plan['hardware']}). An upper bound: runs that "
           "stop once they generalised take less; analysis and plotting are not included.")
+    load, cores = plan.get("load_average"), cpu_count()
+    if plan["device"] == "cpu" and load is not None and load > 0.5 * cores:
+        print(f"note: the machine was busy while the costs were measured (load average {load:g} on "
+              f"{cores} cores): the projection is pessimistic; run --plan again on a quiet machine.")
 
 
 def run(args: argparse.Namespace) -> int:

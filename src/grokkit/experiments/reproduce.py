@@ -11,6 +11,7 @@ such file in DIR.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -93,7 +94,16 @@ def plan_figures(names: Sequence[str], scale: str, out_dir: Path | None, jobs: i
         planned.update(r["run_name"] for r in p["runs"])
     return {"scale": scale, "device": device, "hardware": device_name(device), "runs": rows,
             "estimated_seconds": sum(f["estimated_seconds"] for f in figures.values()),
-            "figures": figures}  # fmt: skip
+            "figures": figures, "load_average": _load_average()}  # fmt: skip
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average while the costs were measured (other work on the machine makes
+    the projection pessimistic); None where the OS does not say."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def projection_line(plan: dict) -> str:
