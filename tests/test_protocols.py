@@ -127,3 +127,16 @@ def test_a_random_layout_has_no_coset_structure():
     assert best["agreement"] < 0.2 and best["p"] > 0.05
     # The best of 12 colourings beats one colouring's chance level on shuffles too.
     assert best["best_chance_mean"] > best["chance"]
+
+
+@pytest.mark.parametrize("rho,perm_p,ci,says", [
+    (-0.8, 0.001, (-0.95, -0.5), "as the paper reports"),
+    (0.73, 0.003, (0.34, 0.91), "the opposite of the paper's"),
+    (0.49, 0.053, (-0.05, 0.87), "no significant correlation"),
+])
+def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says):
+    from grokkit.experiments import fig7
+
+    table = {"T": 8500, "grokked_at_T": 7, "n": 16, "rho": rho, "p": perm_p, "perm_p": perm_p, "ci": ci}
+    monkeypatch.setattr(fig7, "table", lambda results: table)
+    assert says in fig7.verdict([])
