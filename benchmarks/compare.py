@@ -34,6 +34,7 @@ from baseline import PlainTrainer, PlainTransformer, tokens_for  # noqa: E402
 
 from grokkit import runs  # noqa: E402
 from grokkit.config import RunConfig  # noqa: E402
+from grokkit import gemm  # noqa: E402
 from grokkit.devices import cpu_model  # noqa: E402
 from grokkit.model import forward_fast  # noqa: E402
 from grokkit.population import Population  # noqa: E402
@@ -175,6 +176,7 @@ def main() -> int:
                     "threads": torch.get_num_threads(), "load_average": os.getloadavg()},  # fmt: skip
     }
     result["step"] = time_steps(args.steps, args.warmup)
+    result["machine"].update(gemm.current().as_dict())  # the path grokkit picked (and its timings)
     if not args.json:
         s = result["step"]
         print(f"step: ours {s['ms_per_step_ours']} ms, baseline {s['ms_per_step_baseline']} ms, "

@@ -12,6 +12,7 @@ from grokkit import gemm
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
+    monkeypatch.setattr(gemm, "oversubscribed", lambda: False)
     monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("GROKKIT_ONEDNN", raising=False)
     monkeypatch.setattr(gemm, "_chosen", {})
@@ -85,3 +86,10 @@ def test_measure_in_the_environment_replaces_the_cached_choice(fresh, monkeypatc
     assert (gemm.choose(1).path, gemm.choose(1).source) == ("pytorch", "measured")
     monkeypatch.delenv("GROKKIT_ONEDNN")
     assert (gemm.choose(1).path, gemm.choose(1).source) == ("pytorch", "cache")
+
+
+def test_a_choice_measured_on_an_overloaded_machine_is_not_kept(fresh, monkeypatch):
+    monkeypatch.setattr(gemm, "oversubscribed", lambda: True)
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
+    assert gemm.choose(1).source == "measured"
+    assert not (fresh / gemm.CACHE_FILE).exists()

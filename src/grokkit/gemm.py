@@ -88,8 +88,19 @@ def choose(threads: int) -> GemmChoice:
         return GemmChoice(cached["gemm"], "cache", cached.get("ms_per_step"))
     timings = measure(threads)
     choice = GemmChoice(min(timings, key=timings.get), "measured", timings)
-    _write_cache(key, {"gemm": choice.path, "ms_per_step": timings})
+    if not oversubscribed():  # measured on an overloaded machine: use it, but do not keep it
+        _write_cache(key, {"gemm": choice.path, "ms_per_step": timings})
     return choice
+
+
+def oversubscribed() -> bool:
+    """More runnable work than cores over the last minute: timings then say more about the other
+    work than about the paths (once, under such load, PyTorch's GEMM looked faster here while
+    oneDNN is 1.5x faster on the quiet machine)."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return False
 
 
 def cache_key(threads: int) -> str:
