@@ -13,6 +13,8 @@ from grokkit import gemm
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
     monkeypatch.setattr(gemm, "oversubscribed", lambda: False)
+    # A measurement is registered (grokkit.population does it on import); tests replace measure().
+    monkeypatch.setattr(gemm, "_measurement", lambda threads: pytest.fail("the real measurement ran"))
     monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("GROKKIT_ONEDNN", raising=False)
     monkeypatch.setattr(gemm, "_chosen", {})
@@ -92,4 +94,10 @@ def test_a_choice_measured_on_an_overloaded_machine_is_not_kept(fresh, monkeypat
     monkeypatch.setattr(gemm, "oversubscribed", lambda: True)
     monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
     assert gemm.choose(1).source == "measured"
+    assert not (fresh / gemm.CACHE_FILE).exists()
+
+
+def test_before_anything_can_time_a_step_the_default_is_onednn(fresh, monkeypatch):
+    monkeypatch.setattr(gemm, "_measurement", None)
+    assert (gemm.choose(1).path, gemm.choose(1).source) == ("onednn", "default")
     assert not (fresh / gemm.CACHE_FILE).exists()
