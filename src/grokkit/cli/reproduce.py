@@ -15,6 +15,7 @@ from grokkit.errors import InputError
 from grokkit.experiments import SCALES
 from grokkit.experiments.reproduce import (REPORT, figure_runs, format_seconds, plan_figures,
                                            reproduce_figure)  # fmt: skip
+from grokkit.sweep.projection import CAVEAT
 from grokkit.sweep import check_out_dir, cpu_count
 
 
@@ -56,13 +57,13 @@ def print_plan(plan: dict) -> None:
               f"{r['preset']:<28} {steps:>9} {r['status']:<7} {format_seconds(r['estimated_seconds']):>7}")
     print()
     for name, f in plan["figures"].items():
-        print(f"{name}: at most {format_seconds(f['estimated_seconds'])} ({f['jobs']} worker(s) x "
+        print(f"{name}: {format_seconds(f['estimated_seconds'])} ({f['jobs']} worker(s) x "
               f"{f['threads']} thread(s))")
     n_train = sum(r["status"] in ("new", "resume") for r in plan["runs"])
-    print(f"projected training time at most {format_seconds(plan['estimated_seconds'])} "
+    print(f"projected training time {format_seconds(plan['estimated_seconds'])} "
           f"({plan['estimated_seconds']:.0f} s) for {n_train} runs to train of {len(plan['runs'])}, "
-          f"scale {plan['scale']}, on {plan['device']} ({plan['hardware']}). An upper bound: runs that "
-          "stop once they generalised take less; analysis and plotting are not included.")
+          f"scale {plan['scale']}, on {plan['device']} ({plan['hardware']}), every run using its whole "
+          f"budget: runs that stop once they generalised take less. {CAVEAT}")
     load, cores = plan.get("load_average"), cpu_count()
     if plan["device"] == "cpu" and load is not None and load > 0.5 * cores:
         print(f"note: the machine was busy while the costs were measured (load average {load:g} on "
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                                 **options)  # fmt: skip
         print(f"{name}: {meta['verdict']} ({meta['wall_seconds']:.1f} s)")
         if not args.quiet:
-            print(f"{name}: training took {meta['train_wall_seconds']:.0f} s, projected at most "
+            print(f"{name}: training took {meta['train_wall_seconds']:.0f} s, projected "
                   f"{meta['projected_train_seconds']:.0f} s; analysis {meta['analysis_wall_seconds']:.0f} s",
                   file=sys.stderr)  # fmt: skip
     print(f"report: {Path(args.out) / REPORT}", file=sys.stderr if args.quiet else sys.stdout)

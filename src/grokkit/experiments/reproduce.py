@@ -109,9 +109,9 @@ def _load_average() -> float | None:
 def projection_line(plan: dict) -> str:
     """One line: what a figure's call trains and its projected wall time."""
     n_new = sum(r["status"] in ("new", "resume") for r in plan["runs"])
-    return (f"{plan['figure']}: {len(plan['runs'])} runs, {n_new} to train; projected training time at most "
+    return (f"{plan['figure']}: {len(plan['runs'])} runs, {n_new} to train; projected training time "
             f"{format_seconds(plan['estimated_seconds'])} ({plan['jobs']} worker(s) x {plan['threads']} "
-            f"thread(s); runs that stop once they generalised take less)")
+            f"thread(s), every run using its whole budget)")
 
 
 def format_seconds(seconds: float) -> str:
@@ -180,7 +180,7 @@ def write_report(out_dir: Path) -> Path:
             f"- **Wall time:** {m['wall_seconds']:.1f} s ({m['train_wall_seconds']:.1f} s training "
             f"incl. reused runs, {m['analysis_wall_seconds']:.1f} s analysis and plotting) for "
             f"{m['n_runs']} runs on {m['device']} ({m.get('hardware', 'hardware not recorded')})"
-            + (f"; projected training time at most {m['projected_train_seconds']:.0f} s"
+            + (f"; projected training time {m['projected_train_seconds']:.0f} s"
                if m.get("projected_train_seconds") is not None else ""),
             f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
             f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run using its whole budget)",

@@ -6,8 +6,10 @@ sweep trains (``population_key``: operation, model, batch size, dropout, interve
 counts the steps and evaluations each population makes (``train.evaluation_count``) and lays the
 populations out on the workers in the order the executor hands them out.
 
-It is an upper bound on the training time: runs that stop once they generalised
-(``stop_after_val_99``) take less, and run folders written in the meantime are not foreseen.
+Every run is counted with its whole budget: runs that stop once they generalised
+(``stop_after_val_99``) take less, and run folders written in the meantime are not foreseen. It
+is not a bound, though: the costs are measured with one process at a time, and workers that share
+a CPU's caches and memory run a little slower (``CAVEAT``).
 Measured throughput is the time of a population of up to ``MEASURE_POPULATION`` members (64 on
 an accelerator), scaled linearly in the members: on a CPU the cost per member is flat
 (benchmarks/RESULTS.md); on a GPU a population larger than the measured one is faster per member
@@ -32,6 +34,9 @@ MEASURE_POPULATION = {"cpu": 4}  # members in the measured population (at most t
 MEASURE_POPULATION_ACCELERATOR = 64
 MEASURE_SECONDS = 1.0  # time measured steps for about this long (at least MIN_STEPS, at most MAX_STEPS)
 MIN_STEPS, MAX_STEPS, WARMUP_STEPS = 3, 20, 2
+CAVEAT = ("Costs are measured one process at a time; two workers sharing a 2-core CPU trained "
+          "4-8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
+          "are not included.")
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ class GroupProjection:
 
 @dataclass(frozen=True)
 class Projection:
-    seconds: float  # projected wall time (upper bound: every run uses its whole budget)
+    seconds: float  # projected wall time, every run using its whole budget
     groups: list[GroupProjection]
     jobs: int
     threads: int
