@@ -35,7 +35,7 @@ MEASURE_POPULATION_ACCELERATOR = 64
 MEASURE_SECONDS = 1.0  # time measured steps for about this long (at least MIN_STEPS, at most MAX_STEPS)
 MIN_STEPS, MAX_STEPS, WARMUP_STEPS = 3, 20, 2
 CAVEAT = ("Costs are measured one process at a time; two workers sharing a 2-core CPU trained "
-          "4-8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
+          "up to 8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
           "are not included.")
 
 
