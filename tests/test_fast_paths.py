@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_run
 
+from grokkit import gemm
 from grokkit import model as M
 from grokkit.config import RunConfig
 from grokkit.model import ModelConfig, forward_fast, forward_reference, init_parameters
@@ -40,7 +41,7 @@ def _assert_grads_close(got: list, want: list, names, rtol: float) -> None:
                                    msg=lambda m, name=name: f"gradient of {name}: {m}")  # fmt: skip
 
 
-needs_onednn = pytest.mark.skipif(not M.USE_ONEDNN, reason="this PyTorch build has no oneDNN linear")
+needs_onednn = pytest.mark.skipif(not gemm.ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN linear")
 
 
 @needs_onednn

@@ -101,3 +101,12 @@ def test_before_anything_can_time_a_step_the_default_is_onednn(fresh, monkeypatc
     monkeypatch.setattr(gemm, "_measurement", None)
     assert (gemm.choose(1).path, gemm.choose(1).source) == ("onednn", "default")
     assert not (fresh / gemm.CACHE_FILE).exists()
+
+
+def test_an_unknown_environment_value_is_said_and_ignored(fresh, monkeypatch):
+    from grokkit.errors import GrokkitWarning
+
+    monkeypatch.setenv("GROKKIT_ONEDNN", "off")
+    monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
+    with pytest.warns(GrokkitWarning, match="GROKKIT_ONEDNN='off' is not 0, 1 or measure"):
+        assert gemm.choose(1).source == "measured"

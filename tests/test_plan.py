@@ -44,13 +44,13 @@ def test_fill_workers_splits_the_largest_population_until_each_worker_has_one():
 
 def test_a_sweep_of_one_kind_fills_both_workers():
     configs = [RunConfig(seed=s) for s in range(16)]
-    assert [len(g) for g, _ in plan_sweep(configs, None, 16, workers=2).groups] == [8, 8]
-    assert [len(g) for g, _ in plan_sweep(configs, None, 16, workers=1).groups] == [16]
+    assert [len(g) for g, _ in plan_sweep(configs, None, 16, "cpu", jobs=2).groups] == [8, 8]
+    assert [len(g) for g, _ in plan_sweep(configs, None, 16, "cpu", jobs=1).groups] == [16]
 
 
 class FixedCosts(CostMeter):
     def cost(self, config, members, threads):
-        return StepCost(step_seconds=0.01, eval_seconds=0.5, measured_population=1)
+        return StepCost(step_seconds=0.01, eval_seconds=0.5)
 
 
 def test_projection_is_steps_and_evaluations_times_their_measured_cost():

@@ -38,6 +38,7 @@ def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup:
         pop.evaluate()
         _sync(dev)
         eval_times.append(time.perf_counter() - start)
+    gemm_choice = gemm.current() if dev.type == "cpu" else None  # the path these steps used
     eval_ms = 1000 * statistics.median(eval_times)
     ms = 1000 * statistics.median(times)
     return {
@@ -49,8 +50,8 @@ def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup:
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "onednn_linear": dev.type == "cpu" and gemm.use_onednn(),
-        **(gemm.current().as_dict() if dev.type == "cpu" else {}),
+        "onednn_linear": gemm_choice is not None and gemm_choice.path == "onednn",
+        **(gemm_choice.as_dict() if gemm_choice is not None else {}),
         "fused_adamw": pop.optimizer.fused,
         "operation": base.operation,
         "modulus": base.modulus,

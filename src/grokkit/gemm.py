@@ -22,9 +22,12 @@ from pathlib import Path
 
 import torch
 
+from grokkit.devices import cpu_model
+from grokkit.errors import warn
+
 PATHS = ("onednn", "pytorch")
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-ONEDNN_AVAILABLE = _ONEDNN_LINEAR is not None and torch.backends.mkldnn.is_available()
+ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # oneDNN's fused linear op
+ONEDNN_AVAILABLE = ONEDNN_LINEAR is not None and torch.backends.mkldnn.is_available()
 CACHE_FILE = "gemm.json"
 
 
@@ -76,6 +79,8 @@ def forced(path: str):
 
 def choose(threads: int) -> GemmChoice:
     env = os.environ.get("GROKKIT_ONEDNN")
+    if env not in (None, "0", "1", "measure"):
+        warn(f"GROKKIT_ONEDNN={env!r} is not 0, 1 or measure; ignored")
     if env in ("0", "1"):
         return GemmChoice("onednn" if env == "1" and ONEDNN_AVAILABLE else "pytorch", "env")
     if not ONEDNN_AVAILABLE:
@@ -104,9 +109,6 @@ def oversubscribed() -> bool:
 
 
 def cache_key(threads: int) -> str:
-    # Imported here: devices imports nothing of ours, but keep this module's imports minimal.
-    from grokkit.devices import cpu_model
-
     return f"{cpu_model()}|threads={threads}|torch={torch.__version__}"
 
 

@@ -335,13 +335,12 @@ def forward_reference(
 # its float32 CPU projections through oneDNN (same mathematics: an fp32 GEMM, only the summation
 # order differs, with a hand-written backward made of the same oneDNN GEMMs) when ``grokkit.gemm``
 # measured it to be the faster here. Everything else (float64, GPUs) uses baddbmm.
-_ONEDNN_LINEAR = gemm._ONEDNN_LINEAR
-USE_ONEDNN = gemm.ONEDNN_AVAILABLE  # available in this build (whether it is used: gemm.use_onednn)
+_ONEDNN_LINEAR = gemm.ONEDNN_LINEAR
 
 
 def _onednn_eligible(h: Tensor, W: Tensor) -> bool:
     return (
-        USE_ONEDNN
+        gemm.ONEDNN_AVAILABLE
         and h.device.type == "cpu"
         and h.dtype == torch.float32
         and W.dtype == torch.float32

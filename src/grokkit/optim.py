@@ -64,6 +64,11 @@ class OptimizerConfig:
         """Learning rate of the given 1-based update: linear warm-up, lr * min(1, u / warmup)."""
         return self.lr * (min(1.0, update / self.warmup_steps) if self.warmup_steps > 0 else 1.0)
 
+    @property
+    def draws_noise(self) -> bool:
+        """Whether a run draws random numbers besides its batch order (dropout masks, noise)."""
+        return self.dropout > 0 or self.weight_noise > 0 or self.update_noise > 0
+
     def resolve_batch_size(self, n_train: int) -> int:
         """The minibatch size for a training set of n_train equations."""
         if self.batch_size == 0:
@@ -142,17 +147,12 @@ class BatchedAdamW:
             return torch.tensor([float(getattr(c, name)) for c in configs], dtype=flat.dtype,
                                 device=flat.device).view(E, 1)  # fmt: skip
 
-        self.weight_decay = column("weight_decay")
-        self.any_weight_decay = any(c.weight_decay > 0 for c in configs)  # decided without a device sync
-        self.l2 = column("l2")
-        self.any_l2 = any(c.l2 > 0 for c in configs)
+        self.weight_decay, self.l2 = column("weight_decay"), column("l2")
         self.beta1, self.beta2, self.eps = column("beta1"), column("beta2"), column("eps")
         self.update_noise = column("update_noise")
-        self.update_noise_std = [c.update_noise for c in configs]  # read without a device sync
-        self.any_update_noise = any(c.update_noise > 0 for c in configs)
         self.decay_to_init = torch.tensor([c.decay_target == "init" for c in configs],
                                           device=flat.device).view(E, 1)  # fmt: skip
-        self.any_decay_to_init = any(c.decay_target == "init" for c in configs)  # no device sync
+        self._derive_from_configs()
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
         self.initial = flat.clone() if self.any_decay_to_init else None
@@ -163,18 +163,29 @@ class BatchedAdamW:
         if fused and not available:
             raise ValueError(f"PyTorch's fused AdamW is not available here (device {flat.device.type})")
         self.fused = available if fused is None else fused
-        self._constant_lr: Tensor | None = None  # the [E, 1] rate once every warm-up is over
+
+    def _derive_from_configs(self) -> None:
+        """What the step decides in Python, from the members' configs: reading it back from the
+        device tensors would make a GPU wait every step. Redone when members leave (``keep``)."""
+        c = self.configs
+        self.any_weight_decay = any(o.weight_decay > 0 for o in c)
+        self.any_l2 = any(o.l2 > 0 for o in c)
+        self.update_noise_std = [o.update_noise for o in c]
+        self.any_update_noise = any(o.update_noise > 0 for o in c)
+        self.any_decay_to_init = any(o.decay_target == "init" for o in c)
+        self.warm_after = max(o.warmup_steps for o in c)  # from this update on, every rate is constant
+        self._constant_lr: Tensor | None = None  # [E, 1] rates after the warm-up
+        self._fused_groups: list | None = None  # members sharing hyperparameters after the warm-up
 
     def scheduled_lr(self, update: int) -> Tensor:
         """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant). After
         the warm-up the same tensor is returned: a host-to-device copy per step would make a GPU
         wait for the host."""
-        if self._constant_lr is not None and update >= self._warm_after:
+        if self._constant_lr is not None and update >= self.warm_after:
             return self._constant_lr
         lr = torch.tensor([c.lr_at(update) for c in self.configs], dtype=self.exp_avg.dtype,
                           device=self.exp_avg.device).view(-1, 1)  # fmt: skip
-        self._warm_after = max(c.warmup_steps for c in self.configs)
-        if update >= self._warm_after:
+        if update >= self.warm_after:
             self._constant_lr = lr
         return lr
 
@@ -202,16 +213,11 @@ class BatchedAdamW:
         """PyTorch's fused kernel, called once per set of members that share their (scheduled)
         hyperparameters: once for the whole population when all do, on the [E, P] tensors."""
         step = torch.full((), float(u), dtype=torch.float32, device=flat.device)
-        groups: dict[tuple, list[int]] = {}
-        for e, c in enumerate(self.configs):
-            groups.setdefault((c.lr_at(u), c.beta1, c.beta2, c.weight_decay, c.eps), []).append(e)
-        if len(groups) == 1:
-            tensors = [[flat], [grad], [self.exp_avg], [self.exp_avg_sq]]
-        else:  # unbind: views of every member's row, without a copy
-            rows = [t.unbind(0) for t in (flat, grad, self.exp_avg, self.exp_avg_sq)]
-        for (lr, beta1, beta2, weight_decay, eps), members in groups.items():
-            if len(groups) > 1:
-                tensors = [[r[e] for e in members] for r in rows]
+        groups = self.fused_groups(u)
+        state = (flat, grad, self.exp_avg, self.exp_avg_sq)
+        rows = [t.unbind(0) for t in state] if len(groups) > 1 else None  # views, no copies
+        for (lr, beta1, beta2, weight_decay, eps), members in groups:
+            tensors = [[t] for t in state] if rows is None else [[r[e] for e in members] for r in rows]
             torch._fused_adamw_(
                 *tensors, [], [step] * len(tensors[0]), lr=lr, beta1=beta1, beta2=beta2,
                 weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False,
@@ -222,6 +228,18 @@ class BatchedAdamW:
             for e, c in enumerate(self.configs):
                 if c.decay_target == "init":
                     flat[e].add_(self.initial[e], alpha=c.lr_at(u) * c.weight_decay)
+
+    def fused_groups(self, u: int) -> list[tuple[tuple, list[int]]]:
+        """(lr, beta1, beta2, weight decay, eps) of update ``u`` and the members that share them,
+        in order of their first member; computed once for every update after the warm-up."""
+        if self._fused_groups is not None and u >= self.warm_after:
+            return self._fused_groups
+        groups: dict[tuple, list[int]] = {}
+        for e, c in enumerate(self.configs):
+            groups.setdefault((c.lr_at(u), c.beta1, c.beta2, c.weight_decay, c.eps), []).append(e)
+        if u >= self.warm_after:
+            self._fused_groups = list(groups.items())
+        return list(groups.items())
 
     def _tensor_step(self, flat: Tensor, grad: Tensor, u: int, lr: Tensor) -> None:
         if self.any_weight_decay:
@@ -263,9 +281,4 @@ class BatchedAdamW:
             setattr(self, name, getattr(self, name)[idx].contiguous())
         if self.initial is not None:
             self.initial = self.initial[idx].contiguous()
-        self.update_noise_std = [c.update_noise for c in self.configs]
-        self.any_update_noise = any(c.update_noise > 0 for c in self.configs)
-        self.any_l2 = any(c.l2 > 0 for c in self.configs)
-        self.any_decay_to_init = any(c.decay_target == "init" for c in self.configs)
-        self.any_weight_decay = any(c.weight_decay > 0 for c in self.configs)
-        self._constant_lr = None
+        self._derive_from_configs()

@@ -162,6 +162,27 @@ class Member:
             need -= take
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
+    def noise_state(self) -> dict:
+        # A CUDA generator's state (Philox) cannot seed a CPU one (Mersenne Twister): say which
+        # it is, so that a checkpoint written on a GPU still resumes on a CPU.
+        return {"noise_generator": self.noise_generator.get_state().cpu(),
+                "noise_device": self.noise_generator.device.type}  # fmt: skip
+
+    def load_noise_state(self, state: dict) -> None:
+        """The noise generator as saved, or, from a checkpoint whose generator lived on another
+        kind of device, a new stream seeded from the run's seed and step (the noise differs from
+        an uninterrupted run from here on; said as a warning for runs that draw noise). The batch
+        order is drawn on the CPU everywhere, so it always resumes exactly."""
+        saved_on, here = state.get("noise_device", "cpu"), self.noise_generator.device.type
+        if saved_on == here:
+            self.noise_generator.set_state(state["noise_generator"])
+            return
+        self.noise_generator.manual_seed(derive_seed(self.config.seed, "noise", state["step"]))
+        if self.config.optimizer.draws_noise:
+            warn(f"a run (seed {self.config.seed}) resumes on {here} from a checkpoint written on {saved_on}: "
+                 f"its noise and dropout draws restart from a new stream at step {state['step']}, so they "
+                 "differ from an uninterrupted run's")
+
 
 class Population:
     """A stack of E runs. ``step()`` makes one update of every member; ``evaluate()`` scores all."""
@@ -364,10 +385,7 @@ class Population:
             "optimizer": {k: v.cpu() if isinstance(v, Tensor) else v
                           for k, v in self.optimizer.member_state(i).items()},  # fmt: skip
             "batch_generator": m.batch_generator.get_state(),
-            "noise_generator": m.noise_generator.get_state().cpu(),
-            # A CUDA generator's state (Philox) cannot seed a CPU one (Mersenne Twister): say
-            # which it is, so that a checkpoint written on a GPU still resumes on a CPU.
-            "noise_device": m.noise_generator.device.type,
+            **m.noise_state(),
             "permutation": m.permutation,
             "position": m.position,
             "interventions": self.interventions.member_state(i),
@@ -381,29 +399,12 @@ class Population:
                 for k, v in state["optimizer"].items()}  # fmt: skip
         )
         m.batch_generator.set_state(state["batch_generator"])
-        self._load_noise_state(m, state)
+        m.load_noise_state(state)
         m.set_permutation(state["permutation"], state["position"])
         self.interventions.load_member_state(i, state.get("interventions", []))
         if self.step_count and self.step_count != state["step"]:
             raise ValueError("population members must be at the same step to train in lockstep")
         self.step_count = state["step"]
-
-    @staticmethod
-    def _load_noise_state(m: Member, state: dict) -> None:
-        """The member's noise generator as saved, or, for a checkpoint whose generator lived on
-        another kind of device, a new stream seeded from the run's seed and step (the noise
-        differs from an uninterrupted run from here on; said as a warning for runs that draw
-        noise). The batch order is drawn on the CPU everywhere, so it always resumes exactly."""
-        saved_on = state.get("noise_device", "cpu")
-        if saved_on == m.noise_generator.device.type:
-            m.noise_generator.set_state(state["noise_generator"])
-            return
-        m.noise_generator.manual_seed(derive_seed(m.config.seed, "noise", state["step"]))
-        o = m.config.optimizer
-        if o.dropout > 0 or o.weight_noise > 0 or o.update_noise > 0:
-            warn(f"a run (seed {m.config.seed}) resumes on {m.noise_generator.device.type} from a checkpoint written "
-                 f"on {saved_on}: its noise and dropout draws restart from a new stream at step {state['step']}, "
-                 "so they differ from an uninterrupted run's")
 
     @classmethod
     def from_member_states(

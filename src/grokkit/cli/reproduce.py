@@ -15,7 +15,7 @@ from grokkit.errors import InputError
 from grokkit.experiments import SCALES
 from grokkit.experiments.reproduce import (REPORT, figure_runs, format_seconds, plan_figures,
                                            reproduce_figure)  # fmt: skip
-from grokkit.sweep.projection import CAVEAT
+from grokkit.sweep.projection import CAVEAT, CostMeter
 from grokkit.sweep import check_out_dir, cpu_count
 
 
@@ -101,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(Path(args.out))
     device = resolve_device(args.device)
     loggers = log_names(args)
+    meter = CostMeter(device)  # figures of one call share their cost measurements
     for name in names:
         meta = reproduce_figure(name, args.scale, Path(args.out), executor=args.executor, jobs=args.jobs,
-                                device=device, progress=not args.quiet, loggers=loggers,
+                                device=device, progress=not args.quiet, loggers=loggers, meter=meter,
                                 **options)  # fmt: skip
         print(f"{name}: {meta['verdict']} ({meta['wall_seconds']:.1f} s)")
         if not args.quiet:

@@ -22,7 +22,7 @@ from grokkit.errors import InputError
 from grokkit.devices import device_name
 from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours
 from grokkit.runs import atomic_write_text, read_json, write_json
-from grokkit.sweep import cpu_count, default_jobs, default_max_population, plan_sweep, run_sweep
+from grokkit.sweep import default_jobs, default_max_population, plan_sweep, run_sweep
 from grokkit.sweep.projection import CostMeter, project
 
 REPORT = "REPORT.md"
@@ -53,11 +53,10 @@ def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = 
     configs = figure_runs(name, scale, **options)
     out_dir = Path(out_dir) if out_dir is not None else None
     max_population = default_max_population(device)
-    workers = (jobs or cpu_count()) if device == "cpu" else 1  # as run_sweep fills them
-    plan = plan_sweep(configs, out_dir, max_population, workers)
+    plan = plan_sweep(configs, out_dir, max_population, device, jobs)
     to_train = [plan.configs[n] for n in plan.todo if n not in planned_before]
     if len(to_train) < len(plan.todo):  # another figure trains these first: regroup the rest
-        plan_rest = plan_sweep(to_train, out_dir, max_population, workers)
+        plan_rest = plan_sweep(to_train, out_dir, max_population, device, jobs)
     else:
         plan_rest = plan
     jobs = default_jobs(device, len(plan_rest.groups), jobs)
@@ -124,14 +123,15 @@ def format_seconds(seconds: float) -> str:
 
 def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "local", jobs: int | None = None,
                      device: str = "cpu", progress: bool = True, loggers: Sequence[str] = (),
-                     **options) -> dict:
+                     meter: CostMeter | None = None, **options) -> dict:
     """Train (or reuse) the figure's runs in out_dir/runs, write its files; returns its metadata.
-    Before training it projects the wall time (``plan_figure``), printed with ``progress``."""
+    Before training it projects the wall time (``plan_figure``), printed with ``progress``; pass
+    one ``meter`` to figures run one after another, so each model size is measured once."""
     module = figure_module(name)
     options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
     configs = figure_runs(name, scale, **options)
     out_dir = Path(out_dir)
-    plan = plan_figure(name, scale, out_dir, jobs, device, **options)
+    plan = plan_figure(name, scale, out_dir, jobs, device, meter, **options)
     if progress:
         print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()

@@ -129,10 +129,12 @@ class SweepPlan:
         return [n for g, _ in self.groups for n in g]
 
 
-def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: int, workers: int = 1) -> SweepPlan:
+def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: int, device: str = "cpu",
+               jobs: int | None = None) -> SweepPlan:  # fmt: skip
     """The plan ``run_sweep`` follows, computed from the folders as they are (``out_dir`` None:
-    a folder not written yet, every run fresh); reads only. With fewer populations than CPU
-    ``workers``, the largest are split until every worker has one (``fill_workers``)."""
+    a folder not written yet, every run fresh); reads only. On the CPU, with fewer populations
+    than the ``jobs`` workers (default one per core), the largest are split until every worker
+    has one (``fill_workers``); ``jobs=1`` trains in this process and splits nothing."""
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(run_name(c), c)
@@ -144,8 +146,8 @@ def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: i
     groups: list[tuple[list[str], bool]] = []
     keys = [(population_key(unique[n]), states[n].step) for n in todo_resume]
     groups += [([todo_resume[i] for i in g], True) for g in group(keys, max_population)]
-    keys = [population_key(unique[n]) for n in todo_fresh]
-    groups += [([todo_fresh[i] for i in g], False) for g in group(keys, max_population)]
+    groups += [([todo_fresh[i] for i in g], False) for g in plan([unique[n] for n in todo_fresh], max_population)]
+    workers = (jobs or cpu_count()) if device == "cpu" else 1
     return SweepPlan(unique, states, fill_workers(groups, workers))
 
 
@@ -186,9 +188,7 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
                 loggers) -> list[SweepResult]:  # fmt: skip
     # Unique runs, in order of first appearance; inspect every folder before writing anything.
     names = [run_name(c) for c in configs]
-    # CPU workers to fill with populations (jobs=1 trains in this process: nothing to fill).
-    workers = (jobs or cpu_count()) if device == "cpu" else 1
-    sweep_plan = plan_sweep(configs, out_dir, max_population, workers)
+    sweep_plan = plan_sweep(configs, out_dir, max_population, device, jobs)
     unique, plans, groups = sweep_plan.configs, sweep_plan.states, sweep_plan.groups
     run_names = list(unique)
     dirs = {n: out_dir / "runs" / n for n in run_names}

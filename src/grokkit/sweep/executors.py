@@ -85,15 +85,20 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def worker_threads(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` CPU workers: cores / workers, since two processes spinning
+    two OpenMP threads each on two cores slow a tiny model down a hundredfold. A single worker
+    trains in this process, with this process's own setting."""
+    return torch.get_num_threads() if jobs == 1 else max(1, cpu_count() // jobs)
+
+
 def run_in_process(tasks, groups, device, loggers, finished, progress=None) -> None:
     for task, g in zip(tasks, groups):
         finished(g, train_group(*task, device, loggers, watcher=progress))
 
 
 def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=None) -> None:
-    # Each worker gets cores/workers threads: two processes spinning two OpenMP threads each on
-    # two cores slow a tiny model down a hundredfold.
-    threads = max(1, cpu_count() // jobs)
+    threads = worker_threads(jobs)
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue() if progress is not None else None
     gpu_queue = None

@@ -10,8 +10,8 @@ Every run is counted with its whole budget: runs that stop once they generalised
 (``stop_after_val_99``) take less, and run folders written in the meantime are not foreseen. It
 is not a bound, though: the costs are measured with one process at a time, and workers that share
 a CPU's caches and memory run a little slower (``CAVEAT``).
-Measured throughput is the time of a population of up to ``MEASURE_POPULATION`` members (64 on
-an accelerator), scaled linearly in the members: on a CPU the cost per member is flat
+Measured throughput is the time of a population of up to ``measured_members(device)`` members,
+scaled linearly in the members: on a CPU the cost per member is flat
 (benchmarks/RESULTS.md); on a GPU a population larger than the measured one is faster per member
 than projected.
 """
@@ -27,16 +27,20 @@ import torch
 
 from grokkit.config import RunConfig
 from grokkit.population import Population, population_key
-from grokkit.sweep.executors import cpu_count
+from grokkit.sweep.executors import worker_threads
 from grokkit.train import evaluation_count
 
-MEASURE_POPULATION = {"cpu": 4}  # members in the measured population (at most the group's size)
-MEASURE_POPULATION_ACCELERATOR = 64
 MEASURE_SECONDS = 1.0  # time measured steps for about this long (at least MIN_STEPS, at most MAX_STEPS)
 MIN_STEPS, MAX_STEPS, WARMUP_STEPS = 3, 20, 2
 CAVEAT = ("Costs are measured one process at a time; two workers sharing a 2-core CPU trained "
           "up to 8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
           "are not included.")
+
+
+def measured_members(device: str) -> int:
+    """Members of the measured population (at most the group's size): 4 on a CPU, where the cost
+    per member is flat; 64 on an accelerator, whose throughput grows with the population."""
+    return 4 if device == "cpu" else 64
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,6 @@ class StepCost:
 
     step_seconds: float
     eval_seconds: float
-    measured_population: int
 
 
 @dataclass
@@ -57,8 +60,7 @@ class CostMeter:
     costs: dict = field(default_factory=dict)
 
     def cost(self, config: RunConfig, members: int, threads: int) -> StepCost:
-        cap = MEASURE_POPULATION.get(self.device, MEASURE_POPULATION_ACCELERATOR)
-        key = (_cost_key(config), min(members, cap), threads, self.device)
+        key = (_cost_key(config), min(members, measured_members(self.device)), threads, self.device)
         if key not in self.costs:
             self.costs[key] = measure(config, key[1], threads, self.device)
         return self.costs[key]
@@ -98,14 +100,13 @@ def measure(config: RunConfig, members: int, threads: int, device: str = "cpu") 
         evaluation = time.perf_counter() - t0
     finally:
         torch.set_num_threads(previous)
-    return StepCost(statistics.median(times) / members, evaluation / members, members)
+    return StepCost(statistics.median(times) / members, evaluation / members)
 
 
 @dataclass(frozen=True)
 class GroupProjection:
     runs: list[str]  # run names trained together
     seconds: float  # projected wall time of the population, alone on its worker
-    steps: int  # population steps from its start to its longest budget
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ class Projection:
 def project(configs: dict[str, RunConfig], groups: list[tuple[list[str], bool]], start_steps: dict[str, int],
             jobs: int, meter: CostMeter) -> Projection:  # fmt: skip
     """The wall time of training ``groups`` (run names; from ``sweep.plan_sweep``) on ``jobs``
-    workers, each with cores/jobs threads (all of them when one worker trains in this process)."""
-    threads = max(1, cpu_count() // jobs) if meter.device == "cpu" else torch.get_num_threads()
+    workers, each with the threads the executor gives it (``worker_threads``)."""
+    threads = worker_threads(jobs) if meter.device == "cpu" else torch.get_num_threads()
     projected = []
     for names, _ in groups:
         members = [configs[n] for n in names]
@@ -134,8 +135,7 @@ def project(configs: dict[str, RunConfig], groups: list[tuple[list[str], bool]],
         # Members run in lockstep until each one's budget: the population shrinks as they end.
         step_seconds = sum((c.steps - start) * cost.step_seconds for c in members)
         eval_seconds = sum(evaluation_count(c, start) * cost.eval_seconds for c in members)
-        projected.append(GroupProjection(list(names), step_seconds + eval_seconds,
-                                         max(c.steps for c in members) - start))  # fmt: skip
+        projected.append(GroupProjection(list(names), step_seconds + eval_seconds))
     return Projection(_list_schedule([g.seconds for g in projected], jobs), projected, jobs, threads)
 
 
