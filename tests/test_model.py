@@ -109,3 +109,22 @@ def test_nanda_init_is_gaussian_with_their_scales():
             assert abs(t.mean().item()) < 4 * expected / math.sqrt(n), name
     pytorch = init_parameters(cfg, torch.Generator().manual_seed(0))
     assert abs(pytorch["W_E"].std().item() - 1) < 0.05  # nn.Embedding's N(0, 1)
+
+
+def test_attention_softmax_equals_torch_and_does_not_depend_on_the_population():
+    """The attention's short-axis softmax equals torch.softmax (values and gradient), and a
+    member's weights are the same bits alone or stacked with others (97 rows: the size where a
+    vectorised pass would leave a scalar tail)."""
+    from grokkit.model import _SmallSoftmax
+
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(3, 97, 4, 4, generator=gen) * 4).requires_grad_()
+    w = _SmallSoftmax.apply(x)
+    torch.testing.assert_close(w, x.softmax(-1), rtol=1e-6, atol=1e-7)
+    g = torch.randn(w.shape, generator=gen)
+    (ours,) = torch.autograd.grad((w * g).sum(), x)
+    (theirs,) = torch.autograd.grad((x.softmax(-1) * g).sum(), x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        for i in range(3):
+            assert torch.equal(_SmallSoftmax.apply(x[i : i + 1]), w[i : i + 1]), f"member {i}"

@@ -164,3 +164,21 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert "non-finite" in summary["message"] and "step 10" in summary["message"]
     state = runs.load_checkpoint(tmp_path / "r")
     assert state["step"] == 10 and torch.isfinite(state["flat"]).all()
+
+
+def test_each_step_differentiates_afresh():
+    """The step's autograd leaves are kept between steps (views of the weights, updated in
+    place): the gradient the optimizer gets at step 3 must be step 3's alone, at the current
+    weights, and not accumulate earlier steps' gradients."""
+    pop = train_steps(Population([tiny_run()]), 2)
+    twin = Population.from_member_states([pop.member_state(0)])
+    seen = {}
+    step = pop.optimizer.step
+    pop.optimizer.step = lambda flat, grad, noise=None: (seen.setdefault("grad", grad.clone()), step(flat, grad, noise))
+    pop.step()
+    pos = twin.members[0].next_batch_positions(twin.batch_size)
+    eq, labels = twin.train_equations[0, pos], twin.train_labels[0, pos]
+    leaves = {k: v.detach().requires_grad_() for k, v in twin.views(twin.flat.clone()).items()}
+    F.cross_entropy(twin.logits(leaves, twin.x[eq][None], twin.y[eq][None], train=True)[0], labels).backward()
+    expected = torch.cat([leaves[k].grad.reshape(1, -1) for k in twin.shapes], dim=1)
+    torch.testing.assert_close(seen["grad"], expected, rtol=1e-5, atol=1e-7)

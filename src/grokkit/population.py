@@ -250,6 +250,7 @@ class Population:
         self.interventions = _interventions(configs, self.model_config, self.device)  # none: the paper
         self.loss = LOSSES[first.loss]
         self._refresh_hyperparameters()
+        self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
         self.step_count = 0
 
     # ------------------------------------------------------------ parameters
@@ -287,6 +288,22 @@ class Population:
                 rows.append(torch.zeros(width, device=self.device))
         return torch.stack(rows)
 
+    def _leaves(self, source: Tensor) -> dict[str, Tensor]:
+        """Named weights the step differentiates: autograd leaves that view ``source``.
+
+        Without weight noise the source is ``self.flat`` itself, updated in place by the optimizer,
+        so the same leaf views serve every step (their gradients are cleared instead): making 34
+        views and leaves anew costs 0.2 ms alone, 0.06-0.18 ms of a 13-19 ms step in place."""
+        if source is not self.flat:
+            return {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
+        if self._leaf_cache is None or self._leaf_cache[0] is not self.flat:
+            base = self.flat.detach()
+            self._leaf_cache = (self.flat, {k: v.requires_grad_() for k, v in self.views(base).items()})
+        leaves = self._leaf_cache[1]
+        for leaf in leaves.values():
+            leaf.grad = None
+        return leaves
+
     def logits(self, params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool) -> Tensor:
         if train and self.uses_dropout:
             cfg = self.model_config
@@ -307,7 +324,7 @@ class Population:
         source = self.flat
         if self.uses_weight_noise:
             source = self.flat + self._noise_rows(self.weight_noise_std, self.flat.shape[1])
-        leaves = {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
+        leaves = self._leaves(source)
         logits = self.logits(leaves, self.x[equations], self.y[equations], train=True)
         losses = self.loss(logits, labels).mean(dim=1)  # [E]
         losses.sum().backward()  # members are independent: each gets the gradient of its own mean
