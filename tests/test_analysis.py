@@ -230,3 +230,15 @@ def test_sharpness_is_not_fooled_by_a_tiny_gradient():
     phi = keskar_sharpness(loss, x0, epsilon=1e-3)
     # The box's corner: 20 * (1e-3 * (1 + 1e-10))^2 * 1e3 = 0.02, i.e. φ ~ 2 %.
     assert phi == pytest.approx(100 * 0.02 / (1 + loss(x0).item()), rel=1e-3)
+
+
+def test_neighbour_agreement_and_its_chance_on_a_constructed_layout():
+    """Two tight clusters, one per label: every nearest neighbour shares the label (1.0), while
+    a random layout of the same labels scores sum (n_c/n)((n_c-1)/(n-1)) = 2 * (3/6)(2/5) = 0.4."""
+    from grokkit.analysis import chance_agreement, neighbour_agreement
+
+    points = np.array([[0, 0], [0, 0.1], [0.1, 0], [10, 10], [10, 10.1], [10.1, 10]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    assert neighbour_agreement(points, labels, k=2) == 1.0
+    assert neighbour_agreement(points, np.array([0, 1, 0, 1, 0, 1]), k=2) == pytest.approx(1 / 3)
+    assert chance_agreement(labels) == pytest.approx(0.4)

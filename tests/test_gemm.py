@@ -110,3 +110,14 @@ def test_an_unknown_environment_value_is_said_and_ignored(fresh, monkeypatch):
     monkeypatch.setattr(gemm, "measure", lambda threads: {"onednn": 1.0, "pytorch": 2.0})
     with pytest.warns(GrokkitWarning, match="GROKKIT_ONEDNN='off' is not 0, 1 or measure"):
         assert gemm.choose(1).source == "measured"
+
+
+def test_a_choice_made_before_any_measurement_existed_is_made_again(fresh, monkeypatch):
+    """The fast path may run before grokkit.population is imported (nothing can time a step yet):
+    it then uses oneDNN as a stand-in, and the real, measured choice replaces it as soon as a
+    measurement is registered."""
+    monkeypatch.setattr(gemm, "_measurement", None)
+    assert gemm.use_onednn() and gemm.current().source == "default"
+    gemm.register_measurement(lambda threads: {"onednn": 4.0, "pytorch": 2.0})
+    assert not gemm.use_onednn()
+    assert (gemm.current().path, gemm.current().source) == ("pytorch", "measured")

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 
 from grokkit.config import RunConfig
 from grokkit import gemm
+from grokkit.devices import wall_seconds
 from grokkit.population import Population
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup: int = 5,
@@ -25,19 +20,9 @@ def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup:
     dev = pop.device
     for _ in range(warmup):
         pop.step()
-    _sync(dev)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        pop.step()
-        _sync(dev)
-        times.append(time.perf_counter() - start)
-    eval_times = []
-    for _ in range(3):  # whole-table evaluation (train and validation sets), median of 3
-        start = time.perf_counter()
-        pop.evaluate()
-        _sync(dev)
-        eval_times.append(time.perf_counter() - start)
+    times = [wall_seconds(pop.step, dev) for _ in range(steps)]
+    # whole-table evaluation (train and validation sets), median of 3
+    eval_times = [wall_seconds(pop.evaluate, dev) for _ in range(3)]
     gemm_choice = gemm.current() if dev.type == "cpu" else None  # the path these steps used
     eval_ms = 1000 * statistics.median(eval_times)
     ms = 1000 * statistics.median(times)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -52,3 +54,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until the work queued on ``device`` is done (a CUDA GPU runs asynchronously)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def wall_seconds(fn: Callable[[], object], device: torch.device | str) -> float:
+    """Wall seconds of ``fn()`` including the device work it queues: what every timing in grokkit
+    (benchmarks, the GEMM choice, projections) measures."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start

@@ -146,6 +146,9 @@ def register_measurement(fn) -> None:
     registers it (this module cannot import the population: the model imports this module)."""
     global _measurement
     _measurement = fn
+    # Choices made before anything could measure were stand-ins: the next use makes the real one.
+    for threads in [t for t, choice in _chosen.items() if choice.source == "default"]:
+        del _chosen[threads]
 
 
 def measure(threads: int) -> dict[str, float]:

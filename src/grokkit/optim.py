@@ -174,20 +174,23 @@ class BatchedAdamW:
         self.any_update_noise = any(o.update_noise > 0 for o in c)
         self.any_decay_to_init = any(o.decay_target == "init" for o in c)
         self.warm_after = max(o.warmup_steps for o in c)  # from this update on, every rate is constant
-        self._constant_lr: Tensor | None = None  # [E, 1] rates after the warm-up
-        self._fused_groups: list | None = None  # members sharing hyperparameters after the warm-up
+        self._after_warmup: dict[str, object] = {}  # what depends on the rates, once they are constant
+
+    def _per_update(self, name: str, update: int, compute):
+        """``compute(update)``, kept and reused from the end of the warm-up on (the rates, and so
+        the result, no longer change)."""
+        if update < self.warm_after:
+            return compute(update)
+        if name not in self._after_warmup:
+            self._after_warmup[name] = compute(update)
+        return self._after_warmup[name]
 
     def scheduled_lr(self, update: int) -> Tensor:
         """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant). After
         the warm-up the same tensor is returned: a host-to-device copy per step would make a GPU
         wait for the host."""
-        if self._constant_lr is not None and update >= self.warm_after:
-            return self._constant_lr
-        lr = torch.tensor([c.lr_at(update) for c in self.configs], dtype=self.exp_avg.dtype,
-                          device=self.exp_avg.device).view(-1, 1)  # fmt: skip
-        if update >= self.warm_after:
-            self._constant_lr = lr
-        return lr
+        return self._per_update("lr", update, lambda u: torch.tensor(
+            [c.lr_at(u) for c in self.configs], dtype=self.exp_avg.dtype, device=self.exp_avg.device).view(-1, 1))
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
@@ -232,14 +235,14 @@ class BatchedAdamW:
     def fused_groups(self, u: int) -> list[tuple[tuple, list[int]]]:
         """(lr, beta1, beta2, weight decay, eps) of update ``u`` and the members that share them,
         in order of their first member; computed once for every update after the warm-up."""
-        if self._fused_groups is not None and u >= self.warm_after:
-            return self._fused_groups
-        groups: dict[tuple, list[int]] = {}
-        for e, c in enumerate(self.configs):
-            groups.setdefault((c.lr_at(u), c.beta1, c.beta2, c.weight_decay, c.eps), []).append(e)
-        if u >= self.warm_after:
-            self._fused_groups = list(groups.items())
-        return list(groups.items())
+
+        def compute(update: int) -> list[tuple[tuple, list[int]]]:
+            groups: dict[tuple, list[int]] = {}
+            for e, c in enumerate(self.configs):
+                groups.setdefault((c.lr_at(update), c.beta1, c.beta2, c.weight_decay, c.eps), []).append(e)
+            return list(groups.items())
+
+        return self._per_update("fused_groups", u, compute)
 
     def _tensor_step(self, flat: Tensor, grad: Tensor, u: int, lr: Tensor) -> None:
         if self.any_weight_decay:

@@ -13,7 +13,6 @@ import ctypes
 import math
 import os
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +21,7 @@ from torch import Tensor
 from grokkit import gemm
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, make_table
+from grokkit.devices import wall_seconds
 from grokkit.errors import warn
 from grokkit.interventions import GrokfastEMA, GrokfastMA, Interventions, OrthogonalGrad
 from grokkit.losses import LOSSES, softmax_collapse
@@ -81,10 +81,9 @@ def time_gemm_paths(threads: int) -> dict[str, float]:
                 # Training steps, even when the choice is first asked for inside an evaluation.
                 with gemm.forced(path), torch.inference_mode(False), torch.enable_grad():
                     for _ in range(GEMM_WARMUP if round_ == 0 else GEMM_STEPS_PER_ROUND):
-                        t0 = time.perf_counter()
-                        pops[path].step()
+                        seconds = wall_seconds(pops[path].step, "cpu")
                         if round_:
-                            times[path].append(time.perf_counter() - t0)
+                            times[path].append(seconds)
     finally:
         torch.set_num_threads(previous)
     return {path: round(1000 * statistics.median(t), 3) for path, t in times.items()}

@@ -207,6 +207,18 @@ def neighbour_agreements(nearest: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (labels[:, nearest] == labels[:, :, None]).mean(axis=(1, 2))
 
 
+def neighbour_agreement(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """The fraction of each point's k nearest neighbours in ``points`` sharing its label."""
+    return float(neighbour_agreements(nearest_neighbours(points, k), labels)[0])
+
+
+def chance_agreement(labels: np.ndarray) -> float:
+    """``neighbour_agreement`` expected of a random layout of these labels:
+    sum over labels of (n_c / n) ((n_c - 1) / (n - 1))."""
+    n, counts = len(labels), np.bincount(labels)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
 def best_coset_colouring(points: np.ndarray, element_names: Sequence[str], generators: Sequence[Permutation],
                          k: int = 5, shuffles: int = 1000, seed: int = 0) -> dict:  # fmt: skip
     """Do the points cluster by the cosets of ⟨generators⟩ or of one of its conjugates?
@@ -225,13 +237,12 @@ def best_coset_colouring(points: np.ndarray, element_names: Sequence[str], gener
     rng = np.random.default_rng(seed)
     n = labels.shape[1]
     null = np.array([neighbour_agreements(nearest, labels[:, rng.permutation(n)]).max() for _ in range(shuffles)])
-    counts = np.bincount(labels[best])
     return {
         "conjugator": colourings[best]["conjugator"], "side": colourings[best]["side"],
         "generators": colourings[best]["generators"], "labels": labels[best],
         "agreement": float(scores[best]), "tested": len(colourings),
         "paper_agreement": float(scores[0]),  # H itself, left cosets
-        "chance": float((counts * (counts - 1)).sum() / (n * (n - 1))),
+        "chance": chance_agreement(labels[best]),
         "best_chance_mean": float(null.mean()), "best_chance_95": float(np.percentile(null, 95)),
         "p": float((1 + (null >= scores[best]).sum()) / (1 + shuffles)),
     }  # fmt: skip

@@ -14,9 +14,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from grokkit.analysis import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring, cycle_notation,
-                              nearest_neighbours, parse_permutation, residue_labels, s5_coset_labels,
-                              subgroup_closure, translation_neighbour_rates, tsne_2d)  # fmt: skip
+from grokkit.analysis import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring, chance_agreement,
+                              cycle_notation, neighbour_agreement, parse_permutation,
+                              residue_labels, s5_coset_labels, subgroup_closure, translation_neighbour_rates,
+                              tsne_2d)  # fmt: skip
 from grokkit.analysis.weights import output_rows
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
@@ -73,19 +74,6 @@ def paper_structure(result) -> dict:
             "holds": rate > STRUCTURE_FACTOR * chance, "colours": residue_labels(len(points), SHIFT)}
 
 
-def neighbour_agreement(points: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> float:
-    """Fraction of each point's k nearest neighbours (in the plane) sharing its colour."""
-    nearest = nearest_neighbours(points, k)
-    return float((labels[nearest] == labels[:, None]).mean())
-
-
-def chance_agreement(labels: np.ndarray) -> float:
-    """The same fraction for a random layout: sum over colours of (n_c / n) * ((n_c - 1) / (n - 1))."""
-    n = len(labels)
-    counts = np.bincount(labels)
-    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
-
-
 def result_table(table: Table) -> np.ndarray:
     """[n, n] array of a ∘ b (Figure 3's operations have full tables)."""
     n = table.n_elements
@@ -122,7 +110,7 @@ def translations(result) -> dict:
         labels = s5_coset_labels(names, side="left" if side == "right" else "right", generators=generator)
         out["cosets"] = {"name": f"x<{names[g]}>" if side == "right" else f"<{names[g]}>x",
                          "order": len(subgroup_closure(generator)),
-                         "agreement": neighbour_agreement(points, labels), "chance": chance_agreement(labels)}
+                         "agreement": neighbour_agreement(points, labels, NEIGHBOURS), "chance": chance_agreement(labels)}
     return out
 
 
@@ -157,7 +145,7 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
         paper = paper_structure(result)
         labels = paper["colours"]
         names = make_table(cfg.operation, cfg.modulus).operation.element_names
-        agree, chance = neighbour_agreement(points, labels), chance_agreement(labels)
+        agree, chance = neighbour_agreement(points, labels, NEIGHBOURS), chance_agreement(labels)
         best = result.summary["best_val_accuracy"]
         t = translations(result)
         c = t["cosets"]

@@ -25,7 +25,6 @@ from grokkit.config import RunConfig
 from grokkit.experiments import common
 from grokkit.plots import apply_style
 from grokkit.runs import read_metrics, snapshot_steps
-from grokkit.train import THRESHOLD
 
 NAME = "fig7"
 DESCRIPTION = "S5 x·y: sharpness (Keskar et al.) vs validation accuracy over seeds when half grokked"

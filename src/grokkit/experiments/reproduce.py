@@ -20,7 +20,7 @@ from pathlib import Path
 from grokkit import experiments
 from grokkit.errors import InputError
 from grokkit.devices import device_name
-from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours
+from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours, op_label
 from grokkit.runs import atomic_write_text, read_json, write_json
 from grokkit.sweep import default_jobs, default_max_population, plan_sweep, run_sweep
 from grokkit.sweep.projection import CostMeter, project
@@ -150,15 +150,11 @@ def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "loca
         "claim": module.CLAIM, "verdict": text, "reductions": module.REDUCTIONS[scale],
         "paper_gpu_hours_estimate": gpu_hours(module.runs("paper", **options)),
         "files": [p.name for p in files], "device": device, "hardware": device_name(device),
-        "tasks": sorted({_task(c) for c in configs}), "presets": sorted({c.preset or "custom" for c in configs}),
+        "tasks": sorted({op_label(c) for c in configs}), "presets": sorted({c.preset or "custom" for c in configs}),
     }  # fmt: skip
     write_json(out_dir / f"{name}.json", meta)
     write_report(out_dir)
     return meta
-
-
-def _task(config) -> str:
-    return config.operation if config.operation.startswith("s5") else f"{config.operation} mod {config.modulus}"
 
 
 def write_report(out_dir: Path) -> Path:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from grokkit.config import RunConfig
+from grokkit.devices import wall_seconds
 from grokkit.population import Population, population_key
 from grokkit.sweep.executors import worker_threads
 from grokkit.train import evaluation_count
@@ -71,11 +72,6 @@ def _cost_key(config: RunConfig) -> tuple:
     return population_key(config.with_changes(eval_every=1))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def measure(config: RunConfig, members: int, threads: int, device: str = "cpu") -> StepCost:
     """Time a fresh population of ``members`` copies of ``config`` (seeds 0..members-1): the
     median of a few steps and one evaluation after a warm-up, with ``threads`` torch threads."""
@@ -85,19 +81,11 @@ def measure(config: RunConfig, members: int, threads: int, device: str = "cpu") 
         pop = Population([config.with_changes(seed=s) for s in range(members)], device)
         for _ in range(WARMUP_STEPS):
             pop.step()
-        _sync(pop.device)
         times, started = [], time.perf_counter()
         while len(times) < MAX_STEPS and (len(times) < MIN_STEPS or time.perf_counter() - started < MEASURE_SECONDS):
-            t0 = time.perf_counter()
-            pop.step()
-            _sync(pop.device)
-            times.append(time.perf_counter() - t0)
+            times.append(wall_seconds(pop.step, pop.device))
         pop.evaluate()  # warm-up: the first evaluation allocates its buffers
-        _sync(pop.device)
-        t0 = time.perf_counter()
-        pop.evaluate()
-        _sync(pop.device)
-        evaluation = time.perf_counter() - t0
+        evaluation = wall_seconds(pop.evaluate, pop.device)
     finally:
         torch.set_num_threads(previous)
     return StepCost(statistics.median(times) / members, evaluation / members)
