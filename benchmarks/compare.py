@@ -1,6 +1,6 @@
 """grokkit's training step against a plain PyTorch implementation, measured side by side.
 
-    python benchmarks/compare.py [--json] [--threads N] [--steps 40] [--skip-grok]
+    python benchmarks/compare.py [--json] [--threads N] [--steps 100] [--skip-grok]
 
 Prints, from one process:
   1. ms per training step of the paper's configuration (x/y mod 97, 50 % data, batch 512, AdamW,
@@ -105,10 +105,17 @@ def time_steps(steps: int, warmup: int) -> dict:
         t_eval.append(time.perf_counter() - start)
     ms_ours = 1000 * statistics.median(t_ours)
     ms_base = 1000 * statistics.median(t_base)
+    # The ratio of each pair of neighbouring blocks: both saw the same moment's load, so the spread
+    # of these ratios shows how far this machine's noise moves the headline number.
+    paired = sorted(b / o for o, b in zip(t_ours, t_base))
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
     return {
         "ms_per_step_ours": round(ms_ours, 2),
         "ms_per_step_baseline": round(ms_base, 2),
         "speedup": round(ms_base / ms_ours, 2),
+        "speedup_paired_blocks": {"blocks": len(paired), "median": round(quartiles[1], 2),
+                                  "quartiles": [round(quartiles[0], 2), round(quartiles[2], 2)],
+                                  "range": [round(paired[0], 2), round(paired[-1], 2)]},  # fmt: skip
         "eval_ms_ours": round(1000 * statistics.median(t_eval), 1),
         "same_function_check": check,
     }
@@ -160,7 +167,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--steps", type=int, default=40, help="timed steps of each implementation")
+    ap.add_argument("--steps", type=int, default=100, help="timed steps of each implementation")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--skip-grok", action="store_true", help="skip the time-to-grok run")
     ap.add_argument("--grok-max-steps", type=int, default=8000)
@@ -179,8 +186,10 @@ def main() -> int:
     result["machine"].update(gemm.current().as_dict())  # the path grokkit picked (and its timings)
     if not args.json:
         s = result["step"]
+        p = s["speedup_paired_blocks"]
         print(f"step: ours {s['ms_per_step_ours']} ms, baseline {s['ms_per_step_baseline']} ms, "
-              f"speedup {s['speedup']}x; evaluation {s['eval_ms_ours']} ms; "
+              f"speedup {s['speedup']}x (block pairs: median {p['median']}x, quartiles "
+              f"{p['quartiles'][0]}-{p['quartiles'][1]}x over {p['blocks']}); evaluation {s['eval_ms_ours']} ms; "
               f"same function: {s['same_function_check']}", flush=True)  # fmt: skip
     if not args.skip_grok:
         result["grok"] = time_to_grok(args.grok_max_steps)

@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.devices import describe_cpuinfo
 from grokkit.errors import GrokkitWarning
 from grokkit.optim import BatchedAdamW, preset
 from grokkit.population import Population
@@ -190,3 +191,43 @@ def test_tf32_is_a_run_setting_that_keeps_old_run_names():
     assert run_name(TINY) == run_name(TINY.with_changes(tf32=False))
     assert run_name(TINY) != run_name(TINY.with_changes(tf32=True))
     assert RunConfig.from_dict(TINY.with_changes(tf32=True).to_dict()).tf32 is True
+
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 1
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 1
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw
+"""
+
+
+def test_two_processors_sold_under_one_name_are_told_apart():
+    # Cloud machines report "AMD EPYC" for Zen 4 and Zen 5 alike; their timings (and the GEMM
+    # path cached for them) must not be mixed up.
+    zen5 = ZEN4.replace(": 25", ": 26").replace(": 17", ": 2")
+    zen3 = ZEN4.replace(" avx512f avx512bw", "")
+    assert describe_cpuinfo(ZEN4) == "AMD EPYC (family 25 model 17 stepping 1, Zen 4, AVX-512)"
+    assert describe_cpuinfo(zen5) == "AMD EPYC (family 26 model 2 stepping 1, Zen 5, AVX-512)"
+    assert describe_cpuinfo(zen3) == "AMD EPYC (family 25 model 17 stepping 1, Zen 3, AVX2)"
+    intel = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel Xeon\nstepping\t: 8\nflags\t: avx2\n"
+    assert describe_cpuinfo(intel) == "Intel Xeon (family 6 model 143 stepping 8, AVX2)"
+    assert describe_cpuinfo("processor\t: 0\nflags\t: avx2\n") is None  # no model name: platform's answer
+
+
+def test_the_gemm_cache_is_kept_per_processor_not_per_name(monkeypatch):
+    from grokkit import gemm
+
+    monkeypatch.setattr(gemm, "cpu_model", lambda: describe_cpuinfo(ZEN4))
+    zen4_key = gemm.cache_key(2)
+    monkeypatch.setattr(gemm, "cpu_model", lambda: describe_cpuinfo(ZEN4.replace(": 25", ": 26")))
+    assert gemm.cache_key(2) != zen4_key
