@@ -15,7 +15,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from grokkit import runs
+from grokkit import gemm, runs
 from grokkit.config import RunConfig
 from grokkit.devices import describe_cpuinfo
 from grokkit.errors import GrokkitWarning
@@ -193,15 +193,7 @@ def test_tf32_is_a_run_setting_that_keeps_old_run_names():
     assert RunConfig.from_dict(TINY.with_changes(tf32=True).to_dict()).tf32 is True
 
 
-ZEN4 = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 25
-model\t\t: 17
-model name\t: AMD EPYC
-stepping\t: 1
-flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw
-
-processor\t: 1
+_ZEN4_PROCESSOR = """processor\t: {}
 vendor_id\t: AuthenticAMD
 cpu family\t: 25
 model\t\t: 17
@@ -209,6 +201,7 @@ model name\t: AMD EPYC
 stepping\t: 1
 flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw
 """
+ZEN4 = _ZEN4_PROCESSOR.format(0) + "\n" + _ZEN4_PROCESSOR.format(1)  # /proc/cpuinfo: one block per processor
 
 
 def test_two_processors_sold_under_one_name_are_told_apart():
@@ -225,8 +218,6 @@ def test_two_processors_sold_under_one_name_are_told_apart():
 
 
 def test_the_gemm_cache_is_kept_per_processor_not_per_name(monkeypatch):
-    from grokkit import gemm
-
     monkeypatch.setattr(gemm, "cpu_model", lambda: describe_cpuinfo(ZEN4))
     zen4_key = gemm.cache_key(2)
     monkeypatch.setattr(gemm, "cpu_model", lambda: describe_cpuinfo(ZEN4.replace(": 25", ": 26")))
