@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -33,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import PlainTrainer, PlainTransformer, tokens_for  # noqa: E402
 
 from grokkit import runs  # noqa: E402
+from grokkit.cli.common import Parser  # noqa: E402
 from grokkit.config import RunConfig  # noqa: E402
 from grokkit import gemm  # noqa: E402
-from grokkit.devices import cpu_model  # noqa: E402
+from grokkit.devices import cpu_count, cpu_model, load_average  # noqa: E402
+from grokkit.errors import InputError  # noqa: E402
 from grokkit.model import forward_fast  # noqa: E402
 from grokkit.population import Population  # noqa: E402
 
@@ -163,8 +164,26 @@ def population_scaling(sizes: list[int], steps: int, rounds: int) -> dict:
     }
 
 
+def check_arguments(args: argparse.Namespace) -> list[int]:
+    """The population sizes to time; an InputError naming the first bad flag."""
+    for flag, value, least in (("--threads", args.threads, 0), ("--steps", args.steps, 1),
+                               ("--warmup", args.warmup, 0), ("--grok-max-steps", args.grok_max_steps, 1),
+                               ("--population-steps", args.population_steps, 1),
+                               ("--population-rounds", args.population_rounds, 1)):  # fmt: skip
+        if value < least:
+            raise InputError(f"{flag} must be at least {least}, got {value}")
+    try:
+        sizes = [int(s) for s in args.populations.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--populations takes comma-separated integers, got {args.populations!r}") from None
+    if any(size < 1 for size in sizes):
+        raise InputError(f"--populations sizes must be at least 1, got {args.populations!r}")
+    return sizes
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # grokkit's parser: a bad flag is one line, not usage and message
+    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--steps", type=int, default=100, help="timed steps of each implementation")
@@ -174,13 +193,18 @@ def main() -> int:
     ap.add_argument("--populations", default="1,2,4,8,16")
     ap.add_argument("--population-steps", type=int, default=3)
     ap.add_argument("--population-rounds", type=int, default=5)
-    args = ap.parse_args()
+    try:
+        args = ap.parse_args()
+        sizes = check_arguments(args)
+    except InputError as e:  # one line, exit 2, as grokkit's own commands do
+        print(f"compare.py: error: {e}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
 
     result: dict = {
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "load_average": os.getloadavg()},  # fmt: skip
+        "machine": {"cpu": cpu_model(), "cores": cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "load_average": load_average()},  # fmt: skip
     }
     result["step"] = time_steps(args.steps, args.warmup)
     result["machine"].update(gemm.current().as_dict())  # the path grokkit picked (and its timings)
@@ -195,9 +219,8 @@ def main() -> int:
         result["grok"] = time_to_grok(args.grok_max_steps)
         if not args.json:
             print(f"time-to-grok (x/y, 50 %): {result['grok']}", flush=True)
-    sizes = [int(s) for s in args.populations.split(",") if s]
     result["population"] = population_scaling(sizes, args.population_steps, args.population_rounds)
-    result["machine"]["load_average_end"] = os.getloadavg()
+    result["machine"]["load_average_end"] = load_average()
     if args.json:
         print(json.dumps(result))
     else:

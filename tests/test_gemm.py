@@ -121,3 +121,10 @@ def test_a_choice_made_before_any_measurement_existed_is_made_again(fresh, monke
     gemm.register_measurement(lambda threads: {"onednn": 4.0, "pytorch": 2.0})
     assert not gemm.use_onednn()
     assert (gemm.current().path, gemm.current().source) == ("pytorch", "measured")
+
+
+@pytest.mark.parametrize("load, busy", [(3.0, True), (2.0, False), (0.4, False), (None, False)])
+def test_a_machine_is_overloaded_when_its_load_exceeds_the_cores_it_lends_us(monkeypatch, load, busy):
+    monkeypatch.setattr(gemm, "cpu_count", lambda: 2)
+    monkeypatch.setattr(gemm, "load_average", lambda: load)  # None: the OS does not say
+    assert gemm.oversubscribed() is busy

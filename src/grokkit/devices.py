@@ -41,7 +41,25 @@ def device_name(device: str) -> str:
         return torch.cuda.get_device_name()
     if device == "mps":
         return "Apple GPU (MPS)"
-    return f"{cpu_model()}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {cpu_count()} cores"
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask, which containers and ``taskset``
+    narrow), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS does not say: read with every timing that
+    other work on the machine can distort."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def cpu_model() -> str:

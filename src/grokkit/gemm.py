@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from grokkit.devices import cpu_model
+from grokkit.devices import cpu_count, cpu_model, load_average
 from grokkit.errors import warn
 
 PATHS = ("onednn", "pytorch")
@@ -102,10 +102,8 @@ def oversubscribed() -> bool:
     """More runnable work than cores over the last minute: timings then say more about the other
     work than about the paths (once, under such load, PyTorch's GEMM looked faster here while
     oneDNN is 1.5x faster on the quiet machine)."""
-    try:
-        return os.getloadavg()[0] > (os.cpu_count() or 1)
-    except (AttributeError, OSError):
-        return False
+    load = load_average()
+    return load is not None and load > cpu_count()
 
 
 def cache_key(threads: int) -> str:

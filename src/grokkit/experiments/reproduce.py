@@ -11,7 +11,6 @@ such file in DIR.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from grokkit import experiments
 from grokkit.errors import InputError
-from grokkit.devices import device_name
+from grokkit.devices import device_name, load_average
 from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours, op_label
 from grokkit.runs import atomic_write_text, read_json, write_json
 from grokkit.sweep import default_jobs, default_max_population, plan_sweep, run_sweep
@@ -93,16 +92,7 @@ def plan_figures(names: Sequence[str], scale: str, out_dir: Path | None, jobs: i
         planned.update(r["run_name"] for r in p["runs"])
     return {"scale": scale, "device": device, "hardware": device_name(device), "runs": rows,
             "estimated_seconds": sum(f["estimated_seconds"] for f in figures.values()),
-            "figures": figures, "load_average": _load_average()}  # fmt: skip
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average while the costs were measured (other work on the machine makes
-    the projection pessimistic); None where the OS does not say."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
+            "figures": figures, "load_average": load_average()}  # fmt: skip
 
 
 def projection_line(plan: dict) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.devices import cpu_count
 from grokkit.errors import InputError, show_warnings_as_one_line
 from grokkit.loggers import logger_factory
 from grokkit.sweep.progress import QueueWatcher
@@ -76,13 +77,6 @@ def import_ray():
     except ImportError:
         raise InputError("the ray executor needs Ray: pip install 'grokkit[ray]'") from None
     return ray
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def worker_threads(jobs: int) -> int:
