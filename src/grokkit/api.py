@@ -24,7 +24,8 @@ from grokkit import runs
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
 from grokkit.errors import InputError
-from grokkit.model import ModelConfig, forward_fast, unflatten
+from grokkit.model import ModelConfig, forward_fast, forward_openai_fast, unflatten
+from grokkit.openai_grok import EOS_TOKEN
 from grokkit.runs import RunFolderError
 
 INDEX_FILE = "index.json"
@@ -41,20 +42,38 @@ class TrainedModel:
 
     @torch.no_grad()
     def logits(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        """Logits at the answer position, [N, vocab]: of the equations ``x op y`` (element
-        indices), or of the whole table in its order when none are given."""
+        """Logits at the answer position ("="), [N, vocab]: of the equations ``x op y`` (element
+        indices), or of the whole table in its order when none are given. The elements are the
+        vocabulary entries ``config.element_tokens()``."""
         x = self.table.x if x is None else torch.as_tensor(x)
         y = self.table.y if y is None else torch.as_tensor(y)
         params = {name: w.unsqueeze(0) for name, w in self.weights.items()}  # a population of one
+        if self.config.openai:  # the logits at "=" do not depend on the answer token after it
+            return forward_openai_fast(params, self.config, x.view(1, -1), y.view(1, -1), torch.zeros_like(x).view(1, -1))[0, :, 0]
         return forward_fast(params, self.config, x.view(1, -1), y.view(1, -1))[0]
 
     def predictions(self) -> Tensor:
-        """The predicted answer of every equation of the table, [N]."""
-        return self.logits().argmax(dim=-1)
+        """The predicted answer (element index) of every equation of the table, [N]; -1 where
+        the most likely token is not an element (possible in openai-grok's shared vocabulary)."""
+        token = self.logits().argmax(dim=-1) - self.config.element_offset
+        return torch.where((token >= 0) & (token < self.config.n_elements), token, -1)
+
+    @torch.no_grad()
+    def correct(self) -> Tensor:
+        """Whether each equation of the table is answered correctly, [N] bool: the answer, and
+        for openai-grok also the closing <eos> predicted after the true answer, as training
+        scores it."""
+        hit = self.predictions() == self.table.result
+        if self.config.openai:
+            params = {name: w.unsqueeze(0) for name, w in self.weights.items()}
+            t = self.table
+            after = forward_openai_fast(params, self.config, t.x.view(1, -1), t.y.view(1, -1), t.result.view(1, -1))
+            hit &= after[0, :, 1].argmax(dim=-1) == EOS_TOKEN
+        return hit
 
     def accuracy(self, indices: Tensor | None = None) -> float:
         """Fraction of the table's equations (or of ``indices`` into it) answered correctly."""
-        hit = (self.predictions() == self.table.result).float()
+        hit = self.correct().float()
         return float(hit.mean() if indices is None else hit[indices].mean())
 
     def to_hooked_transformer(self):
@@ -77,7 +96,7 @@ class Run:
 
     @functools.cached_property
     def table(self) -> Table:
-        return make_table(self.config.operation, self.config.modulus)
+        return make_table(self.config.operation, self.config.modulus, self.config.arch)
 
     @property
     def model_config(self) -> ModelConfig:

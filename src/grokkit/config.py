@@ -11,7 +11,9 @@ from grokkit.data import DataError, add_outliers, split_indices
 from grokkit.errors import ConfigError
 from grokkit.interventions import DEFAULT_ALPHA, DEFAULT_LAMBDA, DEFAULT_WINDOW, GRAD_FILTERS
 from grokkit.losses import LOSSES
-from grokkit.model import ModelConfig, check_init_scheme
+from grokkit import openai_grok
+from grokkit.model import ARCHS, ModelConfig, check_init_scheme
+from grokkit.openai_grok import THEIR_OPERATOR
 from grokkit.ops import get_operation
 from grokkit.optim import LATER_FIELDS as OPTIMIZER_LATER_FIELDS
 from grokkit.optim import OptimizerConfig
@@ -31,7 +33,7 @@ def derive_seed(seed: int, purpose: str, *more: int) -> int:
 # Fields added after grokkit 0.1 (see RunConfig.identity_dict).
 LATER_FIELDS = (
     "snapshot_every", "init", "init_scale", "grad_filter", "grad_filter_alpha", "grad_filter_lambda",
-    "grad_filter_window", "loss", "orthogonal_grad", "tf32",
+    "grad_filter_window", "loss", "orthogonal_grad", "tf32", "arch",
 )  # fmt: skip
 
 
@@ -66,6 +68,9 @@ class RunConfig:
     grad_filter_window: int = DEFAULT_WINDOW  # MA window
     loss: str = "softmax"  # or "stablemax" (Prieto et al. 2025)
     orthogonal_grad: bool = False  # ⊥Grad (Prieto et al. 2025): project out the weights' direction
+    # "grokkit" (the paper's text as read here) or "openai-grok" (the authors' released code:
+    # their network, tokens, S5 convention, split and epoch batches; grokkit.openai_grok)
+    arch: str = "grokkit"
     tf32: bool = False  # on a CUDA GPU, float32 matmuls in TF32 (faster, ~1e-3 relative error); ignored elsewhere
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     preset: str | None = "adamw"  # the preset the optimizer settings started from, for the record
@@ -98,10 +103,25 @@ class RunConfig:
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         check_init_scheme(self.init)
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "openai-grok":
+            self._check_openai_grok()
         if not (math.isfinite(self.init_scale) and self.init_scale > 0):
             raise ConfigError(f"init scale must be a positive number, got {self.init_scale}")
         if not (0.0 < self.train_fraction < 1.0) or math.isnan(self.train_fraction):
             raise ConfigError(f"train fraction must be in (0, 1), got {self.train_fraction}")
+
+    def _check_openai_grok(self) -> None:
+        """Settings the authors' network cannot honour, named as the command line names them."""
+        if self.norm != "post":
+            raise ConfigError(f"--arch openai-grok has post-LN blocks, as the authors' code; --norm {self.norm} cannot be honoured")
+        if self.d_mlp != 4 * self.d_model:
+            raise ConfigError(f"--arch openai-grok has an MLP of width 4 x d-model ({4 * self.d_model}); --d-mlp {self.d_mlp} cannot be honoured")
+        if self.init != "pytorch":
+            raise ConfigError(f"--arch openai-grok initialises as the authors' PyTorch modules; --init {self.init} cannot be honoured")
+        if self.operation not in THEIR_OPERATOR:
+            raise ConfigError(f"--arch openai-grok has no token for the operation {self.operation!r}")
 
     @property
     def effective_grad_filter_lambda(self) -> float:
@@ -119,7 +139,13 @@ class RunConfig:
         return self.effective_split_seed if self.outlier_seed is None else self.outlier_seed
 
     def split(self, n_equations: int):
-        """(train, validation) indices of this run's split of a table of ``n_equations``."""
+        """(train, validation) indices of this run's split of a table of ``n_equations``
+        (openai-grok: the authors' shuffle of their equation order, seeded by the split seed)."""
+        if self.arch == "openai-grok":
+            n_elements = get_operation(self.operation, self.modulus).n_elements
+            split_indices(n_equations, self.train_fraction, 0)  # the same checks and messages
+            return openai_grok.split_indices(self.operation, n_elements, n_equations, self.train_fraction,
+                                             self.effective_split_seed)  # fmt: skip
         return split_indices(n_equations, self.train_fraction, derive_seed(self.effective_split_seed, "split"))
 
     def trained_answers(self, answers, train_idx):
@@ -128,9 +154,14 @@ class RunConfig:
         return add_outliers(answers[train_idx], self.outliers, derive_seed(self.effective_outlier_seed, "outliers"))
 
     def model_config(self, n_elements: int) -> ModelConfig:
+        tokens = {}
+        if self.arch == "openai-grok":
+            size, first, op = openai_grok.token_layout(self.operation, self.modulus)
+            tokens = {"vocabulary_size": size, "first_element_token": first, "operator_token": op}
         return ModelConfig(
             n_elements=n_elements, n_layers=self.n_layers, d_model=self.d_model,
             n_heads=self.n_heads, d_mlp=self.d_mlp, norm=self.norm, activation=self.activation,
+            arch=self.arch, **tokens,
         )  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -174,6 +205,11 @@ class RunConfig:
         """A copy with some fields changed; optimizer fields may be given by their own names."""
         opt_names = {f.name for f in fields(OptimizerConfig)}
         opt_changes = {k: changes.pop(k) for k in list(changes) if k in opt_names}
+        if changes.get("arch") == "openai-grok" and self.arch != "openai-grok":
+            # The authors' network fixes these: take its values unless they are given (a given
+            # value it cannot honour is then refused by __post_init__).
+            changes.setdefault("norm", "post")
+            changes.setdefault("d_mlp", 4 * changes.get("d_model", self.d_model))
         cfg = replace(self, **changes)
         if opt_changes:
             cfg = replace(cfg, optimizer=replace(cfg.optimizer, **opt_changes))

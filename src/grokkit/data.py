@@ -18,7 +18,7 @@ from typing import TextIO
 import torch
 
 from grokkit.errors import InputError, warn
-from grokkit.ops import SLOW_TABLE_EQUATIONS, Operation, get_operation, table_size_text
+from grokkit.ops import S5_OPERATIONS, SLOW_TABLE_EQUATIONS, Operation, get_operation, s5_tables, table_size_text
 
 OPERATOR_TOKEN = "∘"
 EQUALS_TOKEN = "="
@@ -78,14 +78,23 @@ class Table:
         stream.writelines(f"{names[a]},{names[b]},{names[c]}\n" for a, b, c in rows)
 
 
-def make_table(operation_name: str, modulus: int = 97) -> Table:
-    """Build the full table; raises grokkit.ops.OperationError for a bad name or modulus."""
+def make_table(operation_name: str, modulus: int = 97, arch: str = "grokkit") -> Table:
+    """Build the full table; raises grokkit.ops.OperationError for a bad name or modulus.
+
+    ``arch="openai-grok"`` takes the authors' S5 products (grokkit.openai_grok: the left operand
+    acts first); the modular tables are the same under both."""
     operation = get_operation(operation_name, modulus)  # refuses a table that cannot fit
     if operation.n_equations > SLOW_TABLE_EQUATIONS:
         warn(f"{table_size_text(operation.name, operation.modulus)}; every evaluation covers the "
              "whole table, so training will be slow")  # fmt: skip
     x, y = operation.domain()
-    result = operation.apply(x, y)
+    if arch == "openai-grok" and operation.name in S5_OPERATIONS:
+        from grokkit.openai_grok import s5_results
+
+        _, compose, inverse = s5_tables()
+        result = s5_results(operation.name, x, y, compose, inverse)
+    else:
+        result = operation.apply(x, y)
     return Table(operation, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(result))
 
 

@@ -34,10 +34,15 @@ from grokkit import gemm
 from grokkit.errors import ConfigError
 
 SEQUENCE_LENGTH = 4  # x, op, y, =
+OPENAI_SEQUENCE_LENGTH = 6  # openai-grok: <eos>, x, op, y, =, c
 ANSWER_POSITION = 3
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 NORMS = ("pre", "post", "none")
+# "grokkit": the paper's text as read here (this module's docstring). "openai-grok": the network of
+# the authors' released code (grok/transformer.py): post-LN blocks without biases, fixed sinusoidal
+# positions, the sequence "<eos> x op y = c" scored after "="; see grokkit.openai_grok.
+ARCHS = ("grokkit", "openai-grok")
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,23 @@ class ModelConfig:
     # at all, as in Nanda et al. 2023's modular-addition model)
     norm: str = "pre"
     activation: str = "relu"
+    arch: str = "grokkit"
+    # openai-grok only: its shared vocabulary (grokkit.openai_grok.token_layout); element i is
+    # token first_element_token + i.
+    vocabulary_size: int = 0
+    first_element_token: int = 0
+    operator_token: int = 0
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "openai-grok":
+            if self.norm != "post":
+                raise ConfigError(f"--arch openai-grok has post-LN blocks (as the authors' code); --norm {self.norm} cannot be honoured")
+            if self.d_mlp != 4 * self.d_model:
+                raise ConfigError(f"--arch openai-grok has an MLP of width 4 * d_model = {4 * self.d_model}; --d-mlp {self.d_mlp} cannot be honoured")
+            if self.vocabulary_size < self.first_element_token + self.n_elements:
+                raise ConfigError("openai-grok model config without its vocabulary (use RunConfig.model_config)")
         if self.n_elements < 1:
             raise ConfigError(f"n_elements must be >= 1, got {self.n_elements}")
         if self.n_layers < 1:
@@ -71,16 +91,29 @@ class ModelConfig:
             raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
     @property
+    def openai(self) -> bool:
+        return self.arch == "openai-grok"
+
+    @property
     def vocab_size(self) -> int:
-        return self.n_elements + 2
+        return self.vocabulary_size if self.openai else self.n_elements + 2
 
     @property
     def op_token(self) -> int:
-        return self.n_elements
+        return self.operator_token if self.openai else self.n_elements
 
     @property
     def eq_token(self) -> int:
-        return self.n_elements + 1
+        return 1 if self.openai else self.n_elements + 1
+
+    @property
+    def element_offset(self) -> int:
+        """Token id of element 0 (elements are consecutive tokens in both vocabularies)."""
+        return self.first_element_token if self.openai else 0
+
+    def element_tokens(self) -> slice:
+        """The token ids of the elements, as a slice of the vocabulary axis."""
+        return slice(self.element_offset, self.element_offset + self.n_elements)
 
     @property
     def d_head(self) -> int:
@@ -93,6 +126,8 @@ class ModelConfig:
 def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Shapes of one member's weights, in a fixed order (the order of the flat parameter vector)."""
     d, V, m = cfg.d_model, cfg.vocab_size, cfg.d_mlp
+    if cfg.openai:
+        return _openai_parameter_shapes(cfg)
     shapes: dict[str, tuple[int, ...]] = {"W_E": (V, d), "W_pos": (SEQUENCE_LENGTH, d)}
     for layer in range(cfg.n_layers):
         b = f"blocks.{layer}."
@@ -111,6 +146,24 @@ def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes.update(block)
     if cfg.norm == "pre":
         shapes.update({"ln_f_w": (d,), "ln_f_b": (d,)})
+    shapes["W_U"] = (d, V)
+    return shapes
+
+
+def _openai_parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """grok/transformer.py: no biases in any projection, LayerNorms with weight and bias after
+    each residual add, no final LayerNorm, positions a fixed buffer (not a parameter). Their
+    per-head Wq/Wk/Wv [d_key, d] sit side by side as the columns of W_Q/W_K/W_V [d, d]."""
+    d, V, m = cfg.d_model, cfg.vocab_size, cfg.d_mlp
+    shapes: dict[str, tuple[int, ...]] = {"W_E": (V, d)}
+    for layer in range(cfg.n_layers):
+        b = f"blocks.{layer}."
+        shapes.update({
+            b + "W_Q": (d, d), b + "W_K": (d, d), b + "W_V": (d, d), b + "W_O": (d, d),
+            b + "ln1_w": (d,), b + "ln1_b": (d,),
+            b + "W_in": (d, m), b + "W_out": (m, d),
+            b + "ln2_w": (d,), b + "ln2_b": (d,),
+        })  # fmt: skip
     shapes["W_U"] = (d, V)
     return shapes
 
@@ -140,7 +193,7 @@ def unflatten(flat: Tensor, cfg: ModelConfig) -> dict[str, Tensor]:
 def norm_groups(cfg: ModelConfig) -> dict[str, list[str]]:
     """The model's parts whose weight norms metrics.csv records: ``embed`` (W_E, W_pos), each
     ``block_L``, and ``unembed`` (the final LayerNorm, if any, and W_U)."""
-    groups: dict[str, list[str]] = {"embed": ["W_E", "W_pos"]}
+    groups: dict[str, list[str]] = {"embed": [n for n in ("W_E", "W_pos") if n in parameter_shapes(cfg)]}
     for name in parameter_shapes(cfg):
         if name.startswith("blocks."):
             groups.setdefault("block_" + name.split(".")[1], []).append(name)
@@ -548,3 +601,144 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
         h = norms.after_attn(h, _flinear(z, params[b + "W_O"], params[b + "b_O"]))
         h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, cfg.activation, _flinear))
     return _unembed(cfg, params, h[:, 2 * n + B :], _flinear)  # only reached with a single layer
+
+
+# ---------------------------------------------------------------- the authors' network (openai-grok)
+#
+# grok/transformer.py, block by block: a1 = LN(x + MHA(x)); a2 = LN(a1 + dropout(FFN(a1))) with no
+# bias in any projection, no final LayerNorm, embeddings plus fixed sinusoidal positions. The
+# sequence is "<eos> x op y = c" (6 tokens); the logits at "=" and at c are scored (they predict c
+# and the closing <eos>). grokkit.openai_grok holds the tokens, the S5 convention and the split.
+
+
+@functools.lru_cache(maxsize=8)
+def _openai_positions(length: int, d_model: int, device: str) -> Tensor:
+    from grokkit.openai_grok import position_encoding
+
+    return position_encoding(length, d_model).to(device)
+
+
+def openai_tokens(cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor) -> Tensor:
+    """Element indices [E, B] -> the six input tokens [E, B, 6]: <eos> x op y = c."""
+    o = cfg.element_offset
+    full = functools.partial(torch.full_like, x)
+    return torch.stack([full(0), x + o, full(cfg.op_token), y + o, full(cfg.eq_token), c + o], dim=-1)
+
+
+def forward_openai_reference(
+    params: dict[str, Tensor],
+    cfg: ModelConfig,
+    tokens: Tensor,
+    dropout: Tensor | None = None,
+    generators: list[torch.Generator] | None = None,
+    all_positions: bool = False,
+    dropout_rates: list[float] | None = None,
+) -> Tensor:
+    """The authors' forward pass. tokens: [E, B, 6] -> logits at "=" and at c [E, B, 2, vocab]
+    (every position [E, B, 6, vocab] with ``all_positions``). Dropout, as theirs, only on the
+    feed-forward output (their attention dropout is commented out)."""
+    E, B, T = tokens.shape
+    d, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+    offsets = (torch.arange(E, device=tokens.device) * cfg.vocab_size).view(E, 1, 1)
+    h = params["W_E"].reshape(E * cfg.vocab_size, d)[(tokens + offsets).view(-1)].view(E, B, T, d)
+    h = (h + _openai_positions(T, d, str(tokens.device)).to(h.dtype)).reshape(E, B * T, d)
+    causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
+    if dropout is not None and dropout_rates is None:
+        dropout_rates = dropout.tolist()
+    use_dropout = dropout is not None and any(r > 0 for r in dropout_rates)
+    for layer in range(cfg.n_layers):
+        b = f"blocks.{layer}."
+        q = _linear(h, params[b + "W_Q"], None).view(E, B, T, H, dh)  # [E, B, T, H, dh]
+        k = _linear(h, params[b + "W_K"], None).view(E, B, T, H, dh)
+        v = _linear(h, params[b + "W_V"], None).view(E, B, T, H, dh)
+        scores = torch.einsum("ebqhc,ebkhc->ebhqk", q, k) / math.sqrt(dh)  # [E, B, H, T, T]
+        weights = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        z = torch.einsum("ebhqk,ebkhc->ebqhc", weights, v).reshape(E, B * T, d)
+        h = _layer_norm(h + _linear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"])
+        m = _mlp_nobias(h, params, b, cfg.activation, _linear)  # [E, B*T, d]
+        if use_dropout:
+            keep = torch.stack([
+                torch.bernoulli(torch.full(m.shape[1:], 1 - r, device=m.device), generator=g)
+                if r > 0 else torch.ones(m.shape[1:], device=m.device)
+                for r, g in zip(dropout_rates, generators)
+            ])  # fmt: skip
+            m = m * keep / (1 - dropout).view(E, 1, 1)
+        h = _layer_norm(h + m, params[b + "ln2_w"], params[b + "ln2_b"])
+    h = h.view(E, B, T, d)
+    if all_positions:
+        return _linear(h.reshape(E, B * T, d), params["W_U"], None).view(E, B, T, -1)
+    return _linear(h[:, :, 4:6].reshape(E, B * 2, d), params["W_U"], None).view(E, B, 2, -1)
+
+
+def _mlp_nobias(h: Tensor, p: dict[str, Tensor], b: str, activation: str, linear) -> Tensor:
+    if activation == "relu":
+        hidden = linear(h, p[b + "W_in"], None, relu=True)
+    else:
+        hidden = ACTIVATIONS[activation](linear(h, p[b + "W_in"], None))
+    return linear(hidden, p[b + "W_out"], None)
+
+
+def forward_openai_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor) -> Tensor:
+    """``forward_openai_reference`` without dropout, for equations given as element indices
+    x, y, c [E, B] -> logits at "=" and at c [E, B, 2, vocab].
+
+    Cheaper by the task's shape, as ``forward_fast``: with causal attention position 0 (<eos>) is
+    one row for all examples and positions 1 and 2 (x, op) depend on x alone, so they are computed
+    once per element; in the last layer only positions 4 and 5 need queries and an MLP. Rows
+    per layer: [position 0 | per-x 1 | per-x 2 | per-example 3 | 4 | 5]."""
+    E, B = x.shape
+    n, d, H, dh = cfg.n_elements, cfg.d_model, cfg.n_heads, cfg.d_head
+    scale = 1.0 / math.sqrt(dh)
+    fx = (x + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)  # rows of a flat [E*n] table
+    o = cfg.element_offset
+    W_E = params["W_E"]
+    pe = _openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(x.device)).to(W_E.dtype)  # [6, d]
+
+    def heads(t: Tensor) -> Tensor:
+        return t.unflatten(-1, (H, dh))
+
+    def token(i: int, pos: int, rows: int) -> Tensor:  # one constant token at a position: [E, rows, d]
+        return (W_E[:, i : i + 1] + pe[pos]).expand(E, rows, d)
+
+    def element_rows(idx: Tensor, pos: int) -> Tensor:  # [E, B] element indices -> [E, B, d]
+        flat = W_E[:, o : o + n].reshape(E * n, d)
+        return flat.index_select(0, (idx + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)).view(E, B, d) + pe[pos]
+
+    h = torch.cat([
+        token(0, 0, 1),  # <eos>
+        W_E[:, o : o + n] + pe[1],  # x, per element
+        token(cfg.op_token, 2, n),  # op, one row per x (they differ from layer 1 on)
+        element_rows(y, 3), token(cfg.eq_token, 4, B), element_rows(c, 5),
+    ], dim=1)  # fmt: skip  # [E, 1 + 2n + 3B, d]
+    rows = [1, n, n, B, B, B]
+    for layer in range(cfg.n_layers):
+        b = f"blocks.{layer}."
+        last = layer == cfg.n_layers - 1
+        W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
+        q, k, v = _flinear(h, W_QKV, None).chunk(3, dim=-1)
+        q = q.split(rows, dim=1)
+        k0, k1, k2, k3, k4, k5 = (heads(t) for t in k.split(rows, dim=1))
+        v0, v1, v2, v3, v4, v5 = (heads(t) for t in v.split(rows, dim=1))
+        # Keys and values of positions 1 and 2 live in per-x tables; fetch each example's rows.
+        k1x, k2x, v1x, v2x = (heads(t) for t in _gather_rows(
+            torch.cat([k1, k2, v1, v2], dim=2).flatten(2), fx, E, B).chunk(4, dim=-1))  # fmt: skip
+        ks, vs = [k0, k1x, k2x, k3, k4, k5], [v0, v1x, v2x, v3, v4, v5]
+        z4 = _attend(heads(q[4]), ks[:5], vs[:5], scale)
+        z5 = _attend(heads(q[5]), ks, vs, scale)
+        if last:  # only "=" and c are read out: their rows alone go on
+            h45 = h.split([1 + 2 * n + B, 2 * B], dim=1)[1]
+            z = torch.cat([z4, z5], dim=1)
+            h45 = _layer_norm(h45 + _flinear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"])
+            h45 = _layer_norm(h45 + _mlp_nobias(h45, params, b, cfg.activation, _flinear),
+                              params[b + "ln2_w"], params[b + "ln2_b"])  # fmt: skip
+            logits = _flinear(h45, params["W_U"], None)  # [E, 2B, vocab]
+            return logits.view(E, 2, B, -1).transpose(1, 2)
+        z = torch.cat([
+            v0.flatten(2),  # <eos> attends only to itself
+            _attend(heads(q[1]), [k0, k1], [v0, v1], scale),
+            _attend(heads(q[2]), [k0, k1, k2], [v0, v1, v2], scale),
+            _attend(heads(q[3]), ks[:4], vs[:4], scale), z4, z5,
+        ], dim=1)  # fmt: skip
+        h = _layer_norm(h + _flinear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"])
+        h = _layer_norm(h + _mlp_nobias(h, params, b, cfg.activation, _flinear), params[b + "ln2_w"], params[b + "ln2_b"])
+    raise AssertionError("unreachable: the last layer returns")

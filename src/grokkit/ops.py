@@ -138,6 +138,11 @@ def _s5() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return perms, compose, inverse
 
 
+def s5_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(perms [120, 5], compose [120, 120], inverse [120]); compose[a, b] = a∘b, b acting first."""
+    return _s5()
+
+
 def _s5_apply(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     _, compose, inverse = _s5()
     xy = compose[x, y]

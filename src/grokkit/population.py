@@ -28,13 +28,17 @@ from grokkit.losses import LOSSES, softmax_collapse
 from grokkit.model import (
     ModelConfig,
     forward_fast,
+    forward_openai_fast,
+    forward_openai_reference,
     forward_reference,
     init_parameters,
     norm_groups,
+    openai_tokens,
     parameter_layout,
     parameter_shapes,
     unflatten,
 )
+from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
 from grokkit.optim import BatchedAdamW
 
@@ -113,6 +117,10 @@ def population_key(config: RunConfig) -> tuple:
         config.grad_filter, config.grad_filter_window if config.grad_filter == "ma" else None,
         config.orthogonal_grad, config.loss,
         config.tf32,  # a process-wide PyTorch setting: one value per population
+        config.arch,
+        # The authors' epochs end with a smaller batch: members step through epochs together only
+        # when their training sets are equally large.
+        n_train if config.arch == "openai-grok" else None,
     )  # fmt: skip
 
 
@@ -147,10 +155,13 @@ class Member:
         self.permutation, self.position = permutation, position
         self._on_device = None if permutation is None else permutation.to(self.device, non_blocking=True)
 
-    def next_batch_positions(self, batch_size: int) -> Tensor:
+    def next_batch_positions(self, batch_size: int, within_epoch: bool = False) -> Tensor:
         """The next batch_size training-set positions from an endless stream of shuffled epochs, on
         the device. Each epoch's order is drawn on the CPU (the same on every device) and copied
-        to the device once; the batches are slices of that copy."""
+        to the device once; the batches are slices of that copy. ``within_epoch`` (the authors'
+        iterator): a batch never crosses into the next epoch, so an epoch's last batch is smaller."""
+        if within_epoch and self.permutation is not None and self.position < self.n_train:
+            batch_size = min(batch_size, self.n_train - self.position)
         parts, need = [], batch_size
         while need:
             if self.permutation is None or self.position >= self.n_train:
@@ -202,7 +213,7 @@ class Population:
         first = configs[0]
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = first.tf32
-        self.table: Table = make_table(first.operation, first.modulus)
+        self.table: Table = make_table(first.operation, first.modulus, first.arch)
         self.model_config: ModelConfig = first.model_config(self.table.n_elements)
         self.shapes = parameter_shapes(self.model_config)
         self.configs = list(configs)
@@ -248,6 +259,7 @@ class Population:
         self.optimizer = BatchedAdamW([c.optimizer for c in configs], self.flat)
         self.interventions = _interventions(configs, self.model_config, self.device)  # none: the paper
         self.loss = LOSSES[first.loss]
+        self.openai = first.arch == "openai-grok"
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
         self.step_count = 0
@@ -303,7 +315,16 @@ class Population:
             leaf.grad = None
         return leaves
 
-    def logits(self, params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool) -> Tensor:
+    def logits(self, params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool, c: Tensor | None = None) -> Tensor:
+        """Logits the loss reads: [E, B, vocab] at "=", or for openai-grok [E, B, 2, vocab] at "="
+        and at the answer c (given: the model reads it to predict the closing <eos>)."""
+        if self.openai:
+            if train and self.uses_dropout:
+                gens = [m.noise_generator for m in self.members]
+                return forward_openai_reference(params, self.model_config, openai_tokens(self.model_config, x, y, c),
+                                                dropout=self.dropout, generators=gens,
+                                                dropout_rates=self.dropout_rates)  # fmt: skip
+            return forward_openai_fast(params, self.model_config, x, y, c)
         if train and self.uses_dropout:
             cfg = self.model_config
             tokens = torch.stack(
@@ -317,15 +338,15 @@ class Population:
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
         E, B = self.size, self.batch_size
-        positions = torch.stack([m.next_batch_positions(B) for m in self.members])  # on the device
+        positions = torch.stack([m.next_batch_positions(B, self.openai) for m in self.members])  # on the device
         equations = torch.gather(self.train_equations, 1, positions)  # [E, B]
         labels = torch.gather(self.train_labels, 1, positions)
         source = self.flat
         if self.uses_weight_noise:
             source = self.flat + self._noise_rows(self.weight_noise_std, self.flat.shape[1])
         leaves = self._leaves(source)
-        logits = self.logits(leaves, self.x[equations], self.y[equations], train=True)
-        losses = self.loss(logits, labels).mean(dim=1)  # [E]
+        logits = self.logits(leaves, self.x[equations], self.y[equations], train=True, c=labels)
+        losses = self.example_losses(logits, labels).mean(dim=1)  # [E]
         losses.sum().backward()  # members are independent: each gets the gradient of its own mean
         grad = torch.cat(
             [leaves[k].grad.reshape(E, -1) if leaves[k].grad is not None
@@ -338,6 +359,20 @@ class Population:
         self.optimizer.step(self.flat, grad, noise)
         self.step_count += 1
         return losses.detach()
+
+    def _token_targets(self, answers: Tensor) -> Tensor:
+        """What the logits are scored against: the answers, or for openai-grok the answer's token
+        and the closing <eos> [E, B, 2]."""
+        if not self.openai:
+            return answers
+        tokens = answers + self.model_config.element_offset
+        return torch.stack([tokens, torch.full_like(tokens, EOS_TOKEN)], dim=-1)
+
+    def example_losses(self, logits: Tensor, answers: Tensor) -> Tensor:
+        """Loss per equation [E, B]: on the answer, or (openai-grok) the mean over the tokens
+        after "=", as their mean cross-entropy over the right-hand side."""
+        losses = self.loss(logits, self._token_targets(answers))
+        return losses.mean(dim=-1) if self.openai else losses
 
     # ------------------------------------------------------------ evaluation
 
@@ -360,11 +395,15 @@ class Population:
             stop = min(N, start + chunk)
             x = self.x[start:stop].expand(E, -1)
             y = self.y[start:stop].expand(E, -1)
-            logits = forward_fast(params, self.model_config, x, y)
             target = self.eval_targets[:, start:stop]
-            losses.append(self.loss(logits, target))
-            correct.append(logits.argmax(dim=-1) == target)
-            collapsed.append(softmax_collapse(logits))
+            logits = self.logits(params, x, y, train=False, c=target)
+            losses.append(self.example_losses(logits, target))
+            hits = logits.argmax(dim=-1) == self._token_targets(target)
+            collapse = softmax_collapse(logits)
+            if self.openai:  # an equation is right only when every token after "=" is
+                hits, collapse = hits.all(dim=-1), collapse.all(dim=-1)
+            correct.append(hits)
+            collapsed.append(collapse)
         loss, hit = torch.cat(losses, dim=1), torch.cat(correct, dim=1).float()
         collapse = torch.cat(collapsed, dim=1).float()
         train, val = self.train_mask.float(), (~self.train_mask).float()

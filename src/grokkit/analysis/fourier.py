@@ -114,6 +114,7 @@ from grokkit import runs
 from grokkit.api import Run, load_run
 from grokkit.errors import InputError
 from grokkit.losses import LOSSES
+from grokkit.model import ModelConfig
 
 OPERATION = "x+y"
 DEFAULT_ENERGY = 0.95
@@ -310,9 +311,10 @@ class ProgressMeasures:
         }
 
 
-def _neuron_to_logit(weights: dict[str, Tensor], n_layers: int, p: int) -> Tensor:
+def _neuron_to_logit(weights: dict[str, Tensor], config: ModelConfig) -> Tensor:
     """W_L = W_out of the last block @ W_U over the p answer columns: [d_mlp, p]."""
-    return weights[f"blocks.{n_layers - 1}.W_out"].double() @ weights["W_U"][:, :p].double()
+    answers = weights["W_U"][:, config.element_tokens()].double()
+    return weights[f"blocks.{config.n_layers - 1}.W_out"].double() @ answers
 
 
 def _require_fourier_run(run: Run) -> int:
@@ -337,7 +339,7 @@ def progress_measures(
     p = _require_fourier_run(run)
     steps = run.snapshot_steps
     final = run.model(steps[-1])
-    final_logits = final.logits()[:, :p].double()
+    final_logits = final.logits()[:, final.config.element_tokens()].double()
     if key_freqs is None:
         key_freqs = key_frequencies(final_logits, p, energy)
         share = f"{100 * energy:g}%" if energy < 1 else "all"
@@ -360,9 +362,9 @@ def progress_measures(
     rows = []
     for step in steps:
         model = final if step == steps[-1] else run.model(step)
-        logits = model.logits()[:, :p].double()  # [p*p, p]: the element answers only
+        logits = model.logits()[:, model.config.element_tokens()].double()  # [p*p, p]: the element answers only
         weights = model.weights
-        neuron_to_logit = _neuron_to_logit(weights, model.config.n_layers, p)  # [d_mlp, p]
+        neuron_to_logit = _neuron_to_logit(weights, model.config)  # [d_mlp, p]
         restricted = restricted_logits(logits, p, key_freqs)
         excluded = excluded_logits(logits, p, key_freqs)
         rows.append({
@@ -373,7 +375,7 @@ def progress_measures(
             "test_accuracy": accuracy(logits[test_idx], test_answers),
             "restricted_loss": mean_loss(restricted, answers),
             "excluded_loss": mean_loss(excluded[train_idx], train_answers),
-            "gini_embed": gini(basis_norms(weights["W_E"][:p])),
+            "gini_embed": gini(basis_norms(weights["W_E"][model.config.element_tokens()])),
             "gini_neuron_logit": gini(basis_norms(neuron_to_logit.T)),
             "weight_norm_sq": sum(float(w.double().pow(2).sum()) for w in weights.values()),
         })  # fmt: skip
@@ -382,7 +384,7 @@ def progress_measures(
         key_freqs=key_freqs,
         curves=curves,
         phases=phase_boundaries(curves),
-        embed_norms=frequency_norms(final.weights["W_E"][:p]),
+        embed_norms=frequency_norms(final.weights["W_E"][final.config.element_tokens()]),
         modulus=p,
         loss=run.config.loss,
         key_source=key_source,

@@ -15,11 +15,13 @@ from grokkit.model import ModelConfig, unflatten
 def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, Tensor]]:
     """(run config, model config, {name: tensor}) of the run's latest checkpoint.
 
-    The checkpoint stores one flat vector; ``grokkit.model.unflatten`` names its parts, so W_U comes back as [d_model, vocab] and its element rows are W_U[:, :n_elements].T.
+    The checkpoint stores one flat vector; ``grokkit.model.unflatten`` names its parts, so W_U
+    comes back as [d_model, vocab] and its element rows are W_U[:, model_config.element_tokens()].T
+    (tokens 0..n-1 for grokkit's vocabulary, a later range for openai-grok's shared one).
     """
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
-    model_config = config.model_config(make_table(config.operation, config.modulus).n_elements)
+    model_config = config.model_config(make_table(config.operation, config.modulus, config.arch).n_elements)
     flat = runs.load_checkpoint(run_dir)["flat"]
     try:
         weights = unflatten(flat, model_config)
@@ -31,4 +33,4 @@ def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, T
 def output_rows(run_dir: Path) -> tuple[RunConfig, Tensor]:
     """The output layer's row vector of every element token: [n_elements, d_model] (Figure 3)."""
     config, model_config, weights = load_run_weights(run_dir)
-    return config, weights["W_U"][:, : model_config.n_elements].T.contiguous()
+    return config, weights["W_U"][:, model_config.element_tokens()].T.contiguous()

@@ -8,7 +8,7 @@ from grokkit.config import RunConfig
 from grokkit.errors import InputError
 from grokkit.interventions import DEFAULT_ALPHA, DEFAULT_LAMBDA, DEFAULT_WINDOW, GRAD_FILTERS
 from grokkit.losses import LOSSES
-from grokkit.model import ACTIVATIONS, INIT_SCHEMES, NORMS
+from grokkit.model import ACTIVATIONS, ARCHS, INIT_SCHEMES, NORMS
 from grokkit.optim import DEFAULT_PRESET, PRESETS, preset
 
 # Flag dest -> RunConfig (or OptimizerConfig) field. All default to None so that --resume can
@@ -25,7 +25,7 @@ RUN_FLAGS = {
     "update_noise": "update_noise", "weight_noise": "weight_noise", "dropout": "dropout",
     "init": "init", "init_scale": "init_scale", "grad_filter": "grad_filter", "grad_filter_alpha": "grad_filter_alpha",
     "grad_filter_lambda": "grad_filter_lambda", "grad_filter_window": "grad_filter_window",
-    "loss": "loss", "orthogonal_grad": "orthogonal_grad", "tf32": "tf32",
+    "loss": "loss", "orthogonal_grad": "orthogonal_grad", "tf32": "tf32", "arch": "arch",
 }  # fmt: skip
 # One value per sweep: the evaluation schedule must be shared by a population's members.
 SCHEDULE_FLAGS = ("eval_every", "checkpoint_every", "snapshot_every", "stop_after_val_99")
@@ -85,6 +85,10 @@ def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
     add("--stop-after-val-99", type=int, metavar="N",
         help="stop once validation accuracy has stayed >= 99%% for N steps (default: never)")
     add = group("model")
+    add("--arch", choices=list(ARCHS),
+        help="grokkit (the paper's text as grokkit reads it) or openai-grok (the authors' released "
+             "code: post-LN without biases, sinusoidal positions, their tokens, S5 convention and "
+             "split; see the README). Default grokkit")
     add("--layers", type=int, help="transformer layers (default 2)")
     add("--d-model", type=int, help="width (default 128)")
     add("--heads", type=int, help="attention heads (default 4)")

@@ -32,6 +32,11 @@ Normalisation:
   - TransformerLens's LayerNorm-aware tools (``fold_ln``, ``apply_ln_to_stack``, logit
     attribution through ``ln_final``) do not know about these norms.
 
+``arch="openai-grok"`` (the authors' network) is post-LN as above, with context 6 (tokens
+``<eos> x op y = c`` of its shared vocabulary, see grokkit.openai_grok), its fixed sinusoidal
+positions written into ``W_pos`` and every bias zero; its answer is ``logits[:, 4]`` and the
+closing ``<eos>`` is predicted at ``logits[:, 5]``.
+
 ``save_hooked_transformer`` writes ``config.json`` (the HookedTransformerConfig settings, grokkit's
 model config and where the weights came from) and ``state_dict.pt``; ``load_hooked_transformer``
 rebuilds the model, post-LN hooks included, loading the weights without running code.
@@ -53,7 +58,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grokkit.errors import InputError
-from grokkit.model import SEQUENCE_LENGTH, ModelConfig, parameter_shapes
+from grokkit import openai_grok
+from grokkit.model import OPENAI_SEQUENCE_LENGTH, SEQUENCE_LENGTH, ModelConfig, parameter_shapes
 from grokkit.runs import DamagedFileError, atomic_write_bytes, load_tensors, read_json, write_json
 
 if TYPE_CHECKING:
@@ -97,7 +103,7 @@ def hooked_transformer_settings(model_config: ModelConfig) -> dict:
         "d_mlp": model_config.d_mlp,
         "d_vocab": model_config.vocab_size,
         "d_vocab_out": model_config.vocab_size,
-        "n_ctx": SEQUENCE_LENGTH,
+        "n_ctx": OPENAI_SEQUENCE_LENGTH if model_config.openai else SEQUENCE_LENGTH,
         # TransformerLens's "gelu" is F.gelu (exact erf form), as is grokkit's; "relu" is F.relu.
         "act_fn": model_config.activation,
         # Post-LN is realised by hooks (see the module docstring); TransformerLens has no LN then.
@@ -187,6 +193,14 @@ def _tl_weights(model_config: ModelConfig, weights: dict[str, Tensor]) -> dict[s
     d, H, dh = model_config.d_model, model_config.n_heads, model_config.d_head
     V = model_config.vocab_size
     w = {k: v.detach() for k, v in weights.items()}
+    if model_config.openai:
+        # The authors' network: fixed sinusoidal positions (a learned W_pos that is never trained
+        # here) and no biases (zeros). Its logits at "=" and at c are positions 4 and 5.
+        w["W_pos"] = openai_grok.position_encoding(OPENAI_SEQUENCE_LENGTH, d)
+        for layer in range(model_config.n_layers):
+            b = f"blocks.{layer}."
+            for n, size in (("b_Q", d), ("b_K", d), ("b_V", d), ("b_O", d), ("b_in", model_config.d_mlp), ("b_out", d)):
+                w[b + n] = torch.zeros(size)
     out = {"embed.W_E": w["W_E"], "pos_embed.W_pos": w["W_pos"], "unembed.W_U": w["W_U"]}
     out["unembed.b_U"] = torch.zeros(V)  # grokkit's unembedding has no bias
     for layer in range(model_config.n_layers):

@@ -70,10 +70,10 @@ def run_name(config: RunConfig) -> str:
     parts = [_safe_operation(config.operation)]
     if not config.operation.startswith("s5"):
         parts.append(f"p{config.modulus}")
-    parts += [
-        f"f{config.train_fraction:.3f}", config.preset or "custom", f"k{config.outliers}",
-        f"s{config.seed}", config_hash(config),
-    ]  # fmt: skip
+    parts += [f"f{config.train_fraction:.3f}", config.preset or "custom", f"k{config.outliers}", f"s{config.seed}"]
+    if config.arch != "grokkit":  # the default architecture keeps the names runs always had
+        parts.append(config.arch)
+    parts.append(config_hash(config))
     return "-".join(parts)
 
 
