@@ -9,6 +9,7 @@ from grokkit.bench import benchmark
 from grokkit.cli.common import add_device_flag, require_at_least
 from grokkit.config import RunConfig
 from grokkit.devices import device_name, resolve_device
+from grokkit.model import ARCHS
 
 
 def register(sub) -> None:
@@ -18,6 +19,8 @@ def register(sub) -> None:
     b.add_argument("--population", type=int, nargs="+", default=[1],
                    help="members trained together (E); several values: one measurement each")
     b.add_argument("--tf32", action="store_true", help="TF32 float32 matmuls (CUDA only)")
+    b.add_argument("--arch", choices=list(ARCHS), default="grokkit",
+                   help="the model timed: grokkit's or the authors' (openai-grok); default grokkit")
     b.add_argument("--steps", type=int, default=30, help="timed steps")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     b.set_defaults(func=run)
@@ -29,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--steps", args.steps, 1)
     require_at_least("--warmup", args.warmup, 0)
     device = resolve_device(args.device)
-    config = RunConfig(tf32=args.tf32)
+    config = RunConfig(tf32=args.tf32).with_changes(arch=args.arch)
     results = [{**benchmark(device=device, population=population, steps=args.steps, warmup=args.warmup,
-                            config=config), "tf32": args.tf32, "hardware": device_name(device)}
+                            config=config), "tf32": args.tf32, "arch": args.arch, "hardware": device_name(device)}
                for population in args.population]  # fmt: skip
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else {"results": results}))
