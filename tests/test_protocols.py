@@ -139,4 +139,9 @@ def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says
 
     table = {"T": 8500, "grokked_at_T": 7, "n": 16, "rho": rho, "p": perm_p, "perm_p": perm_p, "ci": ci}
     monkeypatch.setattr(fig7, "table", lambda results: table)
-    assert says in fig7.verdict([])
+    from types import SimpleNamespace
+
+    from grokkit.config import RunConfig
+
+    run = SimpleNamespace(config=RunConfig(operation="s5_xy"))
+    assert says in fig7.verdict([run])

@@ -1,50 +1,59 @@
-"""Sharpness φ (Keskar et al., Appendix A.5) of a run's weights, on its own training set: at its
-last checkpoint, or at a snapshot kept with ``--snapshot-every`` (the paper measures every seed at
-one common step)."""
+"""Sharpness φ (Appendix A.5) of a run's weights, on its own training set: at its last
+checkpoint, or at a snapshot kept with ``--snapshot-every`` (the paper measures every seed at one
+common step), by any of grokkit.analysis.sharpness's definitions.
+
+The loss is the run's own: its population's logits (``Population.logits``, evaluation mode, for
+either architecture: for openai-grok the model also reads the answer to predict the closing
+<eos>) scored by its own per-equation loss (``Population.example_losses``) on its training split,
+outlier answers included, as it was trained."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from grokkit import runs
-from grokkit.analysis.sharpness import keskar_sharpness
-from grokkit.model import forward_fast
+from grokkit.analysis.sharpness import TorchMeanLoss, sharpness, sharpness_definition
 from grokkit.population import Population
 
 CACHE = "sharpness.json"
+SOLVER_VERSION = 3  # 3: the population's own loss, named definitions (keys before it are ignored)
 
 
-def training_loss_fn(run_dir: Path, step: int | None = None):
-    """(loss_fn, flat weights): full-training-set cross-entropy of the run as a function of its
-    flat weight vector, on the run's own split (outlier answers included), as it was trained.
-    The weights are the last checkpoint's, or the snapshot's kept at ``step``."""
+def training_objective(run_dir: Path, step: int | None = None) -> tuple[TorchMeanLoss, np.ndarray]:
+    """(objective, flat weights as float64): the run's mean training loss over any subset of its
+    training equations (grokkit.analysis.sharpness.Objective) as a function of its flat weight
+    vector, and the weights of its last checkpoint, or of the snapshot kept at ``step``."""
     state = runs.load_checkpoint(run_dir)  # the split and the answers; a snapshot holds weights only
     pop = Population.from_member_states([state])
     n_train = pop.members[0].n_train
     equations = pop.train_equations[0, :n_train]
-    labels = pop.train_labels[0, :n_train]
-    x, y = pop.x[equations].unsqueeze(0), pop.y[equations].unsqueeze(0)  # [1, n_train]
+    answers = pop.train_labels[0, :n_train]
 
-    def loss_fn(flat: torch.Tensor) -> torch.Tensor:
-        logits = forward_fast(pop.views(flat.unsqueeze(0)), pop.model_config, x, y)  # [1, n, V]
-        return F.cross_entropy(logits[0], labels)
+    def loss_fn(flat: torch.Tensor, examples: torch.Tensor | None) -> torch.Tensor:
+        eq, c = (equations, answers) if examples is None else (equations[examples], answers[examples])
+        x, y, c = pop.x[eq].unsqueeze(0), pop.y[eq].unsqueeze(0), c.unsqueeze(0)  # [1, b]
+        logits = pop.logits(pop.views(flat.unsqueeze(0)), x, y, train=False, c=c)
+        return pop.example_losses(logits, c)[0].mean()
 
     flat = pop.flat[0].clone() if step is None else runs.load_snapshot(run_dir, step).to(pop.flat.dtype)
-    return loss_fn, flat
+    objective = TorchMeanLoss(loss_fn, n_train, dtype=pop.flat.dtype, device=pop.device)
+    return objective, flat.detach().double().cpu().numpy()
 
 
 def run_sharpness(run_dir: Path, epsilon: float = 1e-3, max_iterations: int = 10, seed: int = 0,
-                  step: int | None = None) -> float:
-    """φ in percent at the last checkpoint (or at the snapshot of ``step``), cached in the run
-    folder (``sharpness.json``) per (ε, iterations, seed, step)."""
+                  step: int | None = None, definition: str = "keskar") -> float:  # fmt: skip
+    """φ in percent by ``definition`` (grokkit.analysis.sharpness.SHARPNESS_DEFINITIONS) at the
+    last checkpoint (or at the snapshot of ``step``), cached in the run folder
+    (``sharpness.json``) per (definition, ε, iterations, seed, step). ``seed`` seeds the
+    definition's numpy generator (its subspace, its epoch orders, its random start)."""
+    sharpness_definition(definition)  # an unknown name fails before any work
     run_dir = Path(run_dir)
-    # "solver=2": L-BFGS-B with its convergence tests off (values cached before that can be 0).
-    key = (f"eps={epsilon!r},iters={max_iterations},seed={seed},solver=2"
-           + ("" if step is None else f",snapshot={step}"))
+    key = (f"def={definition},eps={epsilon!r},iters={max_iterations},seed={seed},solver={SOLVER_VERSION}"
+           + ("" if step is None else f",snapshot={step}"))  # fmt: skip
     cache_path = run_dir / CACHE
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -54,10 +63,10 @@ def run_sharpness(run_dir: Path, epsilon: float = 1e-3, max_iterations: int = 10
         cache = {}
     state_step = runs.load_checkpoint(run_dir)["step"] if step is None else step
     entry = cache.get(key)
-    if entry is not None and entry.get("step") == state_step:
+    if isinstance(entry, dict) and entry.get("step") == state_step and "sharpness" in entry:
         return float(entry["sharpness"])
-    loss_fn, flat = training_loss_fn(run_dir, step)
-    phi = keskar_sharpness(loss_fn, flat, epsilon=epsilon, max_iterations=max_iterations, seed=seed)
+    objective, flat = training_objective(run_dir, step)
+    phi = sharpness(definition, objective, flat, seed, epsilon=epsilon, max_iterations=max_iterations)
     cache[key] = {"step": state_step, "sharpness": phi}
     runs.write_json(cache_path, cache)
     return phi

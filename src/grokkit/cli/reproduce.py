@@ -34,6 +34,9 @@ def register(sub) -> None:
     add_device_flag(r)
     add_log_flag(r)
     r.add_argument("--op", help="operation for fig6 (default x/y)")
+    r.add_argument("--arch", choices=["grokkit", "openai-grok", "both"],
+                   help="fig3 and fig7: the model trained, grokkit's or the authors' (openai-grok), "
+                        "or both side by side (their default)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=run, resume_hint=lambda args: "run the same grokkit reproduce command again to resume")
 
@@ -54,7 +57,7 @@ def print_plan(plan: dict) -> None:
         modulus = "-" if r["modulus"] is None else r["modulus"]
         steps = f"{r['start_step']}->{r['steps']}" if r["start_step"] else str(r["steps"])
         print(f"{r['figure']:<17} {r['operation']:<11} {modulus:>7} {r['train_fraction']:>8.3f} {r['seed']:>4} "
-              f"{r['preset']:<28} {steps:>9} {r['status']:<7} {format_seconds(r['estimated_seconds']):>7}")
+              f"{r['preset'] + ('' if r.get('arch', 'grokkit') == 'grokkit' else ' ' + r['arch']):<28} {steps:>9} {r['status']:<7} {format_seconds(r['estimated_seconds']):>7}")
     print()
     for name, f in plan["figures"].items():
         print(f"{name}: {format_seconds(f['estimated_seconds'])} ({f['jobs']} worker(s) x "
@@ -79,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.figure:
         raise InputError("reproduce needs a FIGURE (or 'all'), or --list")
     names = list(experiments.FIGURES) if args.figure == "all" else [args.figure]
-    options = {"operation": args.op}
+    options = {"operation": args.op, "arch": args.arch}
     if args.op is not None and "fig6" not in names:
         raise InputError("--op applies to fig6 only")
+    if args.arch is not None and not {"fig3", "fig7"} & set(names):
+        raise InputError("--arch applies to fig3 and fig7 only")
     for name in names:  # every run of every figure is checked before any training starts
         for config in figure_runs(name, args.scale, **options):  # unknown figure or scale: one line
             validate_run(config)  # an unknown --op: one line

@@ -6,9 +6,20 @@ seed with weight snapshots (``snapshot_every``), choose T, the snapshot step at 
 seeds that have reached 99 % validation accuracy is closest to half (``half_grokked_step``), and
 measure φ and the validation accuracy of every seed at T.
 
-φ is Keskar et al.'s: with A = the identity (the whole parameter space), box size ε = 1e-3
-relative to each weight (|y_i| <= ε (|x_i| + 1)), the maximum of the training loss inside the box
-found by 10 iterations of L-BFGS-B started at the weights themselves (grokkit.analysis.sharpness).
+φ is measured by each of grokkit.analysis.sharpness's definitions (``SHARPNESS_DEFINITIONS``), on
+each run's own training loss for its own architecture (read from its config): ``keskar`` (A = the
+identity, the box |y_i| <= ε(|x_i| + 1), ε = 1e-3, the maximum of the loss in it found by 10
+iterations of L-BFGS-B), ``keskar-subspace`` (the same in a random 10-dimensional subspace, as
+Keskar et al. 2017 Sec 2.2.2) and ``openai-grok`` (what the authors' released ``get_sharpness``
+returns). Each gets its own Spearman test; the ``sharpness`` and ``spearman_*`` columns of the CSV
+are the ``keskar`` definition's, as before.
+
+The verdict, per definition: the null hypothesis is that φ and validation accuracy at T are
+unrelated (every pairing of the seeds' accuracies with their sharpnesses equally likely). A
+correlation is called significant when the two-sided permutation p of Spearman's rho is below
+0.05 and its 95 % percentile bootstrap interval excludes 0; then its sign says whether it agrees
+with the paper (negative) or is its opposite (positive). The three definitions are tested and
+reported one by one, without a correction for testing three.
 """
 
 from __future__ import annotations
@@ -21,41 +32,62 @@ import numpy as np
 from scipy.stats import permutation_test, spearmanr
 
 from grokkit.analysis.run_sharpness import run_sharpness
+from grokkit.analysis.sharpness import SHARPNESS_DEFINITIONS
 from grokkit.config import RunConfig
+from grokkit.errors import InputError
 from grokkit.experiments import common
 from grokkit.plots import apply_style
 from grokkit.runs import read_metrics, snapshot_steps
 
 NAME = "fig7"
-DESCRIPTION = "S5 x·y: sharpness (Keskar et al.) vs validation accuracy over seeds when half grokked"
+DESCRIPTION = "S5 x·y: sharpness (three definitions) vs validation accuracy over seeds when half grokked"
 CLAIM = ("Networks that grok sit in flatter minima: sharpness and validation accuracy have "
          "Spearman rho = -0.795 (p < 1.4e-5) over seeds on S5.")
-OPTIONS: tuple[str, ...] = ()
+OPTIONS: tuple[str, ...] = ("arch",)
+ARCH_CHOICES = ("grokkit", "openai-grok", "both")
 EPSILON, ITERATIONS = 1e-3, 10  # Keskar et al.'s box size and L-BFGS-B iterations
 BOOTSTRAP_RESAMPLES, PERMUTATIONS = 2000, 9999
 REDUCTIONS = {
-    "smoke": "s5_xy at 50 % data, 4 seeds, 1 layer of width 16, 20 steps, snapshots every 5: code path only.",
-    "laptop": ("s5_xy at 50 % data (the paper gives no fraction; 50 % groks within ~10^4 steps on a "
-               "CPU), 16 seeds, every seed trained 12,000 steps with snapshots every 500; T is the "
-               "snapshot step at which about half the seeds have reached 99 % validation. "
-               "Paper model, AdamW."),
-    "paper": ("s5_xy at 30 % data, 24 seeds, 5*10^4 steps with snapshots every 500, AdamW. The paper "
-              "gives neither the fraction, the budget nor the number of seeds; T is chosen as at "
-              "laptop scale."),
+    "smoke": "s5_xy at 50 % data, 4 seeds per architecture, 1 layer of width 16, 20 steps, snapshots every 5: code path only.",
+    "laptop": ("the authors' protocol reduced: s5_xy at 70 % data (their script's T-70), one split "
+               "(split seed 0, as their code: seeds change only the initialisation and batch order), "
+               "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 10 seeds per architecture "
+               "(theirs: 20), 4,000 steps with snapshots every 250; T is the snapshot step at which "
+               "about half the seeds have reached 99 % validation."),
+    "paper": ("the authors' protocol: s5_xy at 70 % data, split seed 0, dropout 0, 10 warm-up "
+              "updates, AdamW, 20 seeds per architecture (their SD-0..19), 20,000 steps with "
+              "snapshots every 500; T chosen as at laptop scale."),
 }
 
 
-def runs(scale: str) -> list[RunConfig]:
+def _archs(arch: str | None) -> tuple[str, ...]:
+    if arch not in (None, *ARCH_CHOICES):
+        raise InputError(f"fig7 --arch must be one of {', '.join(ARCH_CHOICES)}, got {arch!r}")
+    return ("grokkit", "openai-grok") if arch in (None, "both") else (arch,)
+
+
+def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
+    """Every seed of each architecture asked for (both by default), the same seeds for each."""
     common.check_scale(scale)
     if scale == "smoke":
         base, seeds = common.base_config("s5_xy", scale, train_fraction=0.5, snapshot_every=5), range(4)
     elif scale == "laptop":
-        base = common.base_config("s5_xy", scale, train_fraction=0.5, steps=12_000, snapshot_every=500)
-        seeds = range(16)
+        base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=4_000,
+                                  snapshot_every=250)  # fmt: skip
+        seeds = range(10)
     else:
-        base = common.base_config("s5_xy", scale, train_fraction=0.3, steps=50_000, snapshot_every=500)
-        seeds = range(24)
-    return [base.with_changes(seed=s) for s in seeds]
+        base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=20_000,
+                                  snapshot_every=500)  # fmt: skip
+        seeds = range(20)
+    return [base.with_changes(arch=a, seed=s) for a in _archs(arch) for s in seeds]
+
+
+def by_arch(results) -> dict[str, list]:
+    """The results of each architecture, in the order the architectures first appear."""
+    groups: dict[str, list] = {}
+    for r in results:
+        groups.setdefault(r.config.arch, []).append(r)
+    return groups
 
 
 # ---------------------------------------------------------------- the protocol
@@ -139,11 +171,38 @@ def bootstrap_interval(a, b, resamples: int = BOOTSTRAP_RESAMPLES, level: float 
 
 # ---------------------------------------------------------------- table, plot, verdict
 
-CSV_HEADER = ["seed", "step_T", "sharpness", "val_accuracy_at_T", "first_step_val_99",
-              "final_val_accuracy", "spearman_rho", "spearman_p", "permutation_p", "rho_ci_low",
-              "rho_ci_high"]  # fmt: skip
+PRIMARY = "keskar"  # the definition of the `sharpness` and `spearman_*` columns (as before)
+TITLES = {
+    "keskar": "keskar: Keskar et al., A = identity (max of the loss in the box)",
+    "keskar-subspace": "keskar-subspace: Keskar et al., random 10-dim subspace (max)",
+    "openai-grok": "openai-grok: the authors' get_sharpness (min of the loss, their quirks)",
+}
+
+
+def column(definition: str) -> str:
+    """The CSV column of a definition's φ: ``phi_keskar``, ``phi_keskar_subspace``, ..."""
+    return "phi_" + definition.replace("-", "_")
+
+
+def _suffix(definition: str) -> str:
+    return definition.replace("-", "_")
+
+
+STAT_COLUMNS = ("spearman_rho", "spearman_p", "permutation_p", "rho_ci_low", "rho_ci_high")
+CSV_HEADER = ["arch", "seed", "step_T", "sharpness", "val_accuracy_at_T", "first_step_val_99",
+              "final_val_accuracy", *STAT_COLUMNS,
+              *(column(d) for d in SHARPNESS_DEFINITIONS),
+              *(f"{c}_{_suffix(d)}" for d in SHARPNESS_DEFINITIONS for c in STAT_COLUMNS)]  # fmt: skip
 
 _TABLES: dict = {}  # plot() and verdict() share one computation (φ and 2,000 bootstrap resamples)
+
+
+def correlation(phis, vals) -> dict:
+    """Spearman rho, its p, the permutation p and the bootstrap interval of one definition's φ
+    against the validation accuracies."""
+    rho, p = spearman(phis, vals)
+    lo, hi, dropped = bootstrap_interval(phis, vals)
+    return {"rho": rho, "p": p, "perm_p": permutation_p(phis, vals), "ci": (lo, hi), "dropped": dropped}
 
 
 def table(results) -> dict:
@@ -154,64 +213,98 @@ def table(results) -> dict:
     T = half_grokked_step(first, common_snapshot_step_list(results))
     metrics = [read_metrics(r.run_dir) for r in results]
     vals = [accuracy_at(m, T) for m in metrics]
-    phis = [run_sharpness(r.run_dir, EPSILON, ITERATIONS, step=T) for r in results]
-    rho, p = spearman(phis, vals)
-    perm = permutation_p(phis, vals)
-    lo, hi, dropped = bootstrap_interval(phis, vals)
-    rows = [[r.config.seed, T, phi, v, f, r.summary["val_accuracy"], rho, p, perm, lo, hi]
-            for r, phi, v, f in zip(results, phis, vals, first)]  # fmt: skip
-    out = {"rows": rows, "T": T, "rho": rho, "p": p, "perm_p": perm, "ci": (lo, hi), "dropped": dropped,
+    # Each run's loss is its own architecture's (run_sharpness reads the run's config).
+    phis = {d: [run_sharpness(r.run_dir, EPSILON, ITERATIONS, step=T, definition=d) for r in results]
+            for d in SHARPNESS_DEFINITIONS}  # fmt: skip
+    stats = {d: correlation(phis[d], vals) for d in SHARPNESS_DEFINITIONS}
+
+    def stat_cells(s: dict) -> list:
+        return [s["rho"], s["p"], s["perm_p"], *s["ci"]]
+
+    rows = []
+    for i, (r, v, f) in enumerate(zip(results, vals, first)):
+        rows.append([r.config.arch, r.config.seed, T, phis[PRIMARY][i], v, f, r.summary["val_accuracy"],
+                     *stat_cells(stats[PRIMARY]), *(phis[d][i] for d in SHARPNESS_DEFINITIONS),
+                     *(c for d in SHARPNESS_DEFINITIONS for c in stat_cells(stats[d]))])  # fmt: skip
+    out = {"rows": rows, "T": T, **stats[PRIMARY], "stats": stats, "phis": phis, "vals": vals,
            "n": len(rows), "grokked_at_T": sum(f is not None and f <= T for f in first),
            "curves": [[(m["step"], m["val_accuracy"]) for m in ms] for ms in metrics]}  # fmt: skip
     _TABLES[key] = out
     return out
 
 
-def _stats_text(t: dict) -> str:
-    lo, hi = t["ci"]
-    return (f"Spearman ρ = {t['rho']:.3f} (p = {t['p']:.2g}; permutation p = {t['perm_p']:.2g}; "
-            f"95 % bootstrap interval [{lo:.2f}, {hi:.2f}]), n = {t['n']} seeds")
+def _stats_text(s: dict, n: int) -> str:
+    lo, hi = s["ci"]
+    return (f"Spearman ρ = {s['rho']:.3f} (p = {s['p']:.2g}; permutation p = {s['perm_p']:.2g}; "
+            f"95 % bootstrap interval [{lo:.2f}, {hi:.2f}]), n = {n} seeds")
 
 
-def plot(results, out_dir: Path, scale: str) -> list[Path]:
-    t = table(results)
-    csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, t["rows"])
+def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Path]:
+    groups = by_arch(results)
+    tables = {a: table(rs) for a, rs in groups.items()}
+    csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER,
+                                [row for t in tables.values() for row in t["rows"]])  # fmt: skip
     apply_style()
-    fig, (ax, curves) = plt.subplots(1, 2, figsize=(11.0, 4.5))
-    rows = t["rows"]
-    ax.scatter([r[2] for r in rows], [100 * r[3] for r in rows], color="tab:blue", s=18)
-    ax.set_xlabel(f"sharpness φ at step {t['T']} (ε = {EPSILON:g}, {ITERATIONS} L-BFGS-B iterations)")
-    ax.set_ylabel(f"validation accuracy at step {t['T']} (%)")
+    n_panels = len(SHARPNESS_DEFINITIONS) + 1
+    fig, grid = plt.subplots(len(tables), n_panels, figsize=(4.2 * n_panels, 4.6 * len(tables)),
+                             layout="constrained", squeeze=False)  # fmt: skip
+    for axes, (a, t) in zip(grid, tables.items()):
+        accuracy = [100 * v for v in t["vals"]]
+        for d, ax in zip(SHARPNESS_DEFINITIONS, axes):
+            ax.scatter(t["phis"][d], accuracy, color="tab:blue" if a == "grokkit" else "tab:orange", s=18)
+            ax.set_xlabel(f"φ ({d}) at step {t['T']} (%)")
+            ax.set_ylabel(f"validation accuracy at T (%)")
+            stats = _stats_text(t["stats"][d], t["n"]).replace(" (p =", "\n(p =").replace("; 95", ";\n95")
+            ax.set_title(f"arch {a}: {TITLES[d]}\n{stats}", fontsize=7)
+        curves = axes[-1]
+        for curve in t["curves"]:
+            pts = [(s, v) for s, v in curve if s > 0]
+            curves.plot([s for s, _ in pts], [100 * v for _, v in pts], color="tab:gray", lw=0.7, alpha=0.6)
+        curves.axvline(t["T"], color="tab:red", ls="--", lw=1, label=f"T = {t['T']}")
+        curves.set_xscale("log")
+        curves.set_xlabel("optimization step")
+        curves.set_ylabel("validation accuracy (%)")
+        curves.set_title(f"arch {a}: every seed's validation accuracy\n{t['grokked_at_T']}/{t['n']} "
+                         f"seeds at >= 99 % by T = {t['T']}", fontsize=7)  # fmt: skip
+        curves.legend(fontsize=7)
     cfg = results[0].config
-    ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: {t['grokked_at_T']}/{t['n']} "
-                 f"seeds at >= 99% val by T = {t['T']}\n{_stats_text(t)}\n(paper: ρ = -0.795, p < 1.4e-5)",
-                 fontsize=8)  # fmt: skip
-    for curve in t["curves"]:
-        pts = [(s, v) for s, v in curve if s > 0]
-        curves.plot([s for s, _ in pts], [100 * v for _, v in pts], color="tab:blue", lw=0.7, alpha=0.6)
-    curves.axvline(t["T"], color="tab:red", ls="--", lw=1, label=f"T = {t['T']}")
-    curves.set_xscale("log")
-    curves.set_xlabel("optimization step")
-    curves.set_ylabel("validation accuracy (%)")
-    curves.set_title("every seed's validation accuracy; φ is measured at T", fontsize=8)
-    curves.legend(fontsize=8)
-    common.add_caption(fig, common.caption(REDUCTIONS, scale, "φ is measured on each run's full training "
-                                           "set at its snapshot of step T."))  # fmt: skip
+    fig.suptitle(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: sharpness vs validation "
+                 f"accuracy over seeds (paper: ρ = -0.795, p < 1.4e-5)", fontsize=10)  # fmt: skip
+    common.add_caption(fig, common.caption(REDUCTIONS, scale, (
+        f"φ is measured on each run's full training set at its snapshot of step T (ε = {EPSILON:g}, "
+        f"{ITERATIONS} L-BFGS-B iterations, seed 0), by three definitions (grokkit.analysis.sharpness). "
+        "Significant: permutation p < 0.05 and the 95 % bootstrap interval excludes 0.")))
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
+def judge(s: dict) -> str:
+    """The verdict rule on one definition's statistics. Null hypothesis: φ and validation
+    accuracy are unrelated (all pairings equally likely). Significant: permutation p < 0.05 and
+    the 95 % bootstrap interval of ρ excludes 0; the sign of ρ then says which way."""
+    if math.isnan(s["rho"]):
+        return "Spearman rho is undefined (constant sharpness or accuracy), so the claim is untested."
+    lo, hi = s["ci"]
+    significant = s["perm_p"] < 0.05 and (hi < 0 or lo > 0)
+    if significant and s["rho"] < 0:
+        return "a significant negative correlation, as the paper reports (-0.795)."
+    if significant:
+        return ("a significant positive correlation, the opposite of the paper's -0.795: the seeds "
+                "that generalised sit in sharper places by this measure.")
+    return "no significant correlation, so we do not reproduce the paper's (-0.795)."
+
+
 def verdict(results) -> str:
-    t = table(results)
-    head = f"At T = {t['T']}, {t['grokked_at_T']} of {t['n']} seeds had reached 99 % validation accuracy"
-    if math.isnan(t["rho"]):
-        return f"{head}; Spearman rho is undefined (constant sharpness or accuracy), so the claim is untested."
-    lo, hi = t["ci"]
-    significant = t["perm_p"] < 0.05 and (hi < 0 or lo > 0)
-    if significant and t["rho"] < 0:
-        judged = "a significant negative correlation, as the paper reports (-0.795)."
-    elif significant:
-        judged = ("a significant positive correlation, the opposite of the paper's -0.795: the seeds "
-                  "that generalised sit in sharper places by this measure.")
-    else:
-        judged = "no significant correlation, so we do not reproduce the paper's (-0.795)."
-    return f"{head}; {_stats_text(t).replace('ρ', 'rho')}: {judged}"
+    return " ".join(_verdict_of(a, table(rs)) for a, rs in by_arch(results).items())
+
+
+def _verdict_of(arch: str, t: dict) -> str:
+    head = (f"Arch {arch}: at T = {t['T']}, {t['grokked_at_T']} of {t['n']} seeds had reached 99 % "
+            "validation accuracy")  # fmt: skip
+    stats = t.get("stats", {PRIMARY: t})  # a table of the primary definition alone also reads
+    parts = []
+    for d, s in stats.items():
+        if math.isnan(s["rho"]):
+            parts.append(f"φ {d}: {judge(s)}")
+        else:
+            parts.append(f"φ {d}: {_stats_text(s, t['n']).replace('ρ', 'rho')}: {judge(s)}")
+    return f"{head}. " + " ".join(parts)

@@ -70,7 +70,7 @@ def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = 
         rows.append({
             "figure": name, "run_name": n, "operation": c.operation,
             "modulus": None if c.operation.startswith("s5") else c.modulus,
-            "train_fraction": c.train_fraction, "seed": c.seed, "preset": c.preset or "custom",
+            "train_fraction": c.train_fraction, "seed": c.seed, "preset": c.preset or "custom", "arch": c.arch,
             "steps": c.steps, "start_step": state.step if state.kind == "resume" else 0,
             "status": status, "estimated_seconds": round(seconds.get(n, 0.0), 1),
         })  # fmt: skip

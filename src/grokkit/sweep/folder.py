@@ -20,7 +20,7 @@ INDEX_CONFIG_FIELDS = (
     "outlier_seed", "steps", "lr", "weight_decay", "decay_target", "beta1", "beta2",
     "warmup_steps", "batch_size", "update_noise", "weight_noise", "dropout", "n_layers",
     "d_model", "n_heads", "d_mlp", "norm", "activation", "eval_every", "checkpoint_every",
-    "stop_after_val_99",
+    "stop_after_val_99", "arch",
 )  # fmt: skip
 INDEX_SUMMARY_FIELDS = (
     "status", "steps_done", "best_val_accuracy", "steps_to_train_99", "steps_to_val_99",
