@@ -62,16 +62,35 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     return [*common.save(fig, out_dir, NAME), Path(out_dir) / f"{NAME}.csv"]
 
 
+# The paper's claim is a delay: validation reaches 99 % about three decades of steps after training
+# does (<10^3 against ~10^6). We call it delayed generalisation "as in the paper" when validation
+# gets there at least one decade (10x the steps, the figure's log axis) after training.
+DELAY_FACTOR = 10
+
+
+def delay_verdict(steps_to_train_99: int | None, steps_to_val_99: int | None, steps_done: int,
+                  best_val_accuracy: float | None = None) -> str:
+    """The verdict from the two first steps at 99 % (None: never within ``steps_done``)."""
+    t, v = steps_to_train_99, steps_to_val_99
+    if t is None:
+        return f"Training accuracy never reached 99 % within {steps_done} steps, so there is no grokking to see."
+    if v is None:
+        return (f"Training accuracy reached 99 % at step {t}, but validation accuracy never did "
+                f"within {steps_done} steps (best {common.fmt_pct(best_val_accuracy)}).")
+    head = f"Training accuracy reached 99 % at step {t} and validation accuracy at step {v}"
+    if v <= t:
+        return (head + ": validation was no later than training, so there is no delay between memorisation "
+                "and generalisation: not the paper's curve (the paper: <10^3 vs ~10^6 steps).")
+    factor = v / max(t, 1)
+    if factor < DELAY_FACTOR:
+        return (head + f", {v - t} steps ({factor:.1f}x) later: less than the {DELAY_FACTOR}x (one decade of "
+                f"steps) we require for delayed generalisation, so not the paper's long delay (<10^3 vs ~10^6 steps).")
+    return (head + f", {factor:.0f}x later (at least {DELAY_FACTOR}x): generalisation long after memorisation, "
+            "as in the paper" + (" (the paper: <10^3 vs ~10^6 steps)." if factor > 100 else
+                                 ", though the delay is shorter than the paper's <10^3 vs ~10^6 steps."))
+
+
 def verdict(results) -> str:
     (result,) = results
     s = result.summary
-    t, v = s["steps_to_train_99"], s["steps_to_val_99"]
-    if t is None:
-        return f"Training accuracy never reached 99 % within {s['steps_done']} steps, so there is no grokking to see."
-    if v is None:
-        return (f"Training accuracy reached 99 % at step {t}, but validation accuracy never did "
-                f"within {s['steps_done']} steps (best {common.fmt_pct(s['best_val_accuracy'])}).")
-    return (f"Training accuracy reached 99 % at step {t} and validation accuracy at step {v}, "
-            f"{v / max(t, 1):.0f}x later: generalisation long after memorisation, as in the paper"
-            + (" (the paper: <10^3 vs ~10^6 steps)." if v / max(t, 1) > 100 else
-               ", though the delay is far shorter than the paper's <10^3 vs ~10^6 steps."))
+    return delay_verdict(s["steps_to_train_99"], s["steps_to_val_99"], s["steps_done"], s.get("best_val_accuracy"))

@@ -1,77 +1,95 @@
 """Figure 3: t-SNE of the output layer's element rows, S5 (coset colours) and x+y (x -> x+8 lines).
 
-The paper's structures are tested from the data: whether the S5 points cluster by the cosets of
-H = ⟨(0,3)(1,4), (1,2)(3,4)⟩ or of one of its 5 other conjugates (left and right cosets: 12
-colourings, the best reported with its chance level under shuffled elements), and whether
-x -> x+8 is a local move for x+y. Next to them, the run's own best structure: the translation
-a -> a∘g (or g∘a) that most often lands among a point's nearest neighbours.
+The paper's structures are tested from the data, each with a shuffle null (the layout is kept and
+the elements are reassigned to its points at random, 1,000 times; p = (1 + #shuffles scoring at
+least as well) / 1,001):
+
+* S5: whether the points cluster by the cosets of H = ⟨(0,3)(1,4), (1,2)(3,4)⟩ or of one of its 5
+  other conjugates (left and right cosets: 12 colourings; the statistic is the best colouring's
+  5-NN same-coset rate, its null the best of the 12 on shuffled elements);
+* x+y: whether x -> x+8 is a local move (the statistic is the fraction of points whose x+8 is
+  among their 5 nearest neighbours);
+* both: the run's own best translation a -> a∘g or g∘a (the statistic is the best rate over
+  every g and side, its null the best over the same search on shuffled elements).
+
+Every task is trained with several seeds and, by default, with both architectures (``arch``:
+grokkit's model and the authors' released network and tokens, side by side). A structure
+*holds* for a task and architecture when the seeds' combined p (``combined_permutation_p``: the
+mean statistic over seeds against the mean of one shuffle per seed) is below SIGNIFICANCE. The
+rule is fixed before looking and pools every seed, so it changes only when the evidence does.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from grokkit.analysis import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring, chance_agreement,
-                              cycle_notation, neighbour_agreement, parse_permutation,
-                              residue_labels, s5_coset_labels, subgroup_closure, translation_neighbour_rates,
-                              tsne_2d)  # fmt: skip
-from grokkit.analysis.weights import output_rows
+from grokkit.analysis.embeddings import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring,
+                                         best_translation_test, chance_agreement, combined_permutation_p,
+                                         cycle_notation, neighbour_agreement, orbit_labels, parse_permutation,
+                                         residue_labels, s5_coset_labels, translation_test, tsne_2d)  # fmt: skip
+from grokkit.analysis.weights import load_run_weights
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
+from grokkit.errors import InputError
 from grokkit.experiments import common
 from grokkit.plots import apply_style
 
 NAME = "fig3"
-DESCRIPTION = "t-SNE of output-layer rows: S5 x·y (coset colours) and x+y (x -> x+8 lines)"
+DESCRIPTION = "t-SNE of output-layer rows: S5 x·y (coset colours) and x+y (x -> x+8 lines), both architectures"
 CLAIM = ("The output layer's rows show the operation's structure: S5 elements cluster by cosets "
          "of a subgroup, and x+y mod 97 elements lie along lines x -> x+8.")
-OPTIONS: tuple[str, ...] = ()
+OPTIONS: tuple[str, ...] = ("arch",)
+ARCH_CHOICES = {"both": ("grokkit", "openai-grok"), "grokkit": ("grokkit",), "openai-grok": ("openai-grok",)}
+DEFAULT_ARCH = "both"
+SEEDS = {"smoke": 1, "laptop": 3, "paper": 3}
+LAPTOP_STEPS = 8_000
 REDUCTIONS = {
-    "smoke": "s5_xy and x+y mod 11, 1 layer of width 16, 20 steps: code path only (no structure expected).",
-    "laptop": ("s5_xy at 60 % data and x+y mod 97 at 50 % data, AdamW (weight decay 1), budget "
-               "10,000 steps instead of 10^5 (the paper does not give its runs' budgets), no early "
-               "stop. Paper model."),
+    "smoke": ("s5_xy and x+y mod 11, 1 layer of width 16, 20 steps, 1 seed, both architectures: code "
+              "path only (no structure expected)."),
+    "laptop": (f"s5_xy at 60 % data and x+y mod 97 at 50 % data, AdamW (weight decay 1), budget "
+               f"{LAPTOP_STEPS:,} steps instead of 10^5 (the paper does not give its runs' budgets), no "
+               f"early stop, {SEEDS['laptop']} seeds, grokkit's model and the authors' released network "
+               "(arch openai-grok). Paper model size."),
     "paper": ("s5_xy at 60 % data and x+y mod 97 at 50 % data (the paper gives neither: our choice), "
-              "AdamW (weight decay 1), budget 10^5 steps, seed 0."),
+              f"AdamW (weight decay 1), budget 10^5 steps, {SEEDS['paper']} seeds, both architectures."),
 }
 SHIFT = 8
 NEIGHBOURS = 5
-STRUCTURE_FACTOR = 5  # a translation rate above 5x chance counts as structure
-SIGNIFICANCE = 0.05  # the best conjugate's cosets hold when shuffled elements rarely score as well
+SHUFFLES = 1000
+SIGNIFICANCE = 0.01  # a structure holds when the seeds' combined shuffle p is below this
+TASKS = (("s5_xy", dict(train_fraction=0.6)), ("x+y", dict(train_fraction=0.5, modulus=97)))
 
 
-def runs(scale: str) -> list[RunConfig]:
+def archs_of(arch: str | None) -> tuple[str, ...]:
+    if arch is None:
+        arch = DEFAULT_ARCH
+    if arch not in ARCH_CHOICES:
+        raise InputError(f"fig3 arch must be one of {', '.join(ARCH_CHOICES)}, got {arch!r}")
+    return ARCH_CHOICES[arch]
+
+
+def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
+    """Every (architecture, task, seed), in that order."""
     common.check_scale(scale)
+    tasks = TASKS
     if scale == "smoke":
-        return [common.base_config("s5_xy", scale, train_fraction=0.3),
-                common.base_config("x+y", scale, modulus=11)]
-    changes = dict(steps=10_000) if scale == "laptop" else {}
-    return [common.base_config("s5_xy", scale, train_fraction=0.6, **changes),
-            common.base_config("x+y", scale, train_fraction=0.5, modulus=97, **changes)]
+        tasks = (("s5_xy", dict(train_fraction=0.3)), ("x+y", dict(modulus=11)))
+    changes = dict(steps=LAPTOP_STEPS) if scale == "laptop" else {}
+    configs = []
+    for a in archs_of(arch):
+        for operation, task in tasks:
+            base = common.base_config(operation, scale, **task, **changes)
+            if a != "grokkit":
+                base = base.with_changes(arch=a)
+            configs += [base.with_changes(seed=seed) for seed in range(SEEDS[scale])]
+    return configs
 
 
-def paper_structure(result) -> dict:
-    """The paper's structure tested on the run's layout. S5: the best of H's conjugates and sides
-    (``best_coset_colouring``), "holds" when its shuffle p < SIGNIFICANCE; the colours are its
-    cosets where it holds, H's left cosets where not. x+y: x -> x+8 among the 5 nearest
-    neighbours, "holds" above STRUCTURE_FACTOR x chance; colours x mod 8."""
-    cfg = result.config
-    _, points = embed(result)
-    if cfg.operation.startswith("s5"):
-        names = make_table(cfg.operation).operation.element_names
-        best = best_coset_colouring(points, names, PAPER_S5_GENERATORS, NEIGHBOURS)
-        holds = best["p"] < SIGNIFICANCE
-        gens = ", ".join(cycle_notation(g) for g in best["generators"])
-        name = f"{'x' if best['side'] == 'left' else ''}<{gens}>{'x' if best['side'] == 'right' else ''}"
-        return {**best, "holds": holds, "name": name,
-                "colours": best["labels"] if holds else s5_coset_labels(names)}  # fmt: skip
-    rates = translation_neighbour_rates(points, result_table(make_table(cfg.operation, cfg.modulus)), NEIGHBOURS)
-    rate, chance = float(rates["right"][SHIFT]), float(rates["chance"])
-    return {"name": f"x -> x+{SHIFT}", "agreement": rate, "chance": chance,
-            "holds": rate > STRUCTURE_FACTOR * chance, "colours": residue_labels(len(points), SHIFT)}
+# ---------------------------------------------------------------- one run
 
 
 def result_table(table: Table) -> np.ndarray:
@@ -84,136 +102,260 @@ def result_table(table: Table) -> np.ndarray:
     return out
 
 
-def translations(result) -> dict:
-    """The translation measure of one panel: the paper's own (x -> x+8 for x+y; none named for
-    S5, whose claim is the coset colouring) and the best over every element and side."""
-    cfg = result.config
-    _, points = embed(result)
-    operation_table = make_table(cfg.operation, cfg.modulus)
-    table = result_table(operation_table)
-    rates = translation_neighbour_rates(points, table, NEIGHBOURS)
-    names = operation_table.operation.element_names
-    side = "right" if rates["right"].max() >= rates["left"].max() else "left"
-    g = int(np.argmax(rates[side]))
-    s5 = cfg.operation.startswith("s5")
-    if not s5:
-        best = f"x+{names[g]}"  # addition commutes: left and right translations coincide
-    else:
-        best = f"x·{names[g]}" if side == "right" else f"{names[g]}·x"
-    out = {"chance": float(rates["chance"]), "best": best, "best_rate": float(rates[side][g]),
-           "best_map": table[:, g] if side == "right" else table[g, :],  # a -> its translate
-           "paper_rate": None if s5 else float(rates["right"][SHIFT]), "cosets": None}  # fmt: skip
-    if s5:
-        # a and a∘g close for most a: the clusters should be the left cosets a<g> (right cosets
-        # <g>a for g∘a). Colour by them and measure, as for the paper's H.
-        generator = [parse_permutation(names[g])]
-        labels = s5_coset_labels(names, side="left" if side == "right" else "right", generators=generator)
-        out["cosets"] = {"name": f"x<{names[g]}>" if side == "right" else f"<{names[g]}>x",
-                         "order": len(subgroup_closure(generator)),
-                         "agreement": neighbour_agreement(points, labels, NEIGHBOURS), "chance": chance_agreement(labels)}
-    return out
+def run_table(config: RunConfig) -> Table:
+    """The run's own table: under openai-grok S5 products follow the authors' convention."""
+    return make_table(config.operation, config.modulus, config.arch)
 
 
-_EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE without computing it twice
+def element_rows(run_dir: Path) -> np.ndarray:
+    """[n_elements, d_model]: the output layer's row of every element token, read at the
+    vocabulary positions the model config gives the elements (not 0..n-1 under openai-grok)."""
+    _, model_config, weights = load_run_weights(run_dir)
+    return weights["W_U"][:, model_config.element_tokens()].T.contiguous().numpy()
+
+
+_EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE and tests without computing them twice
 
 
 def embed(result) -> tuple[np.ndarray, np.ndarray]:
     """(output-layer rows, their t-SNE points) of a run."""
     key = (str(result.run_dir), result.summary.get("steps_done"))
     if key not in _EMBEDDINGS:
-        _, rows = output_rows(result.run_dir)
-        _EMBEDDINGS[key] = (rows.numpy(), tsne_2d(rows.numpy(), seed=0))
+        rows = element_rows(result.run_dir)
+        _EMBEDDINGS[key] = (rows, tsne_2d(rows, seed=0))
     return _EMBEDDINGS[key]
 
 
-CSV_HEADER = ["panel", "operation", "element", "name", "label", "tsne_x", "tsne_y",
+def _run_side(side: str, arch: str) -> str:
+    """Left/right as the run's product writes it. analysis.embeddings composes x(y(i)); the
+    authors' product (openai-grok) is the other order, which swaps the sides of every coset."""
+    return side if arch == "grokkit" else {"left": "right", "right": "left"}[side]
+
+
+def _coset_name(generators: str, side: str) -> str:
+    return f"x<{generators}>" if side == "left" else f"<{generators}>x"
+
+
+_ANALYSES: dict = {}
+
+
+def analyse(result, shuffle_seed: int = 0) -> dict:
+    """Every test of one run: the paper's structure ("paper") and the run's own best translation
+    ("own"), each with its statistic, shuffle null and p; the t-SNE points and their colours."""
+    key = (str(result.run_dir), result.summary.get("steps_done"), shuffle_seed)
+    if key in _ANALYSES:
+        return _ANALYSES[key]
+    cfg = result.config
+    _, points = embed(result)
+    operation_table = run_table(cfg)
+    table = result_table(operation_table)
+    names = operation_table.operation.element_names
+    s5 = cfg.operation.startswith("s5")
+    if s5:
+        best = best_coset_colouring(points, names, PAPER_S5_GENERATORS, NEIGHBOURS, SHUFFLES, shuffle_seed)
+        gens = ", ".join(cycle_notation(g) for g in best["generators"])
+        h_index = best["sides"].index(_run_side("left", cfg.arch))  # H's left cosets in the run's product
+        paper = {"name": _coset_name(gens, _run_side(best["side"], cfg.arch)), "stat": best["agreement"],
+                 "chance": best["chance"], "null": best["null"], "p": best["p"],
+                 "best_chance_95": best["best_chance_95"], "tested": best["tested"],
+                 "paper_h_agreement": float(best["scores"][h_index]), "labels": best["labels"],
+                 "h_labels": s5_coset_labels(names, side=_run_side("left", cfg.arch))}  # fmt: skip
+    else:
+        shift = translation_test(points, table, SHIFT % len(points), "right", NEIGHBOURS, SHUFFLES, shuffle_seed)
+        paper = {"name": f"x -> x+{SHIFT}", "stat": shift["rate"], "chance": shift["chance"],
+                 "null": shift["null"], "p": shift["p"], "best_chance_95": float(np.percentile(shift["null"], 95)),
+                 "labels": residue_labels(len(points), SHIFT)}  # fmt: skip
+    own = best_translation_test(points, table, NEIGHBOURS, SHUFFLES, shuffle_seed + 10_000)
+    g, side = own["g"], own["side"]
+    if not s5:
+        own["name"] = f"x+{names[g]}"  # addition commutes: left and right translations coincide
+    else:
+        cycles = cycle_notation(parse_permutation(names[g]))
+        own["name"] = f"x·{cycles}" if side == "right" else f"{cycles}·x"
+        # a and a∘g close for most a: the clusters should be the orbits of a -> a∘g, the cosets a<g>.
+        labels = orbit_labels(own["map"])
+        own["cosets"] = {"name": f"x<{cycles}>" if side == "right" else f"<{cycles}>x",
+                         "order": int(np.bincount(labels)[0]), "labels": labels,
+                         "agreement": neighbour_agreement(points, labels, NEIGHBOURS),
+                         "chance": chance_agreement(labels)}  # fmt: skip
+    out = {"points": points, "names": names, "s5": s5, "paper": paper, "own": own}
+    _ANALYSES[key] = out
+    return out
+
+
+# ---------------------------------------------------------------- runs pooled over seeds
+
+
+def groups(results) -> dict[tuple[str, str], list]:
+    """Results by (architecture, task), seeds in order."""
+    return common.group_by(results, lambda r: (r.config.arch, common.op_label(r.config)))
+
+
+def group_stats(members) -> dict:
+    """The seeds of one (architecture, task), tested together: per seed the statistic and p of the
+    paper's structure and of the run's own best translation, and the seeds' combined p."""
+    analyses = [analyse(r, shuffle_seed=i) for i, r in enumerate(members)]
+    cfg = members[0].config
+    out = {"label": common.op_label(cfg), "arch": cfg.arch, "s5": analyses[0]["s5"],
+           "seeds": [r.config.seed for r in members],
+           "best_vals": [r.summary["best_val_accuracy"] for r in members]}  # fmt: skip
+    for part in ("paper", "own"):
+        tests = [a[part] for a in analyses]
+        stats = [t["stat"] if part == "paper" else t["rate"] for t in tests]
+        p = combined_permutation_p(stats, [t["null"] for t in tests])
+        out[part] = {"names": [t["name"] for t in tests], "stats": stats, "ps": [t["p"] for t in tests],
+                     "chance": tests[0]["chance"], "p": p, "holds": p < SIGNIFICANCE,
+                     "null_mean": float(np.mean([t["null"].mean() for t in tests]))}  # fmt: skip
+    if out["s5"]:
+        out["paper"]["paper_h"] = [t["paper"]["paper_h_agreement"] for t in analyses]
+        out["own"]["cosets"] = [{k: v for k, v in a["own"]["cosets"].items() if k != "labels"} for a in analyses]
+    return out
+
+
+def _pcts(values) -> str:
+    return "/".join(f"{100 * v:.0f}" for v in values) + " %"
+
+
+def _ps(values) -> str:
+    alone = sum(p < SIGNIFICANCE for p in values)
+    return "/".join(f"{p:.2g}" for p in values) + f" ({alone} of {len(values)} below {SIGNIFICANCE:g} alone)"
+
+
+def _rule(p: float) -> str:
+    return f"combined p = {p:.2g} {'<' if p < SIGNIFICANCE else '>='} {SIGNIFICANCE:g}"
+
+
+def paper_text(g: dict) -> str:
+    """One clause on the paper's structure for one (architecture, task), from ``group_stats``."""
+    t, n = g["paper"], len(g["seeds"])
+    if g["s5"]:
+        return (f"cosets of the paper's subgroup or a conjugate {'group' if t['holds'] else 'do not group'} "
+                f"the points (best of 12 colourings per seed: {', '.join(dict.fromkeys(t['names']))}; 5-NN "
+                f"same coset {_pcts(t['stats'])} over {n} seed(s) against {100 * t['chance']:.0f} % for one "
+                f"colouring and {100 * t['null_mean']:.0f} % for the best of 12 on shuffled elements; "
+                f"p per seed {_ps(t['ps'])}, {_rule(t['p'])}; the paper's H itself {_pcts(t['paper_h'])})")
+    return (f"x -> x+{SHIFT} {'is' if t['holds'] else 'is not'} a local move (among the {NEIGHBOURS} "
+            f"nearest for {_pcts(t['stats'])} of points over {n} seed(s), chance {100 * t['chance']:.0f} %; "
+            f"p per seed {_ps(t['ps'])}, {_rule(t['p'])})")
+
+
+def own_text(g: dict) -> str:
+    """One clause on the runs' own best translations, from ``group_stats``."""
+    t = g["own"]
+    text = (f"each run's own best translation ({', '.join(t['names'])}: among the {NEIGHBOURS} nearest for "
+            f"{_pcts(t['stats'])} of points; the best of every translation on shuffled elements "
+            f"{100 * t['null_mean']:.0f} %) {'is' if t['holds'] else 'is not'} a local move beyond the "
+            f"search's chance (p per seed {_ps(t['ps'])}, {_rule(t['p'])})")
+    if t["holds"] and g["s5"]:
+        text += ", and its cosets " + ", ".join(
+            f"{c['name']} (order {c['order']}) give 5-NN same coset {c['agreement']:.2f} vs chance {c['chance']:.2f}"
+            for c in t["cosets"])  # fmt: skip
+    return text
+
+
+def group_verdict(g: dict) -> str:
+    vals = "/".join(common.fmt_pct(v) for v in g["best_vals"])
+    return f"{g['label']}, {g['arch']} (best val {vals}): {paper_text(g)}; {own_text(g)}"
+
+
+def verdict(results) -> str:
+    rule = (f"Shuffle tests (null: the layout does not know which point is which element; {SHUFFLES:,} "
+            f"shuffles per seed; seeds pooled by their mean statistic; holds at p < {SIGNIFICANCE:g}). ")
+    return rule + "; ".join(group_verdict(group_stats(m)) for m in groups(results).values()) + "."
+
+
+# ---------------------------------------------------------------- figure
+
+
+CSV_HEADER = ["panel", "arch", "seed", "operation", "element", "name", "label", "tsne_x", "tsne_y",
               "neighbour_agreement", "chance_agreement", "best_val_accuracy",
-              "shift_8_neighbour_rate", "best_translation", "best_translation_rate",
-              "translation_chance", "learned_cosets", "learned_coset_agreement",
-              "learned_coset_chance", "paper_structure", "paper_structure_score", "paper_structure_chance",
-              "paper_structure_best_chance_95", "paper_structure_p", "paper_structure_holds",
-              "paper_subgroup_h_agreement"]  # fmt: skip
+              "shift_8_neighbour_rate", "shift_8_p", "best_translation", "best_translation_rate",
+              "best_translation_p", "best_translation_combined_p", "translation_chance", "learned_cosets",
+              "learned_coset_agreement", "learned_coset_chance", "paper_structure", "paper_structure_score",
+              "paper_structure_chance", "paper_structure_best_chance_95", "paper_structure_p",
+              "paper_structure_combined_p", "paper_structure_holds", "paper_subgroup_h_agreement"]  # fmt: skip
 
 
-def plot(results, out_dir: Path, scale: str) -> list[Path]:
+def _wrap(text: str, width: int = 78) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Path]:
     apply_style()
-    fig, axes = plt.subplots(1, 2, figsize=(12.0, 5.4))
+    by_group = groups(results)
+    archs = list(dict.fromkeys(a for a, _ in by_group))
+    tasks = list(dict.fromkeys(t for _, t in by_group))
+    fig, axes = plt.subplots(len(archs), len(tasks), figsize=(6.2 * len(tasks), 6.6 * len(archs)),
+                             squeeze=False, layout="constrained")  # fmt: skip
     rows = []
-    for panel, (ax, result) in enumerate(zip(axes, results)):
-        cfg = result.config
-        _, points = embed(result)
-        paper = paper_structure(result)
-        labels = paper["colours"]
-        names = make_table(cfg.operation, cfg.modulus).operation.element_names
-        agree, chance = neighbour_agreement(points, labels, NEIGHBOURS), chance_agreement(labels)
-        best = result.summary["best_val_accuracy"]
-        t = translations(result)
-        c = t["cosets"]
-        cosets = [None, None, None] if c is None else [c["name"], c["agreement"], c["chance"]]
-        tested = [paper["name"], paper["agreement"], paper["chance"], paper.get("best_chance_95"), paper.get("p"),
-                  paper["holds"], paper.get("paper_agreement")]  # fmt: skip
-        rows += [[panel, cfg.operation, i, names[i], int(labels[i]), float(points[i, 0]),
-                  float(points[i, 1]), agree, chance, best, t["paper_rate"], t["best"], t["best_rate"],
-                  t["chance"], *cosets, *tested] for i in range(len(points))]  # fmt: skip
-        if not cfg.operation.startswith("s5"):
-            for i, j in add_constant_pairs(len(points), SHIFT):
-                ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
-        for i, j in enumerate(t["best_map"]):  # the learned translation, in red
-            ax.plot(points[[i, j], 0], points[[i, j], 1], color="tab:red", lw=0.6, alpha=0.6, zorder=1)
-        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels.max() < 20 else "viridis",
-                   s=14, zorder=2)  # fmt: skip
-        what = _structure_text(paper, cfg.operation.startswith("s5"))
-        ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data "
-                     f"(best val {common.fmt_pct(best)})\n{what}\n{NEIGHBOURS}-NN same colour "
-                     f"{agree:.2f} (chance {chance:.2f})\nred lines: {_translation_text(t)}",
-                     fontsize=8)  # fmt: skip
-        ax.set_xticks([])
-        ax.set_yticks([])
-    common.add_caption(fig, common.caption(REDUCTIONS, scale, "t-SNE of the rows of W_U for the element tokens."))
+    for panel, ((a, task), members) in enumerate(by_group.items()):
+        ax = axes[archs.index(a), tasks.index(task)]
+        g = group_stats(members)
+        for i, result in enumerate(members):
+            rows += _csv_rows(panel, result, analyse(result, shuffle_seed=i), g)
+        _draw(ax, members[0], analyse(members[0], shuffle_seed=0), g)
+    common.add_caption(fig, common.caption(REDUCTIONS, scale, "t-SNE of the rows of W_U for the element tokens; "
+                                           "each panel shows its first seed, the text under it every seed."))
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
-def _structure_text(paper: dict, s5: bool) -> str:
-    if not s5:
-        return (f"colour = x mod {SHIFT}, grey lines x -> x+{SHIFT} (paper's move "
-                f"{'holds' if paper['holds'] else 'does not hold'})")
-    if paper["holds"]:
-        return f"colour = cosets {paper['name']} (best of {paper['tested']}; p = {paper['p']:.3g})"
-    return (f"colour = cosets x<(0,3)(1,4), (1,2)(3,4)>: no conjugate's cosets cluster "
-            f"(best {paper['name']}, p = {paper['p']:.2g})")
+def _colours(analysis: dict, g: dict) -> np.ndarray:
+    paper = analysis["paper"]
+    if analysis["s5"] and not g["paper"]["holds"]:
+        return paper["h_labels"]  # no colouring groups the points: show the paper's H
+    return paper["labels"]
 
 
-def _translation_text(t: dict) -> str:
-    paper = "" if t["paper_rate"] is None else f"; x+{SHIFT}: {t['paper_rate']:.2f}"
-    return (f"a -> {t['best'].replace('x', 'a')}, a {NEIGHBOURS}-NN of a for {t['best_rate']:.2f} of points"
-            f"{paper} (chance {t['chance']:.2f})")
+def _draw(ax, result, analysis: dict, g: dict) -> None:
+    cfg = result.config
+    points, own = analysis["points"], analysis["own"]
+    labels = _colours(analysis, g)
+    if not analysis["s5"]:
+        for i, j in add_constant_pairs(len(points), SHIFT):
+            ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
+    for i, j in enumerate(own["map"]):  # the learned translation, in red
+        ax.plot(points[[i, j], 0], points[[i, j], 1], color="tab:red", lw=0.6, alpha=0.6, zorder=1)
+    ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels.max() < 20 else "viridis", s=14, zorder=2)
+    ax.set_title(_wrap(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, arch {cfg.arch}; "
+                       f"seed {cfg.seed} (best val {common.fmt_pct(result.summary['best_val_accuracy'])})", 60),
+                 fontsize=10)  # fmt: skip
+    ax.set_xlabel(_wrap(_panel_text(analysis, g)), fontsize=7.5, loc="left")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
-def verdict(results) -> str:
-    parts = []
-    for result in results:
-        cfg = result.config
-        t = translations(result)
-        paper = paper_structure(result)
-        if cfg.operation.startswith("s5"):
-            tested = (f"the cosets of the paper's subgroup or a conjugate {'do' if paper['holds'] else 'do not'} "
-                      f"group the points (best of {paper['tested']}: {paper['name']}, 5-NN same coset "
-                      f"{paper['agreement']:.2f} vs {paper['chance']:.2f} for one colouring and "
-                      f"{paper['best_chance_95']:.2f} for the best of {paper['tested']} on shuffled elements "
-                      f"(95th percentile), p = {paper['p']:.2g}; the paper's H itself {paper['paper_agreement']:.2f})")
-        else:
-            tested = (f"x -> x+{SHIFT} {'is' if paper['holds'] else 'is not'} a local move (among the "
-                      f"{NEIGHBOURS} nearest for {100 * paper['agreement']:.0f} % of points, chance "
-                      f"{100 * paper['chance']:.0f} %)")
-        own = t["best_rate"] > STRUCTURE_FACTOR * t["chance"]
-        moves = (f"its own best structure is {t['best']} (among the {NEIGHBOURS} nearest for "
-                 f"{100 * t['best_rate']:.0f} % of points, chance {100 * t['chance']:.0f} %)"
-                 if own else "no translation is local (no structure of its own)")
-        if own and t["cosets"] is not None:
-            c = t["cosets"]
-            moves += (f", whose cosets {c['name']} (order {c['order']}) give 5-NN same coset "
-                      f"{c['agreement']:.2f} vs chance {c['chance']:.2f}")
-        parts.append(f"{common.op_label(cfg)} (best val {common.fmt_pct(result.summary['best_val_accuracy'])}): "
-                     f"{tested}; {moves}")
-    return "; ".join(parts) + "."
+def _panel_text(analysis: dict, g: dict) -> str:
+    paper, own, n = g["paper"], g["own"], len(g["seeds"])
+    verdict_word = "holds" if paper["holds"] else "does not hold"
+    if analysis["s5"]:
+        colour = (f"colour: cosets {paper['names'][0]} (the best of 12 colourings)" if paper["holds"] else
+                  "colour: cosets of the paper's H (no conjugate's cosets group the points)")  # fmt: skip
+        first = (f"{colour}. Cosets of H or a conjugate: {verdict_word}. Best 5-NN same coset "
+                 f"{_pcts(paper['stats'])} (one colouring: {100 * paper['chance']:.0f} %, best of 12 "
+                 f"shuffled: {100 * paper['null_mean']:.0f} %), p {_ps(paper['ps'])}, {_rule(paper['p'])}.")
+    else:
+        first = (f"colour: x mod {SHIFT}; grey: x -> x+{SHIFT}: {verdict_word}. 5-NN for "
+                 f"{_pcts(paper['stats'])} of points (chance {100 * paper['chance']:.0f} %), p {_ps(paper['ps'])}, "
+                 f"{_rule(paper['p'])}.")  # fmt: skip
+    second = (f"red: a -> {own['names'][0].replace('x', 'a')}, the run's best translation ({n} seed(s): "
+              f"{', '.join(own['names'])}; 5-NN {_pcts(own['stats'])}, best of all on shuffled elements "
+              f"{100 * own['null_mean']:.0f} %), {_rule(own['p'])}: "
+              f"{'holds' if own['holds'] else 'does not hold'} beyond the search's chance.")
+    return f"{first}\n{second}"
+
+
+def _csv_rows(panel: int, result, analysis: dict, g: dict) -> list[list]:
+    cfg = result.config
+    points, paper, own = analysis["points"], analysis["paper"], analysis["own"]
+    labels = _colours(analysis, g)
+    agree, chance = neighbour_agreement(points, labels, NEIGHBOURS), chance_agreement(labels)
+    c = own.get("cosets")
+    cosets = [None, None, None] if c is None else [c["name"], c["agreement"], c["chance"]]
+    shift = [None, None] if analysis["s5"] else [paper["stat"], paper["p"]]
+    tested = [paper["name"], paper["stat"], paper["chance"], paper["best_chance_95"], paper["p"], g["paper"]["p"],
+              g["paper"]["holds"], paper.get("paper_h_agreement")]  # fmt: skip
+    best = result.summary["best_val_accuracy"]
+    return [[panel, cfg.arch, cfg.seed, cfg.operation, i, analysis["names"][i], int(labels[i]),
+             float(points[i, 0]), float(points[i, 1]), agree, chance, best, *shift, own["name"], own["rate"],
+             own["p"], g["own"]["p"], own["chance"], *cosets, *tested] for i in range(len(points))]  # fmt: skip

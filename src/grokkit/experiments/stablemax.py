@@ -1,16 +1,32 @@
 """StableMax and ⊥Grad (Prieto et al. 2025, "Grokking at the edge of numerical stability", arXiv
 2501.04697): without regularisation, softmax cross-entropy stalls at softmax collapse, while
-StableMax and ⊥AdamW grok.
+⊥AdamW, weight decay and StableMax let a model grok.
 
-Set-up of the authors' transformer experiment (their Figure 6, run_main_experiments.sh): modular
-addition mod 113, 40 % of the table for training, full-batch AdamW without weight decay, lr 1e-3,
-beta2 0.99, Adam epsilon 1e-25 (their default: a larger epsilon hides the collapse), 5,000
-full-batch updates. Four runs per seed: softmax cross-entropy, StableMax cross-entropy, softmax
-with ⊥Grad, StableMax with ⊥Grad. Their transformer is one PyTorch nn.TransformerEncoderLayer
-(width 128, 4 heads, post-LayerNorm, and PyTorch's defaults: a feed-forward width of 2,048 and
-dropout 0.1) reading ``a b``; ours is grokkit's with 1 layer of width 128, 4 heads and
-post-LayerNorm, but an MLP of width 512 (4x cheaper), no dropout (the claim is about training
-without regularisation) and the sequence ``a op b =``.
+**The authors' own transformer runs** (Figure 6 of their paper; the three ``--use_transformer``
+commands of run_main_experiments.sh in github.com/LucasPrietoAl/grokking-at-the-edge-of-numerical-stability,
+read for this module). All three: modular addition mod 113 (their ``add_mod``, operands 1..112),
+40 % of the table for training, full-batch updates (their only mode), float32 softmax
+cross-entropy, lr 1e-3, 5,000 updates, no warm-up and no learning-rate schedule:
+
+* **baseline** ("softmax"): AdamW with weight decay 0, betas (0.9, 0.99) and their Adam epsilon
+  1e-25 (their defaults; a larger epsilon hides the collapse);
+* **⊥AdamW** ("softmax + ⊥AdamW"): ``--orthogonal_gradients``. Their OrthoGrad wrapper builds its
+  inner AdamW from the learning rate and weight decay only and then loads the first optimizer's
+  state into the wrapper, not into the inner AdamW; so the AdamW that steps keeps PyTorch's
+  defaults, betas (0.9, 0.999) and epsilon 1e-8 (checked by building their wrapper with
+  PyTorch 2.13). We run it as it executes, with those values;
+* **weight decay** ("softmax + weight decay 1.5"): ``--weight_decay 1.5``, AdamW's decoupled decay
+  (the weights shrink by lr x 1.5 per update), otherwise as the baseline.
+
+**Our combinations**, not theirs: their transformer runs never use StableMax (they use it with
+MLPs). "StableMax" is their baseline with the StableMax loss, and "StableMax + ⊥AdamW" their
+⊥AdamW run with the StableMax loss.
+
+Their transformer is one PyTorch nn.TransformerEncoderLayer (width 128, 4 heads, post-LayerNorm,
+PyTorch's defaults: a feed-forward width of 2,048 and dropout 0.1), without position embeddings,
+reading ``a b``; ours is grokkit's with 1 layer of width 128, 4 heads and post-LayerNorm, but an
+MLP of width 512 (4x cheaper), no dropout (the claim is about training without regularisation),
+learned positions and the sequence ``a op b =`` over operands 0..112.
 
 Plotted: validation accuracy over updates, and the fraction of training examples whose float32
 softmax has collapsed (the gradient of their loss is exactly zero), the authors' diagnostic.
@@ -28,86 +44,132 @@ from grokkit.plots import apply_style
 from grokkit.runs import read_metrics
 
 NAME = "stablemax"
-DESCRIPTION = "no weight decay: softmax vs StableMax vs ⊥AdamW vs both, validation accuracy and softmax collapse"
+DESCRIPTION = ("no regularisation: softmax vs ⊥AdamW vs weight decay (the authors' transformer runs) "
+               "and StableMax combinations, validation accuracy and softmax collapse")
 CLAIM = ("Without regularisation, softmax cross-entropy stops improving once softmax collapse "
-         "sets in and does not generalise, while StableMax and ⊥Grad (⊥AdamW) grok.")
+         "sets in and does not generalise, while ⊥Grad (⊥AdamW) or weight decay lets the transformer "
+         "grok; StableMax is the authors' other fix.")
 OPTIONS: tuple[str, ...] = ()
 GROKKED = 0.95  # validation accuracy that counts as grokked in the verdict
 
-METHODS = {  # label -> the run's method fields
-    "softmax": dict(loss="softmax", orthogonal_grad=False),
-    "StableMax": dict(loss="stablemax", orthogonal_grad=False),
-    "softmax + ⊥AdamW": dict(loss="softmax", orthogonal_grad=True),
-    "StableMax + ⊥AdamW": dict(loss="stablemax", orthogonal_grad=True),
+# Optimiser settings of the authors' transformer runs (see the module docstring).
+_BASELINE = dict(weight_decay=0.0, beta2=0.99, eps=1e-25)
+_ORTHOGONAL = dict(weight_decay=0.0, beta2=0.999, eps=1e-8)  # what their OrthoGrad's inner AdamW uses
+METHODS = {  # label -> the run's method and optimiser fields
+    "softmax": dict(loss="softmax", orthogonal_grad=False, **_BASELINE),
+    "softmax + ⊥AdamW": dict(loss="softmax", orthogonal_grad=True, **_ORTHOGONAL),
+    "softmax + weight decay 1.5": dict(loss="softmax", orthogonal_grad=False, **{**_BASELINE, "weight_decay": 1.5}),
+    "StableMax": dict(loss="stablemax", orthogonal_grad=False, **_BASELINE),
+    "StableMax + ⊥AdamW": dict(loss="stablemax", orthogonal_grad=True, **_ORTHOGONAL),
 }
-COLORS = dict(zip(METHODS, ("0.35", "tab:red", "tab:blue", "tab:purple")))
+THEIRS = ("softmax", "softmax + ⊥AdamW", "softmax + weight decay 1.5")  # the authors' transformer runs
+OURS = tuple(m for m in METHODS if m not in THEIRS)  # our combinations
+COLORS = dict(zip(METHODS, ("0.35", "tab:blue", "tab:green", "tab:red", "tab:purple")))
+SEEDS = {"smoke": 1, "laptop": 1, "paper": 3}
 
 REDUCTIONS = {
     "smoke": "x+y mod 11, 1 layer of width 16, 20 steps: checks the code path only.",
-    "laptop": ("1 seed. Otherwise the authors' recipe: x+y mod 113, 40 % data, 5,000 full-batch "
-               "updates of AdamW without weight decay, lr 1e-3, beta2 0.99, epsilon 1e-25, a "
-               "1-layer post-LayerNorm transformer (MLP 512, not their 2,048; no dropout). "
-               "(At p = 59, 2 layers and 4,000 updates, no run generalised.)"),
+    "laptop": ("1 seed. Otherwise the authors' transformer recipe: x+y mod 113, 40 % data, 5,000 "
+               "full-batch updates, lr 1e-3, no warm-up; their three runs (AdamW without weight decay, "
+               "beta2 0.99, epsilon 1e-25; ⊥AdamW as their code runs it, beta2 0.999, epsilon 1e-8; "
+               "AdamW weight decay 1.5) and our two StableMax combinations; a 1-layer post-LayerNorm "
+               "transformer (MLP 512, not their 2,048; no dropout)."),
     "paper": "3 seeds; otherwise as laptop: the authors' recipe.",
 }
 
 
 def runs(scale: str) -> list[RunConfig]:
     common.check_scale(scale)
-    recipe = dict(train_fraction=0.4, batch_size=0, beta2=0.99, eps=1e-25)
+    recipe = dict(train_fraction=0.4, batch_size=0, lr=1e-3, beta1=0.9, warmup_steps=0)
     model = dict(n_layers=1, d_model=128, n_heads=4, d_mlp=512, norm="post")
-    base = common.base_config("x+y", scale, "adam", **recipe)
+    base = common.base_config("x+y", scale, "adamw", **recipe)
     if scale == "smoke":
-        base, seeds = base.with_changes(modulus=11), range(1)
+        base = base.with_changes(modulus=11)
     else:
-        schedule = dict(modulus=113, steps=5_000, eval_every=50, checkpoint_every=1_000)
-        base, seeds = base.with_changes(**model, **schedule), range(1 if scale == "laptop" else 3)
-    return [base.with_changes(seed=seed, **fields) for fields in METHODS.values() for seed in seeds]
+        base = base.with_changes(**model, modulus=113, steps=5_000, eval_every=50, checkpoint_every=1_000)
+    out = []
+    for fields in METHODS.values():
+        preset = "adamw" if fields["weight_decay"] > 0 else "adam"  # the record: AdamW with or without decay
+        out += [base.with_changes(seed=seed, preset=preset, **fields) for seed in range(SEEDS[scale])]
+    return out
 
 
 def method_of(config: RunConfig) -> str:
+    key = (config.loss, config.orthogonal_grad, config.optimizer.weight_decay > 0)
     return next(label for label, f in METHODS.items()
-                if (config.loss, config.orthogonal_grad) == (f["loss"], f["orthogonal_grad"]))  # fmt: skip
+                if (f["loss"], f["orthogonal_grad"], f["weight_decay"] > 0) == key)  # fmt: skip
+
+
+def display(method: str) -> str:
+    """The legend's name: whose run it is."""
+    return f"{method} ({'authors' if method in THEIRS else 'ours'})"
 
 
 def plot(results, out_dir: Path, scale: str) -> list[Path]:
     apply_style()
-    fig, (acc_ax, sc_ax) = plt.subplots(1, 2, figsize=(11.0, 4.2))
-    groups = common.group_by(results, lambda r: method_of(r.config))
-    rows = common.plot_accuracy_by_method(acc_ax, groups, COLORS, extra_columns=("softmax_collapse",))
+    fig, (acc_ax, sc_ax) = plt.subplots(1, 2, figsize=(12.0, 4.6), layout="constrained")
+    groups = common.group_by(results, lambda r: display(method_of(r.config)))
+    colors = {display(m): c for m, c in COLORS.items()}
+    rows = common.plot_accuracy_by_method(acc_ax, groups, colors, extra_columns=("softmax_collapse",))
     acc_ax.set_xlabel("full-batch update")
+    acc_ax.legend(fontsize=8)
     for method, members in groups.items():
         for seed in (r.config.seed for r in members):
             mine = [row for row in rows if row[:2] == [method, seed] and row[2] > 0]
-            sc_ax.plot([row[2] for row in mine], [100 * (row[-1] or 0.0) for row in mine], color=COLORS[method])
+            sc_ax.plot([row[2] for row in mine], [100 * (row[-1] or 0.0) for row in mine], color=colors[method])
     sc_ax.set_ylim(-2, 102)
     sc_ax.set_xlabel("full-batch update")
     sc_ax.set_ylabel("training examples with softmax collapse (%)")
     cfg = results[0].config
-    fig.suptitle(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, AdamW without weight decay")
+    fig.suptitle(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, no warm-up: the authors' "
+                 "transformer runs and our StableMax combinations")
     common.add_caption(fig, common.caption(REDUCTIONS, scale))
     header = [*common.METHOD_CSV_HEADER, "softmax_collapse"]
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", header, rows)
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
-def verdict(results) -> str:
-    parts, grokked = [], {}
+def final_statistics(results) -> dict[str, tuple[float, float]]:
+    """method -> (validation accuracy, softmax collapse) at the last update, means over seeds."""
+    out = {}
     for method, members in common.group_by(results, lambda r: method_of(r.config)).items():
         finals = [read_metrics(r.run_dir)[-1] for r in members]
-        val = common.mean_std([f["val_accuracy"] for f in finals])[0]
-        collapse = common.mean_std([f.get("softmax_collapse") or 0.0 for f in finals])[0]
-        grokked[method] = val >= GROKKED
-        parts.append(f"{method}: validation {common.fmt_pct(val)}, collapse {common.fmt_pct(collapse)}")
-    text = "At the last update (mean over seeds) " + "; ".join(parts) + "."
-    if len(grokked) < len(METHODS):
+        out[method] = (common.mean_std([f["val_accuracy"] for f in finals])[0],
+                       common.mean_std([f.get("softmax_collapse") or 0.0 for f in finals])[0])  # fmt: skip
+    return out
+
+
+def verdict_from(finals: dict[str, tuple[float, float]]) -> str:
+    """The verdict from each method's final (validation accuracy, collapse): the authors' claim
+    is judged on their own runs; our combinations are reported beside it."""
+    grokked = {m: v >= GROKKED for m, (v, _) in finals.items()}
+
+    def part(m: str) -> str:
+        v, c = finals[m]
+        return f"{m}: validation {common.fmt_pct(v)}, collapse {common.fmt_pct(c)}"
+
+    theirs, ours = (m for m in THEIRS if m in finals), (m for m in OURS if m in finals)
+    text = (f"At the last update (mean over seeds), the authors' runs: {'; '.join(map(part, theirs))}. "
+            f"Our combinations: {'; '.join(map(part, ours))}.")
+    if any(m not in finals for m in THEIRS):
         return text
-    stalls = not grokked["softmax"]
-    others = [m for m in METHODS if m != "softmax"]
-    if stalls and all(grokked[m] for m in others):
-        return text + " As the paper says: softmax alone stalls, every fix groks."
-    if not stalls:
-        return text + (" Unlike the paper, plain softmax reached "
-                       f"{100 * GROKKED:.0f} % validation here without regularisation.")
-    missing = ", ".join(m for m in others if not grokked[m])
-    return text + f" Softmax stalls as in the paper, but {missing} did not reach {100 * GROKKED:.0f} % either."
+    fixes = [m for m in THEIRS if m != "softmax"]
+    if grokked["softmax"]:
+        claim = (f" Unlike the authors' runs, plain softmax reached {100 * GROKKED:.0f} % validation here "
+                 "without regularisation.")
+    elif all(grokked[m] for m in fixes):
+        claim = (" As in the authors' transformer runs: softmax alone stalls, ⊥AdamW and weight decay 1.5 "
+                 f"both reach {100 * GROKKED:.0f} %.")
+    else:
+        missing = " and ".join(m for m in fixes if not grokked[m])
+        claim = (f" Softmax alone stalls as in the authors' runs, but {missing} did not reach "
+                 f"{100 * GROKKED:.0f} % either: their claim does not hold here.")
+    ours = [m for m in OURS if m in finals]
+    if ours:
+        claim += (" Of our combinations, " + (", ".join(m for m in ours if grokked[m]) or "none")
+                  + f" reached {100 * GROKKED:.0f} %.")
+    return text + claim
+
+
+def verdict(results) -> str:
+    return verdict_from(final_statistics(results))
