@@ -51,8 +51,8 @@ REDUCTIONS = {
     "smoke": "s5_xy at 50 % data, 4 seeds per architecture, 1 layer of width 16, 20 steps, snapshots every 5: code path only.",
     "laptop": ("the authors' protocol reduced: s5_xy at 70 % data (their script's T-70), one split "
                "(split seed 0, as their code: seeds change only the initialisation and batch order), "
-               "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 10 seeds per architecture "
-               "(theirs: 20), 4,000 steps with snapshots every 250; T is the snapshot step at which "
+               "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 8 seeds per architecture "
+               "(theirs: 20), 5,000 steps with snapshots every 250; T is the snapshot step at which "
                "about half the seeds have reached 99 % validation."),
     "paper": ("the authors' protocol: s5_xy at 70 % data, split seed 0, dropout 0, 10 warm-up "
               "updates, AdamW, 20 seeds per architecture (their SD-0..19), 20,000 steps with "
@@ -72,9 +72,9 @@ def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
     if scale == "smoke":
         base, seeds = common.base_config("s5_xy", scale, train_fraction=0.5, snapshot_every=5), range(4)
     elif scale == "laptop":
-        base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=4_000,
+        base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=5_000,
                                   snapshot_every=250)  # fmt: skip
-        seeds = range(10)
+        seeds = range(8)
     else:
         base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=20_000,
                                   snapshot_every=500)  # fmt: skip
