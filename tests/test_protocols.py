@@ -145,3 +145,50 @@ def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says
 
     run = SimpleNamespace(config=RunConfig(operation="s5_xy"))
     assert says in fig7.verdict([run])
+
+
+def _fig7_results_and_tables(monkeypatch, signs: dict):
+    """Fake fig7 results of two architectures whose per-definition statistics have the given
+    signs (-1 significant negative, +1 significant positive, 0 nothing)."""
+    from types import SimpleNamespace
+
+    from grokkit.config import RunConfig
+    from grokkit.experiments import fig7
+
+    def stats(sign):
+        if sign == 0:
+            return {"rho": 0.1, "p": 0.6, "perm_p": 0.6, "ci": (-0.5, 0.6)}
+        return {"rho": 0.8 * sign, "p": 0.001, "perm_p": 0.001, "ci": tuple(sorted((0.4 * sign, 0.95 * sign)))}
+
+    results = [SimpleNamespace(config=RunConfig(operation="s5_xy").with_changes(arch=a), arch=a)
+               for a in ("grokkit", "openai-grok")]  # fmt: skip
+    monkeypatch.setattr(fig7, "table", lambda rs: {"stats": {d: stats(signs[(rs[0].arch, d)]) for d in
+                                                             fig7.SHARPNESS_DEFINITIONS}})  # fmt: skip
+    return fig7, results
+
+
+@pytest.mark.parametrize("agreeing,says", [
+    ((), "Neither the architecture nor the sharpness definition explains"),
+    ((("openai-grok", "keskar"), ("openai-grok", "keskar-subspace"), ("openai-grok", "openai-grok")),
+     "the architecture (openai-grok)"),
+    ((("grokkit", "openai-grok"), ("openai-grok", "openai-grok")), "the sharpness definition (openai-grok)"),
+    ((("grokkit", "keskar"),), "no single factor"),
+])
+def test_fig7_names_the_hypothesis_that_explains_a_disagreement(monkeypatch, agreeing, says):
+    from grokkit.analysis.sharpness import SHARPNESS_DEFINITIONS
+
+    signs = {(a, d): (-1 if (a, d) in agreeing else 1) for a in ("grokkit", "openai-grok") for d in SHARPNESS_DEFINITIONS}
+    fig7, results = _fig7_results_and_tables(monkeypatch, signs)
+    assert says in fig7.disagreement(results)
+
+
+def test_fig3_says_whether_the_architecture_explains_a_missing_structure(monkeypatch):
+    from grokkit.experiments import fig3
+
+    held = {("grokkit", "s5_xy"): False, ("openai-grok", "s5_xy"): True,
+            ("grokkit", "x+y"): False, ("openai-grok", "x+y"): False}  # fmt: skip
+    monkeypatch.setattr(fig3, "groups", lambda results: {k: k for k in held})
+    monkeypatch.setattr(fig3, "group_stats", lambda key: {"paper": {"holds": held[key]}})
+    text = fig3.disagreement([])
+    assert "found with openai-grok but not with grokkit: the architecture explains" in text
+    assert "x -> x+8: found with neither grokkit nor openai-grok" in text

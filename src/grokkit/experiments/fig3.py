@@ -264,6 +264,27 @@ def verdict(results) -> str:
     return rule + "; ".join(group_verdict(group_stats(m)) for m in groups(results).values()) + "."
 
 
+def disagreement(results) -> str:
+    """Where we disagree with the paper, and which tested hypothesis explains it, read from the
+    same shuffle tests as the verdict: architecture (grokkit's model against the authors') and
+    seeds (pooled). Untested here: the paper's 10^5-step budget and its unstated data fractions."""
+    held = {key: group_stats(m)["paper"]["holds"] for key, m in groups(results).items()}
+    parts = []
+    for op in dict.fromkeys(op for _, op in held):
+        structure = "the cosets of a conjugate of H" if op.startswith("s5") else f"x -> x+{SHIFT}"
+        yes = [a for (a, o), h in held.items() if o == op and h]
+        no = [a for (a, o), h in held.items() if o == op and not h]
+        if not no:
+            parts.append(f"{structure}: found with {', '.join(yes)}; no disagreement")
+        elif yes:
+            parts.append(f"{structure}: found with {', '.join(yes)} but not with {', '.join(no)}: the "
+                         "architecture explains the disagreement")  # fmt: skip
+        else:
+            parts.append(f"{structure}: found with neither {' nor '.join(no)}; the architecture does not "
+                         "explain it (untested: the paper's 10^5-step budget and data fractions)")  # fmt: skip
+    return "; ".join(parts) + "."
+
+
 # ---------------------------------------------------------------- figure
 
 

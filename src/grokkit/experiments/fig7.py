@@ -277,6 +277,40 @@ def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Pa
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
+def category(s: dict) -> str:
+    """``agrees``, ``opposite``, ``none`` or ``untested``: ``judge``'s rule as one word."""
+    if math.isnan(s["rho"]):
+        return "untested"
+    lo, hi = s["ci"]
+    if s["perm_p"] < 0.05 and (hi < 0 or lo > 0):
+        return "agrees" if s["rho"] < 0 else "opposite"
+    return "none"
+
+
+def disagreement(results) -> str:
+    """Which of the hypotheses tested here explains a disagreement with the paper: architecture
+    (grokkit's model against the authors') and sharpness definition (the three), each judged by
+    ``judge``'s rule. Seeds, data fraction and training length are fixed by the protocol."""
+    cells = {(a, d): category(s) for a, rs in by_arch(results).items()
+             for d, s in table(rs).get("stats", {PRIMARY: table(rs)}).items()}  # fmt: skip
+    agrees = [k for k, c in cells.items() if c == "agrees"]
+    listing = "; ".join(f"{a} / {d}: {c}" for (a, d), c in cells.items())
+    if len(agrees) == len(cells):
+        return f"No disagreement: every architecture and definition gives the paper's sign ({listing})."
+    if not agrees:
+        return ("Neither the architecture nor the sharpness definition explains the disagreement: no "
+                f"combination gives a significant negative correlation ({listing}).")  # fmt: skip
+    archs = {a for a, _ in agrees}
+    defs = {d for _, d in agrees}
+    by = []
+    if all(cells[(a, d)] == "agrees" for a in archs for d in {d for _, d in cells}):
+        by.append(f"the architecture ({', '.join(sorted(archs))})")
+    if all(cells[(a, d)] == "agrees" for d in defs for a in {a for a, _ in cells}):
+        by.append(f"the sharpness definition ({', '.join(sorted(defs))})")
+    how = " and ".join(by) if by else "no single factor (only some combinations)"
+    return f"The paper's sign appears with {how}: {listing}."
+
+
 def judge(s: dict) -> str:
     """The verdict rule on one definition's statistics. Null hypothesis: φ and validation
     accuracy are unrelated (all pairings equally likely). Significant: permutation p < 0.05 and

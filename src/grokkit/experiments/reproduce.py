@@ -130,6 +130,8 @@ def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "loca
     trained = time.perf_counter()
     files = module.plot(results, out_dir, scale, **options)
     text = module.verdict(results)
+    # Figures that test a claim we do not reproduce say which hypothesis explains it.
+    explained = module.disagreement(results) if hasattr(module, "disagreement") else None
     finished = time.perf_counter()
     meta = {
         "figure": name, "description": module.DESCRIPTION, "scale": scale, "options": options,
@@ -137,7 +139,7 @@ def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "loca
         "train_wall_seconds": trained - started, "analysis_wall_seconds": finished - trained,
         "projected_train_seconds": plan["estimated_seconds"],
         "run_wall_seconds_sum": sum(r.summary.get("wall_seconds") or 0.0 for r in results),
-        "claim": module.CLAIM, "verdict": text, "reductions": module.REDUCTIONS[scale],
+        "claim": module.CLAIM, "verdict": text, "disagreement": explained, "reductions": module.REDUCTIONS[scale],
         "paper_gpu_hours_estimate": gpu_hours(module.runs("paper", **options)),
         "files": [p.name for p in files], "device": device, "hardware": device_name(device),
         "tasks": sorted({op_label(c) for c in configs}), "presets": sorted({c.preset or "custom" for c in configs}),
@@ -161,6 +163,8 @@ def write_report(out_dir: Path) -> Path:
             f"![{m['figure']}]({m['figure']}.png)", "",
             f"- **Paper's claim:** {m['claim']}",
             f"- **Our numbers:** {m['verdict']}",
+            *([f"- **Where we disagree with the paper, and why:** {m['disagreement']} (the hypotheses "
+               "and runs: docs/figures.md)"] if m.get("disagreement") else []),
             f"- **Scale:** `{m['scale']}`{f' ({opts})' if opts else ''}: {m['reductions']}",
             f"- **Trained:** {', '.join(m.get('tasks', []))} with {', '.join(m.get('presets', []))}",
             f"- **Wall time:** {m['wall_seconds']:.1f} s ({m['train_wall_seconds']:.1f} s training "
