@@ -286,3 +286,18 @@ def test_config_json_records_the_arch_and_its_parameter_count(tmp_path):
     assert stored["arch"] == "openai-grok" and stored["norm"] == "post"
     d = 32
     assert 2 * (12 * d * d + 4 * d) in stored["derived"].values()
+
+
+def test_load_run_scores_the_table_as_training_does(tmp_path):
+    """grokkit.load_run on an openai-grok run: predictions are element indices read at the
+    element tokens, and accuracy (answer and closing <eos>) equals what training recorded."""
+    from grokkit import load_run
+
+    train_runs([openai_run(steps=60, eval_every=60)], [tmp_path / "r"], progress=False)
+    run = load_run(tmp_path / "r")
+    model = run.model()
+    train, val = run.split()
+    last = run.metrics.iloc[-1]
+    assert model.accuracy(val) == pytest.approx(last["val_accuracy"], abs=1e-9)
+    assert model.accuracy(train) == pytest.approx(last["train_accuracy"], abs=1e-9)
+    assert model.logits().shape == (run.table.n_equations, model.config.vocab_size)
