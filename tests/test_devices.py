@@ -36,6 +36,8 @@ VARIANTS = {
     "orthogonal grad": TINY.with_changes(orthogonal_grad=True),
     "stablemax, l2": TINY.with_changes(loss="stablemax", l2=0.01),
     "post-ln, gelu": TINY.with_changes(norm="post", activation="gelu"),
+    "openai-grok": TINY.with_changes(arch="openai-grok"),
+    "openai-grok, dropout": TINY.with_changes(arch="openai-grok", optimizer=preset("adam-dropout")),
 }
 
 
@@ -72,8 +74,9 @@ def test_a_step_keeps_every_tensor_on_the_device_and_never_syncs(name):
             assert not recorder.ops, f"step {step}: {recorder.ops}"
 
 
-def test_the_evaluation_stays_on_the_device_until_its_one_copy():
-    pop = Population([TINY, TINY.with_changes(seed=1)], device="meta")
+@pytest.mark.parametrize("config", [TINY, TINY.with_changes(arch="openai-grok")], ids=["grokkit", "openai-grok"])
+def test_the_evaluation_stays_on_the_device_until_its_one_copy(config):
+    pop = Population([config, config.with_changes(seed=1)], device="meta")
     recorder = CpuTensors()
     with recorder:
         metrics = pop.evaluate_on_device()

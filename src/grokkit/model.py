@@ -612,7 +612,7 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
 
 
 @functools.lru_cache(maxsize=8)
-def _openai_positions(length: int, d_model: int, device: str) -> Tensor:
+def openai_positions(length: int, d_model: int, device: str) -> Tensor:
     from grokkit.openai_grok import position_encoding
 
     return position_encoding(length, d_model).to(device)
@@ -641,7 +641,7 @@ def forward_openai_reference(
     d, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
     offsets = (torch.arange(E, device=tokens.device) * cfg.vocab_size).view(E, 1, 1)
     h = params["W_E"].reshape(E * cfg.vocab_size, d)[(tokens + offsets).view(-1)].view(E, B, T, d)
-    h = (h + _openai_positions(T, d, str(tokens.device)).to(h.dtype)).reshape(E, B * T, d)
+    h = (h + openai_positions(T, d, str(tokens.device)).to(h.dtype)).reshape(E, B * T, d)
     causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
     if dropout is not None and dropout_rates is None:
         dropout_rates = dropout.tolist()
@@ -692,7 +692,7 @@ def forward_openai_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, 
     fx = (x + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)  # rows of a flat [E*n] table
     o = cfg.element_offset
     W_E = params["W_E"]
-    pe = _openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(x.device)).to(W_E.dtype)  # [6, d]
+    pe = openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(x.device)).to(W_E.dtype)  # [6, d]
 
     def heads(t: Tensor) -> Tensor:
         return t.unflatten(-1, (H, dh))

@@ -26,6 +26,7 @@ from grokkit.errors import warn
 from grokkit.interventions import GrokfastEMA, GrokfastMA, Interventions, OrthogonalGrad
 from grokkit.losses import LOSSES, softmax_collapse
 from grokkit.model import (
+    OPENAI_SEQUENCE_LENGTH,
     ModelConfig,
     forward_fast,
     forward_openai_fast,
@@ -33,6 +34,7 @@ from grokkit.model import (
     forward_reference,
     init_parameters,
     norm_groups,
+    openai_positions,
     openai_tokens,
     parameter_layout,
     parameter_shapes,
@@ -260,6 +262,8 @@ class Population:
         self.interventions = _interventions(configs, self.model_config, self.device)  # none: the paper
         self.loss = LOSSES[first.loss]
         self.openai = first.arch == "openai-grok"
+        if self.openai:  # built on the CPU once, here, so no step ever makes a host tensor
+            openai_positions(OPENAI_SEQUENCE_LENGTH, self.model_config.d_model, str(self.device))
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
         self.step_count = 0
