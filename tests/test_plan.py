@@ -68,13 +68,15 @@ def test_projection_is_steps_and_evaluations_times_their_measured_cost():
 
 def test_the_plan_lists_exactly_the_runs_a_real_call_trains(tmp_path):
     torch.set_num_threads(1)
-    plan = plan_figure("fig7", "smoke", tmp_path, jobs=1)
+    # fig3: runs of both architectures (its analysis takes seconds, fig7's sharpness minutes)
+    plan = plan_figure("fig3", "smoke", tmp_path, jobs=1)
     planned = {r["run_name"] for r in plan["runs"] if r["status"] == "new"}
-    assert planned == {run_name(c) for c in figure_runs("fig7", "smoke")}
+    assert planned == {run_name(c) for c in figure_runs("fig3", "smoke")}
+    assert {r["arch"] for r in plan["runs"]} == {"grokkit", "openai-grok"}
     assert plan["estimated_seconds"] > 0
-    reproduce_figure("fig7", "smoke", tmp_path, jobs=1, progress=False)
+    reproduce_figure("fig3", "smoke", tmp_path, jobs=1, progress=False)
     assert {p.name for p in (tmp_path / "runs").iterdir()} == planned
-    again = plan_figure("fig7", "smoke", tmp_path, jobs=1)
+    again = plan_figure("fig3", "smoke", tmp_path, jobs=1)
     assert {r["status"] for r in again["runs"]} == {"done"} and again["estimated_seconds"] == 0
 
 
