@@ -305,6 +305,17 @@ class _Norms:
         return h + m if self.pre else self.ln("ln2", h + m)
 
 
+def _dropout(x: Tensor, dropout: Tensor, rates: list[float], generators: list[torch.Generator]) -> Tensor:
+    """Per-member dropout of x [E, ...] at rates [E], masks from each member's own generator.
+    Members with rate 0 draw nothing, so their generators advance as in a run alone."""
+    keep = torch.stack([
+        torch.bernoulli(torch.full(x.shape[1:], 1 - r, device=x.device), generator=g)
+        if r > 0 else torch.ones(x.shape[1:], device=x.device)
+        for r, g in zip(rates, generators)
+    ])  # fmt: skip
+    return x * keep / (1 - dropout).view(-1, *([1] * (x.dim() - 1)))
+
+
 def _unembed(cfg: ModelConfig, p: dict[str, Tensor], h: Tensor, linear=_linear) -> Tensor:
     if cfg.norm == "pre":
         h = _layer_norm(h, p["ln_f_w"], p["ln_f_b"])
@@ -353,15 +364,7 @@ def forward_reference(
     use_dropout = dropout is not None and any(r > 0 for r in dropout_rates)
 
     def drop(x: Tensor) -> Tensor:
-        if not use_dropout:
-            return x
-        # Members with rate 0 draw nothing, so their generators advance as in a run alone.
-        keep = torch.stack([
-            torch.bernoulli(torch.full(x.shape[1:], 1 - r, device=x.device), generator=g)
-            if r > 0 else torch.ones(x.shape[1:], device=x.device)
-            for r, g in zip(dropout_rates, generators)
-        ])  # fmt: skip
-        return x * keep / (1 - dropout).view(E, 1, 1)
+        return _dropout(x, dropout, dropout_rates, generators) if use_dropout else x
 
     for layer in range(cfg.n_layers):
         b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
@@ -657,12 +660,7 @@ def forward_openai_reference(
         h = _layer_norm(h + _linear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"])
         m = _mlp_nobias(h, params, b, cfg.activation, _linear)  # [E, B*T, d]
         if use_dropout:
-            keep = torch.stack([
-                torch.bernoulli(torch.full(m.shape[1:], 1 - r, device=m.device), generator=g)
-                if r > 0 else torch.ones(m.shape[1:], device=m.device)
-                for r, g in zip(dropout_rates, generators)
-            ])  # fmt: skip
-            m = m * keep / (1 - dropout).view(E, 1, 1)
+            m = _dropout(m, dropout, dropout_rates, generators)
         h = _layer_norm(h + m, params[b + "ln2_w"], params[b + "ln2_b"])
     h = h.view(E, B, T, d)
     if all_positions:
@@ -678,6 +676,30 @@ def _mlp_nobias(h: Tensor, p: dict[str, Tensor], b: str, activation: str, linear
     return linear(hidden, p[b + "W_out"], None)
 
 
+def _openai_input_rows(params: dict[str, Tensor], cfg: ModelConfig, y: Tensor, c: Tensor) -> Tensor:
+    """The first layer's input rows of ``forward_openai_fast``: [<eos> | x per element | op per
+    element | y per example | "=" per example | c per example], embeddings plus positions."""
+    E, B = y.shape
+    n, d, o = cfg.n_elements, cfg.d_model, cfg.element_offset
+    W_E = params["W_E"]
+    pe = openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(y.device)).to(W_E.dtype)  # [6, d]
+    member_rows = (torch.arange(E, device=y.device) * n).view(E, 1)
+
+    def token(i: int, pos: int, rows: int) -> Tensor:  # one constant token at a position: [E, rows, d]
+        return (W_E[:, i : i + 1] + pe[pos]).expand(E, rows, d)
+
+    def element_rows(idx: Tensor, pos: int) -> Tensor:  # [E, B] element indices -> [E, B, d]
+        flat = W_E[:, o : o + n].reshape(E * n, d)
+        return flat.index_select(0, (idx + member_rows).view(-1)).view(E, B, d) + pe[pos]
+
+    return torch.cat([
+        token(0, 0, 1),  # <eos>
+        W_E[:, o : o + n] + pe[1],  # x, per element
+        token(cfg.op_token, 2, n),  # op, one row per x (they differ from layer 1 on)
+        element_rows(y, 3), token(cfg.eq_token, 4, B), element_rows(c, 5),
+    ], dim=1)  # fmt: skip
+
+
 def forward_openai_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor) -> Tensor:
     """``forward_openai_reference`` without dropout, for equations given as element indices
     x, y, c [E, B] -> logits at "=" and at c [E, B, 2, vocab].
@@ -690,26 +712,11 @@ def forward_openai_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, 
     n, d, H, dh = cfg.n_elements, cfg.d_model, cfg.n_heads, cfg.d_head
     scale = 1.0 / math.sqrt(dh)
     fx = (x + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)  # rows of a flat [E*n] table
-    o = cfg.element_offset
-    W_E = params["W_E"]
-    pe = openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(x.device)).to(W_E.dtype)  # [6, d]
+    h = _openai_input_rows(params, cfg, y, c)  # [E, 1 + 2n + 3B, d]
 
     def heads(t: Tensor) -> Tensor:
         return t.unflatten(-1, (H, dh))
 
-    def token(i: int, pos: int, rows: int) -> Tensor:  # one constant token at a position: [E, rows, d]
-        return (W_E[:, i : i + 1] + pe[pos]).expand(E, rows, d)
-
-    def element_rows(idx: Tensor, pos: int) -> Tensor:  # [E, B] element indices -> [E, B, d]
-        flat = W_E[:, o : o + n].reshape(E * n, d)
-        return flat.index_select(0, (idx + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)).view(E, B, d) + pe[pos]
-
-    h = torch.cat([
-        token(0, 0, 1),  # <eos>
-        W_E[:, o : o + n] + pe[1],  # x, per element
-        token(cfg.op_token, 2, n),  # op, one row per x (they differ from layer 1 on)
-        element_rows(y, 3), token(cfg.eq_token, 4, B), element_rows(c, 5),
-    ], dim=1)  # fmt: skip  # [E, 1 + 2n + 3B, d]
     rows = [1, n, n, B, B, B]
     for layer in range(cfg.n_layers):
         b = f"blocks.{layer}."

@@ -140,6 +140,14 @@ def _interventions(configs: list[RunConfig], model_config: ModelConfig, device) 
     return Interventions(items)
 
 
+def _padded(rows: list[Tensor]) -> Tensor:
+    """1-D int64 tensors as the rows of one [len(rows), longest] tensor, zero-padded."""
+    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
 @dataclass
 class Member:
     """What one run owns inside a population besides its slice of the stacked tensors."""
@@ -245,12 +253,7 @@ class Population:
                 raise ValueError("runs in one population must share the batch size")
 
         # Training sets padded to one width so a batch is one gather for all members.
-        width = max(len(t) for t in train_positions)
-        self.train_equations = torch.zeros(E, width, dtype=torch.long)
-        self.train_labels = torch.zeros(E, width, dtype=torch.long)
-        for i, (idx, lab) in enumerate(zip(train_positions, train_labels)):
-            self.train_equations[i, : len(idx)] = idx
-            self.train_labels[i, : len(lab)] = lab
+        self.train_equations, self.train_labels = _padded(train_positions), _padded(train_labels)
 
         dev = self.device
         self.x, self.y = self.table.x.to(dev), self.table.y.to(dev)
