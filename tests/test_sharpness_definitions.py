@@ -24,6 +24,7 @@ from grokkit.analysis.sharpness import (
 from grokkit.config import RunConfig
 from grokkit.errors import InputError
 from grokkit.population import Population
+from grokkit.train import train_runs
 
 EPS = 1e-3
 
@@ -191,10 +192,8 @@ def test_a_runs_objective_is_its_populations_training_loss(tmp_path, arch):
     torch.manual_seed(0)
     config = RunConfig().with_changes(arch=arch, operation="x+y", modulus=11, n_layers=1, d_model=16,
                                       n_heads=2, steps=3, seed=4)  # fmt: skip
-    pop = Population([config])
-    for _ in range(3):
-        pop.step()
-    runs.save_checkpoint(tmp_path, {**pop.member_state(0), "tracker": {"rows": []}})
+    train_runs([config], [tmp_path], progress=False)  # a real run folder: its checkpoint at step 3
+    pop = Population.from_member_states([runs.load_checkpoint(tmp_path)], [config])
     objective, weights = training_objective(tmp_path)
     assert objective.n_examples == pop.members[0].n_train
     loss, gradient = objective(weights)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from grokkit import runs
+from grokkit.checkpoint_check import config_differences
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
 from grokkit.errors import InputError
@@ -40,17 +41,34 @@ class TrainedModel:
     step: int
     table: Table
 
+    def __repr__(self) -> str:  # the dataclass's would print every weight tensor and the table
+        c, op = self.config, self.table.operation
+        mod = f" mod {op.modulus}" if op.modulus else ""
+        n_params = sum(w.numel() for w in self.weights.values())
+        return (f"TrainedModel(step={self.step}, {op.name}{mod}: {self.table.n_equations} equations, "
+                f"{c.n_elements} answers; arch {c.arch}, {c.n_layers} layers, d_model {c.d_model}, "
+                f"{c.n_heads} heads, d_mlp {c.d_mlp}, norm {c.norm}; {len(self.weights)} weights, "
+                f"{n_params:,} parameters, vocabulary {c.vocab_size})")  # fmt: skip
+
     @torch.no_grad()
     def logits(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        """Logits at the answer position ("="), [N, vocab]: of the equations ``x op y`` (element
-        indices), or of the whole table in its order when none are given. The elements are the
-        vocabulary entries ``config.element_tokens()``."""
+        """Logits at the answer position ("="), [N, vocab], over the *whole vocabulary*, as the
+        model computes them (and as its TransformerLens export does): of the equations ``x op y``
+        (element indices), or of the whole table in its order when none are given. Columns
+        ``config.element_tokens()`` are the answers (the elements); the others are the operator
+        and ``=`` (openai-grok: its whole shared vocabulary). ``answer_logits`` keeps only the
+        answers."""
         x = self.table.x if x is None else torch.as_tensor(x)
         y = self.table.y if y is None else torch.as_tensor(y)
         params = {name: w.unsqueeze(0) for name, w in self.weights.items()}  # a population of one
         if self.config.openai:  # the logits at "=" do not depend on the answer token after it
             return forward_openai_fast(params, self.config, x.view(1, -1), y.view(1, -1), torch.zeros_like(x).view(1, -1))[0, :, 0]
         return forward_fast(params, self.config, x.view(1, -1), y.view(1, -1))[0]
+
+    def answer_logits(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        """The logits of the answers only, [N, n_elements]: column j is element j (``logits``'s
+        columns ``config.element_tokens()``)."""
+        return self.logits(x, y)[:, self.config.element_tokens()]
 
     def predictions(self) -> Tensor:
         """The predicted answer (element index) of every equation of the table, [N]; -1 where
@@ -94,6 +112,10 @@ class Run:
     summary: dict
     metrics: pd.DataFrame  # one row per evaluation: step, losses, accuracies, weight_norm, lr, ...
 
+    def __repr__(self) -> str:  # the dataclass's would print the whole metrics table
+        return (f"Run({str(self.path)!r}: {self.summary.get('status')} at step {self.summary.get('steps_done')}, "
+                f"{len(self.metrics)} evaluations)")  # fmt: skip
+
     @functools.cached_property
     def table(self) -> Table:
         return make_table(self.config.operation, self.config.modulus, self.config.arch)
@@ -116,6 +138,10 @@ class Run:
         if step is None:
             state = runs.load_checkpoint(self.path)
             flat, step = state["flat"], state["step"]
+            differences = config_differences(self.config, RunConfig.from_dict(state["config"]))
+            if differences:  # config.json edited by hand: its model would not be these weights'
+                raise runs.DamagedFileError(f"{self.path / 'config.json'} is damaged: it does not describe the "
+                                            f"run's checkpoint ({'; '.join(differences[:3])})")  # fmt: skip
         else:
             flat = runs.load_snapshot(self.path, step)
         return TrainedModel(self.model_config, unflatten(flat, self.model_config), step, self.table)

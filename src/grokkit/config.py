@@ -12,11 +12,11 @@ from grokkit.errors import ConfigError
 from grokkit.interventions import DEFAULT_ALPHA, DEFAULT_LAMBDA, DEFAULT_WINDOW, GRAD_FILTERS
 from grokkit.losses import LOSSES
 from grokkit import openai_grok
-from grokkit.model import ARCHS, ModelConfig, check_init_scheme
+from grokkit.model import ARCHS, ModelConfig, check_init_scheme, check_model_size
 from grokkit.openai_grok import THEIR_OPERATOR
-from grokkit.ops import get_operation
+from grokkit.ops import get_operation, physical_memory
 from grokkit.optim import LATER_FIELDS as OPTIMIZER_LATER_FIELDS
-from grokkit.optim import OptimizerConfig
+from grokkit.optim import OptimizerConfig, check_field_types
 
 # Each use of randomness draws from its own stream, derived from (seed, purpose), so that e.g.
 # changing the split seed never changes the initial weights or the batch order.
@@ -35,6 +35,25 @@ LATER_FIELDS = (
     "snapshot_every", "init", "init_scale", "grad_filter", "grad_filter_alpha", "grad_filter_lambda",
     "grad_filter_window", "loss", "orthogonal_grad", "tf32", "arch",
 )  # fmt: skip
+# The settings of the methods that followed the paper (l2 is the optimizer's): each one that
+# differs from its default becomes a tag of the run's name (RunConfig.method_tags). All are later
+# fields, so a run that leaves them at their defaults keeps its name and hash.
+METHOD_FIELDS = (
+    "grad_filter", "grad_filter_alpha", "grad_filter_lambda", "grad_filter_window", "l2", "loss",
+    "orthogonal_grad", "init", "init_scale", "tf32",
+)  # fmt: skip
+_METHOD_TAGS = {
+    "grad_filter": lambda v: f"grokfast_{v}",
+    "grad_filter_alpha": lambda v: f"alpha{v:g}",
+    "grad_filter_lambda": lambda v: f"lambda{v:g}",
+    "grad_filter_window": lambda v: f"window{v}",
+    "l2": lambda v: f"l2_{v:g}",
+    "loss": lambda v: str(v),
+    "orthogonal_grad": "orthograd",
+    "init": lambda v: f"init_{v}",
+    "init_scale": lambda v: f"init_scale{v:g}",
+    "tf32": "tf32",
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,7 @@ class RunConfig:
     preset: str | None = "adamw"  # the preset the optimizer settings started from, for the record
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # "steps": 1e18 or "n_layers": true in a config.json: refused
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.eval_every < 1:
@@ -129,6 +149,43 @@ class RunConfig:
         if self.grad_filter_lambda is not None:
             return self.grad_filter_lambda
         return DEFAULT_LAMBDA.get(self.grad_filter, 0.0)
+
+    def method_tags(self) -> list[str]:
+        """Short, filesystem-safe tags for every method setting (the fields of ``METHOD_FIELDS``)
+        that differs from its default, e.g. ``["grokfast_ema", "lambda2", "l2_0.005"]``: what
+        tells apart, in run names and ``--plan`` rows, runs that differ only in a method. Empty
+        for the paper's runs, so their names stay what they always were."""
+        defaults = {f.name: f.default for f in fields(RunConfig)}
+        tags = []
+        for name in METHOD_FIELDS:
+            value = self.optimizer.l2 if name == "l2" else getattr(self, name)
+            if value == (OptimizerConfig.l2 if name == "l2" else defaults[name]):
+                continue
+            tag = _METHOD_TAGS[name]
+            tags.append(tag if isinstance(tag, str) else tag(value))
+        return tags
+
+    def method_description(self) -> str:
+        """The method settings that differ from their defaults, in words for a figure's title
+        (``"Grokfast-EMA (α 0.98, λ 2), L2 0.005"``); empty for the paper's runs."""
+        parts = []
+        if self.grad_filter == "ema":
+            parts.append(f"Grokfast-EMA (α {self.grad_filter_alpha:g}, λ {self.effective_grad_filter_lambda:g})")
+        elif self.grad_filter == "ma":
+            parts.append(f"Grokfast-MA (window {self.grad_filter_window}, λ {self.effective_grad_filter_lambda:g})")
+        if self.optimizer.l2:
+            parts.append(f"L2 {self.optimizer.l2:g}")
+        if self.loss != "softmax":
+            parts.append({"stablemax": "StableMax"}.get(self.loss, self.loss) + " loss")
+        if self.orthogonal_grad:
+            parts.append("⊥Grad")
+        if self.init != "pytorch":
+            parts.append(f"{self.init.capitalize()} init")
+        if self.init_scale != 1.0:
+            parts.append(f"init × {self.init_scale:g}")
+        if self.tf32:
+            parts.append("TF32")
+        return ", ".join(parts)
 
     @property
     def effective_split_seed(self) -> int:
@@ -229,4 +286,6 @@ def validate_run(config: RunConfig) -> None:
     batch_size = config.optimizer.batch_size
     if batch_size and batch_size > n_train:
         raise DataError(f"batch size {batch_size} exceeds the training set ({n_train} equations)")
-    config.model_config(operation.n_elements)
+    # A model that cannot fit is refused here, before a folder exists (a failed allocation
+    # would leave one behind, holding only its lock).
+    check_model_size(config.model_config(operation.n_elements), batch_size or min(512, n_train), physical_memory())

@@ -53,6 +53,39 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def other_runnable() -> int | None:
+    """Processes other than this one that want a core right now: Linux's count of runnable
+    processes (the lowest of a few samples 20 ms apart, so a passing blip does not count), less
+    this one; elsewhere the 1-minute load average, rounded. None where the OS does not say."""
+    try:
+        samples = []
+        for _ in range(3):
+            with open("/proc/stat") as f:
+                line = next(line for line in f if line.startswith("procs_running"))
+            samples.append(int(line.split()[1]))
+            time.sleep(0.02)
+        return max(0, min(samples) - 1)
+    except (OSError, StopIteration, ValueError):
+        load = load_average()
+        return None if load is None else round(load)
+
+
+def default_threads() -> tuple[int, str | None]:
+    """Torch threads for work starting now: the cores this process may use that no other
+    process is busy on (at least one), and a line to show when that is fewer than the cores.
+    On a shared machine, a thread per core fights the other work for every core and a tiny
+    model's step gets many times slower than with the free cores alone."""
+    cores = cpu_count()
+    busy = other_runnable()
+    if busy is None or busy == 0:
+        return cores, None
+    free = max(1, cores - busy)
+    if free >= cores:
+        return cores, None
+    return free, (f"{busy} other process(es) busy on this machine's {cores} cores: training with {free} "
+                  f"thread(s); --threads N (or OMP_NUM_THREADS) chooses")
+
+
 def load_average() -> float | None:
     """The 1-minute load average, or None where the OS does not say: read with every timing that
     other work on the machine can distort."""

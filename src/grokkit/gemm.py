@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from grokkit.devices import cpu_count, cpu_model, load_average
 from grokkit.errors import warn
+from grokkit.files import atomic_write_text, read_regular_bytes
 
 PATHS = ("onednn", "pytorch")
 ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # oneDNN's fused linear op
@@ -117,8 +117,8 @@ def cache_path() -> Path:
 
 def _read_cache() -> dict:
     try:
-        data = json.loads(cache_path().read_text())
-    except (OSError, ValueError):  # missing or damaged: measure again (and rewrite it)
+        data = json.loads(read_regular_bytes(cache_path()))
+    except (OSError, ValueError):  # NotAFileError is a ValueError too  # missing or damaged: measure again (and rewrite it)
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -128,10 +128,7 @@ def _write_cache(key: str, entry: dict) -> None:
     path = cache_path()
     data = {**_read_cache(), key: entry}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(data, f, indent=1)
-        os.replace(f.name, path)
+        atomic_write_text(path, json.dumps(data, indent=1))
     except OSError:
         pass
 

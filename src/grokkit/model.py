@@ -210,6 +210,33 @@ def count_parameters(cfg: ModelConfig, embeddings: bool = True) -> int:
     return total
 
 
+# Training holds per parameter: the weights, their gradient, Adam's two moments and a spare copy
+# (a Grokfast filter, the decay target), each float32.
+TRAINING_BYTES_PER_PARAMETER = 5 * 4
+# Activations per example, layer and unit of width, forward and backward, at most 6 positions.
+ACTIVATION_BYTES_PER_UNIT = 2 * 6 * 4
+
+
+def training_bytes(cfg: ModelConfig, batch_size: int) -> int:
+    """A generous estimate of the memory one run of this model takes to train."""
+    activations = batch_size * cfg.n_layers * (8 * cfg.d_model + 2 * cfg.d_mlp) * ACTIVATION_BYTES_PER_UNIT
+    return count_parameters(cfg) * TRAINING_BYTES_PER_PARAMETER + activations
+
+
+def check_model_size(cfg: ModelConfig, batch_size: int, memory: int | None) -> None:
+    """Refuse, before anything is allocated or written, a model that cannot train in half of
+    ``memory`` bytes (this machine's, as for tables; None: no limit known)."""
+    from grokkit.ops import byte_size_text  # ops is light, but model must not depend on it at import
+
+    needed = training_bytes(cfg, batch_size)
+    if memory is not None and needed > memory // 2:
+        raise ConfigError(
+            f"a model of width {cfg.d_model}, MLP {cfg.d_mlp} and {cfg.n_layers} layers has "
+            f"{count_parameters(cfg):,} parameters (about {byte_size_text(needed)} to train), more than "
+            f"half of this machine's {byte_size_text(memory)}; choose a smaller --d-model, --d-mlp or --n-layers"
+        )
+
+
 INIT_SCHEMES = ("pytorch", "nanda")
 
 

@@ -200,7 +200,7 @@ BYTES_PER_EQUATION = 64
 SLOW_TABLE_EQUATIONS = 1_000_000  # above this, evaluating the whole table takes seconds
 
 
-def _physical_memory() -> int | None:
+def physical_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not POSIX: no limit known
@@ -214,19 +214,19 @@ def equation_count(name: str, n_elements: int) -> int:
 def table_size_text(name: str, modulus: int) -> str:
     """``x+y mod 1009 has 1,018,081 equations (about 65.2 MB to build)``."""
     n_equations = equation_count(name, modulus)
-    return f"{name} mod {modulus} has {n_equations:,} equations (about {_size(n_equations * BYTES_PER_EQUATION)} to build)"
+    return f"{name} mod {modulus} has {n_equations:,} equations (about {byte_size_text(n_equations * BYTES_PER_EQUATION)} to build)"
 
 
 def check_table_size(name: str, modulus: int) -> None:
     """Refuse, before any allocation, a table that cannot fit in half of this machine's memory
     (grokkit.data.make_table warns about one that fits but is slow)."""
-    memory = _physical_memory()
+    memory = physical_memory()
     if memory is not None and equation_count(name, modulus) * BYTES_PER_EQUATION > memory // 2:
         raise OperationError(f"{table_size_text(name, modulus)}, more than half of this machine's "
-                             f"{_size(memory)}; choose a smaller modulus")  # fmt: skip
+                             f"{byte_size_text(memory)}; choose a smaller modulus")  # fmt: skip
 
 
-def _size(n_bytes: float) -> str:
+def byte_size_text(n_bytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n_bytes < 1000 or unit == "TB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"

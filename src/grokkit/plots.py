@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ matplotlib.use("Agg")  # figures are written to files; never open a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from grokkit.files import atomic_write_bytes, open_regular  # noqa: E402
 
 TRAIN_COLOR = "tab:red"
 VALIDATION_COLOR = "tab:green"
@@ -46,12 +49,16 @@ def save_figure(fig: plt.Figure, out_png: Path) -> Path:
     out_png = Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise ValueError(f"out_png must end in .png, got {out_png}")
-    out_png.parent.mkdir(parents=True, exist_ok=True)
+    # Rendered in memory, then written like every grokkit file: a full disk keeps the previous
+    # plot, and a link planted at either name is replaced rather than written through.
     try:
-        fig.savefig(out_png, dpi=150)
-        fig.savefig(out_png.with_suffix(".pdf"))
+        png, pdf = io.BytesIO(), io.BytesIO()
+        fig.savefig(png, format="png", dpi=150)
+        fig.savefig(pdf, format="pdf")
     finally:
         plt.close(fig)
+    atomic_write_bytes(out_png, png.getvalue())
+    atomic_write_bytes(out_png.with_suffix(".pdf"), pdf.getvalue())
     return out_png
 
 
@@ -64,7 +71,7 @@ def _as_float(value: object) -> float:
 def _load_metrics(metrics: Sequence[dict] | str | Path) -> dict[str, np.ndarray]:
     """Columns of ``REQUIRED_COLUMNS`` as float arrays; missing cells become NaN."""
     if isinstance(metrics, (str, Path)):
-        with open(metrics, newline="") as handle:
+        with io.TextIOWrapper(open_regular(Path(metrics)), newline="") as handle:
             reader = csv.DictReader(handle)
             columns = set(reader.fieldnames or [])
             rows = list(reader)

@@ -17,19 +17,29 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import json
 import os
-import tempfile
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from grokkit.checkpoint_check import CheckpointProblem, check_training_state
 from grokkit.config import RunConfig, validate_run
-from grokkit.errors import InputError, StorageError, warn
+from grokkit.errors import InputError, warn
+from grokkit.files import (  # noqa: F401  (atomic_write_*, write_json: used as runs.* elsewhere)
+    TEMPORARY_SUFFIX,
+    NotAFileError,
+    atomic_write_bytes,
+    atomic_write_text,
+    open_regular,
+    read_regular_bytes,
+    remove_stale_temporaries,
+    write_json,
+)
 from grokkit.model import count_parameters
 from grokkit.ops import get_operation
 
@@ -48,7 +58,16 @@ CHECKPOINT = Path("checkpoints") / "latest.pt"
 PREVIOUS_CHECKPOINT = Path("checkpoints") / "previous.pt"
 SNAPSHOTS = Path("checkpoints") / "snapshots"  # step_00001000.pt: the weights alone, kept for analysis
 LOCK_FILE = ".grokkit.lock"
-SUMMARY_KEYS = {"status": str, "steps_done": int}
+# summary.json's keys (train._summary writes every one) and the types each may hold: float stands
+# for any number (NaN included: a diverged run's loss), None for null.
+SUMMARY_KEYS = {
+    "status": (str,), "message": (str,), "steps_done": (int,), "train_loss": (float, None),
+    "train_accuracy": (float, None), "val_loss": (float, None), "val_accuracy": (float, None),
+    "best_val_accuracy": (float,), "steps_to_train_99": (int, None), "steps_to_val_99": (int, None),
+    "wall_seconds": (float, None), "operation": (str,), "modulus": (int, None), "train_fraction": (float,),
+    "seed": (int,), "outliers": (int,), "preset": (str, None), "n_train": (int,), "n_val": (int,),
+    "batch_size": (int,), "population_size": (int,),
+}  # fmt: skip
 FINISHED = ("completed", "stopped_early", "diverged")  # statuses after which a run trains no more
 
 
@@ -65,41 +84,6 @@ class FolderLockedError(RunFolderError):
 
 
 # ---------------------------------------------------------------- writing
-
-
-def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, first moving the current
-    ``path`` to ``previous`` if given. A refused write raises StorageError naming ``path`` and
-    leaves the old file in place."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if previous is not None and path.exists():
-            os.replace(path, previous)  # a crash before the next rename leaves previous: loadable
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        kept_any = path.exists() or (previous is not None and previous.exists())
-        kept = "the previous version is kept" if kept_any else "nothing was written"
-        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise StorageError(e.errno, f"cannot write {path}: {reason}; {kept}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -151,7 +135,9 @@ def _damaged(path: Path, problem: str) -> DamagedFileError:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return read_regular_bytes(path).decode("utf-8")
+    except NotAFileError as e:
+        raise RunFolderError(str(e)) from None
     except FileNotFoundError:
         raise RunFolderError(f"{path} does not exist") from None
     except UnicodeDecodeError:
@@ -200,10 +186,23 @@ def read_config(run_dir: Path) -> RunConfig:
 def read_summary(run_dir: Path) -> dict:
     path = Path(run_dir) / "summary.json"
     summary = _json_object(path)
-    for key, kind in SUMMARY_KEYS.items():
-        if not isinstance(summary.get(key), kind) or isinstance(summary.get(key), bool):
-            raise _damaged(path, f"{key!r} is missing or not a {kind.__name__}")
+    for key, kinds in SUMMARY_KEYS.items():
+        if key not in summary:
+            raise _damaged(path, f"{key!r} is missing")
+        value = summary[key]
+        if not any(_summary_fits(value, kind) for kind in kinds) or (key == "steps_done" and value < 0):
+            expected = " or ".join({int: "an integer", float: "a number", str: "text", None: "null"}[k] for k in kinds)
+            expected = "an integer >= 0" if key == "steps_done" else expected
+            raise _damaged(path, f"{key!r} is {json.dumps(value)[:40]}, not {expected}")
     return summary
+
+
+def _summary_fits(value, kind) -> bool:
+    if kind is None:
+        return value is None
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 def is_finished(summary: dict, steps: int) -> bool:
@@ -253,7 +252,10 @@ def load_tensors(path: Path, what: str = "checkpoint"):
             # On a plain pickle (not torch.save's format) PyTorch warns about its protocol before
             # refusing it; the refusal below is the one line the user needs.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with open_regular(path) as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
+    except NotAFileError as e:
+        raise RunFolderError(str(e)) from None
     except FileNotFoundError:
         raise RunFolderError(f"{path} does not exist") from None
     except Exception as e:  # whatever the unpickler raises on untrusted bytes means: damaged
@@ -289,6 +291,10 @@ def _read_checkpoint(path: Path) -> dict:
         raise _damaged(path, "the optimizer's 'step_count' is missing")
     if not isinstance(state["tracker"].get("rows"), list):
         raise _damaged(path, "the tracker's metric rows are missing")
+    try:  # every other field: type, shape, range, finiteness (grokkit.checkpoint_check)
+        check_training_state(state, config)
+    except CheckpointProblem as e:
+        raise _damaged(path, str(e)) from None
     return state
 
 
@@ -368,7 +374,7 @@ def prepare_new_run_dir(path: Path) -> Path:
     if path.exists():
         if not path.is_dir():
             raise RunFolderError(f"--out {path} exists and is not a folder; choose a new path")
-        if any(path.iterdir()):
+        if not holds_only_leftovers(path):
             hint = " (it holds a run: use --resume to continue it)" if is_run_dir(path) else ""
             raise RunFolderError(f"--out {path} already exists and is not empty{hint}; nothing was overwritten")
     try:
@@ -378,15 +384,28 @@ def prepare_new_run_dir(path: Path) -> Path:
     return path
 
 
+def holds_only_leftovers(folder: Path) -> bool:
+    """``folder`` holds nothing but what a grokkit command that failed before its first file
+    (a full disk, a Ctrl-C) leaves: its lock file, temporaries, an empty checkpoints folder. The
+    same command may then take it over."""
+    for p in Path(folder).iterdir():
+        if p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(TEMPORARY_SUFFIX)):
+            continue
+        if p.name == CHECKPOINT.parent.name and p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+            continue
+        return False
+    return True
+
+
 def require_resumable(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise RunFolderError(f"cannot resume {path}: no such folder")
-    if not is_run_dir(path):
+    if not os.path.lexists(path / "config.json"):
         raise RunFolderError(f"cannot resume {path}: it is not a grokkit run folder (no config.json)")
-    if not has_checkpoint(path):
+    if not any(os.path.lexists(path / p) for p in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
         raise RunFolderError(f"cannot resume {path}: it has no checkpoint ({CHECKPOINT})")
-    return path
+    return path  # what stands at those names is read, validated, and reported, by the caller
 
 
 _HELD: dict[Path, list] = {}  # folder -> [file descriptor, depth]: re-entrant within a process
@@ -418,10 +437,7 @@ def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
 def _acquire(folder: Path, what: str) -> int | None:
     if fcntl is None:
         return None
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise RunFolderError(f"cannot lock {folder}: {e.strerror}") from None
+    fd = _open_lock_file(folder)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -431,6 +447,41 @@ def _acquire(folder: Path, what: str) -> int | None:
             f"{what} {folder} is being written by another grokkit process (pid {holder}); "
             "wait for it to finish, or use another folder"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:  # the holder's pid, for the message above; a full disk must not stop the lock itself
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass
+    # Holding the lock, no write of ours is in progress here: what a killed write left goes.
+    for sub in (folder, folder / CHECKPOINT.parent, folder / SNAPSHOTS):
+        remove_stale_temporaries(sub)
     return fd
+
+
+def _open_lock_file(folder: Path) -> int:
+    """The folder's lock file, opened without following a link: a link planted in its place is
+    replaced by a file of our own (its target is never written), and anything else that is not
+    a regular file (a FIFO, a folder) is refused in one line."""
+    path = folder / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for attempt in range(2):
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as e:
+            if path.is_symlink() and attempt == 0:
+                _replace_link(path)
+                continue
+            raise RunFolderError(f"cannot lock {folder}: {e.strerror}") from None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)
+        raise RunFolderError(f"{path} is not a regular file; remove it, then run the command again")
+    raise RunFolderError(f"cannot lock {folder}: {path} keeps being replaced by a link")
+
+
+def _replace_link(path: Path) -> None:
+    try:
+        atomic_write_bytes(path, b"")  # the rename replaces the link itself
+    except OSError as e:
+        raise RunFolderError(f"cannot lock {path.parent}: {e.strerror}") from None

@@ -107,9 +107,11 @@ class Tracker:
         return True
 
 
-def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, message: str) -> dict:
+def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, message: str,
+             steps_done: int) -> dict:
+    """``steps_done``: the step of the checkpoint written with it (an interrupted run's last
+    evaluation may lie a few steps before), so that the summary and latest.pt agree."""
     last = tracker.rows[-1] if tracker.rows else {}
-    steps_done = last.get("step", 0)
     return {
         "status": status,
         "message": message,
@@ -156,6 +158,9 @@ class ProgressWatcher(Protocol):
 
     def run_ended(self, run_dir: Path, summary: dict) -> None:
         """A run finished (its summary.json is written)."""
+
+    def checkpointed(self, run_dir: Path, summary: dict) -> None:
+        """A run still training wrote a checkpoint (and a summary.json saying where it is)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -270,8 +275,10 @@ def _train(configs, run_dirs, states, device, progress, description, loggers, wa
             state["tracker"] = {**asdict(trackers[i]), "wall_before": wall(i)}
             runs.save_checkpoint(run_dirs[i], state)
         runs.write_metrics(run_dirs[i], trackers[i].rows)
-        summary = _summary(configs[i], trackers[i], info[i], status, message)
+        summary = _summary(configs[i], trackers[i], info[i], status, message, pop.step_count)
         runs.write_json(run_dirs[i] / "summary.json", summary)
+        if watcher is not None and status in ("running", "interrupted"):
+            watcher.checkpointed(run_dirs[i], summary)
         return summary
 
     def finish(slot: int, i: int, status: str, message: str = "") -> None:

@@ -59,7 +59,9 @@ it), all taken at or after a given step (``write_progress_measures`` compares it
 restricted and the test loss after the end of memorisation). A geometric mean, because losses
 fall by orders of magnitude; the first crossing rather than the first step after the maximum, so
 that a late loss spike (an instability after grokking) moves the threshold a little instead of
-moving the fall to after the spike.
+moving the fall to after the spike. A curve that does not end lower than it starts (from that
+step on) has no fall, whatever its bumps: a loss that rose from 0.28 to 1.45 through a peak of 2
+did not fall (``describe_fall`` says so in words).
 
 Where this follows Nanda et al.'s code (``helpers.py`` and ``transformers.py`` of
 mechanistic-interpretability-grokking/progress-measures-paper, and the paper's analysis notebook)
@@ -429,7 +431,8 @@ def phase_boundaries(curves: pd.DataFrame) -> dict:
 def fall_step(steps, values, after=None) -> int | None:
     """Where ``values`` first cross the geometric mean of their maximum and their final value
     downwards: the first step at or below it after one above it. Only points at or after
-    ``after`` count (non-finite ones never). None when the curve ends no lower than its maximum."""
+    ``after`` count (non-finite ones never). None when the curve ends no lower than its maximum
+    or no lower than its first point: then it did not fall, though it may have bumped."""
     steps = np.asarray(steps)
     values = np.asarray(values, dtype=np.float64)
     if steps.shape != values.shape or steps.ndim != 1:
@@ -442,11 +445,40 @@ def fall_step(steps, values, after=None) -> int | None:
     if (values < 0).any():
         raise ValueError("fall_step needs non-negative values (losses)")
     top, final = values.max(), values[-1]
-    if not final < top:
+    if not (final < top and final < values[0]):
         return None
     threshold = math.sqrt(top * final)
     above = int(np.argmax(values > threshold))  # the maximum at the latest
     return int(steps[above + int(np.argmax(values[above:] <= threshold))])  # the end at the latest
+
+
+def describe_fall(steps, values, after=None, name: str = "loss") -> str:
+    """Whether the curve fell, in words, from its direction (``fall_step``): "test loss fell from
+    4.6 to 0.012 (half-way at step 2000)" or "restricted loss did not fall (rose from 0.28 to
+    1.45)"; only points at or after ``after`` count."""
+    steps, values = np.asarray(steps), np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values) & (steps >= after if after is not None else True)
+    kept = values[keep]
+    if kept.size < 2:
+        return f"{name}: too few finite points to tell whether it fell"
+    first, last = kept[0], kept[-1]
+    step = fall_step(steps, values, after=after)
+    if step is not None:
+        return f"{name} fell from {first:.3g} to {last:.3g} (half-way at step {step})"
+    moved = f"rose from {first:.3g} to {last:.3g}" if last > first else f"ended where it started, at {last:.3g}"
+    return f"{name} did not fall ({moved})"
+
+
+def describe_phases(phases: dict) -> str:
+    """The phase boundaries in words, each one not reached said so ("clean-up did not start")."""
+    end, start, done = (phases.get(k) for k in PHASE_KEYS)
+    if end is None:
+        return "memorisation did not visibly end (the excluded loss did not rise after its minimum)"
+    text = f"memorisation ends at step {end}"
+    if start is None:
+        return text + "; clean-up did not start"
+    text += f", clean-up starts at step {start}"
+    return text + (f" and ends at step {done}" if done is not None else " and did not end by the last snapshot")
 
 
 # ---------------------------------------------------------------- figure and files

@@ -56,8 +56,8 @@ def run_sharpness(run_dir: Path, epsilon: float = 1e-3, max_iterations: int = 10
            + ("" if step is None else f",snapshot={step}"))  # fmt: skip
     cache_path = run_dir / CACHE
     try:
-        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    except ValueError:  # a damaged cache is only a cache: measure again and rewrite it
+        cache = json.loads(runs.read_regular_bytes(cache_path)) if cache_path.is_file() else {}
+    except (OSError, ValueError):  # a damaged cache is only a cache: measure again and rewrite it
         cache = {}
     if not isinstance(cache, dict):
         cache = {}

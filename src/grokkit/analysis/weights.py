@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import Tensor
 
 from grokkit import runs
+from grokkit.checkpoint_check import config_differences
 from grokkit.config import RunConfig
 from grokkit.data import make_table
 from grokkit.model import ModelConfig, unflatten
@@ -22,7 +23,12 @@ def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, T
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     model_config = config.model_config(make_table(config.operation, config.modulus, config.arch).n_elements)
-    flat = runs.load_checkpoint(run_dir)["flat"]
+    state = runs.load_checkpoint(run_dir)
+    differences = config_differences(config, RunConfig.from_dict(state["config"]))
+    if differences:  # config.json edited by hand: its model would not be these weights'
+        raise runs.DamagedFileError(f"{run_dir / 'config.json'} is damaged: it does not describe the "
+                                    f"run's checkpoint ({'; '.join(differences[:3])})")  # fmt: skip
+    flat = state["flat"]
     try:
         weights = unflatten(flat, model_config)
     except ValueError as e:

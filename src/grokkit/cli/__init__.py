@@ -10,27 +10,37 @@ stderr and exit code 2, with nothing written or overwritten.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
 from grokkit import __version__
-from grokkit.cli import analyze, bench, compare, data, export, reproduce, show, sweep, train
-from grokkit.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, Parser
-from grokkit.errors import GrokkitWarning, InputError, StorageError, show_warnings_as_one_line
+from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
-COMMANDS = (data, train, show, compare, export, analyze, bench, sweep, reproduce)
+COMMAND_NAMES = ("data", "train", "show", "compare", "export", "analyze", "bench", "sweep", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The commands are imported here, not at the top: torch takes seconds to import, and a Ctrl-C
+    # in those seconds must end in main's one line like any other.
+    from grokkit.cli import analyze, bench, compare, data, export, reproduce, show, sweep, train
+    from grokkit.cli.common import Parser
+
+    commands = (data, train, show, compare, export, analyze, bench, sweep, reproduce)
     p = Parser(prog="grokkit", description="Grokking (Power et al., 2022), reproduced.")
     p.add_argument("--version", action="version", version=f"grokkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in COMMANDS:
+    for command in commands:
         command.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        from grokkit.errors import GrokkitWarning, show_warnings_as_one_line
+    except KeyboardInterrupt:
+        print("grokkit: interrupted before starting; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     # grokkit's own warnings (a checkpoint fallback, a slow table size) are part of the output:
     # always shown, one line each, whatever the interpreter's warning filters say.
     with warnings.catch_warnings():
@@ -40,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    from grokkit.errors import InputError, StorageError
+
     args = None
     try:
         args = build_parser().parse_args(argv)
@@ -50,7 +62,14 @@ def _main(argv: list[str] | None) -> int:
     except StorageError as e:
         print(f"grokkit: error: {e.strerror}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `grokkit data ... | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush is silent
+        return 0
     except KeyboardInterrupt as e:
+        if args is None:
+            print("grokkit: interrupted before starting; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
         hint = getattr(args, "resume_hint", None)
         said = str(e) or "interrupted; the last checkpoint is kept"
         print(f"grokkit: {said}" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)

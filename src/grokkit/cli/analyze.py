@@ -4,6 +4,7 @@ Nanda et al. (2023) over the snapshots of a modular-addition run (grokkit.analys
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from grokkit.errors import InputError
@@ -53,8 +54,23 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
+    from grokkit import runs
+
+    # Its files go beside the run: not while a training process writes that folder.
+    lock = runs.folder_lock(Path(args.dir), "run folder") if out == Path(args.dir) else contextlib.nullcontext()
+    with lock:
+        return _fourier(args, out, key_freqs)
+
+
+def _fourier(args: argparse.Namespace, out: Path, key_freqs: list[int] | None) -> int:
     # Imported here: pandas (the API) and matplotlib are slow to import.
-    from grokkit.analysis.fourier import DEFAULT_ENERGY, progress_measures, write_progress_measures
+    from grokkit.analysis.fourier import (
+        DEFAULT_ENERGY,
+        describe_fall,
+        describe_phases,
+        progress_measures,
+        write_progress_measures,
+    )
     from grokkit.api import load_run
 
     run_folder = load_run(args.dir)
@@ -63,20 +79,17 @@ def run(args: argparse.Namespace) -> int:
     paths = write_progress_measures(measures, out)
 
     steps = measures.curves["step"]
-    phases, falls = measures.phases, measures.fall_steps()
+    curves, phases = measures.curves, measures.phases
+    after = phases.get("memorisation_end")
     print(f"fourier: x+y mod {measures.modulus}, {len(steps)} snapshots (steps {steps.iloc[0]} to "
           f"{steps.iloc[-1]}), {measures.loss} loss")  # fmt: skip
     print(f"key frequencies: {', '.join(map(str, measures.key_freqs)) or 'none'} "
           f"({measures.key_source}; {100 * measures.key_energy_fraction:.1f}% of the final "
           "centred logits' energy)")  # fmt: skip
-    print(f"phases: memorisation ends {_at(phases['memorisation_end'])}, clean-up starts "
-          f"{_at(phases['cleanup_start'])} and ends {_at(phases['cleanup_end'])}")  # fmt: skip
-    since = "the whole run" if falls["after"] is None else f"from step {falls['after']} on"
-    print(f"falls: restricted loss {_at(falls['restricted_loss'])}, test loss "
-          f"{_at(falls['test_loss'])} ({since})")
+    print(f"phases: {describe_phases(phases)}")
+    since = "over the whole run" if after is None else f"from step {after} on"
+    falls = [describe_fall(steps, curves[f"{k}_loss"], after=after, name=f"{k} loss") for k in ("restricted", "test")]
+    print(f"falls: {'; '.join(falls)} ({since})")
     print(f"wrote: {', '.join(str(p) for p in paths)}")
     return 0
 
-
-def _at(step: int | None) -> str:
-    return "not reached" if step is None else f"at step {step}"

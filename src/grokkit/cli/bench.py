@@ -6,7 +6,7 @@ import argparse
 import json
 
 from grokkit.bench import benchmark
-from grokkit.cli.common import add_device_flag, require_at_least
+from grokkit.cli.common import add_device_flag, add_threads_flag, apply_threads, require_at_least
 from grokkit.config import RunConfig
 from grokkit.devices import device_name, resolve_device
 from grokkit.model import ARCHS
@@ -23,6 +23,7 @@ def register(sub) -> None:
                    help="the model timed: grokkit's or the authors' (openai-grok); default grokkit")
     b.add_argument("--steps", type=int, default=30, help="timed steps")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    add_threads_flag(b)
     b.set_defaults(func=run)
 
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--warmup", args.warmup, 0)
     device = resolve_device(args.device)
     config = RunConfig(tf32=args.tf32).with_changes(arch=args.arch)
+    apply_threads(args)
     results = [{**benchmark(device=device, population=population, steps=args.steps, warmup=args.warmup,
                             config=config), "tf32": args.tf32, "arch": args.arch, "hardware": device_name(device)}
                for population in args.population]  # fmt: skip

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED  # noqa: F401  (shared)
 from grokkit.devices import DEVICE_CHOICES
 from grokkit.errors import InputError
 from grokkit.loggers import LOGGER_NAMES, logger_factory
 from grokkit.runs import read_metrics
 
-EXIT_FAILED = 1  # a run that diverged, a write the machine refused
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
+
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,6 +33,41 @@ def add_log_flag(p: argparse.ArgumentParser) -> None:
                         "folder) or wandb (offline unless W&B is configured); repeatable")  # fmt: skip
 
 
+def add_threads_flag(p: argparse.ArgumentParser, what: str = "torch threads") -> None:
+    p.add_argument("--threads", type=int, metavar="N",
+                   help=f"{what} (default: the cores no other process is busy on when the work "
+                        "starts, or OMP_NUM_THREADS if set)")  # fmt: skip
+
+
+def chosen_threads(args: argparse.Namespace) -> int | None:
+    """The --threads value (checked), else None when OMP_NUM_THREADS already chose (torch read it
+    at import), else the free cores now, saying in one line on stderr when those are fewer than
+    the cores. Call it when the work is about to start: it samples the machine's load."""
+    import os
+    import sys
+
+    from grokkit.devices import default_threads
+
+    if getattr(args, "threads", None) is not None:
+        require_at_least("--threads", args.threads, 1)
+        return args.threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    threads, note = default_threads()
+    if note:
+        print(f"grokkit: {note}", file=sys.stderr)
+    return threads
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """``chosen_threads`` applied to this process's torch."""
+    import torch
+
+    threads = chosen_threads(args)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def log_names(args: argparse.Namespace) -> list[str]:
     """The --log viewers, each once, checked to be installed (one line if not) before any work."""
     names = list(dict.fromkeys(getattr(args, "log", None) or []))
@@ -45,13 +82,23 @@ def require_at_least(flag: str, value: int | None, least: int) -> None:
 
 
 def fmt_steps(value) -> str:
-    return "never" if value is None else str(value)
+    """A step count, or "not reached" where the summary holds None."""
+    return "not reached" if value is None else str(value)
 
 
-def run_title(summary: dict) -> str:
+def run_title(summary: dict, config: RunConfig | None = None) -> str:
+    """A run's curve title: its task, data, optimizer preset and seed, then (from its config) the
+    architecture and every method setting that differs from the defaults, in words."""
     mod = f" mod {summary['modulus']}" if summary.get("modulus") else ""
-    return (f"{summary['operation']}{mod}, {100 * summary['train_fraction']:.0f}% data, "
-            f"{summary.get('preset') or 'custom'}, seed {summary['seed']}")  # fmt: skip
+    title = (f"{summary['operation']}{mod}, {100 * summary['train_fraction']:.0f}% data, "
+             f"{summary.get('preset') or 'custom'}, seed {summary['seed']}")  # fmt: skip
+    if config is not None:
+        extra = [f"{config.outliers} outliers" if config.outliers else "",
+                 f"arch {config.arch}" if config.arch != "grokkit" else "", config.method_description()]
+        extra = ", ".join(e for e in extra if e)
+        if extra:  # on a second line when one would run past the figure's width
+            title += f"\n{extra}" if len(title) + len(extra) > 90 else f", {extra}"
+    return title
 
 
 def plot_curves(run_dir: Path, summary: dict) -> None:
@@ -62,6 +109,10 @@ def plot_curves(run_dir: Path, summary: dict) -> None:
     if not summary.get("steps_done"):
         print("curves: skipped (the run has no steps yet)")
         return
-    # Rows read through runs: a damaged metrics.csv is one line naming it.
-    png = plot_run_curves(read_metrics(run_dir), run_dir / "curves.png", title=run_title(summary))
+    from grokkit.runs import read_config
+
+    # The config names the run's methods in the title; rows read through runs: a damaged
+    # metrics.csv or config.json is one line naming it.
+    title = run_title(summary, read_config(run_dir) if (run_dir / "config.json").is_file() else None)
+    png = plot_run_curves(read_metrics(run_dir), run_dir / "curves.png", title=title)
     print(f"curves: {png}")

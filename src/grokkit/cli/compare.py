@@ -18,7 +18,8 @@ def register(sub) -> None:
     )  # fmt: skip
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders and/or sweep folders")
     p.add_argument("--by", metavar="FIELD",
-                   help="group by this config field, e.g. train_fraction, preset, seed, lr, operation")
+                   help="group by this config field, e.g. train_fraction, preset, seed, lr, operation; "
+                        "a flag's name works too (optimizer, --train-fraction, heads)")
     p.add_argument("--out", default="compare.png", help="the figure (PNG, a PDF beside it; default compare.png)")
     p.set_defaults(func=run)
 
@@ -34,17 +35,34 @@ def run(args: argparse.Namespace) -> int:
     found = [r for r in found if len(r.metrics)]
     if not found:
         raise InputError("none of the given runs has any metrics yet")
-    if args.by:
-        values = [r.field(args.by) for r in found]  # an unknown field: one line naming the choices
+    by = args.by and args.by.lstrip("-")
+    if by:
+        field = field_name(by, found[0].config.flat_dict())
+        values = [r.field(field) for r in found]  # an unknown field: one line naming the choices
         order = sorted(set(values), key=lambda v: (v is None, 0 if v is None else v))
-        curves = [(f"{args.by} = {v}", r.metrics.to_dict("records"))
+        curves = [(f"{by} = {v}", r.metrics.to_dict("records"))
                   for v in order for value, r in zip(values, found) if value == v]  # fmt: skip
     else:
         curves = [(r.path.name, r.metrics.to_dict("records")) for r in found]
     # Imported here: matplotlib costs ~0.4 s, which the other commands should not pay.
     from grokkit.plots import plot_comparison
 
-    title = f"{len(found)} runs" + (f" by {args.by}" if args.by else "")
-    png = plot_comparison(curves, out, title=title, legend_title=args.by or "")
+    title = f"{len(found)} runs" + (f" by {by}" if by else "")
+    png = plot_comparison(curves, out, title=title, legend_title=by or "")
     print(f"compare: {png} ({len(found)} runs)")
     return 0
+
+
+def field_name(name: str, fields: dict) -> str:
+    """The config field ``--by`` names: a field (``train_fraction``, ``lr``) as it is, or the
+    name of a train/sweep flag, with or without its dashes (``--optimizer`` is the ``preset``
+    field, ``train-fraction`` is ``train_fraction``, ``heads`` is ``n_heads``). An unknown name
+    is returned as given, for ``Run.field`` to refuse in one line."""
+    from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS
+
+    if name in fields:
+        return name
+    dest = name.lstrip("-").replace("-", "_")
+    if dest in fields:
+        return dest
+    return {**GRID_FLAGS, **SINGLE_FLAGS}.get(dest, name)

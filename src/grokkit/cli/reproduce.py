@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from grokkit import experiments
-from grokkit.cli.common import add_device_flag, add_log_flag, log_names, require_at_least
+from grokkit.cli.common import add_device_flag, add_log_flag, add_threads_flag, apply_threads, log_names, require_at_least
 from grokkit.config import validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
@@ -30,7 +30,8 @@ def register(sub) -> None:
     r.add_argument("--scale", default="laptop", help="smoke | laptop | paper (default laptop)")
     r.add_argument("--out", help="output folder (shared by figures: DIR/runs/ is one sweep)")
     r.add_argument("--executor", default="local", choices=["local", "ray"])
-    r.add_argument("--jobs", type=int, help="worker processes (default: one per CPU core)")
+    r.add_argument("--jobs", type=int, help="worker processes (default: one per core of --threads)")
+    add_threads_flag(r, "cores the figures' sweeps use, shared by their workers")
     add_device_flag(r)
     add_log_flag(r)
     r.add_argument("--op", help="operation for fig6 (default x/y)")
@@ -49,28 +50,66 @@ def print_list() -> None:
         print(f"{name:<{width}} {counts[0]:>11} {counts[1]:>7} {counts[2]:>6}  {module.DESCRIPTION}")
 
 
-def print_plan(plan: dict) -> None:
-    """Every run of the plan, then the projected wall time per figure and in all."""
-    header = f"{'figure':<17} {'operation':<11} {'modulus':>7} {'fraction':>8} {'seed':>4} {'preset':<28} {'steps':>9} {'status':<7} {'est.':>7}"
-    print(header)
-    for r in plan["runs"]:
-        modulus = "-" if r["modulus"] is None else r["modulus"]
-        steps = f"{r['start_step']}->{r['steps']}" if r["start_step"] else str(r["steps"])
-        print(f"{r['figure']:<17} {r['operation']:<11} {modulus:>7} {r['train_fraction']:>8.3f} {r['seed']:>4} "
-              f"{r['preset'] + ('' if r.get('arch', 'grokkit') == 'grokkit' else ' ' + r['arch']):<28} {steps:>9} {r['status']:<7} {format_seconds(r['estimated_seconds']):>7}")
-    print()
+def _setting(r: dict) -> str:
+    """A plan row's optimizer preset, its architecture and its method settings when not the
+    defaults (``RunConfig.method_tags``, as in the run's name)."""
+    arch = "" if r.get("arch", "grokkit") == "grokkit" else f" {r['arch']}"
+    methods = r.get("methods") or []
+    return r["preset"] + arch + (f" {','.join(methods)}" if methods else "")
+
+
+def _values(values: list, fmt: str = "{}") -> str:
+    """Distinct values compactly: ``0.3``, ``0.3,0.5``, ``0-7`` (consecutive integers), or
+    ``0.1..0.9 (9)``."""
+    values = sorted(set(values))
+    if len(values) > 2 and all(isinstance(v, int) for v in values) and values[-1] - values[0] == len(values) - 1:
+        return f"{values[0]}-{values[-1]}"
+    if len(values) > 3:
+        return f"{fmt.format(values[0])}..{fmt.format(values[-1])} ({len(values)})"
+    return ",".join(fmt.format(v) for v in values)
+
+
+def print_plan(plan: dict, compact: bool = False, file=None) -> None:
+    """Every run of the plan (``compact``: one line per figure and setting, its fractions and
+    seeds gathered), then the projected wall time per figure and in all."""
+    out = file or sys.stdout
+    if compact:
+        groups: dict[tuple, list[dict]] = {}
+        for r in plan["runs"]:
+            key = (r["figure"], r["operation"], r["modulus"], r.get("outliers", 0), _setting(r), r["steps"])
+            groups.setdefault(key, []).append(r)
+        print(f"{'figure':<17} {'operation':<12} {'modulus':>7} {'fractions':>14} {'seeds':>6} {'k':>3} "
+              f"{'steps':>8} {'runs':>5}  {'status':<16} {'est.':>7}  setting", file=out)
+        for (figure, op, modulus, k, setting, steps), rows in groups.items():
+            counts = {st: sum(r["status"] == st for r in rows) for st in ("new", "resume", "done", "shared")}
+            status = ", ".join(f"{n} {st}" for st, n in counts.items() if n)
+            est = format_seconds(sum(r["estimated_seconds"] for r in rows))
+            print(f"{figure:<17} {op:<12} {'-' if modulus is None else modulus:>7} "
+                  f"{_values([r['train_fraction'] for r in rows], '{:g}'):>14} "
+                  f"{_values([r['seed'] for r in rows]):>6} {k:>3} {steps:>8} {len(rows):>5}  {status:<16} "
+                  f"{est:>7}  {setting}", file=out)  # fmt: skip
+    else:
+        print(f"{'figure':<17} {'operation':<12} {'modulus':>7} {'fraction':>8} {'seed':>4} {'k':>3} "
+              f"{'steps':>9} {'status':<7} {'est.':>7}  setting", file=out)
+        for r in plan["runs"]:
+            modulus = "-" if r["modulus"] is None else r["modulus"]
+            steps = f"{r['start_step']}->{r['steps']}" if r["start_step"] else str(r["steps"])
+            print(f"{r['figure']:<17} {r['operation']:<12} {modulus:>7} {r['train_fraction']:>8.3f} {r['seed']:>4} "
+                  f"{r.get('outliers', 0):>3} {steps:>9} {r['status']:<7} "
+                  f"{format_seconds(r['estimated_seconds']):>7}  {_setting(r)}", file=out)  # fmt: skip
+    print(file=out)
     for name, f in plan["figures"].items():
         print(f"{name}: {format_seconds(f['estimated_seconds'])} ({f['jobs']} worker(s) x "
-              f"{f['threads']} thread(s))")
+              f"{f['threads']} thread(s))", file=out)
     n_train = sum(r["status"] in ("new", "resume") for r in plan["runs"])
     print(f"projected training time {format_seconds(plan['estimated_seconds'])} "
           f"({plan['estimated_seconds']:.0f} s) for {n_train} runs to train of {len(plan['runs'])}, "
           f"scale {plan['scale']}, on {plan['device']} ({plan['hardware']}), every run using its whole "
-          f"budget: runs that stop once they generalised take less. {CAVEAT}")
+          f"budget: runs that stop once they generalised take less. {CAVEAT}", file=out)
     load, cores = plan.get("load_average"), cpu_count()
     if plan["device"] == "cpu" and load is not None and load > 0.5 * cores:
         print(f"note: the machine was busy while the costs were measured (load average {load:g} on "
-              f"{cores} cores): the projection is pessimistic; run --plan again on a quiet machine.")
+              f"{cores} cores): the projection is pessimistic; run --plan again on a quiet machine.", file=out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         for config in figure_runs(name, args.scale, **options):  # unknown figure or scale: one line
             validate_run(config)  # an unknown --op: one line
     require_at_least("--jobs", args.jobs, 1)
+    require_at_least("--threads", args.threads, 1)
+    if args.plan or args.out:  # the projection measures with the threads the training will have
+        apply_threads(args)
     if args.plan:
         out = Path(args.out) if args.out else None
         if out is not None:
@@ -107,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loggers = log_names(args)
     meter = CostMeter(device)  # figures of one call share their cost measurements
+    if not args.quiet:  # the plan first, as --plan prints it but one line per figure and setting
+        print_plan(plan_figures(names, args.scale, Path(args.out), jobs=args.jobs, device=device, meter=meter,
+                                **options), compact=True, file=sys.stderr)  # fmt: skip
     for name in names:
         meta = reproduce_figure(name, args.scale, Path(args.out), executor=args.executor, jobs=args.jobs,
                                 device=device, progress=not args.quiet, loggers=loggers, meter=meter,

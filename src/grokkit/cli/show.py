@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from grokkit import runs
@@ -18,11 +19,12 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
-    if not (run_dir / "summary.json").is_file():
+    if not os.path.lexists(run_dir / "summary.json"):  # anything else there: read_summary says what
         raise InputError(f"{run_dir} is not a grokkit run folder with a summary.json")
     summary = runs.read_summary(run_dir)
     width = max(len(k) for k in summary)
-    for k, v in summary.items():
-        print(f"{k:<{width}}  {v}")
-    plot_curves(run_dir, summary)
+    for k, v in summary.items():  # a step never reached is null in summary.json: said in words
+        print(f"{k:<{width}}  {'not reached' if v is None and k.startswith('steps_to_') else v}")
+    with runs.folder_lock(run_dir, "run folder"):  # not while a training process writes it
+        plot_curves(run_dir, summary)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grokkit.cli.common import add_device_flag, add_log_flag, fmt_steps, log_names, require_at_least
+from grokkit.cli.common import add_device_flag, add_log_flag, add_threads_flag, apply_threads, fmt_steps, log_names, require_at_least
 from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags, check_method_flags
 from grokkit.config import RunConfig
 from grokkit.devices import resolve_device
@@ -31,6 +31,7 @@ def register(sub) -> None:
     add_device_flag(g)
     add_log_flag(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar, no per-run lines")
+    add_threads_flag(g, "cores the sweep uses: its workers share them")
     add_run_flags(p, grid=True)
     p.set_defaults(func=run, resume_hint=lambda args: "run the same grokkit sweep command again to resume")
 
@@ -50,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--steps", args.steps, 0)
     require_at_least("--jobs", args.jobs, 1)
     require_at_least("--max-population", args.max_population, 1)
+    require_at_least("--threads", args.threads, 1)
     out = Path(args.out)
+    apply_threads(args)
     # run_sweep checks every run, the executor and the folder before it writes anything.
     results = run_sweep(configs_from_args(args), out, executor=args.executor, jobs=args.jobs,
                         device=resolve_device(args.device),

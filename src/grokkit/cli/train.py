@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from grokkit import runs
 from grokkit.cli.common import (
     add_device_flag,
     add_log_flag,
-    fmt_steps,
+    add_threads_flag,
+    apply_threads,
     log_names,
     plot_curves,
     require_at_least,
@@ -30,6 +32,7 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, help="budget of updates (default 100000)")
     add_device_flag(t)
     add_log_flag(t)
+    add_threads_flag(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     add_run_flags(t)
@@ -38,6 +41,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_at_least("--steps", args.steps, 0)
+    require_at_least("--threads", args.threads, 1)
     device = resolve_device(args.device)
     loggers = [logger_factory(name) for name in log_names(args)]  # checked before any work
     if args.resume:
@@ -45,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise InputError(f"--resume continues a run as it was configured; drop {', '.join(given)}")
         run_dir = runs.require_resumable(Path(args.resume))
+        over = _already_over(run_dir, args.steps)
+        if over is not None:  # read only: not even the lock file or the curves are rewritten
+            print(summary_line(over, run_dir) + "; the run was already over, nothing was changed")
+            return 1 if over["status"] == "diverged" else 0
         with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
             cfg = runs.read_config(run_dir)
             state = runs.load_checkpoint(run_dir)
@@ -72,11 +80,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _already_over(run_dir: Path, steps: int | None) -> dict | None:
+    """The summary of a run that has nothing left to do up to ``steps`` (default: its own budget)
+    and whose checkpoint is where its summary says, else None (then the locked path below reads
+    the folder again, and reports whatever is wrong with it)."""
+    try:
+        summary = runs.read_summary(run_dir)
+        if steps is not None and steps < summary["steps_done"]:
+            return None  # refused on the locked path, with the reason
+        # Without --steps the budget is the run's own: a run that completed one has met it.
+        if not runs.is_finished(summary, 0 if steps is None else steps):
+            return None
+        with warnings.catch_warnings():  # a fallback to previous.pt is said once, by the locked path
+            warnings.simplefilter("ignore")
+            step = runs.load_checkpoint(run_dir)["step"]
+    except runs.RunFolderError:
+        return None
+    return summary if step >= summary["steps_done"] else None
+
+
 def resume_hint(args: argparse.Namespace) -> str:
     return f"resume with: grokkit train --resume {args.resume or args.out}"
 
 
 def _train(cfg: RunConfig, run_dir: Path, states, device: str, loggers, args: argparse.Namespace) -> dict:
+    apply_threads(args)
     return train_runs([cfg], [run_dir], states=states, device=device, progress=not args.quiet,
                       description=str(run_dir), loggers=loggers)[0]  # fmt: skip
 
@@ -85,6 +113,10 @@ def summary_line(s: dict, run_dir: Path) -> str:
     return (
         f"{run_dir}: {s['status']} at step {s['steps_done']}: train {100 * s['train_accuracy']:.1f}% "
         f"val {100 * s['val_accuracy']:.1f}% (best {100 * s['best_val_accuracy']:.1f}%); "
-        f"99% train at step {fmt_steps(s['steps_to_train_99'])}, 99% val at step "
-        f"{fmt_steps(s['steps_to_val_99'])}; {s['wall_seconds']:.1f} s"
+        f"99% train {_reached(s['steps_to_train_99'])}, 99% val {_reached(s['steps_to_val_99'])}; "
+        f"{s['wall_seconds']:.1f} s"
     )
+
+
+def _reached(step: int | None) -> str:
+    return "not reached" if step is None else f"at step {step}"

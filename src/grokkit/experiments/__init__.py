@@ -14,6 +14,8 @@ SCALES = ("smoke", "laptop", "paper")
 _MODULES = ("fig1_left", "fig1_center", "fig2_left", "fig2_right", "fig3", "fig4", "fig6", "fig7",
             # the methods that followed the paper, each against its own paper's claim
             "grokfast", "stablemax", "progress_measures")
+# Each figure's name (its module's NAME) without importing it: what its files are called.
+FIGURE_NAMES = tuple(m.replace("_", "-") for m in _MODULES)
 
 
 def __getattr__(name: str):
@@ -25,4 +27,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FIGURES", "SCALES"]
+__all__ = ["FIGURES", "FIGURE_NAMES", "SCALES"]

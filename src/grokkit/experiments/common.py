@@ -16,6 +16,7 @@ trained once.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 import textwrap
@@ -26,6 +27,7 @@ from pathlib import Path
 from grokkit.config import RunConfig
 from grokkit.errors import InputError
 from grokkit.experiments import SCALES
+from grokkit.files import atomic_write_text
 from grokkit.optim import preset
 from grokkit.plots import save_figure
 from grokkit.runs import read_metrics
@@ -135,12 +137,12 @@ def plot_accuracy_by_method(ax, groups: dict[str, list], colors: dict[str, str],
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     """A CSV with every plotted number; floats written exactly (repr), None as empty."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+    atomic_write_text(path, buf.getvalue())
     return path
 
 

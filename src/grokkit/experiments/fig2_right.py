@@ -86,7 +86,7 @@ def verdict(results) -> str:
 
     def fr(op: str) -> str:
         f = threshold_fraction(rows, op)
-        return "never" if f is None else f"{f:g}"
+        return "at no fraction tried" if f is None else f"at fraction {f:g}"
 
     ops = {r[0] for r in rows}
     parts = []
@@ -98,19 +98,19 @@ def verdict(results) -> str:
             judged = "about the same, as the paper says"
         else:
             judged = "not the same, unlike the paper"
-        parts.append(f"x-y reached 99 % mean best validation accuracy at fraction {fr('x-y')} and x/y at "
+        parts.append(f"x-y reached 99 % mean best validation accuracy {fr('x-y')} and x/y "
                      f"{fr('x/y')} ({judged})")
     if "x^3+xy^2+y" in ops:
         best = max(r[4] for r in rows if r[0] == "x^3+xy^2+y")
         parts.append(f"x^3+xy^2+y peaked at {common.fmt_pct(best)} "
                      f"({'no generalisation, as the paper says' if best < 0.9 else 'it did generalise, unlike the paper'})")
     pairs = [("x+y", "x-y"), ("x^2+xy+y^2", "x^2+xy+y^2+x")]
-    sym = [f"{s} at {fr(s)} vs {a} at {fr(a)}" for s, a in pairs if {s, a} <= ops]
+    sym = [f"{s} {fr(s)} vs {a} {fr(a)}" for s, a in pairs if {s, a} <= ops]
     if sym:
         parts.append("symmetric vs asymmetric: " + ", ".join(sym))
     s5 = [op for op in S5 if op in ops]
     if s5:
         tried = sorted({r[2] for r in rows if r[0] in s5})
         parts.append("S5 (fractions " + ", ".join(f"{f:g}" for f in tried) + "): "
-                     + ", ".join(f"{op} reached 99 % at {fr(op)}" for op in s5))
+                     + ", ".join(f"{op} reached 99 % {fr(op)}" for op in s5))
     return "; ".join(parts) + "."

@@ -119,7 +119,7 @@ def verdict(results) -> str:
 
     def text(k):
         t = threshold(k)
-        return f"k={k}: {'never' if t is None else f'{t:g}'}"
+        return f"k={k}: {'none of the fractions tried' if t is None else f'{t:g}'}"
 
     runs, reached = sum(r[4] for r in rows), sum(r[8] for r in rows)
     # Outliers are memorised too: the paper's training accuracy is 100 % everywhere. A run that got

@@ -16,6 +16,7 @@ from pathlib import Path
 from grokkit.api import load_run
 from grokkit.config import RunConfig
 from grokkit.experiments import common
+from grokkit.files import atomic_write_text
 
 NAME = "progress-measures"
 DESCRIPTION = "Nanda et al.'s Fourier progress measures over training, phases marked (x+y, 1 layer, no LayerNorm)"
@@ -75,7 +76,7 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
              f"{cfg.steps:,} full-batch updates ({scale} scale)")
     files = fourier.plot_progress_measures(measures, out_dir / f"{NAME}.png", title=title)
     csv_path = out_dir / f"{NAME}.csv"
-    measures.curves.to_csv(csv_path, index=False)
+    atomic_write_text(csv_path, measures.curves.to_csv(index=False))
     return [*files, csv_path]
 
 
@@ -99,11 +100,17 @@ def verdict(results) -> str:
     start, cleanup = phases.get("memorisation_end"), phases.get("cleanup_start")
     restricted, r_factor = falls(fourier, steps, c["restricted_loss"].tolist(), start)
     test, t_factor = falls(fourier, steps, c["test_loss"].tolist(), start)
+    def fall(name: str, step: int | None, factor: float) -> str:
+        if step is None and factor >= FALL:
+            return f"the {name} did not fall (it ended above its first value, though {factor:.3g}x below its peak)"
+        if step is None:
+            return f"the {name} did not fall {FALL:.0f}x (its maximum is {factor:.3g}x its final value)"
+        return f"the {name} falls {factor:.3g}x (half-way at step {step})"
+
+    since = "Over the whole run" if start is None else "After memorisation"
     text = (f"Key frequencies {m.key_freqs}; final test accuracy {common.fmt_pct(c['test_accuracy'].iloc[-1])}. "
-            f"Phases: memorisation ends at step {start}, clean-up starts at {cleanup} and ends at "
-            f"{phases.get('cleanup_end')}. After memorisation the restricted loss falls "
-            f"{r_factor:.3g}x (half-way at step {restricted}), the test loss {t_factor:.3g}x "
-            f"(half-way at step {test}).")
+            f"Phases: {fourier.describe_phases(phases)}. {since} {fall('restricted loss', restricted, r_factor)}, "
+            f"{fall('test loss', test, t_factor)}.")  # fmt: skip
     if start is None or cleanup is None or restricted is None or test is None:
         return text + (" The network did not reach clean-up (or a loss did not fall "
                        f"{FALL:.0f}x), so the claim cannot be tested at this scale.")

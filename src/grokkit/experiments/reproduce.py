@@ -70,8 +70,8 @@ def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = 
         rows.append({
             "figure": name, "run_name": n, "operation": c.operation,
             "modulus": None if c.operation.startswith("s5") else c.modulus,
-            "train_fraction": c.train_fraction, "seed": c.seed, "preset": c.preset or "custom", "arch": c.arch,
-            "steps": c.steps, "start_step": state.step if state.kind == "resume" else 0,
+            "train_fraction": c.train_fraction, "seed": c.seed, "outliers": c.outliers,
+            "preset": c.preset or "custom", "arch": c.arch, "methods": c.method_tags(), "steps": c.steps, "start_step": state.step if state.kind == "resume" else 0,
             "status": status, "estimated_seconds": round(seconds.get(n, 0.0), 1),
         })  # fmt: skip
     return {"figure": name, "scale": scale, "runs": rows, "estimated_seconds": projection.seconds,
@@ -79,10 +79,11 @@ def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = 
 
 
 def plan_figures(names: Sequence[str], scale: str, out_dir: Path | None, jobs: int | None = None,
-                 device: str = "cpu", **options) -> dict:  # fmt: skip
+                 device: str = "cpu", meter: CostMeter | None = None, **options) -> dict:  # fmt: skip
     """The plan of several figures run one after another into one folder (``reproduce all``):
-    {"runs", "estimated_seconds", "figures": {name: seconds}, "device", "hardware", "scale"}."""
-    meter = CostMeter(device)
+    {"runs", "estimated_seconds", "figures": {name: seconds}, "device", "hardware", "scale"}.
+    Pass the ``meter`` the training will use, so each model size is measured once."""
+    meter = meter or CostMeter(device)
     planned: set[str] = set()
     figures, rows = {}, []
     for name in names:

@@ -46,7 +46,7 @@ def run_id(run_dir: Path) -> str:
     """The W&B id of this run folder: read back, or made and stored on first use."""
     path = Path(run_dir) / ID_FILE
     if path.is_file():
-        stored = path.read_text(encoding="utf-8").strip()
+        stored = runs.read_regular_bytes(path).decode("utf-8", errors="replace").strip()
         if stored:
             return stored
     new = secrets.token_hex(6)  # 12 characters of [0-9a-f]: valid in W&B, and unique enough

@@ -3,7 +3,8 @@
 A sweep folder holds one ordinary run folder per run plus an index of all of them::
 
     OUT/runs/<run_name>/   config.json, metrics.csv, summary.json, checkpoints/latest.pt
-    OUT/index.csv          one row per run: name, folder, main settings, status, summary numbers
+    OUT/index.csv          one row per run folder in OUT/runs (from this sweep or any earlier command):
+                           name, folder, main and method settings, status, summary numbers
     OUT/index.json         the same rows as a JSON list
 
 Running the same sweep again into the same folder is how it resumes: finished runs are skipped,
@@ -33,7 +34,7 @@ from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.loggers import logger_factory
 from grokkit.population import population_key
-from grokkit.sweep.executors import cpu_count, import_ray, run_in_process, run_pool, run_ray, visible_gpus
+from grokkit.sweep.executors import core_budget, cpu_count, import_ray, run_in_process, run_pool, run_ray, visible_gpus
 from grokkit.runs import FINISHED
 from grokkit.sweep.folder import (
     INDEX_COLUMNS,
@@ -42,7 +43,10 @@ from grokkit.sweep.folder import (
     clear_run_dir,
     index_row,
     RunState,
+    SweepIndex,
+    adopt_untagged_folders,
     inspect_run,
+    untagged_folder,
     write_index,
 )
 from grokkit.sweep.grid import config_hash, expand_grid, group, plan, run_name
@@ -80,8 +84,8 @@ def run_sweep(
     folder. A run folder holding another config raises SweepError (an InputError) before anything
     is written. Identical configs given twice are trained once.
 
-    executor: "local" (``jobs`` worker processes, default one per CPU core but never more than
-    groups; ``jobs=1`` trains in this process, leaving its thread setting alone) or "ray"
+    executor: "local" (``jobs`` worker processes, default one per core of this process's torch
+    threads (``core_budget``; set them with torch.set_num_threads) but never more than groups; ``jobs=1`` trains in this process, leaving its thread setting alone) or "ray"
     (one task per group on ``ray.init()``, or on the cluster at $RAY_ADDRESS; out_dir must then be
     on a filesystem every node sees). max_population: default 16 on the CPU, 256 elsewhere.
     On CUDA, jobs defaults to one worker per visible GPU (CUDA_VISIBLE_DEVICES), each seeing only its
@@ -133,13 +137,13 @@ def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: i
                jobs: int | None = None) -> SweepPlan:  # fmt: skip
     """The plan ``run_sweep`` follows, computed from the folders as they are (``out_dir`` None:
     a folder not written yet, every run fresh); reads only. On the CPU, with fewer populations
-    than the ``jobs`` workers (default one per core), the largest are split until every worker
+    than the ``jobs`` workers (default one per core of ``core_budget``), the largest are split until every worker
     has one (``fill_workers``); ``jobs=1`` trains in this process and splits nothing."""
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(run_name(c), c)
     run_names = list(unique)
-    states = {n: RunState("fresh") if out_dir is None else inspect_run(unique[n], Path(out_dir) / "runs" / n)
+    states = {n: RunState("fresh") if out_dir is None else inspect_run(unique[n], _run_folder(out_dir, n, unique[n]))
               for n in run_names}  # fmt: skip
     todo_fresh = [n for n in run_names if states[n].kind == "fresh"]
     todo_resume = [n for n in run_names if states[n].kind == "resume"]
@@ -147,8 +151,15 @@ def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: i
     keys = [(population_key(unique[n]), states[n].step) for n in todo_resume]
     groups += [([todo_resume[i] for i in g], True) for g in group(keys, max_population)]
     groups += [([todo_fresh[i] for i in g], False) for g in plan([unique[n] for n in todo_fresh], max_population)]
-    workers = (jobs or cpu_count()) if device == "cpu" else 1
+    workers = (jobs or core_budget()) if device == "cpu" else 1
     return SweepPlan(unique, states, fill_workers(groups, workers))
+
+
+def _run_folder(out_dir: Path, name: str, config: RunConfig) -> Path:
+    """Where run ``name`` is: its folder, or the folder of the same run named before method
+    settings were in run names (``run_sweep`` renames that one before training)."""
+    runs_dir = Path(out_dir) / "runs"
+    return untagged_folder(runs_dir, name, run_name(config, method_tags=False), config) or runs_dir / name
 
 
 def fill_workers(groups: list[tuple[list[str], bool]], workers: int) -> list[tuple[list[str], bool]]:
@@ -173,14 +184,15 @@ def default_max_population(device: str) -> int:
 
 
 def default_jobs(device: str, n_groups: int, jobs: int | None) -> int:
-    """Worker processes: one per CPU core on the CPU, one per visible GPU on CUDA (each worker
+    """Worker processes: one per core of the budget on the CPU (``core_budget``: this process's
+    torch threads), one per visible GPU on CUDA (each worker
     sees only its own), one process feeding any other accelerator; never more than there are
     populations, nor more CUDA workers than GPUs."""
     if device == "cuda":
         gpus = max(1, len(visible_gpus()))
         jobs = gpus if jobs is None else min(jobs, gpus)
     elif jobs is None:
-        jobs = cpu_count() if device == "cpu" else 1
+        jobs = core_budget() if device == "cpu" else 1
     return max(1, min(jobs, n_groups))
 
 
@@ -189,6 +201,10 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
     # Unique runs, in order of first appearance; inspect every folder before writing anything.
     names = [run_name(c) for c in configs]
     sweep_plan = plan_sweep(configs, out_dir, max_population, device, jobs)
+    # Every folder checked: a run trained before method settings were in run names (planned from
+    # its old folder) now takes its name.
+    adopt_untagged_folders(out_dir / "runs", [(n, run_name(c, method_tags=False), c)
+                                              for n, c in sweep_plan.configs.items()])  # fmt: skip
     unique, plans, groups = sweep_plan.configs, sweep_plan.states, sweep_plan.groups
     run_names = list(unique)
     dirs = {n: out_dir / "runs" / n for n in run_names}
@@ -201,13 +217,17 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
             clear_run_dir(dirs[n])
         dirs[n].mkdir(parents=True, exist_ok=True)
 
+    # Every run folder in out_dir/runs is indexed, not only this command's: earlier sweeps with
+    # other settings, other figures of a reproduce folder.
+    sweep_index = SweepIndex(out_dir, run_names)
+
     def index() -> None:
         # Runs not finished yet: what their folders say now ("running" once they checkpointed).
         for n in run_names:
             s = summaries[n]
             if (s is None or s.get("status") not in FINISHED) and (dirs[n] / "summary.json").is_file():
                 summaries[n] = runs.read_summary(dirs[n])
-        write_index(out_dir, [index_row(n, unique[n], summaries[n]) for n in run_names])
+        sweep_index.write([index_row(n, unique[n], summaries[n]) for n in run_names])
 
     index()
     started = time.perf_counter()
@@ -218,10 +238,17 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
         summaries[n] = s
         index()
 
+    def checkpointed(n: str, s: dict) -> None:
+        # At once, so that a sweep killed outright (SIGKILL) leaves an index that knows which
+        # runs have a checkpoint to resume from.
+        if n in summaries:
+            summaries[n] = s
+            index()
+
     watcher = SweepProgress(
         {keys[n]: (n, plans[n].step, unique[n].steps) for n in todo}, on_run_ended=run_ended,
         description=f"sweep {out_dir.name}", enabled=progress,
-        runs_done=len(run_names) - len(todo), runs_total=len(run_names),
+        runs_done=len(run_names) - len(todo), runs_total=len(run_names), on_checkpoint=checkpointed,
     )  # fmt: skip
 
     def finished(group_names: list[str], results: list[dict]) -> None:
@@ -233,8 +260,8 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
     group_names = [g for g, _ in groups]
     errors: list[BaseException] = []
     try:
-        # Progress messages cost a queue; without a bar there is nothing to show them on.
-        shown = watcher if progress else None
+        # Without a bar the watcher still keeps the index current as runs checkpoint and end.
+        shown = watcher
         if not groups:
             pass
         elif executor == "ray":

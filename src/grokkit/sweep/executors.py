@@ -4,8 +4,12 @@ Each executor calls ``finished(group, summaries)`` as groups complete and collec
 exception in ``errors`` so that the other groups still finish (the sweep raises it afterwards).
 With a ``progress`` (sweep.progress.SweepProgress), workers report every step and each run's end
 through a queue that the executor drains while it waits.
-Interrupted, an executor stops its workers at once: checkpoints are whole files, so a re-run
-resumes from them.
+Interrupted, an executor stops its workers at once: each checkpoints the step it is on and
+exits, and checkpoints are whole files, so a re-run resumes from them.
+
+A worker never outlives its sweep: a watchdog thread in each worker notices when the sweep's
+process is gone (killed, even with SIGKILL, which nothing can catch), checkpoints the runs in
+training and exits, so no orphan keeps training and holding run folders' locks.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -26,10 +32,15 @@ from grokkit.devices import cpu_count
 from grokkit.errors import InputError, show_warnings_as_one_line
 from grokkit.loggers import logger_factory
 from grokkit.sweep.progress import QueueWatcher
-from grokkit.train import ProgressWatcher, train_runs
+from grokkit.train import ProgressWatcher, TrainingInterrupted, train_runs
 
 WAIT_SECONDS = 0.25  # how often a waiting executor drains its workers' progress messages
+WATCH_SECONDS = 0.2  # how often a worker's watchdog looks for its sweep's process
+STOP_GRACE_SECONDS = 30.0  # an interrupted worker's time to checkpoint before it is terminated
 _worker_queue = None  # a pool worker's progress queue (set by _init_worker)
+_stop_requested = None  # a pool worker's view of the sweep's stop request (an Event)
+_parent_pid = None  # the sweep's process, as a pool worker saw it at start
+_busy = threading.Event()  # a pool worker is inside train_group
 
 
 def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device: str,
@@ -42,18 +53,63 @@ def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device:
         show_warnings_as_one_line()
     if watcher is None and _worker_queue is not None:
         watcher = QueueWatcher(_worker_queue)
-    configs = [RunConfig.from_dict(d) for d in config_dicts]
-    states = [runs.load_checkpoint(Path(d)) for d in dirs] if resume else None
-    return train_runs(configs, [Path(d) for d in dirs], states=states, device=device, progress=False,
-                      loggers=[logger_factory(name) for name in loggers], watcher=watcher)  # fmt: skip
+    if _stop_requested is not None and _stop_requested.is_set():
+        raise TrainingInterrupted("the sweep was interrupted before this population started")
+    _busy.set()
+    try:
+        configs = [RunConfig.from_dict(d) for d in config_dicts]
+        states = [runs.load_checkpoint(Path(d)) for d in dirs] if resume else None
+        return train_runs(configs, [Path(d) for d in dirs], states=states, device=device, progress=False,
+                          loggers=[logger_factory(name) for name in loggers], watcher=watcher)  # fmt: skip
+    finally:
+        _busy.clear()
+        if _orphaned():  # the runs are checkpointed; nobody is left to send a result to
+            os._exit(EXIT_ORPHANED)
 
 
-def _init_worker(progress_queue, gpu_queue=None) -> None:
-    global _worker_queue
+EXIT_ORPHANED = 3  # a worker whose sweep died: it checkpointed its runs and left
+
+
+def _orphaned() -> bool:
+    return _parent_pid is not None and os.getppid() != _parent_pid
+
+
+def _init_worker(progress_queue, gpu_queue=None, stop_requested=None, parent_pid=None) -> None:
+    global _worker_queue, _stop_requested, _parent_pid
     _worker_queue = progress_queue
+    _stop_requested, _parent_pid = stop_requested, parent_pid
     if gpu_queue is not None:
         # Before this process first touches CUDA: it then sees one GPU, its own, as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
+    # Started with SIGINT ignored (see run_pool), so a Ctrl-C during the imports printed nothing.
+    # From here a Ctrl-C stops training at a step boundary (train's own handler, installed while
+    # it trains); anywhere else in the worker it is the sweep's to handle, and ignored here.
+    signal.signal(signal.SIGINT, _interrupt_outside_training)
+    if parent_pid is not None:
+        threading.Thread(target=_watchdog, name="grokkit-watchdog", daemon=True).start()
+
+
+def _interrupt_outside_training(signum, frame) -> None:
+    if _busy.is_set():  # loading checkpoints, before the loop took over: stop there
+        raise KeyboardInterrupt
+
+
+def _watchdog() -> None:
+    """Stop this worker when its sweep asks (an Event) or dies (its pid is no longer the parent):
+    a population in training is interrupted, which checkpoints it at the current step (train_group
+    then exits if orphaned); an idle orphan exits at once."""
+    interrupted = False
+    while True:
+        time.sleep(WATCH_SECONDS)
+        orphaned = _orphaned()
+        if not orphaned and not _stop_requested.is_set():
+            continue
+        if _busy.is_set():
+            if not interrupted:
+                os.kill(os.getpid(), signal.SIGINT)
+                interrupted = True
+        elif orphaned:
+            os._exit(EXIT_ORPHANED)
 
 
 def visible_gpus() -> list[str]:
@@ -79,11 +135,18 @@ def import_ray():
     return ray
 
 
+def core_budget() -> int:
+    """The cores a sweep may use on the CPU: this process's torch thread count (the machine's
+    cores by default; what ``--threads``, the free cores or OMP_NUM_THREADS made it in a
+    command), never more than the cores it may run on."""
+    return max(1, min(torch.get_num_threads(), cpu_count()))
+
+
 def worker_threads(jobs: int) -> int:
-    """Torch threads of each of ``jobs`` CPU workers: cores / workers, since two processes spinning
-    two OpenMP threads each on two cores slow a tiny model down a hundredfold. A single worker
-    trains in this process, with this process's own setting."""
-    return torch.get_num_threads() if jobs == 1 else max(1, cpu_count() // jobs)
+    """Torch threads of each of ``jobs`` CPU workers: the core budget / workers, since two
+    processes spinning two OpenMP threads each on two cores slow a tiny model down a hundredfold.
+    A single worker trains in this process, with this process's own setting."""
+    return torch.get_num_threads() if jobs == 1 else max(1, core_budget() // jobs)
 
 
 def run_in_process(tasks, groups, device, loggers, finished, progress=None) -> None:
@@ -93,19 +156,24 @@ def run_in_process(tasks, groups, device, loggers, finished, progress=None) -> N
 
 def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=None) -> None:
     threads = worker_threads(jobs)
+    _quiet_resource_tracker()
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue() if progress is not None else None
+    stop_requested = context.Event()
     gpu_queue = None
     if device == "cuda":  # one GPU per worker (jobs <= the visible GPUs; see run_sweep)
         gpu_queue = context.Queue()
         for gpu in visible_gpus()[:jobs]:
             gpu_queue.put(gpu)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(progress_queue, gpu_queue))  # fmt: skip
+                               initargs=(progress_queue, gpu_queue, stop_requested, os.getpid()))  # fmt: skip
     completed = False
     try:
-        pending = {pool.submit(train_group, *task, device, loggers, threads): g
-                   for task, g in zip(tasks, groups)}  # fmt: skip
+        # The workers start (in submit) with SIGINT ignored, which they inherit: a Ctrl-C to the
+        # terminal's process group while they import would print a traceback from each.
+        with _sigint_ignored():
+            pending = {pool.submit(train_group, *task, device, loggers, threads): g
+                       for task, g in zip(tasks, groups)}  # fmt: skip
         while pending:
             done, _ = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
             if progress is not None:
@@ -120,24 +188,53 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
                 finished(g, result)
         completed = True
     finally:
-        if not completed:
-            _stop_workers(list((getattr(pool, "_processes", None) or {}).values()))
-        pool.shutdown(wait=True, cancel_futures=True)
+        if completed:
+            pool.shutdown(wait=True)
+        else:
+            with _sigint_ignored():  # a second Ctrl-C must not cut the workers' checkpoints short
+                _stop_workers(pool, stop_requested)
+                if progress is not None:  # the interrupted runs' last checkpoints, for the index
+                    progress.drain(progress_queue)
 
 
-def _stop_workers(processes, grace_seconds: float = 60.0) -> None:
-    """Interrupted: ask each worker to checkpoint at its current step and stop (SIGINT, which a
-    training worker turns into a final checkpoint); terminate those still running after the
-    grace period (their last checkpoints are whole files, so nothing is damaged)."""
+def _stop_workers(pool: ProcessPoolExecutor, stop_requested, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+    """Interrupted: each worker checkpoints its population at the step it is on and exits; a
+    population not started yet never starts. Workers still alive after the grace period are
+    terminated (their last checkpoints are whole files, so nothing is damaged)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    stop_requested.set()
     for proc in processes:
         if proc.is_alive():
             with contextlib.suppress(OSError):
                 os.kill(proc.pid, signal.SIGINT)
+    pool.shutdown(wait=False, cancel_futures=True)  # idle workers get their exit message now
     deadline = time.monotonic() + grace_seconds
     for proc in processes:
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
             proc.terminate()
+            proc.join(5.0)
+
+
+def _quiet_resource_tracker() -> None:
+    """multiprocessing's resource tracker (a process of its own, started with this interpreter's
+    -W options) warns about "leaked semaphores" when a sweep is killed outright, then removes them
+    itself: the warning is noise to the user, and would be the only line such a kill prints."""
+    option = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_ray(ray, tasks, groups, jobs, device, loggers, finished, errors, progress=None) -> None:

@@ -1,7 +1,8 @@
 """The sweep folder: what each run's folder says (fresh, resume or done) and the index of runs.
 
     OUT/runs/<run_name>/   an ordinary run folder per run
-    OUT/index.csv          one row per run: name, folder, main settings, status, summary numbers
+    OUT/index.csv          one row per run folder in OUT/runs (whichever command wrote it): name,
+                           folder, main and method settings, status, summary numbers
     OUT/index.json         the same rows as a JSON list
 """
 
@@ -9,18 +10,24 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.errors import InputError, warn
+from grokkit.experiments import FIGURE_NAMES
 
 INDEX_CONFIG_FIELDS = (
     "operation", "modulus", "train_fraction", "seed", "split_seed", "preset", "outliers",
     "outlier_seed", "steps", "lr", "weight_decay", "decay_target", "beta1", "beta2",
     "warmup_steps", "batch_size", "update_noise", "weight_noise", "dropout", "n_layers",
     "d_model", "n_heads", "d_mlp", "norm", "activation", "eval_every", "checkpoint_every",
-    "stop_after_val_99", "arch",
+    "stop_after_val_99", "arch", "eps", "snapshot_every",
+    # the methods that followed the paper (config.METHOD_FIELDS)
+    "grad_filter", "grad_filter_alpha", "grad_filter_lambda", "grad_filter_window", "l2", "loss",
+    "orthogonal_grad", "init", "init_scale", "tf32",
 )  # fmt: skip
 INDEX_SUMMARY_FIELDS = (
     "status", "steps_done", "best_val_accuracy", "steps_to_train_99", "steps_to_val_99",
@@ -36,14 +43,41 @@ class SweepError(runs.RunFolderError):
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Refuse a path that is a file, or a non-empty folder that is not a sweep folder."""
+    """Refuse a path that is a file, or a non-empty folder that is neither a sweep (or reproduce)
+    folder nor a folder of grokkit's outputs only (``grokkit_outputs_only``: say, one that
+    ``grokkit analyze fourier --out OUT/add`` has just created). A sweep writes only OUT/runs/,
+    OUT/index.* and, for ``reproduce``, its figures' own files, so nothing there is overwritten."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
         raise SweepError(f"--out {out_dir} exists and is not a folder; choose a new path")
-    if any(out_dir.iterdir()) and not ((out_dir / "index.csv").is_file() or (out_dir / "runs").is_dir()):
-        raise SweepError(f"--out {out_dir} is a non-empty folder that is not a sweep folder; nothing was touched")
+    if (out_dir / "index.csv").is_file() or (out_dir / "runs").is_dir() or grokkit_outputs_only(out_dir) \
+            or runs.holds_only_leftovers(out_dir):  # fmt: skip
+        return
+    raise SweepError(f"--out {out_dir} is a non-empty folder that is not a sweep folder and holds files "
+                     "grokkit did not write; nothing was touched")  # fmt: skip
+
+
+# Files grokkit writes into an output folder, besides run folders: a sweep's index, reproduce's
+# report and figures (<figure>.png/.pdf/.csv/.json), analyze fourier's files, compare's figure.
+_OUTPUT_FILES = {"index.csv", "index.json", "REPORT.md", runs.LOCK_FILE,
+                 *(f"{stem}.{ext}" for stem in (*FIGURE_NAMES, "fourier", "compare", "curves")
+                   for ext in ("png", "pdf", "csv", "json"))}  # fmt: skip
+
+
+def grokkit_outputs_only(folder: Path, depth: int = 3) -> bool:
+    """Whether every entry of ``folder`` is something grokkit writes: the files of
+    ``_OUTPUT_FILES`` (and their temporaries), run folders, and subfolders holding only such
+    outputs (``depth`` levels down)."""
+    for entry in Path(folder).iterdir():
+        name = entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            if not (runs.is_run_dir(entry) or (depth > 0 and grokkit_outputs_only(entry, depth - 1))):
+                return False
+        elif not (entry.is_file() and (name in _OUTPUT_FILES or (name.startswith(".") and name.endswith(".tmp")))):
+            return False
+    return True
 
 
 def _stored_config(run_dir: Path) -> RunConfig | None:
@@ -55,6 +89,30 @@ def _differences(a: RunConfig, b: RunConfig) -> list[str]:
     diff = [k for k in da if k != "optimizer" and da[k] != db.get(k)]
     diff += [k for k in da["optimizer"] if da["optimizer"][k] != db["optimizer"].get(k)]
     return diff
+
+
+def untagged_folder(runs_dir: Path, name: str, untagged: str, config: RunConfig) -> Path | None:
+    """The folder an earlier grokkit gave this run before its method settings were in run names
+    (``untagged``: its name without them, the same hash), when that one exists, holds this run
+    and the run's own folder ``name`` does not exist; else None."""
+    own, old = Path(runs_dir) / name, Path(runs_dir) / untagged
+    if untagged == name or own.exists() or not old.is_dir():
+        return None
+    try:
+        return old if _stored_config(old) == config else None
+    except InputError:  # a damaged config.json: not adopted; the index lists it as unreadable
+        return None
+
+
+def adopt_untagged_folders(runs_dir: Path, runs_named: Sequence[tuple[str, str, RunConfig]]) -> None:
+    """Rename each ``untagged_folder`` of (name, untagged name, config) to its run's name, saying
+    so, so that a sweep or reproduce started before method settings were in run names resumes or
+    skips its runs instead of training them again. Nothing in the folders changes."""
+    for name, untagged, config in runs_named:
+        old = untagged_folder(runs_dir, name, untagged, config)
+        if old is not None:
+            old.rename(Path(runs_dir) / name)
+            warn(f"{old} is now {Path(runs_dir) / name}: run names now carry their method settings")
 
 
 @dataclass
@@ -118,6 +176,68 @@ def index_row(name: str, config: RunConfig, summary: dict | None) -> dict:
     summary = summary or {"status": "pending"}
     row.update({k: summary.get(k) for k in INDEX_SUMMARY_FIELDS})
     return row
+
+
+def folder_row(run_dir: Path) -> dict | None:
+    """The index row of a run folder, read from the folder itself: its config.json and its
+    summary.json (status "pending" without one, "unreadable" when a file is damaged); None when
+    ``run_dir`` holds no run (no config.json)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not runs.is_run_dir(run_dir):
+        return None
+    try:
+        config = runs.read_config(run_dir)
+    except InputError:
+        return {**dict.fromkeys(INDEX_COLUMNS), "run_name": run_dir.name, "folder": f"runs/{run_dir.name}",
+                "status": "unreadable"}  # fmt: skip
+    try:
+        summary = runs.read_summary(run_dir) if (run_dir / "summary.json").is_file() else None
+    except InputError:
+        summary = {"status": "unreadable"}
+    return index_row(run_dir.name, config, summary)
+
+
+class SweepIndex:
+    """OUT/index.csv and OUT/index.json: one row for every run folder in OUT/runs, whichever
+    command wrote it (an earlier sweep with other settings, another figure of ``reproduce``, a
+    ``grokkit train --out OUT/runs/NAME``), plus the runs of this command not started yet.
+
+    The rows of this command's runs come from ``write``'s argument; every other run folder is
+    read once, here (its config.json and summary.json: the folder is locked while the sweep runs,
+    so they cannot change). Order: the previous index's, then this command's runs, then any other
+    run folder by name, so a folder's rows keep their places from one command to the next."""
+
+    def __init__(self, out_dir: Path, names: Sequence[str]):
+        self.out_dir = Path(out_dir)
+        self.previous = previous_index_names(self.out_dir)
+        runs_dir = self.out_dir / "runs"
+        ours = set(names)
+        others = sorted(p for p in runs_dir.iterdir() if p.name not in ours) if runs_dir.is_dir() else []
+        self.others = {p.name: row for p in others if (row := folder_row(p)) is not None}
+
+    def rows(self, current: Sequence[dict]) -> list[dict]:
+        by_name = {**self.others, **{r["run_name"]: r for r in current}}
+        order = list(dict.fromkeys([*(n for n in self.previous if n in by_name),
+                                    *(r["run_name"] for r in current), *self.others]))  # fmt: skip
+        return [by_name[n] for n in order]
+
+    def write(self, current: Sequence[dict]) -> None:
+        write_index(self.out_dir, self.rows(current))
+
+
+def previous_index_names(out_dir: Path) -> list[str]:
+    """The run names of OUT/index.json in its order; none when it is missing or damaged (the index
+    is rebuilt from the run folders then)."""
+    path = Path(out_dir) / "index.json"
+    if not path.is_file():
+        return []
+    try:
+        rows = runs.read_json(path)
+    except (InputError, OSError):
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [r["run_name"] for r in rows if isinstance(r, dict) and isinstance(r.get("run_name"), str)]
 
 
 def write_index(out_dir: Path, rows: list[dict]) -> None:

@@ -62,17 +62,23 @@ def _safe_operation(op: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "+-_." else "_" for ch in op)
 
 
-def run_name(config: RunConfig) -> str:
+def run_name(config: RunConfig, method_tags: bool = True) -> str:
     """A readable, filesystem-safe folder name, unique per configuration and stable across
     versions of Python: e.g. ``x_div_y-p97-f0.300-adamw-k0-s2-1a2b3c4d`` (operation, modulus,
-    train fraction, preset, outliers, seed, then a hash of the whole config). In the operation,
-    ``/`` becomes ``_div_``, ``^-1`` becomes ``_inv`` and other ``^`` are dropped (``x2+y2``)."""
+    train fraction, preset, outliers, seed, the architecture and ``RunConfig.method_tags`` when
+    not the defaults, e.g. ``...-s0-grokfast_ema-lambda2-l2_0.005-<hash>``, then a hash of the
+    whole config). In the operation,
+    ``/`` becomes ``_div_``, ``^-1`` becomes ``_inv`` and other ``^`` are dropped (``x2+y2``).
+    ``method_tags=False``: the name grokkit gave such a run before the tags (the same hash), so
+    a sweep can adopt the folder of a run trained then (``folder.adopt_untagged_folders``)."""
     parts = [_safe_operation(config.operation)]
     if not config.operation.startswith("s5"):
         parts.append(f"p{config.modulus}")
     parts += [f"f{config.train_fraction:.3f}", config.preset or "custom", f"k{config.outliers}", f"s{config.seed}"]
     if config.arch != "grokkit":  # the default architecture keeps the names runs always had
         parts.append(config.arch)
+    if method_tags:
+        parts += config.method_tags()  # likewise: none for the paper's runs
     parts.append(config_hash(config))
     return "-".join(parts)
 

@@ -26,7 +26,9 @@ class SweepProgress:
     unused steps off the total, so the ETA stays honest."""
 
     def __init__(self, todo: dict[str, tuple[str, int, int]], on_run_ended: Callable[[str, dict], None],
-                 description: str, enabled: bool, runs_done: int, runs_total: int) -> None:
+                 description: str, enabled: bool, runs_done: int, runs_total: int,
+                 on_checkpoint: Callable[[str, dict], None] | None = None) -> None:
+        self.on_checkpoint = on_checkpoint
         self.names = {key: name for key, (name, _, _) in todo.items()}
         self.started_at = {key: start for key, (_, start, _) in todo.items()}
         self.planned = {key: budget - start for key, (_, start, budget) in todo.items()}
@@ -61,6 +63,10 @@ class SweepProgress:
         self._postfix()
         self.on_run_ended(name, summary)
 
+    def checkpointed(self, run_dir: Path | str, summary: dict) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.names.get(str(run_dir), Path(run_dir).name), summary)
+
     def drain(self, source) -> None:
         """Apply every message waiting in a worker queue (see QueueWatcher): a multiprocessing
         queue or a Ray queue, whose Empty is a queue.Empty too."""
@@ -71,6 +77,8 @@ class SweepProgress:
                 return
             if message[0] == "steps":
                 self.advanced(message[1])
+            elif message[0] == "checkpointed":
+                self.checkpointed(message[1], message[2])
             else:
                 self.run_ended(message[1], message[2])
 
@@ -99,6 +107,10 @@ class QueueWatcher:
         self._flush()
         self.sink.put(("ended", str(run_dir), summary))
 
+    def checkpointed(self, run_dir: Path, summary: dict) -> None:
+        self._flush()
+        self.sink.put(("checkpointed", str(run_dir), summary))
+
     def _flush(self) -> None:
         if self.pending:
             self.sink.put(("steps", self.pending))
@@ -111,7 +123,7 @@ def describe(s: dict) -> str:
     val = s.get("val_accuracy")
     val = "n/a" if val is None else f"{100 * val:.1f}%"
     at = s.get("steps_to_val_99")
-    at = "never" if at is None else f"at step {at}"
+    at = "not reached" if at is None else f"at step {at}"
     wall = s.get("wall_seconds")
     wall = "" if wall is None else f", {wall:.1f} s"
     return f"{s['status']}, val {val} (99% {at}){wall}"

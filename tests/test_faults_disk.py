@@ -1,0 +1,430 @@
+"""Files and processes that could be turned against the user, as a corpus (issue 24): links and
+non-regular files at every name grokkit reads or writes, sweeps killed or interrupted with
+workers running, full disks and impossible sizes before the first step, and what ``show``,
+``analyze`` and a finished resume may touch.
+
+Each case asserts the exit code, one line on stderr when there is an error, and that every file
+present before is byte-identical after (a link's target above all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokkit import runs
+from grokkit.experiments.common import write_csv
+from test_faults import SWEEP_TINY, TINY, _fail_writes_of, _holder, _stop, assert_one_line, run_cli
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, FIFOs and signals")
+
+
+def everything(folder: Path) -> dict[str, bytes | str]:
+    """Every entry below ``folder``, lock files included: a file's bytes, a link's target."""
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        key = str(p.relative_to(folder))
+        if p.is_symlink():
+            found[key] = "-> " + os.readlink(p)
+        elif p.is_file():
+            found[key] = p.read_bytes()
+    return found
+
+
+@pytest.fixture(scope="module")
+def half_run(tmp_path_factory):
+    """A tiny run trained to 20 of 30 steps (checkpoints at 10 and 20), with its curves."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("disk") / "run"
+    argv = [a for a in TINY if a != "--no-plot"]
+    assert run_main(["train", *argv, "--steps", "20", "--out", str(out)]) == 0
+    return out
+
+
+def run_main(argv):
+    from grokkit.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def run_copy(half_run, tmp_path):
+    return Path(shutil.copytree(half_run, tmp_path / "run", symlinks=True))
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A file outside the run folder that a planted link points at: it must never change."""
+    path = tmp_path / "outside" / "precious.txt"
+    path.parent.mkdir()
+    path.write_bytes(b"the user's own file\n")
+    return path
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 30):
+    """Fail (instead of hanging the suite) if the body blocks, as a read of a FIFO would."""
+
+    def alarm(signum, frame):
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ---------------------------------------------------------------- writes never follow a link
+
+WRITTEN_BY_RESUME = [runs.LOCK_FILE, "metrics.csv", "summary.json", "curves.png", "curves.pdf",
+                     "checkpoints/previous.pt"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", WRITTEN_BY_RESUME)
+def test_resume_replaces_a_planted_link_and_never_writes_through_it(name, run_copy, victim, capsys):
+    target = run_copy / name
+    target.unlink()
+    target.symlink_to(victim)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet")
+    assert code == 0, err
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert not target.is_symlink() and target.is_file()
+    assert runs.read_summary(run_copy)["steps_done"] == 30
+
+
+def test_a_latest_checkpoint_linked_elsewhere_falls_back_and_is_not_written_through(run_copy, victim, capsys):
+    latest = run_copy / runs.CHECKPOINT
+    latest.unlink()
+    latest.symlink_to(victim)
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet")
+    assert code == 0, err
+    assert "previous.pt" in err  # the fallback is said, in one warning line
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert runs.load_checkpoint(run_copy)["step"] == 30
+
+
+@pytest.mark.parametrize("name", ["curves.png", "curves.pdf"])
+def test_show_replaces_a_linked_plot(name, run_copy, victim, capsys):
+    (run_copy / name).unlink()
+    (run_copy / name).symlink_to(victim)
+    code, _, err = run_cli(capsys, "show", run_copy)
+    assert code == 0, err
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert (run_copy / name).is_file() and not (run_copy / name).is_symlink()
+
+
+@pytest.mark.parametrize("name", ["index.csv", "index.json"])
+def test_a_sweep_replaces_a_linked_index(name, tmp_path, victim, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--out", out)
+    assert code == 0, err
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert not (out / name).is_symlink()
+
+
+def test_figure_files_replace_links(tmp_path, victim):
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import save_figure
+
+    for name in ("fig.png", "fig.pdf", "fig.csv"):
+        (tmp_path / name).symlink_to(victim)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    save_figure(fig, tmp_path / "fig.png")
+    write_csv(tmp_path / "fig.csv", ["a"], [[1.5]])
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "fig.pdf").read_bytes()[:4] == b"%PDF"
+    assert (tmp_path / "fig.csv").read_text() == "a\n1.5\n"
+
+
+# ---------------------------------------------------------------- reads only of regular files
+
+# Each file with a command that must read it (a resume rebuilds metrics.csv and summary.json from
+# the checkpoint, replacing whatever stands at those names).
+READ_FILES = [("metrics.csv", "show"), ("summary.json", "show"), ("config.json", "train"),
+              ("checkpoints/latest.pt", "train")]  # fmt: skip
+
+
+def _plant(path: Path, kind: str) -> None:
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+@pytest.mark.parametrize(("name", "command"), READ_FILES)
+def test_a_non_regular_file_is_refused_in_one_line_without_blocking(name, command, kind, run_copy, capsys):
+    _plant(run_copy / name, kind)
+    (run_copy / runs.PREVIOUS_CHECKPOINT).unlink()  # no fallback: the refusal itself is the answer
+    before = everything(run_copy)
+    argv = ["show", run_copy] if command == "show" else ["train", "--resume", run_copy, "--steps", 30, "--quiet"]
+    with no_hang():
+        code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line(err, name.split("/")[-1])
+    assert "regular file" in err or "damaged" in err or "does not exist" in err
+    assert everything(run_copy) == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_show_refuses_a_non_regular_metrics_file(kind, run_copy, capsys):
+    _plant(run_copy / "metrics.csv", kind)
+    before = everything(run_copy)
+    with no_hang():
+        code, _, err = run_cli(capsys, "show", run_copy)
+    assert code == 2
+    assert_one_line(err, "metrics.csv", "not a regular file")
+    assert everything(run_copy) == before
+
+
+def test_a_lock_file_that_is_a_fifo_is_refused_in_one_line(run_copy, capsys):
+    _plant(run_copy / runs.LOCK_FILE, "fifo")
+    before = everything(run_copy)
+    with no_hang():
+        code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet")
+    assert code == 2
+    assert_one_line(err, runs.LOCK_FILE, "not a regular file")
+    assert everything(run_copy) == before
+
+
+# ---------------------------------------------------------------- what a command may touch
+
+
+def test_resuming_a_finished_run_changes_nothing_at_all(run_copy, capsys):
+    assert run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet")[0] == 0
+    before = everything(run_copy)  # lock file and curves included
+    time.sleep(0.01)
+    for argv in (["--steps", "30"], []):
+        code, out, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", *argv)
+        assert code == 0, err
+        assert "nothing was changed" in out
+        assert everything(run_copy) == before
+
+
+@pytest.mark.parametrize("argv", [["show"], ["analyze", "fourier"]])
+def test_show_and_analyze_refuse_a_folder_being_trained(argv, run_copy, capsys):
+    proc = _holder(run_copy)
+    try:
+        before = everything(run_copy)
+        code, _, err = run_cli(capsys, *argv, run_copy)
+        assert code == 2
+        assert_one_line(err, "being written by another grokkit process")
+        assert everything(run_copy) == before
+    finally:
+        _stop(proc)
+
+
+def test_temporaries_of_a_killed_write_are_removed_by_the_next_writer(run_copy, capsys):
+    stale = [run_copy / ".metrics.csv.k1ll3d.tmp", run_copy / "checkpoints" / ".latest.pt.k1ll3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    keep = run_copy / "notes.tmp"  # not one of ours: left alone
+    keep.write_text("mine")
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet")
+    assert code == 0, err
+    assert not any(p.exists() for p in stale)
+    assert keep.read_text() == "mine"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_follow_the_umask(umask, tmp_path):
+    old = os.umask(umask)
+    try:
+        runs.write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+
+
+# ---------------------------------------------------------------- full disks, impossible sizes
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell files apart")
+def test_a_full_disk_at_start_is_one_line_and_the_same_command_then_works(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--steps", "10", "--out", out]
+    _fail_writes_of(monkeypatch, "config.json")
+    monkeypatch.setattr(os, "pwrite", _no_space)  # the lock's pid cannot be written either
+    code, _, err = run_cli(capsys, *argv)
+    monkeypatch.undo()
+    assert code == 1
+    assert_one_line(err, "config.json", "no space left on the device", "nothing was written")
+    code, _, err = run_cli(capsys, *argv)  # the disk has room again: the same command takes over
+    assert code == 0, err
+    assert runs.read_summary(out)["steps_done"] == 10
+
+
+def _no_space(*args):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell files apart")
+def test_a_full_disk_while_plotting_keeps_the_previous_plot(run_copy, capsys, monkeypatch):
+    before = everything(run_copy)
+    _fail_writes_of(monkeypatch, "curves.png")
+    code, _, err = run_cli(capsys, "show", run_copy)
+    monkeypatch.undo()
+    assert code == 1
+    assert_one_line(err, "curves.png", "no space left on the device", "previous version is kept")
+    assert everything(run_copy) == before
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_model_that_cannot_fit_is_refused_before_anything_is_created(command, tmp_path, capsys):
+    tiny = TINY if command == "train" else SWEEP_TINY
+    argv = [a for a in tiny if a not in ("--no-plot",)]
+    i = argv.index("--d-model")
+    argv[i + 1] = "1000000"
+    code, _, err = run_cli(capsys, command, *argv, "--steps", 5, "--out", tmp_path / "big")
+    assert code == 2
+    assert_one_line(err, "parameters", "more than half of this machine's", "--d-model")
+    assert not (tmp_path / "big").exists()
+
+
+# ---------------------------------------------------------------- sweeps killed or interrupted
+
+SWEEP = ["-m", "grokkit.cli", "sweep", "--op", "x+y", "--modulus", "23", "--seed", "0", "1",
+         "--train-fraction", "0.5", "--steps", "1000000", "--jobs", "2", "--checkpoint-every", "20",
+         "--d-model", "32", "--heads", "2", "--d-mlp", "64", "--layers", "1", "--quiet"]  # fmt: skip
+
+
+def _start_sweep(out: Path) -> tuple[subprocess.Popen, list[int]]:
+    """A two-worker sweep, once both of its runs have a checkpoint; with its workers' pids."""
+    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("runs/*/checkpoints/latest.pt"))) < 2 or "pending" in _index(out).values():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep never checkpointed"
+        time.sleep(0.2)
+    return proc, _descendants(proc.pid)
+
+
+def _descendants(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def _states(out: Path) -> dict[str, tuple[str, int, int]]:
+    """Per run: (summary status, summary steps_done, checkpoint step)."""
+    found = {}
+    for d in sorted(out.glob("runs/*")):
+        s = runs.read_summary(d)
+        found[d.name] = (s["status"], s["steps_done"], runs.load_checkpoint(d)["step"])
+    return found
+
+
+def _index(out: Path) -> dict[str, str]:
+    if not (out / "index.csv").is_file():
+        return {"": "pending"}
+    with open(out / "index.csv", newline="") as f:
+        return {row["run_name"]: row["status"] for row in csv.DictReader(f)}
+
+
+pytest_proc = pytest.mark.skipif(not Path("/proc").is_dir() or shutil.which("pgrep") is None,
+                                 reason="needs /proc and pgrep to find the workers")  # fmt: skip
+
+
+@pytest_proc
+@pytest.mark.parametrize("target", ["group", pytest.param("main", marks=pytest.mark.slow)])
+def test_ctrl_c_of_a_two_worker_sweep_exits_within_seconds(target, tmp_path):
+    out = tmp_path / "sweep"
+    proc, workers = _start_sweep(out)
+    assert len(workers) >= 2
+    started = time.monotonic()
+    if target == "group":  # as a terminal sends it
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert proc.returncode == 130
+    assert_one_line(err, "interrupted", "run the same grokkit sweep command again")
+    assert took < 10, f"took {took:.1f} s to exit"
+    assert not _wait_gone(workers, 5)
+    states = _states(out)
+    assert all(status == "interrupted" and done == ckpt for status, done, ckpt in states.values()), states
+    assert set(_index(out).values()) == {"interrupted"}
+
+
+@pytest_proc
+def test_a_sweep_killed_outright_leaves_no_worker_alive(tmp_path):
+    out = tmp_path / "sweep"
+    proc, workers = _start_sweep(out)
+    proc.kill()  # SIGKILL: nothing in the sweep's process runs again
+    _, err = proc.communicate(timeout=30)
+    assert not _wait_gone(workers, 15), "workers outlived their sweep"
+    assert "Traceback" not in err and "leaked" not in err
+    states = _states(out)  # each worker checkpointed the step it was on as it left
+    assert all(status == "interrupted" and done == ckpt for status, done, ckpt in states.values()), states
+    assert "pending" not in _index(out).values()  # both runs had checkpointed before the kill
+    for folder in (out, *out.glob("runs/*")):  # no orphan holds a lock: a re-run can start
+        with runs.folder_lock(folder):
+            pass
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path):
+    """A Ctrl-C during the imports (seconds of torch) or at any moment after: one line, 130."""
+    for delay in (0.3, 1.5):
+        proc = subprocess.Popen([sys.executable, "-m", "grokkit.cli", "train", *TINY, "--steps", "100000",
+                                 "--out", str(tmp_path / f"run{delay}")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert_one_line(err, "interrupted")
+
+
+@pytest_proc
+def test_ctrl_c_while_sweep_workers_start_is_one_line(tmp_path):
+    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(tmp_path / "sweep")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(workers := _descendants(proc.pid)) < 2:  # spawned: now importing torch
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert_one_line(err, "interrupted")
+    assert time.monotonic() - started < 15
+    assert not _wait_gone(workers, 5)
