@@ -415,3 +415,28 @@ def test_a_sweep_shares_its_threads_among_its_workers(monkeypatch):
     assert worker_threads(2) == 2 and worker_threads(4) == 1
     torch.set_num_threads(1)
     assert default_jobs("cpu", n_groups=10, jobs=None) == 1
+
+
+# ---------------------------------------------------------------- the API from a plain script
+
+PLAIN_SCRIPT = """
+from grokkit.config import RunConfig
+from grokkit.sweep import run_sweep
+
+configs = [RunConfig(operation="x+y", modulus=11, steps=20, seed=s, d_model=32, n_heads=2, d_mlp=64,
+                     n_layers=1, checkpoint_every=10) for s in range(2)]
+results = run_sweep(configs, OUT, jobs=2, progress=False)
+print(",".join(r.summary["status"] for r in results))
+"""
+
+
+def test_run_sweep_with_workers_from_a_script_without_a_main_guard(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(f"OUT = {str(tmp_path / 'out')!r}\n" + PLAIN_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "completed,completed"
+    assert "Traceback" not in done.stderr

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from grokkit.errors import InputError, warn
 from grokkit.ops import S5_OPERATIONS, SLOW_TABLE_EQUATIONS, Operation, get_operation, s5_tables, table_size_text
@@ -64,18 +67,24 @@ class Table:
 
     def tokens(self) -> torch.Tensor:
         """int64 [N, 4]: ``x, op_token, y, eq_token``; the answer is predicted at column 3."""
+        import torch
+
         n = self.n_equations
         op = torch.full((n,), self.op_token, dtype=torch.int64)
         eq = torch.full((n,), self.eq_token, dtype=torch.int64)
         return torch.stack([self.x, op, self.y, eq], dim=1)
 
     def to_csv(self, stream: TextIO) -> None:
-        """Write ``x,y,result`` and one row per equation, with element names (no quoting needed:
-        names are digits only)."""
-        names = self.operation.element_names
-        stream.write("x,y,result\n")
-        rows = zip(self.x.tolist(), self.y.tolist(), self.result.tolist())
-        stream.writelines(f"{names[a]},{names[b]},{names[c]}\n" for a, b, c in rows)
+        write_csv(self.operation, self.x.numpy(), self.y.numpy(), self.result.numpy(), stream)
+
+
+def write_csv(operation: Operation, x: np.ndarray, y: np.ndarray, result: np.ndarray, stream: TextIO) -> None:
+    """Write ``x,y,result`` and one row per equation, with element names (no quoting needed:
+    names are digits only)."""
+    names = operation.element_names
+    stream.write("x,y,result\n")
+    rows = zip(x.tolist(), y.tolist(), result.tolist())
+    stream.writelines(f"{names[a]},{names[b]},{names[c]}\n" for a, b, c in rows)
 
 
 def make_table(operation_name: str, modulus: int = 97, arch: str = "grokkit") -> Table:
@@ -83,6 +92,15 @@ def make_table(operation_name: str, modulus: int = 97, arch: str = "grokkit") ->
 
     ``arch="openai-grok"`` takes the authors' S5 products (grokkit.openai_grok: the left operand
     acts first); the modular tables are the same under both."""
+    import torch  # here: `grokkit data` writes the table from table_arrays without waiting for it
+
+    operation, x, y, result = table_arrays(operation_name, modulus, arch)
+    return Table(operation, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(result))
+
+
+def table_arrays(operation_name: str, modulus: int = 97,
+                 arch: str = "grokkit") -> tuple[Operation, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``make_table``'s operation and its x, y and result columns, as int64 numpy arrays."""
     operation = get_operation(operation_name, modulus)  # refuses a table that cannot fit
     if operation.n_equations > SLOW_TABLE_EQUATIONS:
         warn(f"{table_size_text(operation.name, operation.modulus)}; every evaluation covers the "
@@ -95,10 +113,12 @@ def make_table(operation_name: str, modulus: int = 97, arch: str = "grokkit") ->
         result = s5_results(operation.name, x, y, compose, inverse)
     else:
         result = operation.apply(x, y)
-    return Table(operation, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(result))
+    return operation, x, y, result
 
 
 def _generator(seed: int) -> torch.Generator:
+    import torch
+
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
@@ -124,6 +144,8 @@ def split_indices(
             f"train fraction {train_fraction} of {n_equations} equations"
             " leaves no validation equations"
         )
+    import torch  # here, like every use of torch in this module: `grokkit data` needs none
+
     perm = torch.randperm(n_equations, generator=_generator(seed), dtype=torch.int64)
     return perm[:n_train].sort().values, perm[n_train:].sort().values
 
@@ -139,6 +161,8 @@ def outlier_pairs(n_train: int, k: int, seed: int) -> tuple[torch.Tensor, torch.
         raise DataError(
             f"{k} outliers need {2 * k} training equations; the training set has {n_train}"
         )
+    import torch
+
     chosen = torch.randperm(n_train, generator=_generator(seed), dtype=torch.int64)[: 2 * k]
     return chosen[:k], chosen[k:]
 

@@ -17,21 +17,23 @@ import warnings
 from grokkit import __version__
 from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
-COMMAND_NAMES = ("data", "train", "show", "compare", "export", "analyze", "bench", "sweep", "reproduce")
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; of the commands, only the one ``argv`` names is imported and given its flags
+    (the others are listed with their help), so ``grokkit --help`` and ``grokkit data`` do not
+    wait seconds for torch. Without ``argv``, every command is complete."""
+    from importlib import import_module
 
+    from grokkit.cli.catalogue import COMMANDS, Parser
 
-def build_parser() -> argparse.ArgumentParser:
-    # The commands are imported here, not at the top: torch takes seconds to import, and a Ctrl-C
-    # in those seconds must end in main's one line like any other.
-    from grokkit.cli import analyze, bench, compare, data, export, reproduce, show, sweep, train
-    from grokkit.cli.common import Parser
-
-    commands = (data, train, show, compare, export, analyze, bench, sweep, reproduce)
+    named = [a for a in argv if a in COMMANDS][:1] if argv is not None else list(COMMANDS)
     p = Parser(prog="grokkit", description="Grokking (Power et al., 2022), reproduced.")
     p.add_argument("--version", action="version", version=f"grokkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in commands:
-        command.register(sub)
+    for name, help_text in COMMANDS.items():
+        if name in named:
+            import_module(f"grokkit.cli.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return p
 
 
@@ -54,7 +56,10 @@ def _main(argv: list[str] | None) -> int:
 
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+        # The command's module is imported here, not at the top: a Ctrl-C in the seconds torch
+        # takes to import must end in the one line below like any other.
+        args = build_parser(argv).parse_args(argv)
         return args.func(args)
     except InputError as e:
         print(f"grokkit: error: {e}", file=sys.stderr)

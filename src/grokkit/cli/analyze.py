@@ -7,12 +7,13 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.errors import InputError
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "analyze", help="measure a trained run (fourier: Nanda et al.'s progress measures)",
+        "analyze", help=COMMANDS["analyze"],
         description="Measures of a trained run, written beside it (or to --out).",
     )  # fmt: skip
     analyses = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.bench import benchmark
 from grokkit.cli.common import add_device_flag, add_threads_flag, apply_threads, require_at_least
 from grokkit.config import RunConfig
@@ -13,7 +14,7 @@ from grokkit.model import ARCHS
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="time a training step of the paper's configuration")
+    b = sub.add_parser("bench", help=COMMANDS["bench"])
     b.add_argument("--json", action="store_true", help="print one JSON object")
     add_device_flag(b)
     b.add_argument("--population", type=int, nargs="+", default=[1],

@@ -17,11 +17,6 @@ if TYPE_CHECKING:
 
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
-        raise InputError(message)
-
-
 def add_device_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="auto (default: the GPU where there is one), cpu, cuda or mps")  # fmt: skip

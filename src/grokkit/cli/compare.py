@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.errors import InputError
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "compare", help="overlay the curves of several runs (or of a sweep's runs) in one figure",
+        "compare", help=COMMANDS["compare"],
         description="Overlay validation (solid) and training (dashed) accuracy and loss of every "
                     "run given. A sweep or reproduce folder stands for all of its runs; --by "
                     "colours the runs by a configuration field (one legend entry per value).",

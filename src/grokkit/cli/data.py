@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from grokkit.data import make_table
+from grokkit.cli.catalogue import COMMANDS
+from grokkit.data import table_arrays, write_csv
 
 
 def register(sub) -> None:
-    d = sub.add_parser("data", help="print an operation's whole table as CSV (x,y,result)")
+    d = sub.add_parser("data", help=COMMANDS["data"])
     d.add_argument("--op", required=True, help="operation name, e.g. x/y or s5_xy")
     d.add_argument("--modulus", type=int, default=97)
     d.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    make_table(args.op, args.modulus).to_csv(sys.stdout)
+    write_csv(*table_arrays(args.op, args.modulus), sys.stdout)
     return 0

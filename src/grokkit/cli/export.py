@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.errors import InputError
 
 FORMATS = ("transformer-lens",)
@@ -12,7 +13,7 @@ FORMATS = ("transformer-lens",)
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "export", help="write a run's model as a TransformerLens HookedTransformer",
+        "export", help=COMMANDS["export"],
         description="Write the model of a run folder (its last checkpoint, or a snapshot with "
                     "--step) as a TransformerLens HookedTransformer: OUT/config.json and "
                     "OUT/state_dict.pt, read back with grokkit.export.load_hooked_transformer(OUT).",

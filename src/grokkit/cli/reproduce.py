@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit import experiments
 from grokkit.cli.common import add_device_flag, add_log_flag, add_threads_flag, apply_threads, log_names, require_at_least
 from grokkit.config import validate_run
@@ -20,7 +21,7 @@ from grokkit.sweep import check_out_dir, cpu_count
 
 
 def register(sub) -> None:
-    r = sub.add_parser("reproduce", help="run a paper figure's experiment and write its plot, CSV and REPORT.md")
+    r = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
     r.add_argument("figure", nargs="?", help="figure name (see --list) or 'all'")
     r.add_argument("--list", action="store_true", help="list the figures with their run counts per scale")
     r.add_argument("--plan", action="store_true",

@@ -6,13 +6,14 @@ import argparse
 import os
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit import runs
 from grokkit.cli.common import plot_curves
 from grokkit.errors import InputError
 
 
 def register(sub) -> None:
-    s = sub.add_parser("show", help="print a run's summary and write its curves as PNG")
+    s = sub.add_parser("show", help=COMMANDS["show"])
     s.add_argument("run", help="run folder")
     s.set_defaults(func=run)
 

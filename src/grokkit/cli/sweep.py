@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import add_device_flag, add_log_flag, add_threads_flag, apply_threads, fmt_steps, log_names, require_at_least
 from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags, check_method_flags
 from grokkit.config import RunConfig
@@ -14,7 +15,7 @@ from grokkit.sweep import expand_grid, run_sweep
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "sweep", help="train the cartesian product of several settings as a sweep",
+        "sweep", help=COMMANDS["sweep"],
         description="Train every combination of the given values (flags marked [grid] take one or "
                     "more values). Runs that can share a population train together. Re-running "
                     "the same command with the same --out skips finished runs and resumes "

@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from grokkit.cli.catalogue import COMMANDS
 from grokkit import runs
 from grokkit.cli.common import (
     add_device_flag,
@@ -26,7 +27,7 @@ from grokkit.train import train_runs
 
 
 def register(sub) -> None:
-    t = sub.add_parser("train", help="train one run into a run folder, or resume one")
+    t = sub.add_parser("train", help=COMMANDS["train"])
     t.add_argument("--out", help="new run folder")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     t.add_argument("--steps", type=int, help="budget of updates (default 100000)")

@@ -171,7 +171,7 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
     try:
         # The workers start (in submit) with SIGINT ignored, which they inherit: a Ctrl-C to the
         # terminal's process group while they import would print a traceback from each.
-        with _sigint_ignored():
+        with _sigint_ignored(), _main_module_hidden():
             pending = {pool.submit(train_group, *task, device, loggers, threads): g
                        for task, g in zip(tasks, groups)}  # fmt: skip
         while pending:
@@ -223,6 +223,26 @@ def _quiet_resource_tracker() -> None:
     option = "ignore::UserWarning:multiprocessing.resource_tracker"
     if option not in sys.warnoptions:
         sys.warnoptions.append(option)
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start workers without the caller's main module. A spawned worker otherwise imports the
+    script that called run_sweep, and a script without an ``if __name__ == "__main__":`` guard
+    then calls run_sweep again in every worker (which finds the folder locked, and the pool
+    breaks). The workers need nothing from it: their tasks are grokkit functions and plain data."""
+    main = sys.modules.get("__main__")
+    hidden = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        for k in hidden:
+            if k == "__file__":
+                delattr(main, k)
+            else:
+                setattr(main, k, None)
+        yield
+    finally:
+        for k, v in hidden.items():
+            setattr(main, k, v)
 
 
 @contextlib.contextmanager
