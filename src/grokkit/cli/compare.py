@@ -43,12 +43,15 @@ def run(args: argparse.Namespace) -> int:
         order = sorted(set(values), key=lambda v: (v is None, 0 if v is None else v))
         curves = [(f"{by} = {v}", r.metrics.to_dict("records"))
                   for v in order for value, r in zip(values, found) if value == v]  # fmt: skip
-    else:
-        curves = [(r.path.name, r.metrics.to_dict("records")) for r in found]
     # Imported here: matplotlib costs ~0.4 s, which the other commands should not pay.
-    from grokkit.plots import plot_comparison
+    from grokkit.plots import comparison_labels, plot_comparison
 
-    title = f"{len(found)} runs" + (f" by {by}" if by else "")
+    # The title says what the runs share and what is compared; without --by each run's label
+    # gives the settings that differ between the runs.
+    title, labels = comparison_labels([r.config.flat_dict() for r in found], [r.path.name for r in found],
+                                      by=field if by else "")  # fmt: skip
+    if not by:
+        curves = [(label, r.metrics.to_dict("records")) for label, r in zip(labels, found)]
     png = plot_comparison(curves, out, title=title, legend_title=by or "")
     print(f"compare: {png} ({len(found)} runs)")
     return 0

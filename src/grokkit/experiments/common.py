@@ -19,7 +19,6 @@ import csv
 import io
 import math
 import statistics
-import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,7 +28,7 @@ from grokkit.errors import InputError
 from grokkit.experiments import SCALES
 from grokkit.files import atomic_write_text
 from grokkit.optim import preset
-from grokkit.plots import save_figure
+from grokkit.plots import CAPTION_GID, save_figure
 from grokkit.runs import read_metrics
 
 # Seconds-long runs that still go through every code path: one tiny layer, tens of steps.
@@ -147,9 +146,10 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
 
 
 def add_caption(fig, text: str) -> None:
-    """The figure's settings and every reduction from the paper, printed under the axes."""
-    wrapped = "\n".join(textwrap.wrap(text, width=150))
-    fig.text(0.01, -0.01, wrapped, ha="left", va="top", fontsize=7, color="0.25")
+    """The figure's settings and every reduction from the paper, printed under the axes; saving
+    wraps it to the panels' width (``grokkit.plots.fit_captions``), so that it never leaves blank
+    space beside them."""
+    fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=7, color="0.25", wrap=True, gid=CAPTION_GID)
 
 
 def caption(reductions: dict[str, str], scale: str, extra: str = "") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -63,23 +64,31 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     rows = table(results)
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    fig, ax = plt.subplots(figsize=(8.0, 4.0))  # the legend stands right of the axes
     budget = max(r[2] for r in rows)
-    for col, cens, color, label in ((4, 5, VALIDATION_COLOR, "steps to 99% validation"),
-                                    (7, 8, TRAIN_COLOR, "steps to 99% train")):  # fmt: skip
+    fractions = sorted(r[0] for r in rows)
+    gap = min((b - a for a, b in itertools.pairwise(fractions)), default=0.1)
+    # Medians beyond the budget are drawn at the budget, validation's a little left of its
+    # fraction and training's a little right, so that the two never hide each other.
+    for col, cens, color, label, shift in ((4, 5, VALIDATION_COLOR, "steps to 99% validation", -0.2 * gap),
+                                           (7, 8, TRAIN_COLOR, "steps to 99% train", 0.2 * gap)):  # fmt: skip
         reached = [(r[0], r[col]) for r in rows if not r[cens]]
         beyond = [r[0] for r in rows if r[cens]]
         ax.plot([p[0] for p in reached], [p[1] for p in reached], "o-", color=color, label=label)
         if beyond:
-            ax.plot(beyond, [budget] * len(beyond), "^", color=color, fillstyle="none",
-                    label=f"{label}: median > budget")  # fmt: skip
-    ax.axhline(budget, color="0.5", lw=0.8, ls="--")
+            ax.plot([f + shift for f in beyond], [budget] * len(beyond), "^", ms=6, mew=1.2, color=color,
+                    fillstyle="none", label=f"{label}: median > budget")  # fmt: skip
+    ax.axhline(budget, color="0.5", lw=0.8, ls="--", label=f"budget ({budget:,} steps)")
     ax.set_yscale("log")
+    lowest = min([budget] + [r[c] for r in rows for c, cens in ((4, 5), (7, 8)) if not r[cens]])
+    ax.set_ylim(lowest / 2, budget * 2)
+    ax.set_xlim(fractions[0] - 0.5 * gap, fractions[-1] + 0.5 * gap)
     ax.set_xlabel("training data fraction")
     ax.set_ylabel("median optimization steps")
     cfg = results[0].config
     ax.set_title(f"{common.op_label(cfg)}: median over {rows[0][1]} seeds")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # off the data
+    fig.tight_layout()
     common.add_caption(fig, common.caption(REDUCTIONS, scale, CENSORING))
     return [*common.save(fig, out_dir, NAME), csv_path]
 

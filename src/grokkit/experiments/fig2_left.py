@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from grokkit.config import RunConfig
 from grokkit.experiments import common
 from grokkit.optim import PRESET_DESCRIPTIONS, PRESETS
-from grokkit.plots import apply_style
+from grokkit.plots import CATEGORY_COLORS, MARKERS, apply_style
 
 NAME = "fig2-left"
 DESCRIPTION = "S5 x·y: best validation accuracy within 10^5 steps vs data fraction, 9 optimisers"
@@ -64,20 +64,23 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    cmap = plt.get_cmap("tab10")
+    # Nine optimisers, several of them near 0 %: a colour and a marker each, so that lines drawn
+    # over one another can still be told apart.
     for i, name in enumerate(PRESETS):
         pts = sorted((r[1], r[3], r[5], r[6]) for r in rows if r[0] == name)
         if not pts:
             continue
         x = [p[0] for p in pts]
-        ax.plot(x, [100 * p[1] for p in pts], "o-", ms=3, color=cmap(i), label=PRESET_DESCRIPTIONS[name])
-        ax.fill_between(x, [100 * p[2] for p in pts], [100 * p[3] for p in pts], color=cmap(i), alpha=0.12)
+        color = CATEGORY_COLORS[i % len(CATEGORY_COLORS)]
+        ax.plot(x, [100 * p[1] for p in pts], "-", marker=MARKERS[i % len(MARKERS)], ms=5, mfc="none",
+                color=color, label=PRESET_DESCRIPTIONS[name])  # fmt: skip
+        ax.fill_between(x, [100 * p[2] for p in pts], [100 * p[3] for p in pts], color=color, alpha=0.1)
     ax.set_ylim(-2, 102)
     ax.set_xlabel("training data fraction")
     ax.set_ylabel("best validation accuracy (%)")
     cfg = results[0].config
     budgets = sorted({r.config.steps for r in results})
-    ax.set_title(f"{common.op_label(cfg)}, budget {' or '.join(map(str, budgets))} steps "
+    ax.set_title(f"{common.op_label(cfg)}, budget {' or '.join(f'{b:,}' for b in budgets)} steps "
                  "(mean; band = min-max over seeds)")  # fmt: skip
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     common.add_caption(fig, common.caption(REDUCTIONS, scale))

@@ -66,17 +66,32 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     rows = table(results)
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    cmap = plt.get_cmap("tab20")
-    for i, op in enumerate(OPERATIONS):
-        pts = sorted((r[2], r[4]) for r in rows if r[0] == op)
+    # Small multiples: one panel per operation on shared axes (twelve overlaid lines could not be
+    # told apart), every other operation faint grey behind it for comparison.
+    ncols = 4
+    nrows = -(-len(OPERATIONS) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10.0, 2.3 * nrows + 0.9), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")  # fmt: skip
+    curves = {op: sorted((r[2], r[4]) for r in rows if r[0] == op) for op in OPERATIONS}
+    modulus = next((r[1] for r in rows if r[1] is not None), None)
+    for ax, op in zip(axes.flat, OPERATIONS):
+        for other, pts in curves.items():
+            if other != op and pts:
+                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], color="0.85", lw=0.8, zorder=1)
+        pts = curves[op]
         if pts:
-            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", ms=3, color=cmap(i), label=op)
-    ax.set_ylim(-2, 102)
-    ax.set_xlabel("training data fraction")
-    ax.set_ylabel("best validation accuracy (%)")
-    ax.set_title(f"budget {results[0].config.steps} steps, mean over {rows[0][3]} seed(s)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", ms=4, zorder=3,
+                    color="tab:purple" if op in S5 else "tab:blue")  # fmt: skip
+        ax.axhline(99, color="0.5", lw=0.6, ls=":", zorder=2)
+        ax.set_title(op if op in S5 or modulus is None else f"{op} (mod {modulus})", fontsize=9)
+    for ax in axes.flat[len(OPERATIONS):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylim(-4, 104)
+    axes[0, 0].set_yticks(range(0, 101, 25))
+    fig.supxlabel("training data fraction", fontsize=10)
+    fig.supylabel("best validation accuracy (%)", fontsize=10)
+    fig.suptitle(f"Best validation accuracy within {results[0].config.steps:,} steps, mean over {rows[0][3]} "
+                 "seed(s); grey: the other operations, dotted: 99 %", fontsize=10)  # fmt: skip
     common.add_caption(fig, common.caption(REDUCTIONS, scale))
     return [*common.save(fig, out_dir, NAME), csv_path]
 

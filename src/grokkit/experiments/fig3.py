@@ -26,6 +26,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from grokkit.analysis.embeddings import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring,
                                          best_translation_test, chance_agreement, combined_permutation_p,
@@ -36,7 +37,7 @@ from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
 from grokkit.errors import InputError
 from grokkit.experiments import common
-from grokkit.plots import apply_style
+from grokkit.plots import CATEGORY_COLORS, apply_style
 
 NAME = "fig3"
 DESCRIPTION = "t-SNE of output-layer rows: S5 x·y (coset colours) and x+y (x -> x+8 lines), both architectures"
@@ -306,7 +307,7 @@ def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Pa
     by_group = groups(results)
     archs = list(dict.fromkeys(a for a, _ in by_group))
     tasks = list(dict.fromkeys(t for _, t in by_group))
-    fig, axes = plt.subplots(len(archs), len(tasks), figsize=(6.2 * len(tasks), 6.6 * len(archs)),
+    fig, axes = plt.subplots(len(archs), len(tasks), figsize=(7.6 * len(tasks), 6.8 * len(archs)),
                              squeeze=False, layout="constrained")  # fmt: skip
     rows = []
     for panel, ((a, task), members) in enumerate(by_group.items()):
@@ -332,18 +333,46 @@ def _draw(ax, result, analysis: dict, g: dict) -> None:
     cfg = result.config
     points, own = analysis["points"], analysis["own"]
     labels = _colours(analysis, g)
+    lines = []
     if not analysis["s5"]:
         for i, j in add_constant_pairs(len(points), SHIFT):
             ax.plot(points[[i, j], 0], points[[i, j], 1], color="0.7", lw=0.5, zorder=1)
+        lines.append(Line2D([], [], color="0.7", lw=1.0, label=f"x -> x+{SHIFT} (the paper's)"))
     for i, j in enumerate(own["map"]):  # the learned translation, in red
         ax.plot(points[[i, j], 0], points[[i, j], 1], color="tab:red", lw=0.6, alpha=0.6, zorder=1)
-    ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels.max() < 20 else "viridis", s=14, zorder=2)
-    ax.set_title(_wrap(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, arch {cfg.arch}; "
-                       f"seed {cfg.seed} (best val {common.fmt_pct(result.summary['best_val_accuracy'])})", 60),
-                 fontsize=10)  # fmt: skip
-    ax.set_xlabel(_wrap(_panel_text(analysis, g)), fontsize=7.5, loc="left")
+    lines.append(Line2D([], [], color="tab:red", lw=1.0, label=f"a -> {own['name'].replace('x', 'a')} (best)"))
+    values = list(np.unique(labels))
+    if len(values) <= len(CATEGORY_COLORS):  # one colour (and, beyond 9, a marker) per class
+        for k, value in enumerate(values):
+            mine = labels == value
+            ax.scatter(points[mine, 0], points[mine, 1], s=16 if k < 9 else 20, zorder=2,
+                       color=CATEGORY_COLORS[k], marker="o" if k < 9 else "s", edgecolors="white", linewidths=0.3,
+                       label=_class_name(analysis, value))  # fmt: skip
+    else:
+        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="viridis", s=14, zorder=2)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, *lines], title=_wrap(_colour_title(analysis, g), 28), fontsize=7,
+              title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False, handletextpad=0.3, labelspacing=0.35)  # fmt: skip
+    n = len(g["seeds"])
+    ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, arch {cfg.arch}\n"
+                 f"seed {cfg.seed} shown (of {n}), best validation accuracy "
+                 f"{common.fmt_pct(result.summary['best_val_accuracy'])}", fontsize=10)  # fmt: skip
+    ax.set_xlabel(_wrap(_panel_text(analysis, g), 92), fontsize=7.5, loc="left")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _colour_title(analysis: dict, g: dict) -> str:
+    if not analysis["s5"]:
+        return f"colour: x mod {SHIFT}"
+    if g["paper"]["holds"]:
+        return f"colour: cosets {g['paper']['names'][0]}"
+    return "colour: cosets of the paper's H"
+
+
+def _class_name(analysis: dict, value) -> str:
+    return f"x ≡ {int(value)}" if not analysis["s5"] else f"coset {int(value) + 1}"
 
 
 def _panel_text(analysis: dict, g: dict) -> str:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from grokkit.config import RunConfig
 from grokkit.data import make_table
 from grokkit.experiments import common
-from grokkit.plots import apply_style
+from grokkit.plots import MARKERS, apply_style
 
 NAME = "fig6"
 DESCRIPTION = "outliers k in {0,10,100,1000,2000,3000}: best validation accuracy vs data fraction"
@@ -90,19 +90,21 @@ def plot(results, out_dir: Path, scale: str, operation: str | None = None) -> li
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 4.5))
-    cmap = plt.get_cmap("viridis")
+    # k is ordered: a sequential map, stopped where it still contrasts with white at least 3:1
+    # (plasma's and viridis' yellow ends are nearly invisible on white), and a marker per k.
+    cmap = plt.get_cmap("plasma")
     ks = sorted({r[0] for r in rows})
     for i, k in enumerate(ks):
         pts = [(r[1], r[5]) for r in rows if r[0] == k and r[5] is not None]
         if pts:
-            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", ms=3,
-                    color=cmap(i / max(1, len(ks) - 1)), label=f"k = {k}")  # fmt: skip
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "-", marker=MARKERS[i % len(MARKERS)],
+                    ms=5, color=cmap(0.62 * i / max(1, len(ks) - 1)), label=f"k = {k}")  # fmt: skip
     ax.set_ylim(-2, 102)
     ax.set_xlabel("training data fraction")
     ax.set_ylabel("best validation accuracy (%)")
     cfg = results[0].config
-    ax.set_title(f"{common.op_label(cfg)} with k outliers, budget {cfg.steps} steps")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{common.op_label(cfg)} with k outliers, budget {cfg.steps:,} steps")
+    ax.legend(fontsize=8, title="outliers", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     note = (f"{len(skipped)} (k, fraction) combinations skipped ({SKIP_REASON}); listed in the CSV."
             if skipped else "")
     common.add_caption(fig, common.caption(REDUCTIONS, scale, note))

@@ -174,9 +174,9 @@ def bootstrap_interval(a, b, resamples: int = BOOTSTRAP_RESAMPLES, level: float 
 
 PRIMARY = "keskar"  # the definition of the `sharpness` and `spearman_*` columns (as before)
 TITLES = {
-    "keskar": "keskar: Keskar et al., A = identity (max of the loss in the box)",
-    "keskar-subspace": "keskar-subspace: Keskar et al., random 10-dim subspace (max)",
-    "openai-grok": "openai-grok: the authors' get_sharpness (min of the loss, their quirks)",
+    "keskar": "Keskar et al., A = identity (max of the loss in the box)",
+    "keskar-subspace": "Keskar et al., random 10-dim subspace (max)",
+    "openai-grok": "the authors' get_sharpness (min of the loss)",
 }
 
 
@@ -234,10 +234,33 @@ def table(results) -> dict:
     return out
 
 
+# The smallest p-value written as a number: a permutation p is at least 1/(PERMUTATIONS + 1), and
+# scipy's t approximation of Spearman's p reaches 0 at |rho| = 1; below this, "p < 0.0001".
+P_FLOOR = 1 / (PERMUTATIONS + 1)
+
+
+def format_p(p: float, name: str = "p") -> str:
+    """``p = 0.031``, ``p < 0.0001`` below P_FLOOR (never ``p = 0``), ``p undefined`` for NaN."""
+    if p is None or math.isnan(p):
+        return f"{name} undefined"
+    if p < P_FLOOR:
+        return f"{name} < {P_FLOOR:.2g}"
+    return f"{name} = {p:.2g}"
+
+
 def _stats_text(s: dict, n: int) -> str:
     lo, hi = s["ci"]
-    return (f"Spearman ρ = {s['rho']:.3f} (p = {s['p']:.2g}; permutation p = {s['perm_p']:.2g}; "
+    return (f"Spearman ρ = {s['rho']:.3f} ({format_p(s['p'])}; {format_p(s['perm_p'], 'permutation p')}; "
             f"95 % bootstrap interval [{lo:.2f}, {hi:.2f}]), n = {n} seeds")
+
+
+def _panel_stats(s: dict) -> str:
+    """Two short lines of one definition's statistics for a panel's title."""
+    if math.isnan(s["rho"]):
+        return "Spearman ρ undefined\n(constant φ or accuracy)"
+    lo, hi = s["ci"]
+    return (f"Spearman ρ = {s['rho']:.3f}, {format_p(s['p'])}\n"
+            f"{format_p(s['perm_p'], 'permutation p')}, 95 % CI [{lo:.2f}, {hi:.2f}]")
 
 
 def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Path]:
@@ -247,30 +270,31 @@ def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Pa
                                 [row for t in tables.values() for row in t["rows"]])  # fmt: skip
     apply_style()
     n_panels = len(SHARPNESS_DEFINITIONS) + 1
-    fig, grid = plt.subplots(len(tables), n_panels, figsize=(4.2 * n_panels, 4.6 * len(tables)),
+    fig, grid = plt.subplots(len(tables), n_panels, figsize=(4.3 * n_panels, 4.4 * len(tables)),
                              layout="constrained", squeeze=False)  # fmt: skip
     for axes, (a, t) in zip(grid, tables.items()):
         accuracy = [100 * v for v in t["vals"]]
         for d, ax in zip(SHARPNESS_DEFINITIONS, axes):
             ax.scatter(t["phis"][d], accuracy, color="tab:blue" if a == "grokkit" else "tab:orange", s=18)
             ax.set_xlabel(f"φ ({d}) at step {t['T']} (%)")
-            ax.set_ylabel(f"validation accuracy at T (%)")
-            stats = _stats_text(t["stats"][d], t["n"]).replace(" (p =", "\n(p =").replace("; 95", ";\n95")
-            ax.set_title(f"arch {a}: {TITLES[d]}\n{stats}", fontsize=7)
+            ax.set_ylabel("validation accuracy at T (%)")
+            ax.set_title(f"arch {a}, φ {d}:\n{TITLES[d]}\n{_panel_stats(t['stats'][d])}", fontsize=8)
         curves = axes[-1]
         for curve in t["curves"]:
             pts = [(s, v) for s, v in curve if s > 0]
             curves.plot([s for s, _ in pts], [100 * v for _, v in pts], color="tab:gray", lw=0.7, alpha=0.6)
-        curves.axvline(t["T"], color="tab:red", ls="--", lw=1, label=f"T = {t['T']}")
+        # T is named in the title, not in a legend that would sit on the curves.
+        curves.axvline(t["T"], color="tab:red", ls="--", lw=1)
         curves.set_xscale("log")
         curves.set_xlabel("optimization step")
         curves.set_ylabel("validation accuracy (%)")
-        curves.set_title(f"arch {a}: every seed's validation accuracy\n{t['grokked_at_T']}/{t['n']} "
-                         f"seeds at >= 99 % by T = {t['T']}", fontsize=7)  # fmt: skip
-        curves.legend(fontsize=7)
+        curves.set_title(f"arch {a}: every seed's validation accuracy;\nred dashed line: T = {t['T']}, "
+                         f"{t['grokked_at_T']}/{t['n']} seeds\nat >= 99 % by then", fontsize=8)  # fmt: skip
     cfg = results[0].config
+    seeds = "/".join(sorted({str(t["n"]) for t in tables.values()}))
     fig.suptitle(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: sharpness vs validation "
-                 f"accuracy over seeds (paper: ρ = -0.795, p < 1.4e-5)", fontsize=10)  # fmt: skip
+                 f"accuracy over {seeds} seeds per architecture (paper: ρ = -0.795, p < 1.4e-5)",
+                 fontsize=10)  # fmt: skip
     common.add_caption(fig, common.caption(REDUCTIONS, scale, (
         f"φ is measured on each run's full training set at its snapshot of step T (ε = {EPSILON:g}, "
         f"{ITERATIONS} L-BFGS-B iterations, seed 0), by three definitions (grokkit.analysis.sharpness). "

@@ -85,7 +85,8 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     groups = {LABELS[m]: members for m, members in _by_method(results).items()}
     rows = common.plot_accuracy_by_method(ax, groups, {LABELS[m]: c for m, c in COLORS.items()})
-    ax.axhline(100 * THRESHOLD, color="0.6", lw=0.6, ls=":")
+    ax.axhline(100 * THRESHOLD, color="0.5", lw=0.8, ls=":", label=f"{100 * THRESHOLD:.0f} % (the measure)")
+    ax.legend(loc="best")
     ax.set_xscale("log")
     ax.set_xlabel("optimization step")
     ax.set_title(f"{common.op_label(results[0].config)}, {100 * results[0].config.train_fraction:.0f}% data, Adam")

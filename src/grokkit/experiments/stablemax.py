@@ -112,7 +112,10 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     colors = {display(m): c for m, c in COLORS.items()}
     rows = common.plot_accuracy_by_method(acc_ax, groups, colors, extra_columns=("softmax_collapse",))
     acc_ax.set_xlabel("full-batch update")
-    acc_ax.legend(fontsize=8)
+    # One legend for both panels, right of them: inside a panel it would cover curves that rise.
+    handles, labels = acc_ax.get_legend_handles_labels()
+    acc_ax.get_legend().remove()
+    sc_ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
     for method, members in groups.items():
         for seed in (r.config.seed for r in members):
             mine = [row for row in rows if row[:2] == [method, seed] and row[2] > 0]
