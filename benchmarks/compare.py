@@ -31,15 +31,13 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import PlainTrainer, PlainTransformer, tokens_for  # noqa: E402
 
-from grokkit import runs  # noqa: E402
-from grokkit.cli.common import Parser  # noqa: E402
+from grokkit import runs, tuning  # noqa: E402
+from grokkit.cli.catalogue import Parser  # noqa: E402
 from grokkit.config import RunConfig  # noqa: E402
-from grokkit import gemm  # noqa: E402
 from grokkit.devices import cpu_count, cpu_model, load_average  # noqa: E402
 from grokkit.errors import InputError  # noqa: E402
-from grokkit.model import forward_fast  # noqa: E402
+from grokkit.fast_path import forward_fast  # noqa: E402
 from grokkit.population import Population  # noqa: E402
-
 
 BLOCK = 10  # steps per timed block
 
@@ -207,7 +205,7 @@ def main() -> int:
                     "threads": torch.get_num_threads(), "load_average": load_average()},  # fmt: skip
     }
     result["step"] = time_steps(args.steps, args.warmup)
-    result["machine"].update(gemm.current().as_dict())  # the path grokkit picked (and its timings)
+    result["machine"].update(tuning.current().as_dict())  # the path grokkit picked (and its timings)
     if not args.json:
         s = result["step"]
         p = s["speedup_paired_blocks"]

@@ -252,7 +252,7 @@ def test_grokfast_steps_to_threshold_and_verdict(monkeypatch):
         {"step": 1000 * (i + 1), "val_accuracy": v} for i, v in enumerate(rows[run_dir])])
     assert grokfast.steps_to(grokfast.read_metrics("ema")) == 2000
     assert grokfast.steps_to(grokfast.read_metrics("ma")) is None
-    text = grokfast.verdict(results)
+    text = grokfast.verdict(grokfast.measure(results, "laptop"))
     assert "no filter 3,000, Grokfast-EMA 2,000, Grokfast-MA >50,000" in text
     assert "Grokfast-EMA is 1.5x sooner" in text and "does not hold here" in text
 

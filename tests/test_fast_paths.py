@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_run
 
-from grokkit import gemm
-from grokkit import model as M
+from grokkit import torch_private
 from grokkit.config import RunConfig
-from grokkit.model import ModelConfig, forward_fast, forward_reference, init_parameters
+from grokkit.fast_path import forward_fast
+from grokkit.kernels import OneDNNLinear
+from grokkit.model import ModelConfig, _linear, forward_reference, init_parameters
 from grokkit.population import Population
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -41,7 +42,7 @@ def _assert_grads_close(got: list, want: list, names, rtol: float) -> None:
                                    msg=lambda m, name=name: f"gradient of {name}: {m}")  # fmt: skip
 
 
-needs_onednn = pytest.mark.skipif(not gemm.ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN linear")
+needs_onednn = pytest.mark.skipif(not torch_private.HAS_ONEDNN_LINEAR, reason="this PyTorch build has no oneDNN linear")
 
 
 @needs_onednn
@@ -62,8 +63,8 @@ def test_onednn_linear_matches_baddbmm_values_and_gradients(E, relu, bias, io):
         hh, WW = ls[0], ls[1]
         bb = ls[2] if bias else None
         if fast:
-            return M._OneDNNLinear.apply(hh, WW, bb, relu)
-        out = M._linear(hh, WW, bb)
+            return OneDNNLinear.apply(hh, WW, bb, relu)
+        out = _linear(hh, WW, bb)
         return F.relu(out) if relu else out
 
     want = fn(leaves64, fast=False)

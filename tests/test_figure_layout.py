@@ -283,8 +283,8 @@ ALL_SCALES = ("smoke", "laptop", "paper")
 @pytest.mark.parametrize("scale", ALL_SCALES)
 def test_fig1_left_and_fig4(scale, fake, drawn):
     results = fake.curves(fig1_left.runs(scale), scale)
-    fig1_left.plot(results, drawn.out, scale)
-    fig4.plot(results, drawn.out, scale)
+    fig1_left.plot(fig1_left.measure(results, scale), drawn.out)
+    fig4.plot(fig4.measure(results, scale), drawn.out)
     left, loss = drawn.figures
     assert_reads_well(left)
     assert_reads_well(loss)
@@ -300,7 +300,7 @@ def test_fig1_center_markers_apart_and_budget_named(scale, fake, drawn):
         low = c.train_fraction < fractions[len(fractions) // 2]
         results.append(fake.result(c, {"steps_to_val_99": None if low else int(c.steps * (1 - c.train_fraction) / 2),
                                         "steps_to_train_99": None if smallest else int(c.steps * c.train_fraction / 10)}))
-    fig1_center.plot(results, drawn.out, scale)
+    fig1_center.plot(fig1_center.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     (ax,) = fig.axes
@@ -316,7 +316,7 @@ def test_fig1_center_markers_apart_and_budget_named(scale, fake, drawn):
 @pytest.mark.parametrize("scale", SCALES)
 def test_fig2_left(scale, fake, drawn):
     results = [fake.result(c, {"best_val_accuracy": best_val(c, i)}) for i, c in enumerate(fig2_left.runs(scale))]
-    fig2_left.plot(results, drawn.out, scale)
+    fig2_left.plot(fig2_left.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     lines = [line for line in fig.axes[0].lines if not line.get_label().startswith("_")]
@@ -327,7 +327,7 @@ def test_fig2_left(scale, fake, drawn):
 @pytest.mark.parametrize("scale", SCALES)
 def test_fig2_right_one_panel_per_operation(scale, fake, drawn):
     results = [fake.result(c, {"best_val_accuracy": best_val(c, i)}) for i, c in enumerate(fig2_right.runs(scale))]
-    fig2_right.plot(results, drawn.out, scale)
+    fig2_right.plot(fig2_right.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
@@ -339,7 +339,7 @@ def test_fig2_right_one_panel_per_operation(scale, fake, drawn):
 def test_fig6_colours_stand_out_on_white(scale, fake, drawn):
     results = [fake.result(c, {"best_val_accuracy": best_val(c, i), "train_accuracy": 1.0, "steps_to_train_99": 100,
                                "n_train": 10}) for i, c in enumerate(fig6.runs(scale))]  # fmt: skip
-    fig6.plot(results, drawn.out, scale)
+    fig6.plot(fig6.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     lines = [line for line in fig.axes[0].lines if line.get_label().startswith("k = ")]
@@ -366,7 +366,7 @@ def _fake_fig3(monkeypatch):
         return {"points": rng.normal(size=(n, 2)) * 20, "names": [str(i) for i in range(n)], "s5": s5,
                 "paper": paper, "own": own}  # fmt: skip
 
-    def group_stats(members):
+    def group_stats(members, analyses=None):
         cfg, n = members[0].config, len(members)
         s5 = cfg.operation.startswith("s5")
         paper = {"names": ["x<(0,3)(1,4), (1,2)(3,4)>" if s5 else "x -> x+8"] * n, "stats": [0.05, 0.06, 0.01][:n],
@@ -386,7 +386,7 @@ def _fake_fig3(monkeypatch):
 def test_fig3_titles_apart_and_colours_named(scale, arch, fake, drawn, monkeypatch):
     _fake_fig3(monkeypatch)
     results = [fake.result(c, {"best_val_accuracy": 1.0}) for c in fig3.runs(scale, arch)]
-    fig3.plot(results, drawn.out, scale, arch)
+    fig3.plot(fig3.measure(results, scale, arch), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     for ax in fig.axes:
@@ -419,7 +419,7 @@ def _fake_fig7_table(rs):
 def test_fig7_titles_apart_no_legend_on_curves_no_p_zero(scale, fake, drawn, monkeypatch):
     monkeypatch.setattr(fig7, "table", _fake_fig7_table)
     results = [fake.result(c) for c in fig7.runs(scale)]
-    fig7.plot(results, drawn.out, scale)
+    fig7.plot(fig7.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     titles = " ".join(ax.get_title() for ax in fig.axes)
@@ -443,9 +443,9 @@ def test_p_values_are_never_written_as_zero():
 @pytest.mark.parametrize("scale", SCALES)
 def test_grokfast_and_stablemax(scale, fake, drawn):
     fast = fake.curves(grokfast.runs(scale), scale)
-    grokfast.plot(fast, drawn.out, scale)
+    grokfast.plot(grokfast.measure(fast, scale), drawn.out)
     stable = fake.curves(stablemax.runs(scale), scale, spread=3.0)
-    stablemax.plot(stable, drawn.out, scale)
+    stablemax.plot(stablemax.measure(stable, scale), drawn.out)
     for fig in drawn.figures:
         assert_reads_well(fig)
 

@@ -114,10 +114,10 @@ def fake_results(monkeypatch, layouts: dict, operation: str, arch: str = "grokki
 
 def test_fig3_verdict_says_x_plus_8_holds_only_for_a_layout_that_has_it(monkeypatch):
     good = fake_results(monkeypatch, {s: circle_with_step(8, noise=0.01, seed=s) for s in range(3)}, "x+y", tag="good")
-    text = fig3.verdict(good)
+    text = fig3.verdict(fig3.measure(good, "laptop"))
     assert "x -> x+8 is a local move" in text and f"combined p = {1 / 1001:.2g} < 0.01" in text
     bad = fake_results(monkeypatch, {s: random_layout(P, 10 + s) for s in range(3)}, "x+y", tag="bad")
-    text = fig3.verdict(bad)
+    text = fig3.verdict(fig3.measure(bad, "laptop"))
     assert "x -> x+8 is not a local move" in text and "is not a local move beyond the search's chance" in text
 
 
@@ -169,8 +169,9 @@ def test_fig3_arch_option_trains_both_architectures_by_default():
 
 
 def fig1_result(train_99, val_99, steps_done=8000):
-    return [SimpleNamespace(summary={"steps_to_train_99": train_99, "steps_to_val_99": val_99,
-                                     "steps_done": steps_done, "best_val_accuracy": 1.0})]  # fmt: skip
+    summary = {"steps_to_train_99": train_99, "steps_to_val_99": val_99, "steps_done": steps_done,
+               "best_val_accuracy": 1.0}  # fmt: skip
+    return fig1_left.Curve(config=RunConfig(), summary=summary, rows=[], scale="laptop")
 
 
 def test_fig1_left_same_step_is_not_as_in_the_paper():

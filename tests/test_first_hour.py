@@ -18,7 +18,7 @@ import pytest
 from conftest import tiny_run
 
 import grokkit
-from grokkit import experiments, gemm, runs
+from grokkit import experiments, runs, tuning
 from grokkit.analysis import fourier
 from grokkit.cli import main
 from grokkit.cli.reproduce import print_plan
@@ -45,7 +45,7 @@ METHOD_VALUES = {
 def no_gemm_measurement():
     """PyTorch's GEMM for these tiny runs: choosing by measurement times the paper's model, seconds
     that this module's tests need not pay (tests/test_gemm.py tests the choice)."""
-    with gemm.forced("pytorch"):
+    with tuning.forced("pytorch"):
         yield
 
 
@@ -319,12 +319,14 @@ UNREACHED = {"status": "completed", "steps_done": 10, "train_accuracy": 0.5, "va
              "wall_seconds": 1.0}  # fmt: skip
 
 
-def test_verdicts_say_what_did_not_happen_in_words(monkeypatch):
+def test_verdicts_say_what_did_not_happen_in_words():
     texts = [
         fig1_left.delay_verdict(None, None, 100),
         fig1_left.delay_verdict(10, None, 100, 0.4),
-        fig2_right.verdict(_results(figure_runs("fig2-right", "smoke"))),
-        fig6.verdict(_results(figure_runs("fig6", "smoke"))),
+        fig2_right.verdict(
+            fig2_right.measure(_results(figure_runs("fig2-right", "smoke")), "smoke")
+        ),
+        fig6.verdict(fig6.measure(_results(figure_runs("fig6", "smoke")), "smoke")),
         fourier.describe_phases(dict.fromkeys(fourier.PHASE_KEYS)),
         fourier.describe_phases(
             {"memorisation_end": 10, "cleanup_start": None, "cleanup_end": None}
@@ -342,8 +344,8 @@ def test_verdicts_say_what_did_not_happen_in_words(monkeypatch):
     measures = types.SimpleNamespace(
         curves=curves, phases=fourier.phase_boundaries(curves), key_freqs=[1, 2]
     )
-    monkeypatch.setattr(progress_measures, "_measures", lambda results: (fourier, measures))
-    texts.append(progress_measures.verdict([]))
+    progress = progress_measures.Progress(measures, config=None, scale="smoke")
+    texts.append(progress_measures.verdict(progress))
     assert "memorisation did not visibly end" in texts[-1] and "did not fall" in texts[-1]
     for text in texts:
         assert_says_it_in_words(text)

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
+from grokkit.fast_path import forward_fast
 from grokkit.model import (
     ModelConfig,
     count_parameters,
-    forward_fast,
     forward_reference,
     init_parameters,
 )
@@ -115,11 +115,11 @@ def test_attention_softmax_equals_torch_and_does_not_depend_on_the_population():
     """The attention's short-axis softmax equals torch.softmax (values and gradient), and a
     member's weights are the same bits alone or stacked with others (97 rows: the size where a
     vectorised pass would leave a scalar tail)."""
-    from grokkit.model import _SmallSoftmax
+    from grokkit.kernels import SmallSoftmax
 
     gen = torch.Generator().manual_seed(5)
     x = (torch.randn(3, 97, 4, 4, generator=gen) * 4).requires_grad_()
-    w = _SmallSoftmax.apply(x)
+    w = SmallSoftmax.apply(x)
     torch.testing.assert_close(w, x.softmax(-1), rtol=1e-6, atol=1e-7)
     g = torch.randn(w.shape, generator=gen)
     (ours,) = torch.autograd.grad((w * g).sum(), x)
@@ -127,4 +127,4 @@ def test_attention_softmax_equals_torch_and_does_not_depend_on_the_population():
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
     with torch.no_grad():
         for i in range(3):
-            assert torch.equal(_SmallSoftmax.apply(x[i : i + 1]), w[i : i + 1]), f"member {i}"
+            assert torch.equal(SmallSoftmax.apply(x[i : i + 1]), w[i : i + 1]), f"member {i}"

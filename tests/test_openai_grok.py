@@ -20,9 +20,9 @@ from grokkit import openai_grok, runs
 from grokkit.config import RunConfig
 from grokkit.data import make_table
 from grokkit.errors import ConfigError
+from grokkit.fast_path import forward_openai_fast
 from grokkit.model import (
     count_parameters,
-    forward_openai_fast,
     forward_openai_reference,
     init_parameters,
     openai_tokens,

@@ -144,7 +144,7 @@ def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says
     from grokkit.config import RunConfig
 
     run = SimpleNamespace(config=RunConfig(operation="s5_xy"))
-    assert says in fig7.verdict([run])
+    assert says in fig7.verdict(fig7.measure([run], "laptop"))
 
 
 def _fig7_results_and_tables(monkeypatch, signs: dict):
@@ -179,16 +179,15 @@ def test_fig7_names_the_hypothesis_that_explains_a_disagreement(monkeypatch, agr
 
     signs = {(a, d): (-1 if (a, d) in agreeing else 1) for a in ("grokkit", "openai-grok") for d in SHARPNESS_DEFINITIONS}
     fig7, results = _fig7_results_and_tables(monkeypatch, signs)
-    assert says in fig7.disagreement(results)
+    assert says in fig7.disagreement(fig7.measure(results, "laptop"))
 
 
-def test_fig3_says_whether_the_architecture_explains_a_missing_structure(monkeypatch):
+def test_fig3_says_whether_the_architecture_explains_a_missing_structure():
     from grokkit.experiments import fig3
 
     held = {("grokkit", "s5_xy"): False, ("openai-grok", "s5_xy"): True,
             ("grokkit", "x+y"): False, ("openai-grok", "x+y"): False}  # fmt: skip
-    monkeypatch.setattr(fig3, "groups", lambda results: {k: k for k in held})
-    monkeypatch.setattr(fig3, "group_stats", lambda key: {"paper": {"holds": held[key]}})
-    text = fig3.disagreement([])
+    panels = {key: fig3.Panel([], [], {"paper": {"holds": h}}) for key, h in held.items()}
+    text = fig3.disagreement(fig3.Panels(panels, "laptop"))
     assert "found with openai-grok but not with grokkit: the architecture explains" in text
     assert "x -> x+8: found with neither grokkit nor openai-grok" in text

@@ -25,7 +25,8 @@ from grokkit.checkpoint_check import config_differences
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
 from grokkit.errors import InputError
-from grokkit.model import ModelConfig, forward_fast, forward_openai_fast, unflatten
+from grokkit.fast_path import forward_fast, forward_openai_fast
+from grokkit.model import ModelConfig, unflatten
 from grokkit.openai_grok import EOS_TOKEN
 from grokkit.runs import RunFolderError
 

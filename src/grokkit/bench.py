@@ -6,8 +6,8 @@ import statistics
 
 import torch
 
+from grokkit import tuning
 from grokkit.config import RunConfig
-from grokkit import gemm
 from grokkit.devices import wall_seconds
 from grokkit.population import Population
 
@@ -23,7 +23,7 @@ def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup:
     times = [wall_seconds(pop.step, dev) for _ in range(steps)]
     # whole-table evaluation (train and validation sets), median of 3
     eval_times = [wall_seconds(pop.evaluate, dev) for _ in range(3)]
-    gemm_choice = gemm.current() if dev.type == "cpu" else None  # the path these steps used
+    gemm_choice = tuning.current() if dev.type == "cpu" else None  # the path these steps used
     eval_ms = 1000 * statistics.median(eval_times)
     ms = 1000 * statistics.median(times)
     return {

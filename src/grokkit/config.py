@@ -7,16 +7,25 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from grokkit import openai_grok
 from grokkit.data import DataError, add_outliers, split_indices
 from grokkit.errors import ConfigError
 from grokkit.interventions import DEFAULT_ALPHA, DEFAULT_LAMBDA, DEFAULT_WINDOW, GRAD_FILTERS
 from grokkit.losses import LOSSES
-from grokkit import openai_grok
-from grokkit.model import ARCHS, ModelConfig, check_init_scheme, check_model_size
+from grokkit.model import (
+    ACTIVATIONS,
+    ARCHS,
+    INIT_SCHEMES,
+    NORMS,
+    ModelConfig,
+    check_init_scheme,
+    check_model_size,
+)
 from grokkit.openai_grok import THEIR_OPERATOR
-from grokkit.ops import get_operation, physical_memory
+from grokkit.ops import PAPER_OPERATIONS, get_operation, physical_memory
+from grokkit.optim import DEFAULT_PRESET, PRESETS, OptimizerConfig, check_field_types
 from grokkit.optim import LATER_FIELDS as OPTIMIZER_LATER_FIELDS
-from grokkit.optim import OptimizerConfig, check_field_types
+from grokkit.settings import setting
 
 # Each use of randomness draws from its own stream, derived from (seed, purpose), so that e.g.
 # changing the split seed never changes the initial weights or the batch order.
@@ -26,22 +35,41 @@ _PURPOSES = {"init": 1, "batches": 2, "noise": 3, "split": 4, "outliers": 5}
 def derive_seed(seed: int, purpose: str, *more: int) -> int:
     """A well-mixed 63-bit seed for one purpose of one run (``more``: further integers mixed in,
     such as the step at which a noise stream restarts)."""
-    state = np.random.SeedSequence([int(seed), _PURPOSES[purpose], *map(int, more)]).generate_state(2, np.uint32)
+    state = np.random.SeedSequence([int(seed), _PURPOSES[purpose], *map(int, more)]).generate_state(
+        2, np.uint32
+    )
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
 # Fields added after grokkit 0.1 (see RunConfig.identity_dict).
 LATER_FIELDS = (
-    "snapshot_every", "init", "init_scale", "grad_filter", "grad_filter_alpha", "grad_filter_lambda",
-    "grad_filter_window", "loss", "orthogonal_grad", "tf32", "arch",
-)  # fmt: skip
+    "snapshot_every",
+    "init",
+    "init_scale",
+    "grad_filter",
+    "grad_filter_alpha",
+    "grad_filter_lambda",
+    "grad_filter_window",
+    "loss",
+    "orthogonal_grad",
+    "tf32",
+    "arch",
+)
 # The settings of the methods that followed the paper (l2 is the optimizer's): each one that
 # differs from its default becomes a tag of the run's name (RunConfig.method_tags). All are later
 # fields, so a run that leaves them at their defaults keeps its name and hash.
 METHOD_FIELDS = (
-    "grad_filter", "grad_filter_alpha", "grad_filter_lambda", "grad_filter_window", "l2", "loss",
-    "orthogonal_grad", "init", "init_scale", "tf32",
-)  # fmt: skip
+    "grad_filter",
+    "grad_filter_alpha",
+    "grad_filter_lambda",
+    "grad_filter_window",
+    "l2",
+    "loss",
+    "orthogonal_grad",
+    "init",
+    "init_scale",
+    "tf32",
+)
 _METHOD_TAGS = {
     "grad_filter": lambda v: f"grokfast_{v}",
     "grad_filter_alpha": lambda v: f"alpha{v:g}",
@@ -60,39 +88,137 @@ _METHOD_TAGS = {
 class RunConfig:
     """Everything that defines one training run. Defaults: the paper's recipe on x/y mod 97."""
 
-    operation: str = "x/y"
-    modulus: int = 97  # ignored by the S5 operations
-    train_fraction: float = 0.5
-    seed: int = 0  # initialisation, batch order and noise
-    split_seed: int | None = None  # None: use `seed` (each seed is then an independent repeat)
-    outliers: int = 0  # A.4: k training answers replaced by those of k other training equations
-    outlier_seed: int | None = None  # None: use the split seed
-    steps: int = 100_000  # the budget of updates
-    eval_every: int = 50  # evaluate every this many steps (and log-spaced before that)
-    checkpoint_every: int = 1000
-    snapshot_every: int = 0  # keep the weights every this many steps (0: none), for analyses over time
-    stop_after_val_99: int = 0  # stop once val accuracy has stayed >= 99 % this many steps (0: never)
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    d_mlp: int = 512
-    norm: str = "pre"
-    activation: str = "relu"
-    init: str = "pytorch"  # initialisation scheme: "pytorch" or "nanda" (see model.init_parameters)
-    init_scale: float = 1.0  # every initial weight times this (Omnigrok, Liu et al. 2022)
+    # Each setting's flag, help text, group and sweep behaviour: grokkit.settings. The flags of
+    # train and sweep, and the README's flag table, are made from these declarations.
+    operation: str = setting(
+        "x/y",
+        "task",
+        f"operation: one of the paper's twelve ({' '.join(PAPER_OPERATIONS)}) or x*y (Grokfast's "
+        "task; like x/y, on 0 < y < p, as in the Grokfast code)",
+        flag="--op",
+    )
+    modulus: int = setting(
+        97, "task", "p of the modular operations (a prime for the division ones; S5 ignores it)"
+    )
+    train_fraction: float = setting(0.5, "task", "fraction of all equations used for training")
+    seed: int = setting(0, "task", "seed of the initialisation, the batch order and the noise")
+    # None: the seed, so that each seed is an independent repeat, as in the paper's figures.
+    split_seed: int | None = setting(
+        None, "task", "seed of the train/validation split", default_text="--seed"
+    )
+    outliers: int = setting(
+        0, "task", "A.4: k training answers replaced by the answers of k other training equations"
+    )
+    outlier_seed: int | None = setting(
+        None, "task", "seed for choosing the outliers", default_text="the split seed"
+    )
+    steps: int = setting(100_000, "schedule", "budget of updates", axis=False)
+    # The evaluation schedule is shared by a population's members: one value per sweep.
+    eval_every: int = setting(
+        50,
+        "schedule",
+        "evaluate the whole training and validation sets every N steps (log-spaced before)",
+        axis=False,
+    )
+    checkpoint_every: int = setting(1000, "schedule", "steps between checkpoints", axis=False)
+    snapshot_every: int = setting(
+        0,  # 0: none
+        "schedule",
+        "also keep the weights every N steps, for analyses over training",
+        metavar="N",
+        default_text="none",
+        axis=False,
+    )
+    stop_after_val_99: int = setting(
+        0,  # 0: never
+        "schedule",
+        "stop once validation accuracy has stayed >= 99 % for N steps",
+        metavar="N",
+        default_text="never",
+        axis=False,
+    )
+    n_layers: int = setting(2, "model", "transformer layers", flag="--layers")
+    d_model: int = setting(128, "model", "width of the residual stream")
+    n_heads: int = setting(4, "model", "attention heads", flag="--heads")
+    d_mlp: int = setting(512, "model", "MLP hidden width")
+    norm: str = setting(
+        "pre",
+        "model",
+        "LayerNorm placement: pre (GPT-2), post (Vaswani et al.) or none (Nanda et al. 2023)",
+        choices=NORMS,
+    )
+    activation: str = setting("relu", "model", "MLP activation", choices=ACTIVATIONS)
+    init: str = setting(  # see model.init_parameters
+        "pytorch",
+        "model",
+        "initialisation: pytorch (PyTorch's module defaults, as Power et al.) or nanda "
+        "(Nanda et al. 2023: Gaussian, std 1/sqrt(d_model))",
+        choices=INIT_SCHEMES,
+    )
+    init_scale: float = setting(
+        1.0,
+        "model",
+        "multiply every initial weight by ALPHA (Omnigrok, Liu et al. 2022)",
+        metavar="ALPHA",
+    )
     # Methods that followed the paper (all off by default):
-    grad_filter: str = "none"  # Grokfast (Lee et al. 2024): "ema" or "ma" low-pass gradient filter
-    grad_filter_alpha: float = DEFAULT_ALPHA  # EMA momentum
-    grad_filter_lambda: float | None = None  # amplification; None: the recipe's (EMA 2, MA 5)
-    grad_filter_window: int = DEFAULT_WINDOW  # MA window
-    loss: str = "softmax"  # or "stablemax" (Prieto et al. 2025)
-    orthogonal_grad: bool = False  # ⊥Grad (Prieto et al. 2025): project out the weights' direction
-    # "grokkit" (the paper's text as read here) or "openai-grok" (the authors' released code:
-    # their network, tokens, S5 convention, split and epoch batches; grokkit.openai_grok)
-    arch: str = "grokkit"
-    tf32: bool = False  # on a CUDA GPU, float32 matmuls in TF32 (faster, ~1e-3 relative error); ignored elsewhere
+    grad_filter: str = setting(
+        "none",
+        "methods",
+        "Grokfast (Lee et al. 2024) low-pass gradient filter: ema or ma",
+        choices=GRAD_FILTERS,
+    )
+    grad_filter_alpha: float = setting(
+        DEFAULT_ALPHA, "methods", "Grokfast-EMA momentum", only_with=("grad_filter", ("ema",))
+    )
+    grad_filter_lambda: float | None = setting(
+        None,  # None: the recipe's, DEFAULT_LAMBDA
+        "methods",
+        "Grokfast amplification",
+        default_text=f"EMA {DEFAULT_LAMBDA['ema']:g}, MA {DEFAULT_LAMBDA['ma']:g}",
+        only_with=("grad_filter", ("ema", "ma")),
+    )
+    grad_filter_window: int = setting(
+        DEFAULT_WINDOW, "methods", "Grokfast-MA window", only_with=("grad_filter", ("ma",))
+    )
+    loss: str = setting(
+        "softmax",
+        "methods",
+        "softmax cross-entropy or stablemax (Prieto et al. 2025)",
+        choices=LOSSES,
+    )
+    orthogonal_grad: bool = setting(
+        False,
+        "methods",
+        "⊥Grad (Prieto et al. 2025): remove from each weight tensor's gradient its component "
+        "along the tensor, keeping the gradient's norm",
+    )
+    # The authors' released code: their network, tokens, S5 convention, split and epoch
+    # batches (grokkit.openai_grok).
+    arch: str = setting(
+        "grokkit",
+        "model",
+        "grokkit (the paper's text as grokkit reads it) or openai-grok (the authors' released "
+        "code: post-LN without biases, sinusoidal positions, their tokens, S5 convention and "
+        "split; see the README's section on it)",
+        choices=ARCHS,
+    )
+    tf32: bool = setting(  # ignored off CUDA
+        False,
+        "execution",
+        "TF32 float32 matmuls on a CUDA GPU: faster on Ampere or newer, ~1e-3 relative error "
+        "per product; no effect on the CPU; recorded in config.json",
+    )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    preset: str | None = "adamw"  # the preset the optimizer settings started from, for the record
+    # The preset the optimizer settings started from, for the record.
+    preset: str | None = setting(
+        DEFAULT_PRESET,
+        "optimisation",
+        "optimizer preset of Figure 2 (left)",
+        flag="--optimizer",
+        choices=PRESETS,
+        metavar="PRESET",
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)  # "steps": 1e18 or "n_layers": true in a config.json: refused
@@ -113,7 +239,9 @@ class RunConfig:
         if self.outliers < 0:
             raise ConfigError(f"number of outliers must be >= 0, got {self.outliers}")
         if self.grad_filter not in GRAD_FILTERS:
-            raise ConfigError(f"grad filter must be one of {', '.join(GRAD_FILTERS)}, got {self.grad_filter!r}")
+            raise ConfigError(
+                f"grad filter must be one of {', '.join(GRAD_FILTERS)}, got {self.grad_filter!r}"
+            )
         if not 0.0 <= self.grad_filter_alpha < 1.0:  # also refuses NaN
             raise ConfigError(f"grad filter alpha must be in [0, 1), got {self.grad_filter_alpha}")
         if self.grad_filter_lambda is not None and not math.isfinite(self.grad_filter_lambda):
@@ -135,13 +263,24 @@ class RunConfig:
     def _check_openai_grok(self) -> None:
         """Settings the authors' network cannot honour, named as the command line names them."""
         if self.norm != "post":
-            raise ConfigError(f"--arch openai-grok has post-LN blocks, as the authors' code; --norm {self.norm} cannot be honoured")
+            raise ConfigError(
+                "--arch openai-grok has post-LN blocks, as the authors' code; "
+                f"--norm {self.norm} cannot be honoured"
+            )
         if self.d_mlp != 4 * self.d_model:
-            raise ConfigError(f"--arch openai-grok has an MLP of width 4 x d-model ({4 * self.d_model}); --d-mlp {self.d_mlp} cannot be honoured")
+            raise ConfigError(
+                f"--arch openai-grok has an MLP of width 4 x d-model ({4 * self.d_model}); "
+                f"--d-mlp {self.d_mlp} cannot be honoured"
+            )
         if self.init != "pytorch":
-            raise ConfigError(f"--arch openai-grok initialises as the authors' PyTorch modules; --init {self.init} cannot be honoured")
+            raise ConfigError(
+                "--arch openai-grok initialises as the authors' PyTorch modules; "
+                f"--init {self.init} cannot be honoured"
+            )
         if self.operation not in THEIR_OPERATOR:
-            raise ConfigError(f"--arch openai-grok has no token for the operation {self.operation!r}")
+            raise ConfigError(
+                f"--arch openai-grok has no token for the operation {self.operation!r}"
+            )
 
     @property
     def effective_grad_filter_lambda(self) -> float:
@@ -170,9 +309,11 @@ class RunConfig:
         (``"Grokfast-EMA (α 0.98, λ 2), L2 0.005"``); empty for the paper's runs."""
         parts = []
         if self.grad_filter == "ema":
-            parts.append(f"Grokfast-EMA (α {self.grad_filter_alpha:g}, λ {self.effective_grad_filter_lambda:g})")
+            alpha, lam = self.grad_filter_alpha, self.effective_grad_filter_lambda
+            parts.append(f"Grokfast-EMA (α {alpha:g}, λ {lam:g})")
         elif self.grad_filter == "ma":
-            parts.append(f"Grokfast-MA (window {self.grad_filter_window}, λ {self.effective_grad_filter_lambda:g})")
+            window, lam = self.grad_filter_window, self.effective_grad_filter_lambda
+            parts.append(f"Grokfast-MA (window {window}, λ {lam:g})")
         if self.optimizer.l2:
             parts.append(f"L2 {self.optimizer.l2:g}")
         if self.loss != "softmax":
@@ -201,14 +342,23 @@ class RunConfig:
         if self.arch == "openai-grok":
             n_elements = get_operation(self.operation, self.modulus).n_elements
             split_indices(n_equations, self.train_fraction, 0)  # the same checks and messages
-            return openai_grok.split_indices(self.operation, n_elements, n_equations, self.train_fraction,
-                                             self.effective_split_seed)  # fmt: skip
-        return split_indices(n_equations, self.train_fraction, derive_seed(self.effective_split_seed, "split"))
+            return openai_grok.split_indices(
+                self.operation,
+                n_elements,
+                n_equations,
+                self.train_fraction,
+                self.effective_split_seed,
+            )
+        return split_indices(
+            n_equations, self.train_fraction, derive_seed(self.effective_split_seed, "split")
+        )
 
     def trained_answers(self, answers, train_idx):
         """The answers this run trains on: ``answers[train_idx]`` with its k outliers (A.4) drawn
         from the derived outlier seed. The one definition, for training and for analyses."""
-        return add_outliers(answers[train_idx], self.outliers, derive_seed(self.effective_outlier_seed, "outliers"))
+        return add_outliers(
+            answers[train_idx], self.outliers, derive_seed(self.effective_outlier_seed, "outliers")
+        )
 
     def model_config(self, n_elements: int) -> ModelConfig:
         tokens = {}
@@ -216,10 +366,16 @@ class RunConfig:
             size, first, op = openai_grok.token_layout(self.operation, self.modulus)
             tokens = {"vocabulary_size": size, "first_element_token": first, "operator_token": op}
         return ModelConfig(
-            n_elements=n_elements, n_layers=self.n_layers, d_model=self.d_model,
-            n_heads=self.n_heads, d_mlp=self.d_mlp, norm=self.norm, activation=self.activation,
-            arch=self.arch, **tokens,
-        )  # fmt: skip
+            n_elements=n_elements,
+            n_layers=self.n_layers,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            d_mlp=self.d_mlp,
+            norm=self.norm,
+            activation=self.activation,
+            arch=self.arch,
+            **tokens,
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -252,13 +408,13 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
         kwargs["optimizer"] = OptimizerConfig.from_dict(d.get("optimizer", {}))
         return cls(**kwargs)
 
-    def with_changes(self, **changes) -> "RunConfig":
+    def with_changes(self, **changes) -> RunConfig:
         """A copy with some fields changed; optimizer fields may be given by their own names."""
         opt_names = {f.name for f in fields(OptimizerConfig)}
         opt_changes = {k: changes.pop(k) for k in list(changes) if k in opt_names}
@@ -280,12 +436,22 @@ def validate_run(config: RunConfig) -> None:
     train_idx, _ = split_indices(operation.n_equations, config.train_fraction, 0)
     n_train = len(train_idx)
     if n_train < 2:
-        raise DataError(f"a training set of {n_train} equation cannot be split into batches; raise --train-fraction")
+        raise DataError(
+            f"a training set of {n_train} equation cannot be split into batches; "
+            "raise --train-fraction"
+        )
     if 2 * config.outliers > n_train:
-        raise DataError(f"{config.outliers} outliers need {2 * config.outliers} training equations; the training set has {n_train}")
+        raise DataError(
+            f"{config.outliers} outliers need {2 * config.outliers} training equations; "
+            f"the training set has {n_train}"
+        )
     batch_size = config.optimizer.batch_size
     if batch_size and batch_size > n_train:
         raise DataError(f"batch size {batch_size} exceeds the training set ({n_train} equations)")
     # A model that cannot fit is refused here, before a folder exists (a failed allocation
     # would leave one behind, holding only its lock).
-    check_model_size(config.model_config(operation.n_elements), batch_size or min(512, n_train), physical_memory())
+    check_model_size(
+        config.model_config(operation.n_elements),
+        batch_size or min(512, n_train),
+        physical_memory(),
+    )

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 from torch import Tensor
 
+from grokkit import torch_private
 from grokkit.errors import ConfigError
+from grokkit.settings import setting
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "text", type(None): "null"}
 
@@ -64,20 +66,42 @@ def check_field_types(settings) -> None:
 class OptimizerConfig:
     """One run's optimisation settings. Defaults: the paper's recipe (A.1.2)."""
 
-    lr: float = 1e-3
-    weight_decay: float = 1.0
-    # Coupled L2 penalty: l2 * W added to the gradient before Adam's moments, as in
-    # torch.optim.Adam(weight_decay=l2); the Grokfast recipe (Lee et al. 2024) regularises this way.
-    l2: float = 0.0
-    decay_target: str = "origin"  # "origin" (AdamW) or "init" (decay towards the initial weights)
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-8
-    warmup_steps: int = 10  # linear warm-up: update u (1-based) uses lr * min(1, u / warmup_steps)
-    batch_size: int | None = None  # None: the paper's min(512, ceil(N_train / 2)); 0: full batch
-    update_noise: float = 0.0  # std of Gaussian noise added to the Adam update direction
-    weight_noise: float = 0.0  # std of Gaussian noise on the weights in each forward pass
-    dropout: float = 0.0  # residual dropout rate
+    # Each setting's flag, help and group: grokkit.settings; "optimisation" lists them under the
+    # preset (--optimizer), whose values they override.
+    lr: float = setting(1e-3, "optimisation", "learning rate")
+    weight_decay: float = setting(1.0, "optimisation", "decoupled weight decay (AdamW)")
+    l2: float = setting(
+        0.0,
+        "optimisation",
+        "coupled L2 penalty: l2 * W added to the gradient before Adam's moments, as "
+        "torch.optim.Adam's weight_decay (the Grokfast recipe, Lee et al. 2024); --weight-decay "
+        "is AdamW's decoupled decay",
+    )
+    decay_target: str = setting(
+        "origin",
+        "optimisation",
+        "weight decay pulls towards the origin (AdamW) or the initial weights",
+        choices=("origin", "init"),
+    )
+    beta1: float = setting(0.9, "optimisation", "Adam beta1")
+    beta2: float = setting(0.98, "optimisation", "Adam beta2")
+    eps: float = 1e-8  # Adam's epsilon: no flag (Python and config.json only)
+    warmup_steps: int = setting(
+        10, "optimisation", "linear warm-up: update u (1-based) uses lr * min(1, u / warmup-steps)"
+    )
+    batch_size: int | None = setting(
+        None,  # the paper's min(512, ceil(N_train / 2)); 0: the whole training set
+        "optimisation",
+        "minibatch size, or 'full' for the whole training set",
+        default_text="min(512, ceil(N_train / 2))",
+    )
+    update_noise: float = setting(
+        0.0, "optimisation", "std of Gaussian noise added to the Adam update direction"
+    )
+    weight_noise: float = setting(
+        0.0, "optimisation", "std of Gaussian noise on the weights in each forward pass"
+    )
+    dropout: float = setting(0.0, "optimisation", "residual dropout rate")
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -201,10 +225,11 @@ class BatchedAdamW:
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
         self.initial = flat.clone() if self.any_decay_to_init else None
-        self.step_count = 0
+        self.step_count = 0  # updates made; also the population's step (Population.step_count)
         # PyTorch's fused AdamW kernel (what torch.optim.AdamW(fused=True) runs) makes one pass over
         # the weights instead of ~10 and gives torch.optim.AdamW's result to the last bit (tested).
-        available = hasattr(torch, "_fused_adamw_") and flat.device.type in ("cpu", "cuda")
+        # Without it (grokkit.torch_private), the tensor expressions of _tensor_step.
+        available = torch_private.HAS_FUSED_ADAMW and flat.device.type in ("cpu", "cuda")
         if fused and not available:
             raise ValueError(f"PyTorch's fused AdamW is not available here (device {flat.device.type})")
         self.fused = available if fused is None else fused
@@ -266,10 +291,8 @@ class BatchedAdamW:
         rows = [t.unbind(0) for t in state] if len(groups) > 1 else None  # views, no copies
         for (lr, beta1, beta2, weight_decay, eps), members in groups:
             tensors = [[t] for t in state] if rows is None else [[r[e] for e in members] for r in rows]
-            torch._fused_adamw_(
-                *tensors, [], [step] * len(tensors[0]), lr=lr, beta1=beta1, beta2=beta2,
-                weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False,
-            )  # fmt: skip
+            steps = [step] * len(tensors[0])
+            torch_private.fused_adamw_(*tensors, steps, lr, beta1, beta2, weight_decay, eps)
         if self.any_decay_to_init:
             # The kernel decayed towards 0: W(1 - lr wd) - step; adding lr wd W_init makes it
             # W - lr wd (W - W_init) - step, the decay towards the initial weights.

@@ -9,27 +9,24 @@ can be cut out into a checkpoint and stacked again with any other compatible mem
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
 import statistics
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from grokkit import gemm
+from grokkit import tuning
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, make_table
 from grokkit.devices import wall_seconds
 from grokkit.errors import warn
+from grokkit.fast_path import forward_fast, forward_openai_fast
 from grokkit.interventions import GrokfastEMA, GrokfastMA, Interventions, OrthogonalGrad
 from grokkit.losses import LOSSES, softmax_collapse
 from grokkit.model import (
     OPENAI_SEQUENCE_LENGTH,
     ModelConfig,
-    forward_fast,
-    forward_openai_fast,
     forward_openai_reference,
     forward_reference,
     init_parameters,
@@ -44,48 +41,22 @@ from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
 from grokkit.optim import BatchedAdamW
 
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_cpu_allocator() -> bool:
-    """Keep freed memory in the process instead of returning it to the OS after every step.
-
-    glibc serves allocations above its mmap threshold (128 KiB, then adaptive) with fresh pages and
-    trims the heap on free, so each training step page-faulted ~1,700 times (3 ms of a 20 ms
-    step). Raising both thresholds once makes steps reuse warm memory. Process-wide and harmless
-    (memory is reused, not leaked); set GROKKIT_NO_MALLOC_TUNING=1 to leave the allocator alone.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED or os.environ.get("GROKKIT_NO_MALLOC_TUNING"):
-        return _ALLOCATOR_TUNED
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1
-        ok = libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 and ok
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
-        ok = False
-    _ALLOCATOR_TUNED = ok
-    return ok
-
-
 GEMM_ROUNDS, GEMM_STEPS_PER_ROUND, GEMM_WARMUP = 4, 3, 2
 
 
 def time_gemm_paths(threads: int) -> dict[str, float]:
     """Median ms of one training step of the paper's model (x/y mod 97, batch 512, E = 1) with
-    each of grokkit.gemm's paths, interleaved so that a busy machine slows both alike."""
+    each of grokkit.tuning's GEMM paths, interleaved so that a busy machine slows both alike."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with gemm.forced("pytorch"):  # building a population asks for the choice: do not recurse
-            pops = {path: Population([RunConfig()], "cpu") for path in gemm.PATHS}
-        times: dict[str, list[float]] = {path: [] for path in gemm.PATHS}
+        with tuning.forced("pytorch"):  # building a population asks for the choice: do not recurse
+            pops = {path: Population([RunConfig()], "cpu") for path in tuning.PATHS}
+        times: dict[str, list[float]] = {path: [] for path in tuning.PATHS}
         for round_ in range(GEMM_ROUNDS + 1):
-            for path in gemm.PATHS:
+            for path in tuning.PATHS:
                 # Training steps, even when the choice is first asked for inside an evaluation.
-                with gemm.forced(path), torch.inference_mode(False), torch.enable_grad():
+                with tuning.forced(path), torch.inference_mode(False), torch.enable_grad():
                     for _ in range(GEMM_WARMUP if round_ == 0 else GEMM_STEPS_PER_ROUND):
                         seconds = wall_seconds(pops[path].step, "cpu")
                         if round_:
@@ -218,8 +189,8 @@ class Population:
             )
         self.device = torch.device(device)
         if self.device.type == "cpu":
-            tune_cpu_allocator()
-            gemm.use_onednn()  # the GEMM path is chosen (measured once per machine) before any step
+            # Allocator thresholds, and the GEMM path (measured once per machine) before any step.
+            tuning.tune_cpu(time_gemm_paths)
         first = configs[0]
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = first.tf32
@@ -269,7 +240,6 @@ class Population:
             openai_positions(OPENAI_SEQUENCE_LENGTH, self.model_config.d_model, str(self.device))
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
-        self.step_count = 0
 
     # ------------------------------------------------------------ parameters
 
@@ -292,6 +262,12 @@ class Population:
     @property
     def size(self) -> int:
         return len(self.members)
+
+    @property
+    def step_count(self) -> int:
+        # The optimizer owns the count: Adam's bias correction and the warm-up need it, and a
+        # second copy here could only drift from it. A checkpoint's "step" is this value.
+        return self.optimizer.step_count
 
     # ------------------------------------------------------------ training
 
@@ -364,7 +340,6 @@ class Population:
             grad = self.interventions(grad, self.flat)
         noise = [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
         self.optimizer.step(self.flat, grad, noise)
-        self.step_count += 1
         return losses.detach()
 
     def _token_targets(self, answers: Tensor) -> Tensor:
@@ -464,9 +439,6 @@ class Population:
         m.load_noise_state(state)
         m.set_permutation(state["permutation"], state["position"])
         self.interventions.load_member_state(i, state.get("interventions", []))
-        if self.step_count and self.step_count != state["step"]:
-            raise ValueError("population members must be at the same step to train in lockstep")
-        self.step_count = state["step"]
 
     @classmethod
     def from_member_states(
@@ -490,6 +462,3 @@ class Population:
         self.optimizer.keep(idx)
         self.interventions.keep(idx)
         self._refresh_hyperparameters()
-
-
-gemm.register_measurement(time_gemm_paths)

@@ -3,6 +3,13 @@
 ``train_runs`` trains any number of compatible runs as one population, each into its own run
 folder. A single run is a population of one. Members that finish (budget spent, stop rule met,
 loss no longer finite) are written out and dropped from the population, so they cost nothing more.
+
+One call is a ``_TrainingSession``: a ``_Run`` record per run (config, folder, tracker, loggers,
+summary) instead of parallel lists, so that nothing is addressed by two indices; the loop body
+reads in the order things happen (stop requested? step; snapshot; evaluate and record; stop
+rules) and every other duty is a named method. The step count is the optimizer's
+(``Population.step_count`` reads it): Adam's bias correction needs it, and one count cannot
+disagree with itself.
 """
 
 from __future__ import annotations
@@ -24,16 +31,17 @@ from tqdm import tqdm
 
 from grokkit import runs
 from grokkit.config import RunConfig
-from grokkit.loggers import LoggerFactory
+from grokkit.loggers import LoggerFactory, RunLogger
 from grokkit.model import count_parameters
-from grokkit.population import Population
+from grokkit.population import Member, Population
 
 THRESHOLD = 0.99
 LOG_POINTS_PER_DECADE = 20
-LOG_GRID_SPAN = 8  # the log grid's spacing 10^(1/20) - 1 = 12 % of the step equals eval_every at ~8x
+# The log grid's spacing, 10^(1/20) - 1 = 12 % of the step, equals eval_every at ~8 x eval_every.
+LOG_GRID_SPAN = 8
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def log_spaced_steps(limit: int) -> frozenset[int]:
     """Roughly 20 steps per decade below ``limit`` (every step while they are that dense)."""
     steps, k = set(), 0
@@ -69,10 +77,15 @@ def evaluation_count(config: RunConfig, start_step: int = 0) -> int:
     both = every * ckpt // math.gcd(every, ckpt)
     count = multiples(every) + multiples(ckpt) - multiples(both)
     limit = LOG_GRID_SPAN * every
-    count += sum(1 for s in log_spaced_steps(limit)
-                 if start_step < s <= steps and s % every and s % ckpt)  # fmt: skip
-    count += int(steps > start_step and steps % every != 0 and steps % ckpt != 0
-                 and not (steps < limit and steps in log_spaced_steps(limit)))  # fmt: skip
+    count += sum(
+        1 for s in log_spaced_steps(limit) if start_step < s <= steps and s % every and s % ckpt
+    )
+    count += int(
+        steps > start_step
+        and steps % every != 0
+        and steps % ckpt != 0
+        and not (steps < limit and steps in log_spaced_steps(limit))
+    )
     return count + int(start_step == 0)
 
 
@@ -107,10 +120,10 @@ class Tracker:
         return True
 
 
-def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, message: str,
-             steps_done: int) -> dict:
+def _summary(run: _Run, status: str, message: str, steps_done: int) -> dict:
     """``steps_done``: the step of the checkpoint written with it (an interrupted run's last
     evaluation may lie a few steps before), so that the summary and latest.pt agree."""
+    config, tracker, info = run.config, run.tracker, run.info
     last = tracker.rows[-1] if tracker.rows else {}
     return {
         "status": status,
@@ -125,29 +138,45 @@ def _summary(config: RunConfig, tracker: Tracker, pop_info: dict, status: str, m
         "steps_to_val_99": tracker.steps_to_val_99,
         "wall_seconds": last.get("wall_seconds"),
         "operation": config.operation,
-        "modulus": pop_info["modulus"],
+        "modulus": info["modulus"],
         "train_fraction": config.train_fraction,
         "seed": config.seed,
         "outliers": config.outliers,
         "preset": config.preset,
-        **{k: pop_info[k] for k in ("n_train", "n_val", "batch_size", "population_size")},
+        **{k: info[k] for k in ("n_train", "n_val", "batch_size", "population_size")},
+    }
+
+
+def _summary_info(config: RunConfig, member: Member, pop: Population) -> dict:
+    """What a run's summary says of its data and population, as they are when training starts."""
+    return {
+        "modulus": None if config.operation.startswith("s5") else config.modulus,
+        "n_train": member.n_train,
+        "n_val": pop.table.n_equations - member.n_train,
+        "batch_size": pop.batch_size,
+        "population_size": pop.size,
     }
 
 
 def _write_config(run_dir: Path, config: RunConfig, pop: Population, i: int) -> None:
     n_train = pop.members[i].n_train
-    runs.write_json(run_dir / "config.json", {
-        **config.to_dict(),
-        "derived": {
-            "n_equations": pop.table.n_equations, "n_train": n_train,
-            "n_val": pop.table.n_equations - n_train, "batch_size": pop.batch_size,
-            "vocab_size": pop.model_config.vocab_size,
-            "parameters": count_parameters(pop.model_config),
-            "non_embedding_parameters": count_parameters(pop.model_config, embeddings=False),
-            "split_seed": config.effective_split_seed,
-            "outlier_seed": config.effective_outlier_seed,
+    runs.write_json(
+        run_dir / "config.json",
+        {
+            **config.to_dict(),
+            "derived": {
+                "n_equations": pop.table.n_equations,
+                "n_train": n_train,
+                "n_val": pop.table.n_equations - n_train,
+                "batch_size": pop.batch_size,
+                "vocab_size": pop.model_config.vocab_size,
+                "parameters": count_parameters(pop.model_config),
+                "non_embedding_parameters": count_parameters(pop.model_config, embeddings=False),
+                "split_seed": config.effective_split_seed,
+                "outlier_seed": config.effective_outlier_seed,
+            },
         },
-    })  # fmt: skip
+    )
 
 
 class ProgressWatcher(Protocol):
@@ -178,10 +207,9 @@ class _InterruptRequest:
     def _handle(self, signum, frame) -> None:
         self.requested = True
 
-    def __enter__(self) -> "_InterruptRequest":
+    def __enter__(self) -> None:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
@@ -229,159 +257,246 @@ def train_runs(
             d.mkdir(parents=True, exist_ok=True)
             locks.enter_context(runs.folder_lock(d, "run folder"))
         if states is None:
-            return _train(configs, run_dirs, None, device, progress, description, loggers, watcher)
-        results: list[dict | None] = [_finished_summary(d, s, c) for d, s, c in zip(run_dirs, states, configs)]
+            session = _TrainingSession(configs, run_dirs, None, device, loggers, watcher)
+            return session.train(progress, description)
+        results = [_finished_summary(d, s, c) for d, s, c in zip(run_dirs, states, configs)]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            trained = _train([configs[i] for i in todo], [run_dirs[i] for i in todo],
-                             [states[i] for i in todo], device, progress, description, loggers,
-                             watcher)  # fmt: skip
-            for i, summary in zip(todo, trained):
+            session = _TrainingSession(
+                [configs[i] for i in todo],
+                [run_dirs[i] for i in todo],
+                [states[i] for i in todo],
+                device,
+                loggers,
+                watcher,
+            )
+            for i, summary in zip(todo, session.train(progress, description)):
                 results[i] = summary
         return results  # type: ignore[return-value]
 
 
-def _train(configs, run_dirs, states, device, progress, description, loggers, watcher) -> list[dict]:
-    if states is None:
-        pop = Population(configs, device)
-        trackers = [Tracker() for _ in configs]
-        for i, (c, d) in enumerate(zip(configs, run_dirs)):
-            _write_config(d, c, pop, i)
-    else:
-        pop = Population.from_member_states(states, configs, device)
-        trackers = [Tracker(**s["tracker"]) for s in states]
+@dataclass
+class _Run:
+    """One run of a training session: what it keeps besides its member's slice of the population."""
 
-    n_eq = pop.table.n_equations
-    info = [{
-        "modulus": None if c.operation.startswith("s5") else c.modulus,
-        "n_train": m.n_train, "n_val": n_eq - m.n_train, "batch_size": pop.batch_size,
-        "population_size": pop.size,
-    } for c, m in zip(configs, pop.members)]  # fmt: skip
-    index = list(range(pop.size))  # position in the caller's lists of each member still training
-    summaries: list[dict | None] = [None] * pop.size
-    run_loggers = [[make(d, c) for make in loggers] for c, d in zip(configs, run_dirs)]
-    start_wall = time.perf_counter()
-    start_step = pop.step_count
-    nonfinite = torch.zeros(pop.size, dtype=torch.bool, device=pop.device)
+    config: RunConfig
+    folder: Path
+    tracker: Tracker
+    loggers: list[RunLogger]
+    info: dict  # the summary's data and population sizes, fixed when the session starts
+    summary: dict | None = None  # set once the run has ended
 
-    def wall(i: int) -> float:
-        return trackers[i].wall_before + time.perf_counter() - start_wall
-
-    def write_out(slot: int, i: int, status: str = "running", message: str = "") -> dict:
-        """Checkpoint (unless the run diverged: its last good one stays), metrics and summary."""
-        if status != "diverged":
-            trackers[i].last_checkpoint_step = pop.step_count
-            state = pop.member_state(slot)
-            state["tracker"] = {**asdict(trackers[i]), "wall_before": wall(i)}
-            runs.save_checkpoint(run_dirs[i], state)
-        runs.write_metrics(run_dirs[i], trackers[i].rows)
-        summary = _summary(configs[i], trackers[i], info[i], status, message, pop.step_count)
-        runs.write_json(run_dirs[i] / "summary.json", summary)
-        if watcher is not None and status in ("running", "interrupted"):
-            watcher.checkpointed(run_dirs[i], summary)
-        return summary
-
-    def finish(slot: int, i: int, status: str, message: str = "") -> None:
-        summaries[i] = write_out(slot, i, status, message)
-        for logger in run_loggers[i]:
-            logger.close(summaries[i])
-        if watcher is not None:
-            watcher.run_ended(run_dirs[i], summaries[i])
-
-    snapshotting = any(c.snapshot_every for c in configs)  # else nothing to look at per step
-
-    def keep_snapshots() -> None:
-        if not snapshotting:
-            return
-        step = pop.step_count
-        for slot, i in enumerate(index):
-            every = configs[i].snapshot_every
-            if every and step % every == 0:
-                weights = pop.flat[slot].detach().cpu().clone()
-                if bool(torch.isfinite(weights).all()):  # a diverged run keeps no unusable snapshot
-                    runs.save_snapshot(run_dirs[i], step, weights)
-
-    def record(i: int, row: dict) -> None:
-        if trackers[i].record(row):
-            for logger in run_loggers[i]:
+    def record(self, row: dict) -> None:
+        if self.tracker.record(row):
+            for logger in self.loggers:
                 logger.log_row(row)
 
-    def evaluate_and_record(force: bool) -> None:
-        nonlocal nonfinite
-        step = pop.step_count
-        metrics = pop.evaluate()
-        bad = nonfinite.cpu()
-        lr = [float(v) for v in pop.optimizer.scheduled_lr(max(step, 1)).view(-1)]
-        finished = []
-        for slot, i in enumerate(index):
-            c, t = configs[i], trackers[i]
-            values = {k: float(v[slot]) for k, v in metrics.items()}
-            row = {"step": step, **values, "lr": lr[slot] if step else 0.0, "wall_seconds": wall(i)}
-            if bad[slot] or not all(math.isfinite(v) for v in values.values()):
-                done_at = t.last_checkpoint_step
-                message = (
-                    f"loss became non-finite before step {step}; the run stopped"
-                    + (f"; its last good checkpoint (step {done_at}) is kept" if done_at else "")
-                )
-                record(i, row)
-                finish(slot, i, "diverged", message)
-                finished.append(slot)
-                continue
-            if force or needs_evaluation(step, c):
-                record(i, row)
-            if step >= c.steps:
-                finish(slot, i, "completed")
-                finished.append(slot)
-            elif c.stop_after_val_99 and t.val_99_since is not None and \
-                    step - t.val_99_since >= c.stop_after_val_99:  # fmt: skip
-                finish(slot, i, "stopped_early",
-                       f"validation accuracy stayed >= 99 % for {c.stop_after_val_99} steps")
-                finished.append(slot)
-            elif step % c.checkpoint_every == 0 and step > start_step:
-                write_out(slot, i)
-        if finished:
-            keep = [s for s in range(len(index)) if s not in finished]
-            index[:] = [index[s] for s in keep]
-            if keep:
-                pop.keep(keep)
-                nonfinite = nonfinite[torch.tensor(keep, device=nonfinite.device)]
-
-    if states is None:
-        keep_snapshots()  # step 0: the initial weights
-        evaluate_and_record(force=True)  # step 0: the untrained model
-    elif any(pop.step_count >= configs[i].steps for i in index):
-        evaluate_and_record(force=False)  # a budget already met: write the final state again
-
-    total = max(c.steps for c in configs)
-    bar = tqdm(total=total, initial=pop.step_count, disable=not progress, unit="step",
-               desc=description, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)  # fmt: skip
-    interrupt = _InterruptRequest()
-    with interrupt, contextlib.closing(bar):
-        while index:
-            if interrupt.requested:
-                for slot, i in enumerate(index):
-                    write_out(slot, i, "interrupted", f"interrupted at step {pop.step_count}")
-                raise TrainingInterrupted(f"interrupted at step {pop.step_count}; every run was checkpointed there")
-            losses = pop.step()
-            nonfinite |= ~torch.isfinite(losses)
-            bar.update(1)
-            if watcher is not None:
-                watcher.advanced(len(index))
-            step = pop.step_count
-            keep_snapshots()
-            due = any(needs_evaluation(step, configs[i]) for i in index)
-            # On the CPU a check per step is free; on a GPU it would sync, so wait for a due step.
-            if due or (pop.device.type == "cpu" and bool(nonfinite.any())):
-                evaluate_and_record(force=False)
-                if progress:
-                    bar.set_postfix_str(_progress_text(trackers, index, summaries), refresh=False)
-    return summaries  # type: ignore[return-value]
+    def stop_reason(self, step: int, diverged: bool) -> tuple[str, str] | None:
+        """(status, message) if the run ends at ``step``: its loss is no longer finite, its budget
+        is spent, or validation accuracy stayed >= 99 % for ``stop_after_val_99`` steps."""
+        config, tracker = self.config, self.tracker
+        if diverged:
+            kept = tracker.last_checkpoint_step
+            return "diverged", (
+                f"loss became non-finite before step {step}; the run stopped"
+                + (f"; its last good checkpoint (step {kept}) is kept" if kept else "")
+            )
+        if step >= config.steps:
+            return "completed", ""
+        streak = config.stop_after_val_99
+        if streak and tracker.val_99_since is not None and step - tracker.val_99_since >= streak:
+            return "stopped_early", f"validation accuracy stayed >= 99 % for {streak} steps"
+        return None
 
 
-def _progress_text(trackers: list[Tracker], index: list[int], summaries: list) -> str:
-    if len(trackers) == 1:
-        row = trackers[0].rows[-1]
-        return f"train {100 * row['train_accuracy']:.1f}% val {100 * row['val_accuracy']:.1f}%"
-    done = sum(s is not None for s in summaries)
-    grokked = sum(t.steps_to_val_99 is not None for t in trackers)
-    return f"finished {done}/{len(trackers)} val>=99% {grokked}/{len(trackers)}"
+class _TrainingSession:
+    """One call of ``train_runs`` on runs that share a population, from their first (or resumed)
+    step until each has ended. ``all_runs`` keeps the caller's order, for the summaries returned;
+    ``training`` holds the runs still training, in the order of the population's members."""
+
+    def __init__(
+        self,
+        configs: list[RunConfig],
+        run_dirs: list[Path],
+        states: list[dict] | None,
+        device: str,
+        loggers: Sequence[LoggerFactory],
+        watcher: ProgressWatcher | None,
+    ) -> None:
+        self.fresh = states is None
+        if self.fresh:
+            pop = Population(configs, device)
+            trackers = [Tracker() for _ in configs]
+            for i, (c, d) in enumerate(zip(configs, run_dirs)):
+                _write_config(d, c, pop, i)
+        else:
+            pop = Population.from_member_states(states, configs, device)
+            trackers = [Tracker(**s["tracker"]) for s in states]
+        self.all_runs = [
+            _Run(c, d, t, [make(d, c) for make in loggers], _summary_info(c, m, pop))
+            for c, d, t, m in zip(configs, run_dirs, trackers, pop.members)
+        ]
+        self.training = list(self.all_runs)
+        self.population = pop
+        self.watcher = watcher
+        self.start_wall = time.perf_counter()
+        self.start_step = pop.step_count
+        # Losses stay on the device until an evaluation reads them: no sync per step on a GPU.
+        self.nonfinite = torch.zeros(pop.size, dtype=torch.bool, device=pop.device)
+        self.snapshotting = any(c.snapshot_every for c in configs)
+
+    @property
+    def step(self) -> int:
+        return self.population.step_count
+
+    def train(self, progress: bool, description: str | None) -> list[dict]:
+        """Train until every run has ended; their summaries, in the order of the configs."""
+        self.begin()
+        total = max(run.config.steps for run in self.all_runs)
+        bar = _progress_bar(progress, description, total, self.step)
+        interrupt = _InterruptRequest()
+        with interrupt, contextlib.closing(bar):
+            while self.training:
+                # Stop requested? Ctrl-C waits for a whole step, so checkpoints hold no half update.
+                if interrupt.requested:
+                    raise self.interrupted()
+
+                # Step.
+                losses = self.population.step()
+                self.nonfinite |= ~torch.isfinite(losses)
+                bar.update(1)
+                if self.watcher is not None:
+                    self.watcher.advanced(len(self.training))
+
+                # Snapshot.
+                self.keep_snapshots()
+
+                # Evaluate and record; stop rules.
+                if self.evaluation_due():
+                    diverged = self.evaluate_and_record(force=False)
+                    self.apply_stop_rules(diverged)
+                    if progress:
+                        bar.set_postfix_str(self.progress_text(), refresh=False)
+        return [run.summary for run in self.all_runs]  # type: ignore[misc]
+
+    def begin(self) -> None:
+        """Step 0 of a fresh session: its snapshot and its row, the untrained model's. A resumed
+        run whose budget is already met (a finished run resumed with the same or a lower budget)
+        has its final state written again."""
+        if self.fresh:
+            self.keep_snapshots()
+            self.apply_stop_rules(self.evaluate_and_record(force=True))
+        elif any(self.step >= run.config.steps for run in self.training):
+            self.apply_stop_rules(self.evaluate_and_record(force=False))
+
+    def evaluation_due(self) -> bool:
+        step = self.step
+        if any(needs_evaluation(step, run.config) for run in self.training):
+            return True
+        # A diverged run stops at once where checking costs nothing: on a GPU reading the flags
+        # would wait for the device every step, so there it stops at the next due step.
+        return self.population.device.type == "cpu" and bool(self.nonfinite.any())
+
+    def evaluate_and_record(self, force: bool) -> list[bool]:
+        """Evaluate every run still training and record its row where one is due (``force``: in
+        any case). Returns, per run, whether its loss has stopped being finite."""
+        step = self.step
+        metrics = self.population.evaluate()
+        nonfinite = self.nonfinite.cpu()
+        lr = [float(v) for v in self.population.optimizer.scheduled_lr(max(step, 1)).view(-1)]
+        diverged = []
+        for member, run in enumerate(self.training):
+            values = {k: float(v[member]) for k, v in metrics.items()}
+            lr_now = lr[member] if step else 0.0
+            row = {"step": step, **values, "lr": lr_now, "wall_seconds": self.wall(run)}
+            bad = bool(nonfinite[member]) or not all(math.isfinite(v) for v in values.values())
+            # A diverged run's last row is recorded whatever the schedule: it says where it broke.
+            if bad or force or needs_evaluation(step, run.config):
+                run.record(row)
+            diverged.append(bad)
+        return diverged
+
+    def apply_stop_rules(self, diverged: list[bool]) -> None:
+        """End the runs whose stop rule is met, dropping them from the population so that they
+        cost nothing more; checkpoint the others where a checkpoint is due."""
+        step, ended = self.step, []
+        for member, run in enumerate(self.training):
+            reason = run.stop_reason(step, diverged[member])
+            if reason is not None:
+                self.finish(member, run, *reason)
+                ended.append(member)
+            elif step % run.config.checkpoint_every == 0 and step > self.start_step:
+                self.write_out(member, run)
+        if ended:
+            self.drop(ended)
+
+    def drop(self, members: list[int]) -> None:
+        keep = [m for m in range(len(self.training)) if m not in members]
+        self.training = [self.training[m] for m in keep]
+        if keep:
+            self.population.keep(keep)
+            self.nonfinite = self.nonfinite[torch.tensor(keep, device=self.nonfinite.device)]
+
+    def keep_snapshots(self) -> None:
+        if not self.snapshotting:
+            return
+        step = self.step
+        for member, run in enumerate(self.training):
+            every = run.config.snapshot_every
+            if every and step % every == 0:
+                weights = self.population.flat[member].detach().cpu().clone()
+                if bool(torch.isfinite(weights).all()):  # a diverged run keeps no unusable snapshot
+                    runs.save_snapshot(run.folder, step, weights)
+
+    def write_out(self, member: int, run: _Run, status: str = "running", message: str = "") -> dict:
+        """Checkpoint (unless the run diverged: its last good one stays), metrics and summary."""
+        if status != "diverged":
+            run.tracker.last_checkpoint_step = self.step
+            state = self.population.member_state(member)
+            state["tracker"] = {**asdict(run.tracker), "wall_before": self.wall(run)}
+            runs.save_checkpoint(run.folder, state)
+        runs.write_metrics(run.folder, run.tracker.rows)
+        summary = _summary(run, status, message, self.step)
+        runs.write_json(run.folder / "summary.json", summary)
+        if self.watcher is not None and status in ("running", "interrupted"):
+            self.watcher.checkpointed(run.folder, summary)
+        return summary
+
+    def finish(self, member: int, run: _Run, status: str, message: str = "") -> None:
+        run.summary = self.write_out(member, run, status, message)
+        for logger in run.loggers:
+            logger.close(run.summary)
+        if self.watcher is not None:
+            self.watcher.run_ended(run.folder, run.summary)
+
+    def interrupted(self) -> TrainingInterrupted:
+        """Checkpoint every run still training at the current step; the error to raise."""
+        for member, run in enumerate(self.training):
+            self.write_out(member, run, "interrupted", f"interrupted at step {self.step}")
+        return TrainingInterrupted(
+            f"interrupted at step {self.step}; every run was checkpointed there"
+        )
+
+    def wall(self, run: _Run) -> float:
+        return run.tracker.wall_before + time.perf_counter() - self.start_wall
+
+    def progress_text(self) -> str:
+        if len(self.all_runs) == 1:
+            row = self.all_runs[0].tracker.rows[-1]
+            return f"train {100 * row['train_accuracy']:.1f}% val {100 * row['val_accuracy']:.1f}%"
+        done = sum(run.summary is not None for run in self.all_runs)
+        grokked = sum(run.tracker.steps_to_val_99 is not None for run in self.all_runs)
+        return f"finished {done}/{len(self.all_runs)} val>=99% {grokked}/{len(self.all_runs)}"
+
+
+def _progress_bar(progress: bool, description: str | None, total: int, initial: int) -> tqdm:
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not progress,
+        unit="step",
+        desc=description,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )

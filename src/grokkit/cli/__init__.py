@@ -10,8 +10,11 @@ stderr and exit code 2, with nothing written or overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from grokkit import __version__
@@ -37,6 +40,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """A Ctrl-C within is recorded (the list yielded), not raised; main thread only."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         from grokkit.errors import GrokkitWarning, show_warnings_as_one_line
@@ -57,9 +74,14 @@ def _main(argv: list[str] | None) -> int:
     args = None
     try:
         argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-        # The command's module is imported here, not at the top: a Ctrl-C in the seconds torch
-        # takes to import must end in the one line below like any other.
-        args = build_parser(argv).parse_args(argv)
+        # The command's module is imported here, not at the top, and a Ctrl-C in the seconds that
+        # torch takes to import is held until it is done: raised inside an import, it can be
+        # swallowed by a library's bare `except:` and the command would carry on regardless.
+        with _sigint_held() as held:
+            args = build_parser(argv).parse_args(argv)
+        if held:
+            args = None  # nothing started: no checkpoint, no resume hint
+            raise KeyboardInterrupt
         return args.func(args)
     except InputError as e:
         print(f"grokkit: error: {e}", file=sys.stderr)

@@ -1,37 +1,62 @@
-"""The flags that define a run, shared by ``train`` (one value each) and ``sweep`` (grids)."""
+"""The flags that define a run, shared by ``train`` (one value each) and ``sweep`` (grids).
+
+Every flag is made from its setting's declaration on the ``RunConfig`` or ``OptimizerConfig``
+field (``grokkit.settings``): its name, type, choices, help, the default its help shows, its
+group, and whether a sweep may give it several values. Nothing about a setting is written here
+but how ``--batch-size`` reads ``full``.
+The README's flag table is made from the same declarations: ``python -m grokkit.cli.run_flags
+--markdown`` prints it, ``--readme README.md`` rewrites it between its markers, and
+tests/test_run_flags.py fails when the README's table differs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from grokkit.config import RunConfig
+from grokkit.config import LATER_FIELDS, RunConfig
 from grokkit.errors import InputError
-from grokkit.interventions import DEFAULT_ALPHA, DEFAULT_LAMBDA, DEFAULT_WINDOW, GRAD_FILTERS
-from grokkit.losses import LOSSES
-from grokkit.model import ACTIVATIONS, ARCHS, INIT_SCHEMES, NORMS
-from grokkit.optim import DEFAULT_PRESET, PRESETS, preset
+from grokkit.optim import DEFAULT_PRESET, OptimizerConfig, preset
+from grokkit.settings import Setting, declared
 
-# Flag dest -> RunConfig (or OptimizerConfig) field. All default to None so that --resume can
-# refuse them and a sweep can tell a grid axis from an unset flag.
-RUN_FLAGS = {
-    "op": "operation", "modulus": "modulus", "train_fraction": "train_fraction", "seed": "seed",
-    "split_seed": "split_seed", "outliers": "outliers", "outlier_seed": "outlier_seed",
-    "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
-    "snapshot_every": "snapshot_every",
-    "stop_after_val_99": "stop_after_val_99", "layers": "n_layers", "d_model": "d_model",
-    "heads": "n_heads", "d_mlp": "d_mlp", "norm": "norm", "activation": "activation",
-    "lr": "lr", "weight_decay": "weight_decay", "l2": "l2", "decay_target": "decay_target", "beta1": "beta1",
-    "beta2": "beta2", "warmup_steps": "warmup_steps", "batch_size": "batch_size",
-    "update_noise": "update_noise", "weight_noise": "weight_noise", "dropout": "dropout",
-    "init": "init", "init_scale": "init_scale", "grad_filter": "grad_filter", "grad_filter_alpha": "grad_filter_alpha",
-    "grad_filter_lambda": "grad_filter_lambda", "grad_filter_window": "grad_filter_window",
-    "loss": "loss", "orthogonal_grad": "orthogonal_grad", "tf32": "tf32", "arch": "arch",
-}  # fmt: skip
-# One value per sweep: the evaluation schedule must be shared by a population's members.
-SCHEDULE_FLAGS = ("eval_every", "checkpoint_every", "snapshot_every", "stop_after_val_99")
-# A sweep's grid axes (flag dest -> field; --optimizer names a whole preset) and its single values.
-GRID_FLAGS = {"optimizer": "preset", **{a: f for a, f in RUN_FLAGS.items() if a not in SCHEDULE_FLAGS}}
-SINGLE_FLAGS = {"steps": "steps", **{a: RUN_FLAGS[a] for a in SCHEDULE_FLAGS}}
+SETTINGS = declared(RunConfig, OptimizerConfig)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+# Group -> title, in the order --help and the README list them; within a group the settings come
+# in field order (RunConfig's, then OptimizerConfig's).
+GROUPS = {
+    "task": "task",
+    "schedule": "schedule",
+    "model": "model",
+    "optimisation": "optimisation (individual knobs override the preset)",
+    "methods": "methods that followed the paper",
+    "execution": "execution",
+}
+
+
+def _order_added(s: Setting) -> tuple[int, int]:
+    """The preset, the run's settings of grokkit 0.1 as declared, the optimizer's as declared,
+    then the run's axes added since, in the order they came (config.LATER_FIELDS). A sweep varies
+    its axes in this order (the last fastest), so that its runs, and so its populations, come as
+    they always have; a schedule setting is never an axis and keeps its declared place."""
+    if s.name == "preset":
+        return (0, 0)
+    if s.owner is OptimizerConfig:
+        return (2, SETTINGS.index(s))
+    if s.axis and s.name in LATER_FIELDS:
+        return (3, LATER_FIELDS.index(s.name))
+    return (1, SETTINGS.index(s))
+
+
+_IN_ORDER_ADDED = sorted(SETTINGS, key=_order_added)
+# Flag dest -> field. Every flag defaults to None so that --resume can refuse it and a sweep can
+# tell a grid axis from an unset flag. RUN_FLAGS: what --resume refuses (the budget, --steps, is
+# the one setting a resume may change) less the preset, which config_from_args applies first.
+RUN_FLAGS = {s.dest: s.name for s in _IN_ORDER_ADDED if s.name not in ("steps", "preset")}
+# A sweep's grid axes (--optimizer names a whole preset) and its single values.
+GRID_FLAGS = {s.dest: s.name for s in _IN_ORDER_ADDED if s.axis}
+SINGLE_FLAGS = {s.dest: s.name for s in _IN_ORDER_ADDED if not s.axis}
 
 
 def batch_size(text: str) -> int:
@@ -41,7 +66,9 @@ def batch_size(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"batch size must be an integer or 'full', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"batch size must be an integer or 'full', got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"batch size must be >= 1 or 'full', got {value}")
     return value
@@ -54,111 +81,80 @@ def on_off(text: str) -> bool:
     return text == "on"
 
 
-def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
-    """The flags that define a run. With ``grid`` (grokkit sweep) every flag except the schedule's
-    takes one or more values."""
+# How a flag's text is read: by its field's type (argparse's default, text, for a str), except
+# where the flag takes words its field's type does not.
+_READERS = {int: int, float: float, str: None}
+_SPECIAL_READERS = {"batch_size": batch_size}
 
-    def group(title: str, gridded: bool = True):
-        g = p.add_argument_group(title + (" [grid]" if grid and gridded else ""))
 
-        def add(*names, **kw):
-            if grid and gridded:
-                kw["nargs"] = "+"
-                kw.setdefault("metavar", None if "choices" in kw else "V")
-            g.add_argument(*names, **kw)
+def _in_group(group: str) -> list[Setting]:
+    return [s for s in SETTINGS if s.group == group]
 
-        return add
 
-    add = group("task")
-    add("--op", help="operation, e.g. x/y, x+y, s5_xy (default x/y)")
-    add("--modulus", type=int, help="modulus p for the modular operations (default 97)")
-    add("--train-fraction", type=float, help="fraction of equations used for training (default 0.5)")
-    add("--seed", type=int, help="seed of initialisation, batch order and noise (default 0)")
-    add("--split-seed", type=int, help="seed of the train/validation split (default: --seed)")
-    add("--outliers", type=int, help="k training answers replaced by other answers (A.4)")
-    add("--outlier-seed", type=int, help="seed for choosing outliers (default: the split seed)")
-    add = group("schedule", gridded=False)
-    add("--eval-every", type=int, help="evaluate every N steps, log-spaced before (default 50)")
-    add("--checkpoint-every", type=int, help="checkpoint every N steps (default 1000)")
-    add("--snapshot-every", type=int, metavar="N",
-        help="also keep the weights every N steps, for analyses over training (default: none)")
-    add("--stop-after-val-99", type=int, metavar="N",
-        help="stop once validation accuracy has stayed >= 99%% for N steps (default: never)")
-    add = group("model")
-    add("--arch", choices=list(ARCHS),
-        help="grokkit (the paper's text as grokkit reads it) or openai-grok (the authors' released "
-             "code: post-LN without biases, sinusoidal positions, their tokens, S5 convention and "
-             "split; see the README). Default grokkit")
-    add("--layers", type=int, help="transformer layers (default 2)")
-    add("--d-model", type=int, help="width (default 128)")
-    add("--heads", type=int, help="attention heads (default 4)")
-    add("--d-mlp", type=int, help="MLP hidden width (default 512)")
-    add("--norm", choices=list(NORMS), help="LayerNorm placement: pre, post or none (default pre)")
-    add("--activation", choices=list(ACTIVATIONS), help="MLP activation (default relu)")
-    add("--init", choices=list(INIT_SCHEMES),
-        help="initialisation: pytorch (PyTorch's module defaults, as Power et al.) or nanda "
-             "(Nanda et al. 2023: Gaussian, std 1/sqrt(d_model)); default pytorch")
-    add("--init-scale", type=float, metavar="ALPHA",
-        help="multiply every initial weight by ALPHA (Omnigrok, Liu et al. 2022; default 1)")
-    add = group("optimisation (individual knobs override the preset)")
-    add("--optimizer", choices=list(PRESETS), metavar="PRESET",
-        help=f"preset of Figure 2 left: {', '.join(PRESETS)} (default adamw)")
-    add("--lr", type=float, help="learning rate (default 1e-3)")
-    add("--weight-decay", type=float, help="decoupled weight decay (default 1)")
-    add("--decay-target", choices=["origin", "init"], help="decay towards (default origin)")
-    add("--l2", type=float, help="coupled L2 penalty added to the gradient, as torch.optim.Adam's "
-                                 "weight_decay (Grokfast's recipe; default 0)")
-    add("--beta1", type=float, help="Adam beta1 (default 0.9)")
-    add("--beta2", type=float, help="Adam beta2 (default 0.98)")
-    add("--warmup-steps", type=int, help="linear warm-up updates (default 10)")
-    add("--batch-size", type=batch_size, help="minibatch size or 'full' (default min(512, ceil(N_train/2)))")
-    add("--update-noise", type=float, help="std of Gaussian noise on the Adam update")
-    add("--weight-noise", type=float, help="std of Gaussian weight noise in the forward pass")
-    add("--dropout", type=float, help="residual dropout rate")
-    add = group("methods that followed the paper")
-    add("--grad-filter", choices=list(GRAD_FILTERS),
-        help="Grokfast (Lee et al. 2024) gradient filter: ema or ma (default none)")
-    add("--grad-filter-alpha", type=float, help=f"EMA momentum (default {DEFAULT_ALPHA})")
-    add("--grad-filter-lambda", type=float,
-        help=f"filter amplification (default: EMA {DEFAULT_LAMBDA['ema']:g}, MA {DEFAULT_LAMBDA['ma']:g})")
-    add("--grad-filter-window", type=int, help=f"MA window (default {DEFAULT_WINDOW})")
-    add("--loss", choices=list(LOSSES),
-        help="softmax cross-entropy (default) or stablemax (Prieto et al. 2025)")
+def meaning(s: Setting) -> str:
+    """What a setting's flag does, as --help and the README say it (without its default)."""
+    text = s.help
+    if s.choices and s.metavar:  # a placeholder hides the choices: name them
+        text += ": " + ", ".join(s.choices)
+    if s.only_with:
+        field, values = s.only_with
+        text += f", with {_BY_NAME[field].flag} {' or '.join(values)}"
+    return text
 
-    def switch(add, flag: str, what: str, details: str) -> None:
-        """A flag that turns something on: ``--flag`` for one run, ``--flag on off`` in a grid."""
+
+def describe(s: Setting, grid: bool = False) -> str:
+    """The help of a setting's flag, its default (from the declaration) included."""
+    if grid and s.kind is bool:
+        return f"{meaning(s)} (on and/or off; default: {s.default_text})"
+    return f"{meaning(s)} (default: {s.default_text})"
+
+
+def _add_flag(group, s: Setting, grid: bool) -> None:
+    if s.kind is bool:  # a switch: --flag for one run, --flag on off in a grid
         if grid:
-            add(flag, type=on_off, choices=[True, False], metavar="on|off", help=f"{what}: on and/or off")
+            kw = {"type": on_off, "choices": [True, False], "metavar": "on|off"}
         else:
-            add(flag, action="store_const", const=True, help=f"{what}: {details}")
+            kw = {"action": "store_const", "const": True}
+    else:
+        kw = {"type": _SPECIAL_READERS.get(s.name, _READERS[s.kind]), "metavar": s.metavar}
+        if s.choices:
+            kw["choices"] = list(s.choices)
+    if grid:
+        kw["nargs"] = "+"
+        if kw.get("metavar") is None and "choices" not in kw:
+            kw["metavar"] = "V"
+    group.add_argument(s.flag, help=describe(s, grid).replace("%", "%%"), **kw)
 
-    switch(add, "--orthogonal-grad", "⊥Grad (Prieto et al. 2025)",
-           "remove from each weight tensor's gradient its component along the tensor, keeping the "
-           "gradient's norm")
-    switch(group("execution"), "--tf32", "TF32 float32 matmuls on a CUDA GPU",
-           "faster on Ampere or newer, ~1e-3 relative error per product; no effect on the CPU. Default off")
 
-
-# A filter setting and the filters it belongs to: given without any of them it would do nothing.
-_FILTER_SETTINGS = {"grad_filter_alpha": ("ema",), "grad_filter_window": ("ma",),
-                    "grad_filter_lambda": ("ema", "ma")}  # fmt: skip
+def add_run_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    """The flags that define a run, in their groups. With ``grid`` (grokkit sweep) every flag
+    declared as an axis takes one or more values (its group's title says ``[grid]``)."""
+    for key, title in GROUPS.items():
+        members = _in_group(key)
+        gridded = grid and all(s.axis for s in members)
+        group = p.add_argument_group(title + (" [grid]" if gridded else ""))
+        for s in members:
+            _add_flag(group, s, grid and s.axis)
 
 
 def check_method_flags(args: argparse.Namespace) -> None:
-    """Refuse a Grokfast setting given without a filter it applies to (silently ignored, it
-    would leave the user believing the run was filtered)."""
-    chosen = getattr(args, "grad_filter", None) or ()
-    chosen = {chosen} if isinstance(chosen, str) else set(chosen)
-    for setting, filters in _FILTER_SETTINGS.items():
-        if getattr(args, setting, None) is not None and not chosen & set(filters):
-            flag = "--" + setting.replace("_", "-")
-            raise InputError(f"{flag} applies to --grad-filter {' or '.join(filters)}; give that too")
+    """Refuse a setting given without the setting it needs (a Grokfast setting without a filter
+    it applies to): silently ignored, it would leave the user believing the run was filtered.
+    The narrowest first: it names the filter the user most likely meant."""
+    needing = sorted((s for s in SETTINGS if s.only_with), key=lambda s: len(s.only_with[1]))
+    for s in needing:
+        field, values = s.only_with
+        chosen = getattr(args, _BY_NAME[field].dest, None) or ()
+        chosen = {chosen} if isinstance(chosen, str) else set(chosen)
+        if getattr(args, s.dest, None) is not None and not chosen & set(values):
+            needed = f"{_BY_NAME[field].flag} {' or '.join(values)}"
+            raise InputError(f"{s.flag} applies to {needed}; give that too")
 
 
 def given_run_flags(args: argparse.Namespace) -> list[str]:
     """The run-defining flags given on the command line, as typed (``--train-fraction``)."""
-    return [f"--{f.replace('_', '-')}" for f in (*RUN_FLAGS, "optimizer")
-            if getattr(args, f, None) is not None]  # fmt: skip
+    names = (*RUN_FLAGS.values(), "preset")
+    return [_BY_NAME[n].flag for n in names if getattr(args, _BY_NAME[n].dest, None) is not None]
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
@@ -170,6 +166,70 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     if getattr(args, "steps", None) is not None:
         changes["steps"] = args.steps
     cfg = base.with_changes(**changes)
-    flags = {field: getattr(args, flag) for flag, field in RUN_FLAGS.items()
-             if getattr(args, flag, None) is not None}  # fmt: skip
+    flags = {
+        field: getattr(args, flag)
+        for flag, field in RUN_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
     return cfg.with_changes(**flags) if flags else cfg
+
+
+# The README's flag table lies between these two lines.
+TABLE_START = (
+    "<!-- run flags: made from the settings' declarations by "
+    "`python -m grokkit.cli.run_flags --readme README.md`; tests/test_run_flags.py checks it -->"
+)
+TABLE_END = "<!-- end of run flags -->"
+
+
+def _markdown(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def markdown_table() -> str:
+    """Every run flag of ``train`` and ``sweep`` as a Markdown table, in --help's order (a sweep
+    takes several values of a ``grid`` flag, one of the others)."""
+    rows = ["| flag | meaning | default | in a sweep |", "|---|---|---|---|"]
+    for key in GROUPS:
+        for s in _in_group(key):
+            value = "{" + ",".join(s.choices) + "}" if s.choices and not s.metavar else s.metavar
+            flag = f"`{s.flag}{' ' + value if value and s.kind is not bool else ''}`"
+            if s.dest != s.name:  # the field's name in RunConfig and config.json
+                flag += f" (`{s.name}`)"
+            if not s.axis:
+                sweep = "one value"
+            else:
+                sweep = "grid: `on` `off`" if s.kind is bool else "grid"
+            text, default = _markdown(meaning(s)), _markdown(s.default_text)
+            rows.append(f"| {flag} | {text} | {default} | {sweep} |")
+    return "\n".join(rows) + "\n"
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with the flag table between its markers replaced by ``markdown_table()``."""
+    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no flag table between {TABLE_START!r} and {TABLE_END!r}")
+    start += len(TABLE_START)
+    return readme[:start] + "\n" + markdown_table() + readme[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m grokkit.cli.run_flags",
+        description="The README's table of the run flags, made from the settings' declarations.",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--markdown", action="store_true", help="print the table")
+    what.add_argument("--readme", metavar="FILE", help="rewrite the table in FILE")
+    args = p.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+    else:
+        path = Path(args.readme)
+        path.write_text(with_table(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,6 @@ def register(sub) -> None:
     )  # fmt: skip
     g = p.add_argument_group("sweep")
     g.add_argument("--out", required=True, help="sweep folder (new, empty, or an earlier sweep's to resume it)")
-    g.add_argument("--steps", type=int, help="budget of updates of every run (default 100000)")
     g.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local worker processes (default) or Ray ($RAY_ADDRESS or a local instance)")
     g.add_argument("--jobs", type=int, help="parallel groups (default: CPU cores, never more than groups)")

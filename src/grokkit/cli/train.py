@@ -30,7 +30,6 @@ def register(sub) -> None:
     t = sub.add_parser("train", help=COMMANDS["train"])
     t.add_argument("--out", help="new run folder")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
-    t.add_argument("--steps", type=int, help="budget of updates (default 100000)")
     add_device_flag(t)
     add_log_flag(t)
     add_threads_flag(t)

@@ -1,4 +1,6 @@
-"""The paper's figures, and the follow-up methods' headline claims, as experiments: one module per figure, each with runs(scale) and plot().
+"""The paper's figures, and the follow-up methods' headline claims, as experiments: one module per
+figure, each with runs(scale), measure(results, scale), plot(measured, out_dir) and
+verdict(measured).
 
 ``FIGURES`` maps a figure's CLI name to its module. See ``common`` for the interface every figure
 module follows and ``reproduce`` for the command that trains a figure's runs (through
@@ -11,9 +13,20 @@ from __future__ import annotations
 from importlib import import_module
 
 SCALES = ("smoke", "laptop", "paper")
-_MODULES = ("fig1_left", "fig1_center", "fig2_left", "fig2_right", "fig3", "fig4", "fig6", "fig7",
-            # the methods that followed the paper, each against its own paper's claim
-            "grokfast", "stablemax", "progress_measures")
+_MODULES = (
+    "fig1_left",
+    "fig1_center",
+    "fig2_left",
+    "fig2_right",
+    "fig3",
+    "fig4",
+    "fig6",
+    "fig7",
+    # the methods that followed the paper, each against its own paper's claim
+    "grokfast",
+    "stablemax",
+    "progress_measures",
+)
 # Each figure's name (its module's NAME) without importing it: what its files are called.
 FIGURE_NAMES = tuple(m.replace("_", "-") for m in _MODULES)
 

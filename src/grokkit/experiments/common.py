@@ -4,10 +4,16 @@ A figure module defines::
 
     NAME, DESCRIPTION, CLAIM          # CLI name, one line for --list, the paper's claim it tests
     REDUCTIONS: dict[str, str]        # per scale: how it departs from the paper (caption, docs)
-    OPTIONS: tuple[str, ...]          # keyword options runs()/plot() accept (e.g. "operation")
+    OPTIONS: tuple[str, ...]          # keyword options runs()/measure() accept (e.g. "operation")
     runs(scale, **options) -> list[RunConfig]
-    plot(results, out_dir, scale, **options) -> list[Path]   # <name>.png, .pdf, .csv
-    verdict(results) -> str           # one sentence from our numbers
+    measure(results, scale, **options) -> a dataclass   # the figure's numbers, computed once
+    plot(measured, out_dir) -> list[Path]               # <name>.png, .pdf, .csv
+    verdict(measured) -> str          # one sentence from our numbers
+    disagreement(measured) -> str     # optional: which tested hypothesis explains a disagreement
+
+``measure`` reads the runs' files and does every computation (t-SNE, shuffle tests, sharpness,
+Fourier measures); ``plot`` and ``verdict`` only read the dataclass it returns, so the picture
+and the sentence are made from the same numbers, and the work is done once.
 
 Figures share one sweep folder, so identical configurations (Figure 1 left and Figure 4) are
 trained once.
@@ -21,6 +27,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from grokkit.config import RunConfig
@@ -29,11 +36,10 @@ from grokkit.experiments import SCALES
 from grokkit.files import atomic_write_text
 from grokkit.optim import preset
 from grokkit.plots import CAPTION_GID, save_figure
-from grokkit.runs import read_metrics
 
 # Seconds-long runs that still go through every code path: one tiny layer, tens of steps.
-SMOKE_MODEL = dict(n_layers=1, d_model=16, n_heads=2, d_mlp=32)
-SMOKE_SCHEDULE = dict(steps=20, eval_every=5, checkpoint_every=20)
+SMOKE_MODEL = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32}
+SMOKE_SCHEDULE = {"steps": 20, "eval_every": 5, "checkpoint_every": 20}
 
 # Assumed throughput of the paper-size model (2 layers, width 128) on one H100 with populations
 # of 64 members. An assumption, not a measurement: replace it with `grokkit bench` numbers.
@@ -48,7 +54,8 @@ def check_scale(scale: str) -> None:
 
 
 def base_config(operation: str, scale: str, optimizer: str = "adamw", **changes) -> RunConfig:
-    """The paper's recipe for ``operation`` with a preset; at smoke scale a tiny model and budget."""
+    """The paper's recipe for ``operation`` with a preset; at smoke scale a tiny model and
+    budget."""
     cfg = RunConfig(operation=operation).with_changes(optimizer=preset(optimizer), preset=optimizer)
     if scale == "smoke":
         cfg = cfg.with_changes(**SMOKE_MODEL, **SMOKE_SCHEDULE)
@@ -105,25 +112,62 @@ def op_label(cfg: RunConfig) -> str:
 
 # ---------------------------------------------------------------- runs compared by method
 
-METHOD_CSV_HEADER = ["method", "seed", "step", "train_accuracy", "val_accuracy", "train_loss", "val_loss"]
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run's configuration and its metrics.csv rows, read once by a figure's ``measure``."""
+
+    config: RunConfig
+    metrics: list[dict]
 
 
-def plot_accuracy_by_method(ax, groups: dict[str, list], colors: dict[str, str],
-                            extra_columns: tuple[str, ...] = ()) -> list[list]:
+METHOD_CSV_HEADER = [
+    "method",
+    "seed",
+    "step",
+    "train_accuracy",
+    "val_accuracy",
+    "train_loss",
+    "val_loss",
+]
+
+
+def plot_accuracy_by_method(
+    ax,
+    groups: dict[str, list[RunCurve]],
+    colors: dict[str, str],
+    extra_columns: tuple[str, ...] = (),
+) -> list[list]:
     """Validation (solid) and training (dashed) accuracy of every run on ``ax`` from step 1 on, one
     colour per method (named once in the legend). Returns every metrics row of every run as a CSV
     row: METHOD_CSV_HEADER, then ``extra_columns``."""
     rows = []
     for method, members in groups.items():
-        for i, r in enumerate(members):
-            metrics = read_metrics(r.run_dir)
-            rows += [[method, r.config.seed, *(m.get(c) for c in (*METHOD_CSV_HEADER[2:], *extra_columns))]
-                     for m in metrics]  # fmt: skip
+        for i, curve in enumerate(members):
+            metrics = curve.metrics
+            rows += [
+                [
+                    method,
+                    curve.config.seed,
+                    *(m.get(c) for c in (*METHOD_CSV_HEADER[2:], *extra_columns)),
+                ]
+                for m in metrics
+            ]
             pts = [m for m in metrics if m["step"] > 0]  # step 0 cannot sit on a log axis
             steps = [m["step"] for m in pts]
-            ax.plot(steps, [100 * m["val_accuracy"] for m in pts], color=colors[method],
-                    label=method if i == 0 else None)  # fmt: skip
-            ax.plot(steps, [100 * m["train_accuracy"] for m in pts], color=colors[method], ls="--", lw=0.8)
+            ax.plot(
+                steps,
+                [100 * m["val_accuracy"] for m in pts],
+                color=colors[method],
+                label=method if i == 0 else None,
+            )
+            ax.plot(
+                steps,
+                [100 * m["train_accuracy"] for m in pts],
+                color=colors[method],
+                ls="--",
+                lw=0.8,
+            )
     ax.set_ylim(-2, 102)
     ax.set_ylabel("accuracy (%): validation solid, train dashed")
     ax.legend()
@@ -140,7 +184,9 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     writer = csv.writer(buf)
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+        writer.writerow(
+            ["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row]
+        )
     atomic_write_text(path, buf.getvalue())
     return path
 
@@ -149,7 +195,9 @@ def add_caption(fig, text: str) -> None:
     """The figure's settings and every reduction from the paper, printed under the axes; saving
     wraps it to the panels' width (``grokkit.plots.fit_captions``), so that it never leaves blank
     space beside them."""
-    fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=7, color="0.25", wrap=True, gid=CAPTION_GID)
+    fig.text(
+        0.01, -0.01, text, ha="left", va="top", fontsize=7, color="0.25", wrap=True, gid=CAPTION_GID
+    )
 
 
 def caption(reductions: dict[str, str], scale: str, extra: str = "") -> str:

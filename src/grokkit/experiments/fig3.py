@@ -22,16 +22,29 @@ rule is fixed before looking and pools every seed, so it changes only when the e
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from grokkit.analysis.embeddings import (PAPER_S5_GENERATORS, add_constant_pairs, best_coset_colouring,
-                                         best_translation_test, chance_agreement, combined_permutation_p,
-                                         cycle_notation, neighbour_agreement, orbit_labels, parse_permutation,
-                                         residue_labels, s5_coset_labels, translation_test, tsne_2d)  # fmt: skip
+from grokkit.analysis.embeddings import (
+    PAPER_S5_GENERATORS,
+    add_constant_pairs,
+    best_coset_colouring,
+    best_translation_test,
+    chance_agreement,
+    combined_permutation_p,
+    cycle_notation,
+    neighbour_agreement,
+    orbit_labels,
+    parse_permutation,
+    residue_labels,
+    s5_coset_labels,
+    translation_test,
+    tsne_2d,
+)
 from grokkit.analysis.weights import load_run_weights
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
@@ -40,29 +53,44 @@ from grokkit.experiments import common
 from grokkit.plots import CATEGORY_COLORS, apply_style
 
 NAME = "fig3"
-DESCRIPTION = "t-SNE of output-layer rows: S5 x·y (coset colours) and x+y (x -> x+8 lines), both architectures"
-CLAIM = ("The output layer's rows show the operation's structure: S5 elements cluster by cosets "
-         "of a subgroup, and x+y mod 97 elements lie along lines x -> x+8.")
+DESCRIPTION = (
+    "t-SNE of output-layer rows: S5 x·y (coset colours) and x+y (x -> x+8 lines), both "
+    "architectures"
+)
+CLAIM = (
+    "The output layer's rows show the operation's structure: S5 elements cluster by cosets "
+    "of a subgroup, and x+y mod 97 elements lie along lines x -> x+8."
+)
 OPTIONS: tuple[str, ...] = ("arch",)
-ARCH_CHOICES = {"both": ("grokkit", "openai-grok"), "grokkit": ("grokkit",), "openai-grok": ("openai-grok",)}
+ARCH_CHOICES = {
+    "both": ("grokkit", "openai-grok"),
+    "grokkit": ("grokkit",),
+    "openai-grok": ("openai-grok",),
+}
 DEFAULT_ARCH = "both"
 SEEDS = {"smoke": 1, "laptop": 3, "paper": 3}
 LAPTOP_STEPS = 8_000
 REDUCTIONS = {
-    "smoke": ("s5_xy and x+y mod 11, 1 layer of width 16, 20 steps, 1 seed, both architectures: code "
-              "path only (no structure expected)."),
-    "laptop": (f"s5_xy at 60 % data and x+y mod 97 at 50 % data, AdamW (weight decay 1), budget "
-               f"{LAPTOP_STEPS:,} steps instead of 10^5 (the paper does not give its runs' budgets), no "
-               f"early stop, {SEEDS['laptop']} seeds, grokkit's model and the authors' released network "
-               "(arch openai-grok). Paper model size."),
-    "paper": ("s5_xy at 60 % data and x+y mod 97 at 50 % data (the paper gives neither: our choice), "
-              f"AdamW (weight decay 1), budget 10^5 steps, {SEEDS['paper']} seeds, both architectures."),
+    "smoke": (
+        "s5_xy and x+y mod 11, 1 layer of width 16, 20 steps, 1 seed, both architectures: code "
+        "path only (no structure expected)."
+    ),
+    "laptop": (
+        f"s5_xy at 60 % data and x+y mod 97 at 50 % data, AdamW (weight decay 1), budget "
+        f"{LAPTOP_STEPS:,} steps instead of 10^5 (the paper does not give its runs' budgets), no "
+        f"early stop, {SEEDS['laptop']} seeds, grokkit's model and the authors' released network "
+        "(arch openai-grok). Paper model size."
+    ),
+    "paper": (
+        "s5_xy at 60 % data and x+y mod 97 at 50 % data (the paper gives neither: our choice), "
+        f"AdamW (weight decay 1), budget 10^5 steps, {SEEDS['paper']} seeds, both architectures."
+    ),
 }
 SHIFT = 8
 NEIGHBOURS = 5
 SHUFFLES = 1000
 SIGNIFICANCE = 0.01  # a structure holds when the seeds' combined shuffle p is below this
-TASKS = (("s5_xy", dict(train_fraction=0.6)), ("x+y", dict(train_fraction=0.5, modulus=97)))
+TASKS = (("s5_xy", {"train_fraction": 0.6}), ("x+y", {"train_fraction": 0.5, "modulus": 97}))
 
 
 def archs_of(arch: str | None) -> tuple[str, ...]:
@@ -78,8 +106,8 @@ def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
     common.check_scale(scale)
     tasks = TASKS
     if scale == "smoke":
-        tasks = (("s5_xy", dict(train_fraction=0.3)), ("x+y", dict(modulus=11)))
-    changes = dict(steps=LAPTOP_STEPS) if scale == "laptop" else {}
+        tasks = (("s5_xy", {"train_fraction": 0.3}), ("x+y", {"modulus": 11}))
+    changes = {"steps": LAPTOP_STEPS} if scale == "laptop" else {}
     configs = []
     for a in archs_of(arch):
         for operation, task in tasks:
@@ -115,16 +143,10 @@ def element_rows(run_dir: Path) -> np.ndarray:
     return weights["W_U"][:, model_config.element_tokens()].T.contiguous().numpy()
 
 
-_EMBEDDINGS: dict = {}  # plot() and verdict() see the same t-SNE and tests without computing them twice
-
-
 def embed(result) -> tuple[np.ndarray, np.ndarray]:
     """(output-layer rows, their t-SNE points) of a run."""
-    key = (str(result.run_dir), result.summary.get("steps_done"))
-    if key not in _EMBEDDINGS:
-        rows = element_rows(result.run_dir)
-        _EMBEDDINGS[key] = (rows, tsne_2d(rows, seed=0))
-    return _EMBEDDINGS[key]
+    rows = element_rows(result.run_dir)
+    return rows, tsne_2d(rows, seed=0)
 
 
 def _run_side(side: str, arch: str) -> str:
@@ -137,15 +159,9 @@ def _coset_name(generators: str, side: str) -> str:
     return f"x<{generators}>" if side == "left" else f"<{generators}>x"
 
 
-_ANALYSES: dict = {}
-
-
 def analyse(result, shuffle_seed: int = 0) -> dict:
     """Every test of one run: the paper's structure ("paper") and the run's own best translation
     ("own"), each with its statistic, shuffle null and p; the t-SNE points and their colours."""
-    key = (str(result.run_dir), result.summary.get("steps_done"), shuffle_seed)
-    if key in _ANALYSES:
-        return _ANALYSES[key]
     cfg = result.config
     _, points = embed(result)
     operation_table = run_table(cfg)
@@ -153,19 +169,38 @@ def analyse(result, shuffle_seed: int = 0) -> dict:
     names = operation_table.operation.element_names
     s5 = cfg.operation.startswith("s5")
     if s5:
-        best = best_coset_colouring(points, names, PAPER_S5_GENERATORS, NEIGHBOURS, SHUFFLES, shuffle_seed)
+        best = best_coset_colouring(
+            points, names, PAPER_S5_GENERATORS, NEIGHBOURS, SHUFFLES, shuffle_seed
+        )
         gens = ", ".join(cycle_notation(g) for g in best["generators"])
-        h_index = best["sides"].index(_run_side("left", cfg.arch))  # H's left cosets in the run's product
-        paper = {"name": _coset_name(gens, _run_side(best["side"], cfg.arch)), "stat": best["agreement"],
-                 "chance": best["chance"], "null": best["null"], "p": best["p"],
-                 "best_chance_95": best["best_chance_95"], "tested": best["tested"],
-                 "paper_h_agreement": float(best["scores"][h_index]), "labels": best["labels"],
-                 "h_labels": s5_coset_labels(names, side=_run_side("left", cfg.arch))}  # fmt: skip
+        h_index = best["sides"].index(
+            _run_side("left", cfg.arch)
+        )  # H's left cosets in the run's product
+        paper = {
+            "name": _coset_name(gens, _run_side(best["side"], cfg.arch)),
+            "stat": best["agreement"],
+            "chance": best["chance"],
+            "null": best["null"],
+            "p": best["p"],
+            "best_chance_95": best["best_chance_95"],
+            "tested": best["tested"],
+            "paper_h_agreement": float(best["scores"][h_index]),
+            "labels": best["labels"],
+            "h_labels": s5_coset_labels(names, side=_run_side("left", cfg.arch)),
+        }
     else:
-        shift = translation_test(points, table, SHIFT % len(points), "right", NEIGHBOURS, SHUFFLES, shuffle_seed)
-        paper = {"name": f"x -> x+{SHIFT}", "stat": shift["rate"], "chance": shift["chance"],
-                 "null": shift["null"], "p": shift["p"], "best_chance_95": float(np.percentile(shift["null"], 95)),
-                 "labels": residue_labels(len(points), SHIFT)}  # fmt: skip
+        shift = translation_test(
+            points, table, SHIFT % len(points), "right", NEIGHBOURS, SHUFFLES, shuffle_seed
+        )
+        paper = {
+            "name": f"x -> x+{SHIFT}",
+            "stat": shift["rate"],
+            "chance": shift["chance"],
+            "null": shift["null"],
+            "p": shift["p"],
+            "best_chance_95": float(np.percentile(shift["null"], 95)),
+            "labels": residue_labels(len(points), SHIFT),
+        }
     own = best_translation_test(points, table, NEIGHBOURS, SHUFFLES, shuffle_seed + 10_000)
     g, side = own["g"], own["side"]
     if not s5:
@@ -173,15 +208,17 @@ def analyse(result, shuffle_seed: int = 0) -> dict:
     else:
         cycles = cycle_notation(parse_permutation(names[g]))
         own["name"] = f"x·{cycles}" if side == "right" else f"{cycles}·x"
-        # a and a∘g close for most a: the clusters should be the orbits of a -> a∘g, the cosets a<g>.
+        # a and a∘g close for most a: the clusters should be the orbits of a -> a∘g, the cosets
+        # a<g>.
         labels = orbit_labels(own["map"])
-        own["cosets"] = {"name": f"x<{cycles}>" if side == "right" else f"<{cycles}>x",
-                         "order": int(np.bincount(labels)[0]), "labels": labels,
-                         "agreement": neighbour_agreement(points, labels, NEIGHBOURS),
-                         "chance": chance_agreement(labels)}  # fmt: skip
-    out = {"points": points, "names": names, "s5": s5, "paper": paper, "own": own}
-    _ANALYSES[key] = out
-    return out
+        own["cosets"] = {
+            "name": f"x<{cycles}>" if side == "right" else f"<{cycles}>x",
+            "order": int(np.bincount(labels)[0]),
+            "labels": labels,
+            "agreement": neighbour_agreement(points, labels, NEIGHBOURS),
+            "chance": chance_agreement(labels),
+        }
+    return {"points": points, "names": names, "s5": s5, "paper": paper, "own": own}
 
 
 # ---------------------------------------------------------------- runs pooled over seeds
@@ -192,25 +229,71 @@ def groups(results) -> dict[tuple[str, str], list]:
     return common.group_by(results, lambda r: (r.config.arch, common.op_label(r.config)))
 
 
-def group_stats(members) -> dict:
+def analyses_of(members) -> list[dict]:
+    """``analyse`` of each seed of one (architecture, task), its shuffles seeded by its place."""
+    return [analyse(r, shuffle_seed=i) for i, r in enumerate(members)]
+
+
+def group_stats(members, analyses: list[dict] | None = None) -> dict:
     """The seeds of one (architecture, task), tested together: per seed the statistic and p of the
-    paper's structure and of the run's own best translation, and the seeds' combined p."""
-    analyses = [analyse(r, shuffle_seed=i) for i, r in enumerate(members)]
+    paper's structure and of the run's own best translation, and the seeds' combined p.
+    ``analyses``: the members' ``analyses_of``, computed here when not given."""
+    if analyses is None:
+        analyses = analyses_of(members)
     cfg = members[0].config
-    out = {"label": common.op_label(cfg), "arch": cfg.arch, "s5": analyses[0]["s5"],
-           "seeds": [r.config.seed for r in members],
-           "best_vals": [r.summary["best_val_accuracy"] for r in members]}  # fmt: skip
+    out = {
+        "label": common.op_label(cfg),
+        "arch": cfg.arch,
+        "s5": analyses[0]["s5"],
+        "seeds": [r.config.seed for r in members],
+        "best_vals": [r.summary["best_val_accuracy"] for r in members],
+    }
     for part in ("paper", "own"):
         tests = [a[part] for a in analyses]
         stats = [t["stat"] if part == "paper" else t["rate"] for t in tests]
         p = combined_permutation_p(stats, [t["null"] for t in tests])
-        out[part] = {"names": [t["name"] for t in tests], "stats": stats, "ps": [t["p"] for t in tests],
-                     "chance": tests[0]["chance"], "p": p, "holds": p < SIGNIFICANCE,
-                     "null_mean": float(np.mean([t["null"].mean() for t in tests]))}  # fmt: skip
+        out[part] = {
+            "names": [t["name"] for t in tests],
+            "stats": stats,
+            "ps": [t["p"] for t in tests],
+            "chance": tests[0]["chance"],
+            "p": p,
+            "holds": p < SIGNIFICANCE,
+            "null_mean": float(np.mean([t["null"].mean() for t in tests])),
+        }
     if out["s5"]:
         out["paper"]["paper_h"] = [t["paper"]["paper_h_agreement"] for t in analyses]
-        out["own"]["cosets"] = [{k: v for k, v in a["own"]["cosets"].items() if k != "labels"} for a in analyses]
+        out["own"]["cosets"] = [
+            {k: v for k, v in a["own"]["cosets"].items() if k != "labels"} for a in analyses
+        ]
     return out
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One (architecture, task): its seeds' results, their analyses and the pooled tests."""
+
+    members: list
+    analyses: list[dict]  # analyses_of(members)
+    stats: dict  # group_stats(members, analyses)
+
+
+@dataclass(frozen=True)
+class Panels:
+    """Every (architecture, task) in the order the results first show it."""
+
+    groups: dict[tuple[str, str], Panel]
+    scale: str
+
+
+def measure(results, scale: str, arch: str | None = None) -> Panels:
+    """The t-SNE and every shuffle test of every run, once. ``arch`` is the option ``runs`` took;
+    the architectures measured are those of ``results``."""
+    panels = {}
+    for key, members in groups(results).items():
+        analyses = analyses_of(members)
+        panels[key] = Panel(members, analyses, group_stats(members, analyses))
+    return Panels(panels, scale)
 
 
 def _pcts(values) -> str:
@@ -219,7 +302,10 @@ def _pcts(values) -> str:
 
 def _ps(values) -> str:
     alone = sum(p < SIGNIFICANCE for p in values)
-    return "/".join(f"{p:.2g}" for p in values) + f" ({alone} of {len(values)} below {SIGNIFICANCE:g} alone)"
+    return (
+        "/".join(f"{p:.2g}" for p in values)
+        + f" ({alone} of {len(values)} below {SIGNIFICANCE:g} alone)"
+    )
 
 
 def _rule(p: float) -> str:
@@ -230,27 +316,36 @@ def paper_text(g: dict) -> str:
     """One clause on the paper's structure for one (architecture, task), from ``group_stats``."""
     t, n = g["paper"], len(g["seeds"])
     if g["s5"]:
-        return (f"cosets of the paper's subgroup or a conjugate {'group' if t['holds'] else 'do not group'} "
-                f"the points (best of 12 colourings per seed: {', '.join(dict.fromkeys(t['names']))}; 5-NN "
-                f"same coset {_pcts(t['stats'])} over {n} seed(s) against {100 * t['chance']:.0f} % for one "
-                f"colouring and {100 * t['null_mean']:.0f} % for the best of 12 on shuffled elements; "
-                f"p per seed {_ps(t['ps'])}, {_rule(t['p'])}; the paper's H itself {_pcts(t['paper_h'])})")
-    return (f"x -> x+{SHIFT} {'is' if t['holds'] else 'is not'} a local move (among the {NEIGHBOURS} "
-            f"nearest for {_pcts(t['stats'])} of points over {n} seed(s), chance {100 * t['chance']:.0f} %; "
-            f"p per seed {_ps(t['ps'])}, {_rule(t['p'])})")
+        return (
+            "cosets of the paper's subgroup or a conjugate "
+            f"{'group' if t['holds'] else 'do not group'} the points (best of 12 colourings per "
+            f"seed: {', '.join(dict.fromkeys(t['names']))}; 5-NN same coset {_pcts(t['stats'])} "
+            f"over {n} seed(s) against {100 * t['chance']:.0f} % for one colouring and "
+            f"{100 * t['null_mean']:.0f} % for the best of 12 on shuffled elements; p per seed "
+            f"{_ps(t['ps'])}, {_rule(t['p'])}; the paper's H itself {_pcts(t['paper_h'])})"
+        )
+    return (
+        f"x -> x+{SHIFT} {'is' if t['holds'] else 'is not'} a local move (among the {NEIGHBOURS} "
+        f"nearest for {_pcts(t['stats'])} of points over {n} seed(s), chance "
+        f"{100 * t['chance']:.0f} %; p per seed {_ps(t['ps'])}, {_rule(t['p'])})"
+    )
 
 
 def own_text(g: dict) -> str:
     """One clause on the runs' own best translations, from ``group_stats``."""
     t = g["own"]
-    text = (f"each run's own best translation ({', '.join(t['names'])}: among the {NEIGHBOURS} nearest for "
-            f"{_pcts(t['stats'])} of points; the best of every translation on shuffled elements "
-            f"{100 * t['null_mean']:.0f} %) {'is' if t['holds'] else 'is not'} a local move beyond the "
-            f"search's chance (p per seed {_ps(t['ps'])}, {_rule(t['p'])})")
+    text = (
+        f"each run's own best translation ({', '.join(t['names'])}: among the {NEIGHBOURS} "
+        f"nearest for {_pcts(t['stats'])} of points; the best of every translation on shuffled "
+        f"elements {100 * t['null_mean']:.0f} %) {'is' if t['holds'] else 'is not'} a local move "
+        f"beyond the search's chance (p per seed {_ps(t['ps'])}, {_rule(t['p'])})"
+    )
     if t["holds"] and g["s5"]:
         text += ", and its cosets " + ", ".join(
-            f"{c['name']} (order {c['order']}) give 5-NN same coset {c['agreement']:.2f} vs chance {c['chance']:.2f}"
-            for c in t["cosets"])  # fmt: skip
+            f"{c['name']} (order {c['order']}) give 5-NN same coset {c['agreement']:.2f} vs "
+            f"chance {c['chance']:.2f}"
+            for c in t["cosets"]
+        )
     return text
 
 
@@ -259,17 +354,19 @@ def group_verdict(g: dict) -> str:
     return f"{g['label']}, {g['arch']} (best val {vals}): {paper_text(g)}; {own_text(g)}"
 
 
-def verdict(results) -> str:
-    rule = (f"Shuffle tests (null: the layout does not know which point is which element; {SHUFFLES:,} "
-            f"shuffles per seed; seeds pooled by their mean statistic; holds at p < {SIGNIFICANCE:g}). ")
-    return rule + "; ".join(group_verdict(group_stats(m)) for m in groups(results).values()) + "."
+def verdict(panels: Panels) -> str:
+    rule = (
+        f"Shuffle tests (null: the layout does not know which point is which element; {SHUFFLES:,} "
+        f"shuffles per seed; seeds pooled by their mean statistic; holds at p < {SIGNIFICANCE:g}). "
+    )
+    return rule + "; ".join(group_verdict(p.stats) for p in panels.groups.values()) + "."
 
 
-def disagreement(results) -> str:
+def disagreement(panels: Panels) -> str:
     """Where we disagree with the paper, and which tested hypothesis explains it, read from the
     same shuffle tests as the verdict: architecture (grokkit's model against the authors') and
     seeds (pooled). Untested here: the paper's 10^5-step budget and its unstated data fractions."""
-    held = {key: group_stats(m)["paper"]["holds"] for key, m in groups(results).items()}
+    held = {key: p.stats["paper"]["holds"] for key, p in panels.groups.items()}
     parts = []
     for op in dict.fromkeys(op for _, op in held):
         structure = "the cosets of a conjugate of H" if op.startswith("s5") else f"x -> x+{SHIFT}"
@@ -278,46 +375,86 @@ def disagreement(results) -> str:
         if not no:
             parts.append(f"{structure}: found with {', '.join(yes)}; no disagreement")
         elif yes:
-            parts.append(f"{structure}: found with {', '.join(yes)} but not with {', '.join(no)}: the "
-                         "architecture explains the disagreement")  # fmt: skip
+            parts.append(
+                f"{structure}: found with {', '.join(yes)} but not with {', '.join(no)}: the "
+                "architecture explains the disagreement"
+            )
         else:
-            parts.append(f"{structure}: found with neither {' nor '.join(no)}; the architecture does not "
-                         "explain it (untested: the paper's 10^5-step budget and data fractions)")  # fmt: skip
+            parts.append(
+                f"{structure}: found with neither {' nor '.join(no)}; the architecture does not "
+                "explain it (untested: the paper's 10^5-step budget and data fractions)"
+            )
     return "; ".join(parts) + "."
 
 
 # ---------------------------------------------------------------- figure
 
 
-CSV_HEADER = ["panel", "arch", "seed", "operation", "element", "name", "label", "tsne_x", "tsne_y",
-              "neighbour_agreement", "chance_agreement", "best_val_accuracy",
-              "shift_8_neighbour_rate", "shift_8_p", "best_translation", "best_translation_rate",
-              "best_translation_p", "best_translation_combined_p", "translation_chance", "learned_cosets",
-              "learned_coset_agreement", "learned_coset_chance", "paper_structure", "paper_structure_score",
-              "paper_structure_chance", "paper_structure_best_chance_95", "paper_structure_p",
-              "paper_structure_combined_p", "paper_structure_holds", "paper_subgroup_h_agreement"]  # fmt: skip
+CSV_HEADER = [
+    "panel",
+    "arch",
+    "seed",
+    "operation",
+    "element",
+    "name",
+    "label",
+    "tsne_x",
+    "tsne_y",
+    "neighbour_agreement",
+    "chance_agreement",
+    "best_val_accuracy",
+    "shift_8_neighbour_rate",
+    "shift_8_p",
+    "best_translation",
+    "best_translation_rate",
+    "best_translation_p",
+    "best_translation_combined_p",
+    "translation_chance",
+    "learned_cosets",
+    "learned_coset_agreement",
+    "learned_coset_chance",
+    "paper_structure",
+    "paper_structure_score",
+    "paper_structure_chance",
+    "paper_structure_best_chance_95",
+    "paper_structure_p",
+    "paper_structure_combined_p",
+    "paper_structure_holds",
+    "paper_subgroup_h_agreement",
+]
 
 
 def _wrap(text: str, width: int = 78) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
-def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Path]:
+def plot(panels: Panels, out_dir: Path) -> list[Path]:
     apply_style()
-    by_group = groups(results)
-    archs = list(dict.fromkeys(a for a, _ in by_group))
-    tasks = list(dict.fromkeys(t for _, t in by_group))
-    fig, axes = plt.subplots(len(archs), len(tasks), figsize=(7.6 * len(tasks), 6.8 * len(archs)),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    archs = list(dict.fromkeys(a for a, _ in panels.groups))
+    tasks = list(dict.fromkeys(t for _, t in panels.groups))
+    fig, axes = plt.subplots(
+        len(archs),
+        len(tasks),
+        figsize=(7.6 * len(tasks), 6.8 * len(archs)),
+        squeeze=False,
+        layout="constrained",
+    )
     rows = []
-    for panel, ((a, task), members) in enumerate(by_group.items()):
+    for index, ((a, task), panel) in enumerate(panels.groups.items()):
         ax = axes[archs.index(a), tasks.index(task)]
-        g = group_stats(members)
-        for i, result in enumerate(members):
-            rows += _csv_rows(panel, result, analyse(result, shuffle_seed=i), g)
-        _draw(ax, members[0], analyse(members[0], shuffle_seed=0), g)
-    common.add_caption(fig, common.caption(REDUCTIONS, scale, "t-SNE of the rows of W_U for the element tokens; "
-                                           "each panel shows its first seed, the text under it every seed."))
+        g = panel.stats
+        for result, analysis in zip(panel.members, panel.analyses):
+            rows += _csv_rows(index, result, analysis, g)
+        _draw(ax, panel.members[0], panel.analyses[0], g)
+    common.add_caption(
+        fig,
+        common.caption(
+            REDUCTIONS,
+            panels.scale,
+            "t-SNE of the rows of W_U for the element tokens; "
+            "each panel shows its first seed, the text under it every seed.",
+        ),
+    )
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     return [*common.save(fig, out_dir, NAME), csv_path]
 
@@ -340,24 +477,48 @@ def _draw(ax, result, analysis: dict, g: dict) -> None:
         lines.append(Line2D([], [], color="0.7", lw=1.0, label=f"x -> x+{SHIFT} (the paper's)"))
     for i, j in enumerate(own["map"]):  # the learned translation, in red
         ax.plot(points[[i, j], 0], points[[i, j], 1], color="tab:red", lw=0.6, alpha=0.6, zorder=1)
-    lines.append(Line2D([], [], color="tab:red", lw=1.0, label=f"a -> {own['name'].replace('x', 'a')} (best)"))
+    lines.append(
+        Line2D(
+            [], [], color="tab:red", lw=1.0, label=f"a -> {own['name'].replace('x', 'a')} (best)"
+        )
+    )
     values = list(np.unique(labels))
     if len(values) <= len(CATEGORY_COLORS):  # one colour (and, beyond 9, a marker) per class
         for k, value in enumerate(values):
             mine = labels == value
-            ax.scatter(points[mine, 0], points[mine, 1], s=16 if k < 9 else 20, zorder=2,
-                       color=CATEGORY_COLORS[k], marker="o" if k < 9 else "s", edgecolors="white", linewidths=0.3,
-                       label=_class_name(analysis, value))  # fmt: skip
+            ax.scatter(
+                points[mine, 0],
+                points[mine, 1],
+                s=16 if k < 9 else 20,
+                zorder=2,
+                color=CATEGORY_COLORS[k],
+                marker="o" if k < 9 else "s",
+                edgecolors="white",
+                linewidths=0.3,
+                label=_class_name(analysis, value),
+            )
     else:
         ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="viridis", s=14, zorder=2)
     handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=[*handles, *lines], title=_wrap(_colour_title(analysis, g), 28), fontsize=7,
-              title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-              frameon=False, handletextpad=0.3, labelspacing=0.35)  # fmt: skip
+    ax.legend(
+        handles=[*handles, *lines],
+        title=_wrap(_colour_title(analysis, g), 28),
+        fontsize=7,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        frameon=False,
+        handletextpad=0.3,
+        labelspacing=0.35,
+    )
     n = len(g["seeds"])
-    ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, arch {cfg.arch}\n"
-                 f"seed {cfg.seed} shown (of {n}), best validation accuracy "
-                 f"{common.fmt_pct(result.summary['best_val_accuracy'])}", fontsize=10)  # fmt: skip
+    ax.set_title(
+        f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, arch {cfg.arch}\n"
+        f"seed {cfg.seed} shown (of {n}), best validation accuracy "
+        f"{common.fmt_pct(result.summary['best_val_accuracy'])}",
+        fontsize=10,
+    )
     ax.set_xlabel(_wrap(_panel_text(analysis, g), 92), fontsize=7.5, loc="left")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -379,19 +540,29 @@ def _panel_text(analysis: dict, g: dict) -> str:
     paper, own, n = g["paper"], g["own"], len(g["seeds"])
     verdict_word = "holds" if paper["holds"] else "does not hold"
     if analysis["s5"]:
-        colour = (f"colour: cosets {paper['names'][0]} (the best of 12 colourings)" if paper["holds"] else
-                  "colour: cosets of the paper's H (no conjugate's cosets group the points)")  # fmt: skip
-        first = (f"{colour}. Cosets of H or a conjugate: {verdict_word}. Best 5-NN same coset "
-                 f"{_pcts(paper['stats'])} (one colouring: {100 * paper['chance']:.0f} %, best of 12 "
-                 f"shuffled: {100 * paper['null_mean']:.0f} %), p {_ps(paper['ps'])}, {_rule(paper['p'])}.")
+        colour = (
+            f"colour: cosets {paper['names'][0]} (the best of 12 colourings)"
+            if paper["holds"]
+            else "colour: cosets of the paper's H (no conjugate's cosets group the points)"
+        )
+        first = (
+            f"{colour}. Cosets of H or a conjugate: {verdict_word}. Best 5-NN same coset "
+            f"{_pcts(paper['stats'])} (one colouring: {100 * paper['chance']:.0f} %, best of 12 "
+            f"shuffled: {100 * paper['null_mean']:.0f} %), p {_ps(paper['ps'])}, "
+            f"{_rule(paper['p'])}."
+        )
     else:
-        first = (f"colour: x mod {SHIFT}; grey: x -> x+{SHIFT}: {verdict_word}. 5-NN for "
-                 f"{_pcts(paper['stats'])} of points (chance {100 * paper['chance']:.0f} %), p {_ps(paper['ps'])}, "
-                 f"{_rule(paper['p'])}.")  # fmt: skip
-    second = (f"red: a -> {own['names'][0].replace('x', 'a')}, the run's best translation ({n} seed(s): "
-              f"{', '.join(own['names'])}; 5-NN {_pcts(own['stats'])}, best of all on shuffled elements "
-              f"{100 * own['null_mean']:.0f} %), {_rule(own['p'])}: "
-              f"{'holds' if own['holds'] else 'does not hold'} beyond the search's chance.")
+        first = (
+            f"colour: x mod {SHIFT}; grey: x -> x+{SHIFT}: {verdict_word}. 5-NN for "
+            f"{_pcts(paper['stats'])} of points (chance {100 * paper['chance']:.0f} %), "
+            f"p {_ps(paper['ps'])}, {_rule(paper['p'])}."
+        )
+    second = (
+        f"red: a -> {own['names'][0].replace('x', 'a')}, the run's best translation ({n} seed(s): "
+        f"{', '.join(own['names'])}; 5-NN {_pcts(own['stats'])}, best of all on shuffled elements "
+        f"{100 * own['null_mean']:.0f} %), {_rule(own['p'])}: "
+        f"{'holds' if own['holds'] else 'does not hold'} beyond the search's chance."
+    )
     return f"{first}\n{second}"
 
 
@@ -403,9 +574,39 @@ def _csv_rows(panel: int, result, analysis: dict, g: dict) -> list[list]:
     c = own.get("cosets")
     cosets = [None, None, None] if c is None else [c["name"], c["agreement"], c["chance"]]
     shift = [None, None] if analysis["s5"] else [paper["stat"], paper["p"]]
-    tested = [paper["name"], paper["stat"], paper["chance"], paper["best_chance_95"], paper["p"], g["paper"]["p"],
-              g["paper"]["holds"], paper.get("paper_h_agreement")]  # fmt: skip
+    tested = [
+        paper["name"],
+        paper["stat"],
+        paper["chance"],
+        paper["best_chance_95"],
+        paper["p"],
+        g["paper"]["p"],
+        g["paper"]["holds"],
+        paper.get("paper_h_agreement"),
+    ]
     best = result.summary["best_val_accuracy"]
-    return [[panel, cfg.arch, cfg.seed, cfg.operation, i, analysis["names"][i], int(labels[i]),
-             float(points[i, 0]), float(points[i, 1]), agree, chance, best, *shift, own["name"], own["rate"],
-             own["p"], g["own"]["p"], own["chance"], *cosets, *tested] for i in range(len(points))]  # fmt: skip
+    return [
+        [
+            panel,
+            cfg.arch,
+            cfg.seed,
+            cfg.operation,
+            i,
+            analysis["names"][i],
+            int(labels[i]),
+            float(points[i, 0]),
+            float(points[i, 1]),
+            agree,
+            chance,
+            best,
+            *shift,
+            own["name"],
+            own["rate"],
+            own["p"],
+            g["own"]["p"],
+            own["chance"],
+            *cosets,
+            *tested,
+        ]
+        for i in range(len(points))
+    ]

@@ -13,19 +13,26 @@ from grokkit.plots import TRAIN_COLOR, VALIDATION_COLOR, apply_style
 
 NAME = "fig4"
 DESCRIPTION = "loss curves of the Figure 1 (left) run (shares its run folder)"
-CLAIM = ("Validation loss first rises while training loss falls, then falls again when the "
-         "network generalises (a double descent in validation loss).")
+CLAIM = (
+    "Validation loss first rises while training loss falls, then falls again when the "
+    "network generalises (a double descent in validation loss)."
+)
 OPTIONS: tuple[str, ...] = ()
-REDUCTIONS = {scale: f"{text} Same run as Figure 1 (left)." for scale, text in fig1_left.REDUCTIONS.items()}
+REDUCTIONS = {
+    scale: f"{text} Same run as Figure 1 (left)." for scale, text in fig1_left.REDUCTIONS.items()
+}
 
 
 def runs(scale: str) -> list[RunConfig]:
     return fig1_left.runs(scale)  # identical configs: the sweep trains the run once
 
 
-def plot(results, out_dir: Path, scale: str) -> list[Path]:
-    (result,) = results
-    rows = fig1_left.curve_rows(result)
+def measure(results, scale: str) -> fig1_left.Curve:
+    return fig1_left.measure(results, scale)
+
+
+def plot(curve: fig1_left.Curve, out_dir: Path) -> list[Path]:
+    rows = curve.rows
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", fig1_left.CSV_HEADER, rows)
     pts = [r for r in rows if r[0] > 0]
     apply_style()
@@ -38,15 +45,14 @@ def plot(results, out_dir: Path, scale: str) -> list[Path]:
     ax.set_xlabel("optimization step")
     ax.set_ylabel("loss")
     ax.legend()
-    cfg = result.config
+    cfg = curve.config
     ax.set_title(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, {cfg.preset}")
-    common.add_caption(fig, common.caption(REDUCTIONS, scale))
+    common.add_caption(fig, common.caption(REDUCTIONS, curve.scale))
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
-def verdict(results) -> str:
-    (result,) = results
-    rows = [r for r in fig1_left.curve_rows(result) if r[0] > 0 and math.isfinite(r[4])]
+def verdict(curve: fig1_left.Curve) -> str:
+    rows = [r for r in curve.rows if r[0] > 0 and math.isfinite(r[4])]
     if not rows:
         return "The run has no evaluated steps after step 0."
     peak = max(rows, key=lambda r: r[4])
@@ -54,8 +60,14 @@ def verdict(results) -> str:
     first = rows[0]
     rise = peak[4] > first[4] * 1.05
     fall = final[4] < peak[4] * 0.5
-    shape = ("rose then fell: a double descent as in the paper" if rise and fall else
-             "rose and has not come down yet within the budget" if rise else
-             "never rose above its start, so there is no double descent here, unlike the paper")
-    return (f"Validation loss went from {first[4]:.3g} (step {first[0]}) to a peak of {peak[4]:.3g} "
-            f"(step {peak[0]}) and ended at {final[4]:.3g} (step {final[0]}); it {shape}.")
+    shape = (
+        "rose then fell: a double descent as in the paper"
+        if rise and fall
+        else "rose and has not come down yet within the budget"
+        if rise
+        else "never rose above its start, so there is no double descent here, unlike the paper"
+    )
+    return (
+        f"Validation loss went from {first[4]:.3g} (step {first[0]}) to a peak of {peak[4]:.3g} "
+        f"(step {peak[0]}) and ended at {final[4]:.3g} (step {final[0]}); it {shape}."
+    )

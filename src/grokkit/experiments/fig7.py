@@ -1,4 +1,5 @@
-"""Figure 7 (A.5): sharpness φ vs validation accuracy over seeds, at the step where about half grokked.
+"""Figure 7 (A.5): sharpness φ vs validation accuracy over seeds, at the step where about half
+grokked.
 
 The paper's protocol (Appendix A.5): seeds are trained "for a fixed number of steps until
 approximately half of them achieved high validation accuracy", then φ is measured. We train every
@@ -25,6 +26,7 @@ reported one by one, without a correction for testing three.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -40,23 +42,34 @@ from grokkit.plots import apply_style
 from grokkit.runs import read_metrics, snapshot_steps
 
 NAME = "fig7"
-DESCRIPTION = "S5 x·y: sharpness (three definitions) vs validation accuracy over seeds when half grokked"
-CLAIM = ("Networks that grok sit in flatter minima: sharpness and validation accuracy have "
-         "Spearman rho = -0.795 (p < 1.4e-5) over seeds on S5.")
+DESCRIPTION = (
+    "S5 x·y: sharpness (three definitions) vs validation accuracy over seeds when half grokked"
+)
+CLAIM = (
+    "Networks that grok sit in flatter minima: sharpness and validation accuracy have "
+    "Spearman rho = -0.795 (p < 1.4e-5) over seeds on S5."
+)
 OPTIONS: tuple[str, ...] = ("arch",)
 ARCH_CHOICES = ("grokkit", "openai-grok", "both")
 EPSILON, ITERATIONS = 1e-3, 10  # Keskar et al.'s box size and L-BFGS-B iterations
 BOOTSTRAP_RESAMPLES, PERMUTATIONS = 2000, 9999
 REDUCTIONS = {
-    "smoke": "s5_xy at 30 % data, 3 seeds per architecture, 1 layer of width 16, 20 steps, snapshots every 5: code path only.",
-    "laptop": ("the authors' protocol reduced: s5_xy at 70 % data (their script's T-70), one split "
-               "(split seed 0, as their code: seeds change only the initialisation and batch order), "
-               "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 8 seeds per architecture "
-               "(theirs: 20), 5,000 steps with snapshots every 250; T is the snapshot step at which "
-               "about half the seeds have reached 99 % validation."),
-    "paper": ("the authors' protocol: s5_xy at 70 % data, split seed 0, dropout 0, 10 warm-up "
-              "updates, AdamW, 20 seeds per architecture (their SD-0..19), 20,000 steps with "
-              "snapshots every 500; T chosen as at laptop scale."),
+    "smoke": (
+        "s5_xy at 30 % data, 3 seeds per architecture, 1 layer of width 16, 20 steps, snapshots "
+        "every 5: code path only."
+    ),
+    "laptop": (
+        "the authors' protocol reduced: s5_xy at 70 % data (their script's T-70), one split "
+        "(split seed 0, as their code: seeds change only the initialisation and batch order), "
+        "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 8 seeds per architecture "
+        "(theirs: 20), 5,000 steps with snapshots every 250; T is the snapshot step at which "
+        "about half the seeds have reached 99 % validation."
+    ),
+    "paper": (
+        "the authors' protocol: s5_xy at 70 % data, split seed 0, dropout 0, 10 warm-up "
+        "updates, AdamW, 20 seeds per architecture (their SD-0..19), 20,000 steps with "
+        "snapshots every 500; T chosen as at laptop scale."
+    ),
 }
 
 
@@ -71,14 +84,19 @@ def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
     common.check_scale(scale)
     if scale == "smoke":
         # A small training set and three seeds: each seed's φ by three definitions is the cost.
-        base, seeds = common.base_config("s5_xy", scale, train_fraction=0.3, snapshot_every=5), range(3)
+        base, seeds = (
+            common.base_config("s5_xy", scale, train_fraction=0.3, snapshot_every=5),
+            range(3),
+        )
     elif scale == "laptop":
-        base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=5_000,
-                                  snapshot_every=250)  # fmt: skip
+        base = common.base_config(
+            "s5_xy", scale, train_fraction=0.7, split_seed=0, steps=5_000, snapshot_every=250
+        )
         seeds = range(8)
     else:
-        base = common.base_config("s5_xy", scale, train_fraction=0.7, split_seed=0, steps=20_000,
-                                  snapshot_every=500)  # fmt: skip
+        base = common.base_config(
+            "s5_xy", scale, train_fraction=0.7, split_seed=0, steps=20_000, snapshot_every=500
+        )
         seeds = range(20)
     return [base.with_changes(arch=a, seed=s) for a in _archs(arch) for s in seeds]
 
@@ -118,7 +136,9 @@ def accuracy_at(metrics: list[dict], step: int) -> float:
     for row in metrics:
         if row["step"] == step:
             return float(row["val_accuracy"])
-    raise ValueError(f"no evaluation at step {step}: snapshot_every must be a multiple of eval_every")
+    raise ValueError(
+        f"no evaluation at step {step}: snapshot_every must be a multiple of eval_every"
+    )
 
 
 def common_snapshot_step_list(results) -> list[int]:
@@ -139,17 +159,24 @@ def spearman(a, b) -> tuple[float, float]:
 
 
 def permutation_p(a, b, resamples: int = PERMUTATIONS, seed: int = 0) -> float:
-    """Two-sided permutation p of Spearman's rho: the accuracies shuffled against the sharpnesses."""
+    """Two-sided permutation p of Spearman's rho: the accuracies shuffled against the
+    sharpnesses."""
     if math.isnan(spearman(a, b)[0]):
         return math.nan
-    result = permutation_test((np.asarray(a), np.asarray(b)), lambda x, y: spearmanr(x, y).statistic,
-                              permutation_type="pairings", n_resamples=resamples,
-                              alternative="two-sided", random_state=seed)  # fmt: skip
+    result = permutation_test(
+        (np.asarray(a), np.asarray(b)),
+        lambda x, y: spearmanr(x, y).statistic,
+        permutation_type="pairings",
+        n_resamples=resamples,
+        alternative="two-sided",
+        random_state=seed,
+    )
     return float(result.pvalue)
 
 
-def bootstrap_interval(a, b, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float, int]:  # fmt: skip
+def bootstrap_interval(
+    a, b, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, int]:
     """Percentile bootstrap interval of Spearman's rho over seeds (pairs resampled together).
     Resamples in which either variable is constant have no rho and are left out; their number is
     returned third."""
@@ -190,12 +217,18 @@ def _suffix(definition: str) -> str:
 
 
 STAT_COLUMNS = ("spearman_rho", "spearman_p", "permutation_p", "rho_ci_low", "rho_ci_high")
-CSV_HEADER = ["arch", "seed", "step_T", "sharpness", "val_accuracy_at_T", "first_step_val_99",
-              "final_val_accuracy", *STAT_COLUMNS,
-              *(column(d) for d in SHARPNESS_DEFINITIONS),
-              *(f"{c}_{_suffix(d)}" for d in SHARPNESS_DEFINITIONS for c in STAT_COLUMNS)]  # fmt: skip
-
-_TABLES: dict = {}  # plot() and verdict() share one computation (φ and 2,000 bootstrap resamples)
+CSV_HEADER = [
+    "arch",
+    "seed",
+    "step_T",
+    "sharpness",
+    "val_accuracy_at_T",
+    "first_step_val_99",
+    "final_val_accuracy",
+    *STAT_COLUMNS,
+    *(column(d) for d in SHARPNESS_DEFINITIONS),
+    *(f"{c}_{_suffix(d)}" for d in SHARPNESS_DEFINITIONS for c in STAT_COLUMNS),
+]
 
 
 def correlation(phis, vals) -> dict:
@@ -203,20 +236,27 @@ def correlation(phis, vals) -> dict:
     against the validation accuracies."""
     rho, p = spearman(phis, vals)
     lo, hi, dropped = bootstrap_interval(phis, vals)
-    return {"rho": rho, "p": p, "perm_p": permutation_p(phis, vals), "ci": (lo, hi), "dropped": dropped}
+    return {
+        "rho": rho,
+        "p": p,
+        "perm_p": permutation_p(phis, vals),
+        "ci": (lo, hi),
+        "dropped": dropped,
+    }
 
 
 def table(results) -> dict:
-    key = tuple((str(r.run_dir), r.summary.get("steps_done")) for r in results)
-    if key in _TABLES:
-        return _TABLES[key]
+    """The seeds of one architecture at T: their CSV rows, φ by every definition, validation
+    accuracies and curves, and each definition's statistics (``correlation``)."""
     first = [r.summary["steps_to_val_99"] for r in results]
     T = half_grokked_step(first, common_snapshot_step_list(results))
     metrics = [read_metrics(r.run_dir) for r in results]
     vals = [accuracy_at(m, T) for m in metrics]
     # Each run's loss is its own architecture's (run_sharpness reads the run's config).
-    phis = {d: [run_sharpness(r.run_dir, EPSILON, ITERATIONS, step=T, definition=d) for r in results]
-            for d in SHARPNESS_DEFINITIONS}  # fmt: skip
+    phis = {
+        d: [run_sharpness(r.run_dir, EPSILON, ITERATIONS, step=T, definition=d) for r in results]
+        for d in SHARPNESS_DEFINITIONS
+    }
     stats = {d: correlation(phis[d], vals) for d in SHARPNESS_DEFINITIONS}
 
     def stat_cells(s: dict) -> list:
@@ -224,14 +264,46 @@ def table(results) -> dict:
 
     rows = []
     for i, (r, v, f) in enumerate(zip(results, vals, first)):
-        rows.append([r.config.arch, r.config.seed, T, phis[PRIMARY][i], v, f, r.summary["val_accuracy"],
-                     *stat_cells(stats[PRIMARY]), *(phis[d][i] for d in SHARPNESS_DEFINITIONS),
-                     *(c for d in SHARPNESS_DEFINITIONS for c in stat_cells(stats[d]))])  # fmt: skip
-    out = {"rows": rows, "T": T, **stats[PRIMARY], "stats": stats, "phis": phis, "vals": vals,
-           "n": len(rows), "grokked_at_T": sum(f is not None and f <= T for f in first),
-           "curves": [[(m["step"], m["val_accuracy"]) for m in ms] for ms in metrics]}  # fmt: skip
-    _TABLES[key] = out
-    return out
+        rows.append(
+            [
+                r.config.arch,
+                r.config.seed,
+                T,
+                phis[PRIMARY][i],
+                v,
+                f,
+                r.summary["val_accuracy"],
+                *stat_cells(stats[PRIMARY]),
+                *(phis[d][i] for d in SHARPNESS_DEFINITIONS),
+                *(c for d in SHARPNESS_DEFINITIONS for c in stat_cells(stats[d])),
+            ]
+        )
+    return {
+        "rows": rows,
+        "T": T,
+        **stats[PRIMARY],
+        "stats": stats,
+        "phis": phis,
+        "vals": vals,
+        "n": len(rows),
+        "grokked_at_T": sum(f is not None and f <= T for f in first),
+        "curves": [[(m["step"], m["val_accuracy"]) for m in ms] for ms in metrics],
+    }
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    """``table`` of each architecture, in the order the architectures first appear."""
+
+    tables: dict[str, dict]
+    config: RunConfig  # the first run's: the task, for the title
+    scale: str
+
+
+def measure(results, scale: str, arch: str | None = None) -> Sharpness:
+    """φ by every definition and its statistics, once per architecture. ``arch`` is the option
+    ``runs`` took; the architectures measured are those of ``results``."""
+    return Sharpness({a: table(rs) for a, rs in by_arch(results).items()}, results[0].config, scale)
 
 
 # The smallest p-value written as a number: a permutation p is at least 1/(PERMUTATIONS + 1), and
@@ -250,8 +322,11 @@ def format_p(p: float, name: str = "p") -> str:
 
 def _stats_text(s: dict, n: int) -> str:
     lo, hi = s["ci"]
-    return (f"Spearman ρ = {s['rho']:.3f} ({format_p(s['p'])}; {format_p(s['perm_p'], 'permutation p')}; "
-            f"95 % bootstrap interval [{lo:.2f}, {hi:.2f}]), n = {n} seeds")
+    return (
+        f"Spearman ρ = {s['rho']:.3f} ({format_p(s['p'])}; "
+        f"{format_p(s['perm_p'], 'permutation p')}; 95 % bootstrap interval [{lo:.2f}, {hi:.2f}]), "
+        f"n = {n} seeds"
+    )
 
 
 def _panel_stats(s: dict) -> str:
@@ -259,46 +334,75 @@ def _panel_stats(s: dict) -> str:
     if math.isnan(s["rho"]):
         return "Spearman ρ undefined\n(constant φ or accuracy)"
     lo, hi = s["ci"]
-    return (f"Spearman ρ = {s['rho']:.3f}, {format_p(s['p'])}\n"
-            f"{format_p(s['perm_p'], 'permutation p')}, 95 % CI [{lo:.2f}, {hi:.2f}]")
+    return (
+        f"Spearman ρ = {s['rho']:.3f}, {format_p(s['p'])}\n"
+        f"{format_p(s['perm_p'], 'permutation p')}, 95 % CI [{lo:.2f}, {hi:.2f}]"
+    )
 
 
-def plot(results, out_dir: Path, scale: str, arch: str | None = None) -> list[Path]:
-    groups = by_arch(results)
-    tables = {a: table(rs) for a, rs in groups.items()}
-    csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER,
-                                [row for t in tables.values() for row in t["rows"]])  # fmt: skip
+def plot(sharpness: Sharpness, out_dir: Path) -> list[Path]:
+    tables = sharpness.tables
+    csv_path = common.write_csv(
+        Path(out_dir) / f"{NAME}.csv",
+        CSV_HEADER,
+        [row for t in tables.values() for row in t["rows"]],
+    )
     apply_style()
     n_panels = len(SHARPNESS_DEFINITIONS) + 1
-    fig, grid = plt.subplots(len(tables), n_panels, figsize=(4.3 * n_panels, 4.4 * len(tables)),
-                             layout="constrained", squeeze=False)  # fmt: skip
+    fig, grid = plt.subplots(
+        len(tables),
+        n_panels,
+        figsize=(4.3 * n_panels, 4.4 * len(tables)),
+        layout="constrained",
+        squeeze=False,
+    )
     for axes, (a, t) in zip(grid, tables.items()):
         accuracy = [100 * v for v in t["vals"]]
         for d, ax in zip(SHARPNESS_DEFINITIONS, axes):
-            ax.scatter(t["phis"][d], accuracy, color="tab:blue" if a == "grokkit" else "tab:orange", s=18)
+            ax.scatter(
+                t["phis"][d], accuracy, color="tab:blue" if a == "grokkit" else "tab:orange", s=18
+            )
             ax.set_xlabel(f"φ ({d}) at step {t['T']} (%)")
             ax.set_ylabel("validation accuracy at T (%)")
-            ax.set_title(f"arch {a}, φ {d}:\n{TITLES[d]}\n{_panel_stats(t['stats'][d])}", fontsize=8)
+            ax.set_title(
+                f"arch {a}, φ {d}:\n{TITLES[d]}\n{_panel_stats(t['stats'][d])}", fontsize=8
+            )
         curves = axes[-1]
         for curve in t["curves"]:
             pts = [(s, v) for s, v in curve if s > 0]
-            curves.plot([s for s, _ in pts], [100 * v for _, v in pts], color="tab:gray", lw=0.7, alpha=0.6)
+            curves.plot(
+                [s for s, _ in pts], [100 * v for _, v in pts], color="tab:gray", lw=0.7, alpha=0.6
+            )
         # T is named in the title, not in a legend that would sit on the curves.
         curves.axvline(t["T"], color="tab:red", ls="--", lw=1)
         curves.set_xscale("log")
         curves.set_xlabel("optimization step")
         curves.set_ylabel("validation accuracy (%)")
-        curves.set_title(f"arch {a}: every seed's validation accuracy;\nred dashed line: T = {t['T']}, "
-                         f"{t['grokked_at_T']}/{t['n']} seeds\nat >= 99 % by then", fontsize=8)  # fmt: skip
-    cfg = results[0].config
+        curves.set_title(
+            f"arch {a}: every seed's validation accuracy;\nred dashed line: T = {t['T']}, "
+            f"{t['grokked_at_T']}/{t['n']} seeds\nat >= 99 % by then",
+            fontsize=8,
+        )
+    cfg = sharpness.config
     seeds = "/".join(sorted({str(t["n"]) for t in tables.values()}))
-    fig.suptitle(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: sharpness vs validation "
-                 f"accuracy over {seeds} seeds per architecture (paper: ρ = -0.795, p < 1.4e-5)",
-                 fontsize=10)  # fmt: skip
-    common.add_caption(fig, common.caption(REDUCTIONS, scale, (
-        f"φ is measured on each run's full training set at its snapshot of step T (ε = {EPSILON:g}, "
-        f"{ITERATIONS} L-BFGS-B iterations, seed 0), by three definitions (grokkit.analysis.sharpness). "
-        "Significant: permutation p < 0.05 and the 95 % bootstrap interval excludes 0.")))
+    fig.suptitle(
+        f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: sharpness vs validation "
+        f"accuracy over {seeds} seeds per architecture (paper: ρ = -0.795, p < 1.4e-5)",
+        fontsize=10,
+    )
+    common.add_caption(
+        fig,
+        common.caption(
+            REDUCTIONS,
+            sharpness.scale,
+            (
+                "φ is measured on each run's full training set at its snapshot of step T "
+                f"(ε = {EPSILON:g}, {ITERATIONS} L-BFGS-B iterations, seed 0), by three "
+                "definitions (grokkit.analysis.sharpness). Significant: permutation p < 0.05 and "
+                "the 95 % bootstrap interval excludes 0."
+            ),
+        ),
+    )
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
@@ -312,19 +416,27 @@ def category(s: dict) -> str:
     return "none"
 
 
-def disagreement(results) -> str:
+def disagreement(sharpness: Sharpness) -> str:
     """Which of the hypotheses tested here explains a disagreement with the paper: architecture
     (grokkit's model against the authors') and sharpness definition (the three), each judged by
     ``judge``'s rule. Seeds, data fraction and training length are fixed by the protocol."""
-    cells = {(a, d): category(s) for a, rs in by_arch(results).items()
-             for d, s in table(rs).get("stats", {PRIMARY: table(rs)}).items()}  # fmt: skip
+    cells = {
+        (a, d): category(s)
+        for a, t in sharpness.tables.items()
+        for d, s in t.get("stats", {PRIMARY: t}).items()
+    }
     agrees = [k for k, c in cells.items() if c == "agrees"]
     listing = "; ".join(f"{a} / {d}: {c}" for (a, d), c in cells.items())
     if len(agrees) == len(cells):
-        return f"No disagreement: every architecture and definition gives the paper's sign ({listing})."
+        return (
+            "No disagreement: every architecture and definition gives the paper's sign "
+            f"({listing})."
+        )
     if not agrees:
-        return ("Neither the architecture nor the sharpness definition explains the disagreement: no "
-                f"combination gives a significant negative correlation ({listing}).")  # fmt: skip
+        return (
+            "Neither the architecture nor the sharpness definition explains the disagreement: no "
+            f"combination gives a significant negative correlation ({listing})."
+        )
     archs = {a for a, _ in agrees}
     defs = {d for _, d in agrees}
     by = []
@@ -341,24 +453,30 @@ def judge(s: dict) -> str:
     accuracy are unrelated (all pairings equally likely). Significant: permutation p < 0.05 and
     the 95 % bootstrap interval of ρ excludes 0; the sign of ρ then says which way."""
     if math.isnan(s["rho"]):
-        return "Spearman rho is undefined (constant sharpness or accuracy), so the claim is untested."
+        return (
+            "Spearman rho is undefined (constant sharpness or accuracy), so the claim is untested."
+        )
     lo, hi = s["ci"]
     significant = s["perm_p"] < 0.05 and (hi < 0 or lo > 0)
     if significant and s["rho"] < 0:
         return "a significant negative correlation, as the paper reports (-0.795)."
     if significant:
-        return ("a significant positive correlation, the opposite of the paper's -0.795: the seeds "
-                "that generalised sit in sharper places by this measure.")
+        return (
+            "a significant positive correlation, the opposite of the paper's -0.795: the seeds "
+            "that generalised sit in sharper places by this measure."
+        )
     return "no significant correlation, so we do not reproduce the paper's (-0.795)."
 
 
-def verdict(results) -> str:
-    return " ".join(_verdict_of(a, table(rs)) for a, rs in by_arch(results).items())
+def verdict(sharpness: Sharpness) -> str:
+    return " ".join(_verdict_of(a, t) for a, t in sharpness.tables.items())
 
 
 def _verdict_of(arch: str, t: dict) -> str:
-    head = (f"Arch {arch}: at T = {t['T']}, {t['grokked_at_T']} of {t['n']} seeds had reached 99 % "
-            "validation accuracy")  # fmt: skip
+    head = (
+        f"Arch {arch}: at T = {t['T']}, {t['grokked_at_T']} of {t['n']} seeds had reached 99 % "
+        "validation accuracy"
+    )
     stats = t.get("stats", {PRIMARY: t})  # a table of the primary definition alone also reads
     parts = []
     for d, s in stats.items():

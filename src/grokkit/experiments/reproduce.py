@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from grokkit import experiments
-from grokkit.errors import InputError
 from grokkit.devices import device_name, load_average
+from grokkit.errors import InputError
 from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours, op_label
 from grokkit.runs import atomic_write_text, read_json, write_json
 from grokkit.sweep import default_jobs, default_max_population, plan_sweep, run_sweep
@@ -38,12 +38,21 @@ def figure_module(name: str):
 def figure_runs(name: str, scale: str, **options):
     check_scale(scale)
     module = figure_module(name)
-    return module.runs(scale, **{k: v for k, v in options.items() if k in module.OPTIONS and v is not None})
+    return module.runs(
+        scale, **{k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    )
 
 
-def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = None, device: str = "cpu",
-                meter: CostMeter | None = None, planned_before: frozenset[str] = frozenset(),
-                **options) -> dict:  # fmt: skip
+def plan_figure(
+    name: str,
+    scale: str,
+    out_dir: Path | None,
+    jobs: int | None = None,
+    device: str = "cpu",
+    meter: CostMeter | None = None,
+    planned_before: frozenset[str] = frozenset(),
+    **options,
+) -> dict:
     """What ``reproduce_figure`` would train and its projected wall time; trains nothing.
 
     Returns {"figure", "runs": [one dict per run], "estimated_seconds", "jobs", "threads"}. A run's
@@ -59,27 +68,59 @@ def plan_figure(name: str, scale: str, out_dir: Path | None, jobs: int | None = 
     else:
         plan_rest = plan
     jobs = default_jobs(device, len(plan_rest.groups), jobs)
-    projection = project(plan_rest.configs, plan_rest.groups, {n: st.step for n, st in plan_rest.states.items()},
-                         jobs, meter or CostMeter(device))  # fmt: skip
+    projection = project(
+        plan_rest.configs,
+        plan_rest.groups,
+        {n: st.step for n, st in plan_rest.states.items()},
+        jobs,
+        meter or CostMeter(device),
+    )
     seconds = projection.run_seconds
     rows = []
     for n, c in plan.configs.items():
         state = plan.states[n]
-        status = ("shared" if n in planned_before and state.kind != "done" else
-                  {"fresh": "new", "resume": "resume", "done": "done"}[state.kind])  # fmt: skip
-        rows.append({
-            "figure": name, "run_name": n, "operation": c.operation,
-            "modulus": None if c.operation.startswith("s5") else c.modulus,
-            "train_fraction": c.train_fraction, "seed": c.seed, "outliers": c.outliers,
-            "preset": c.preset or "custom", "arch": c.arch, "methods": c.method_tags(), "steps": c.steps, "start_step": state.step if state.kind == "resume" else 0,
-            "status": status, "estimated_seconds": round(seconds.get(n, 0.0), 1),
-        })  # fmt: skip
-    return {"figure": name, "scale": scale, "runs": rows, "estimated_seconds": projection.seconds,
-            "jobs": projection.jobs, "threads": projection.threads}  # fmt: skip
+        status = (
+            "shared"
+            if n in planned_before and state.kind != "done"
+            else {"fresh": "new", "resume": "resume", "done": "done"}[state.kind]
+        )
+        rows.append(
+            {
+                "figure": name,
+                "run_name": n,
+                "operation": c.operation,
+                "modulus": None if c.operation.startswith("s5") else c.modulus,
+                "train_fraction": c.train_fraction,
+                "seed": c.seed,
+                "outliers": c.outliers,
+                "preset": c.preset or "custom",
+                "arch": c.arch,
+                "methods": c.method_tags(),
+                "steps": c.steps,
+                "start_step": state.step if state.kind == "resume" else 0,
+                "status": status,
+                "estimated_seconds": round(seconds.get(n, 0.0), 1),
+            }
+        )
+    return {
+        "figure": name,
+        "scale": scale,
+        "runs": rows,
+        "estimated_seconds": projection.seconds,
+        "jobs": projection.jobs,
+        "threads": projection.threads,
+    }
 
 
-def plan_figures(names: Sequence[str], scale: str, out_dir: Path | None, jobs: int | None = None,
-                 device: str = "cpu", meter: CostMeter | None = None, **options) -> dict:  # fmt: skip
+def plan_figures(
+    names: Sequence[str],
+    scale: str,
+    out_dir: Path | None,
+    jobs: int | None = None,
+    device: str = "cpu",
+    meter: CostMeter | None = None,
+    **options,
+) -> dict:
     """The plan of several figures run one after another into one folder (``reproduce all``):
     {"runs", "estimated_seconds", "figures": {name: seconds}, "device", "hardware", "scale"}.
     Pass the ``meter`` the training will use, so each model size is measured once."""
@@ -88,20 +129,32 @@ def plan_figures(names: Sequence[str], scale: str, out_dir: Path | None, jobs: i
     figures, rows = {}, []
     for name in names:
         p = plan_figure(name, scale, out_dir, jobs, device, meter, frozenset(planned), **options)
-        figures[name] = {"estimated_seconds": p["estimated_seconds"], "jobs": p["jobs"], "threads": p["threads"]}
+        figures[name] = {
+            "estimated_seconds": p["estimated_seconds"],
+            "jobs": p["jobs"],
+            "threads": p["threads"],
+        }
         rows += p["runs"]
         planned.update(r["run_name"] for r in p["runs"])
-    return {"scale": scale, "device": device, "hardware": device_name(device), "runs": rows,
-            "estimated_seconds": sum(f["estimated_seconds"] for f in figures.values()),
-            "figures": figures, "load_average": load_average()}  # fmt: skip
+    return {
+        "scale": scale,
+        "device": device,
+        "hardware": device_name(device),
+        "runs": rows,
+        "estimated_seconds": sum(f["estimated_seconds"] for f in figures.values()),
+        "figures": figures,
+        "load_average": load_average(),
+    }
 
 
 def projection_line(plan: dict) -> str:
     """One line: what a figure's call trains and its projected wall time."""
     n_new = sum(r["status"] in ("new", "resume") for r in plan["runs"])
-    return (f"{plan['figure']}: {len(plan['runs'])} runs, {n_new} to train; projected training time "
-            f"{format_seconds(plan['estimated_seconds'])} ({plan['jobs']} worker(s) x {plan['threads']} "
-            f"thread(s), every run using its whole budget)")
+    return (
+        f"{plan['figure']}: {len(plan['runs'])} runs, {n_new} to train; projected training time "
+        f"{format_seconds(plan['estimated_seconds'])} ({plan['jobs']} worker(s) x "
+        f"{plan['threads']} thread(s), every run using its whole budget)"
+    )
 
 
 def format_seconds(seconds: float) -> str:
@@ -112,9 +165,18 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "local", jobs: int | None = None,
-                     device: str = "cpu", progress: bool = True, loggers: Sequence[str] = (),
-                     meter: CostMeter | None = None, **options) -> dict:
+def reproduce_figure(
+    name: str,
+    scale: str,
+    out_dir: Path,
+    executor: str = "local",
+    jobs: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    loggers: Sequence[str] = (),
+    meter: CostMeter | None = None,
+    **options,
+) -> dict:
     """Train (or reuse) the figure's runs in out_dir/runs, write its files; returns its metadata.
     Before training it projects the wall time (``plan_figure``), printed with ``progress``; pass
     one ``meter`` to figures run one after another, so each model size is measured once."""
@@ -126,25 +188,45 @@ def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "loca
     if progress:
         print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()
-    results = run_sweep(configs, out_dir, executor=executor, jobs=jobs, device=device, progress=progress,
-                        loggers=loggers)
+    results = run_sweep(
+        configs,
+        out_dir,
+        executor=executor,
+        jobs=jobs,
+        device=device,
+        progress=progress,
+        loggers=loggers,
+    )
     trained = time.perf_counter()
-    files = module.plot(results, out_dir, scale, **options)
-    text = module.verdict(results)
+    # The figure's numbers, computed once; the plot and the sentences are made from them.
+    measured = module.measure(results, scale, **options)
+    files = module.plot(measured, out_dir)
+    text = module.verdict(measured)
     # Figures that test a claim we do not reproduce say which hypothesis explains it.
-    explained = module.disagreement(results) if hasattr(module, "disagreement") else None
+    explained = module.disagreement(measured) if hasattr(module, "disagreement") else None
     finished = time.perf_counter()
     meta = {
-        "figure": name, "description": module.DESCRIPTION, "scale": scale, "options": options,
-        "n_runs": len(configs), "wall_seconds": finished - started,
-        "train_wall_seconds": trained - started, "analysis_wall_seconds": finished - trained,
+        "figure": name,
+        "description": module.DESCRIPTION,
+        "scale": scale,
+        "options": options,
+        "n_runs": len(configs),
+        "wall_seconds": finished - started,
+        "train_wall_seconds": trained - started,
+        "analysis_wall_seconds": finished - trained,
         "projected_train_seconds": plan["estimated_seconds"],
         "run_wall_seconds_sum": sum(r.summary.get("wall_seconds") or 0.0 for r in results),
-        "claim": module.CLAIM, "verdict": text, "disagreement": explained, "reductions": module.REDUCTIONS[scale],
+        "claim": module.CLAIM,
+        "verdict": text,
+        "disagreement": explained,
+        "reductions": module.REDUCTIONS[scale],
         "paper_gpu_hours_estimate": gpu_hours(module.runs("paper", **options)),
-        "files": [p.name for p in files], "device": device, "hardware": device_name(device),
-        "tasks": sorted({op_label(c) for c in configs}), "presets": sorted({c.preset or "custom" for c in configs}),
-    }  # fmt: skip
+        "files": [p.name for p in files],
+        "device": device,
+        "hardware": device_name(device),
+        "tasks": sorted({op_label(c) for c in configs}),
+        "presets": sorted({c.preset or "custom" for c in configs}),
+    }
     write_json(out_dir / f"{name}.json", meta)
     write_report(out_dir)
     return meta
@@ -153,30 +235,60 @@ def reproduce_figure(name: str, scale: str, out_dir: Path, executor: str = "loca
 def write_report(out_dir: Path) -> Path:
     """REPORT.md from every DIR/<figure>.json present: claim, verdict, scale, wall time."""
     out_dir = Path(out_dir)
-    metas = [read_json(out_dir / f"{n}.json") for n in experiments.FIGURES if (out_dir / f"{n}.json").is_file()]
-    lines = ["# grokkit reproduction report", "",
-             "Each section: the paper's claim the figure tests, and what our numbers say. Numbers "
-             "come from the runs in `runs/`; every plotted number is in the figure's CSV.", ""]  # fmt: skip
+    metas = [
+        read_json(out_dir / f"{n}.json")
+        for n in experiments.FIGURES
+        if (out_dir / f"{n}.json").is_file()
+    ]
+    lines = [
+        "# grokkit reproduction report",
+        "",
+        (
+            "Each section: the paper's claim the figure tests, and what our numbers say. Numbers "
+            "come from the runs in `runs/`; every plotted number is in the figure's CSV."
+        ),
+        "",
+    ]
     for m in metas:
         opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
         lines += [
-            f"## {m['figure']}: {m['description']}", "",
-            f"![{m['figure']}]({m['figure']}.png)", "",
+            f"## {m['figure']}: {m['description']}",
+            "",
+            f"![{m['figure']}]({m['figure']}.png)",
+            "",
             f"- **Paper's claim:** {m['claim']}",
             f"- **Our numbers:** {m['verdict']}",
-            *([f"- **Where we disagree with the paper, and why:** {m['disagreement']} (the hypotheses "
-               "and runs: docs/figures.md)"] if m.get("disagreement") else []),
+            *(
+                [
+                    (
+                        "- **Where we disagree with the paper, and why:** "
+                        f"{m['disagreement']} (the hypotheses and runs: docs/figures.md)"
+                    )
+                ]
+                if m.get("disagreement")
+                else []
+            ),
             f"- **Scale:** `{m['scale']}`{f' ({opts})' if opts else ''}: {m['reductions']}",
-            f"- **Trained:** {', '.join(m.get('tasks', []))} with {', '.join(m.get('presets', []))}",
+            (
+                f"- **Trained:** {', '.join(m.get('tasks', []))} with "
+                f"{', '.join(m.get('presets', []))}"
+            ),
             f"- **Wall time:** {m['wall_seconds']:.1f} s ({m['train_wall_seconds']:.1f} s training "
             f"incl. reused runs, {m['analysis_wall_seconds']:.1f} s analysis and plotting) for "
             f"{m['n_runs']} runs on {m['device']} ({m.get('hardware', 'hardware not recorded')})"
-            + (f"; projected training time {m['projected_train_seconds']:.0f} s"
-               if m.get("projected_train_seconds") is not None else ""),
-            f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
-            f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run using its whole budget)",
-            f"- **Files:** {', '.join(f'`{f}`' for f in m['files'])}", "",
-        ]  # fmt: skip
+            + (
+                f"; projected training time {m['projected_train_seconds']:.0f} s"
+                if m.get("projected_train_seconds") is not None
+                else ""
+            ),
+            (
+                f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
+                f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run "
+                "using its whole budget)"
+            ),
+            f"- **Files:** {', '.join(f'`{f}`' for f in m['files'])}",
+            "",
+        ]
     path = out_dir / REPORT
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -3,10 +3,11 @@
 ⊥AdamW, weight decay and StableMax let a model grok.
 
 **The authors' own transformer runs** (Figure 6 of their paper; the three ``--use_transformer``
-commands of run_main_experiments.sh in github.com/LucasPrietoAl/grokking-at-the-edge-of-numerical-stability,
-read for this module). All three: modular addition mod 113 (their ``add_mod``, operands 1..112),
-40 % of the table for training, full-batch updates (their only mode), float32 softmax
-cross-entropy, lr 1e-3, 5,000 updates, no warm-up and no learning-rate schedule:
+commands of run_main_experiments.sh in
+github.com/LucasPrietoAl/grokking-at-the-edge-of-numerical-stability, read for this module). All
+three: modular addition mod 113 (their ``add_mod``, operands 1..112), 40 % of the table for
+training, full-batch updates (their only mode), float32 softmax cross-entropy, lr 1e-3, 5,000
+updates, no warm-up and no learning-rate schedule:
 
 * **baseline** ("softmax"): AdamW with weight decay 0, betas (0.9, 0.99) and their Adam epsilon
   1e-25 (their defaults; a larger epsilon hides the collapse);
@@ -34,6 +35,7 @@ softmax has collapsed (the gradient of their loss is exactly zero), the authors'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -44,60 +46,82 @@ from grokkit.plots import apply_style
 from grokkit.runs import read_metrics
 
 NAME = "stablemax"
-DESCRIPTION = ("no regularisation: softmax vs ⊥AdamW vs weight decay (the authors' transformer runs) "
-               "and StableMax combinations, validation accuracy and softmax collapse")
-CLAIM = ("Without regularisation, softmax cross-entropy stops improving once softmax collapse "
-         "sets in and does not generalise, while ⊥Grad (⊥AdamW) or weight decay lets the transformer "
-         "grok; StableMax is the authors' other fix.")
+DESCRIPTION = (
+    "no regularisation: softmax vs ⊥AdamW vs weight decay (the authors' transformer runs) "
+    "and StableMax combinations, validation accuracy and softmax collapse"
+)
+CLAIM = (
+    "Without regularisation, softmax cross-entropy stops improving once softmax collapse "
+    "sets in and does not generalise, while ⊥Grad (⊥AdamW) or weight decay lets the transformer "
+    "grok; StableMax is the authors' other fix."
+)
 OPTIONS: tuple[str, ...] = ()
 GROKKED = 0.95  # validation accuracy that counts as grokked in the verdict
 
 # Optimiser settings of the authors' transformer runs (see the module docstring).
-_BASELINE = dict(weight_decay=0.0, beta2=0.99, eps=1e-25)
-_ORTHOGONAL = dict(weight_decay=0.0, beta2=0.999, eps=1e-8)  # what their OrthoGrad's inner AdamW uses
+_BASELINE = {"weight_decay": 0.0, "beta2": 0.99, "eps": 1e-25}
+# What their OrthoGrad's inner AdamW uses:
+_ORTHOGONAL = {"weight_decay": 0.0, "beta2": 0.999, "eps": 1e-8}
 METHODS = {  # label -> the run's method and optimiser fields
     "softmax": dict(loss="softmax", orthogonal_grad=False, **_BASELINE),
     "softmax + ⊥AdamW": dict(loss="softmax", orthogonal_grad=True, **_ORTHOGONAL),
-    "softmax + weight decay 1.5": dict(loss="softmax", orthogonal_grad=False, **{**_BASELINE, "weight_decay": 1.5}),
+    "softmax + weight decay 1.5": dict(
+        loss="softmax", orthogonal_grad=False, **{**_BASELINE, "weight_decay": 1.5}
+    ),
     "StableMax": dict(loss="stablemax", orthogonal_grad=False, **_BASELINE),
     "StableMax + ⊥AdamW": dict(loss="stablemax", orthogonal_grad=True, **_ORTHOGONAL),
 }
-THEIRS = ("softmax", "softmax + ⊥AdamW", "softmax + weight decay 1.5")  # the authors' transformer runs
+THEIRS = (
+    "softmax",
+    "softmax + ⊥AdamW",
+    "softmax + weight decay 1.5",
+)  # the authors' transformer runs
 OURS = tuple(m for m in METHODS if m not in THEIRS)  # our combinations
 COLORS = dict(zip(METHODS, ("0.35", "tab:blue", "tab:green", "tab:red", "tab:purple")))
 SEEDS = {"smoke": 1, "laptop": 1, "paper": 3}
 
 REDUCTIONS = {
     "smoke": "x+y mod 11, 1 layer of width 16, 20 steps: checks the code path only.",
-    "laptop": ("1 seed. Otherwise the authors' transformer recipe: x+y mod 113, 40 % data, 5,000 "
-               "full-batch updates, lr 1e-3, no warm-up; their three runs (AdamW without weight decay, "
-               "beta2 0.99, epsilon 1e-25; ⊥AdamW as their code runs it, beta2 0.999, epsilon 1e-8; "
-               "AdamW weight decay 1.5) and our two StableMax combinations; a 1-layer post-LayerNorm "
-               "transformer (MLP 512, not their 2,048; no dropout)."),
+    "laptop": (
+        "1 seed. Otherwise the authors' transformer recipe: x+y mod 113, 40 % data, 5,000 "
+        "full-batch updates, lr 1e-3, no warm-up; their three runs (AdamW without weight decay, "
+        "beta2 0.99, epsilon 1e-25; ⊥AdamW as their code runs it, beta2 0.999, epsilon 1e-8; "
+        "AdamW weight decay 1.5) and our two StableMax combinations; a 1-layer post-LayerNorm "
+        "transformer (MLP 512, not their 2,048; no dropout)."
+    ),
     "paper": "3 seeds; otherwise as laptop: the authors' recipe.",
 }
 
 
 def runs(scale: str) -> list[RunConfig]:
     common.check_scale(scale)
-    recipe = dict(train_fraction=0.4, batch_size=0, lr=1e-3, beta1=0.9, warmup_steps=0)
-    model = dict(n_layers=1, d_model=128, n_heads=4, d_mlp=512, norm="post")
+    recipe = {"train_fraction": 0.4, "batch_size": 0, "lr": 1e-3, "beta1": 0.9, "warmup_steps": 0}
+    model = {"n_layers": 1, "d_model": 128, "n_heads": 4, "d_mlp": 512, "norm": "post"}
     base = common.base_config("x+y", scale, "adamw", **recipe)
     if scale == "smoke":
         base = base.with_changes(modulus=11)
     else:
-        base = base.with_changes(**model, modulus=113, steps=5_000, eval_every=50, checkpoint_every=1_000)
+        base = base.with_changes(
+            **model, modulus=113, steps=5_000, eval_every=50, checkpoint_every=1_000
+        )
     out = []
     for fields in METHODS.values():
-        preset = "adamw" if fields["weight_decay"] > 0 else "adam"  # the record: AdamW with or without decay
-        out += [base.with_changes(seed=seed, preset=preset, **fields) for seed in range(SEEDS[scale])]
+        preset = (
+            "adamw" if fields["weight_decay"] > 0 else "adam"
+        )  # the record: AdamW with or without decay
+        out += [
+            base.with_changes(seed=seed, preset=preset, **fields) for seed in range(SEEDS[scale])
+        ]
     return out
 
 
 def method_of(config: RunConfig) -> str:
     key = (config.loss, config.orthogonal_grad, config.optimizer.weight_decay > 0)
-    return next(label for label, f in METHODS.items()
-                if (f["loss"], f["orthogonal_grad"], f["weight_decay"] > 0) == key)  # fmt: skip
+    return next(
+        label
+        for label, f in METHODS.items()
+        if (f["loss"], f["orthogonal_grad"], f["weight_decay"] > 0) == key
+    )
 
 
 def display(method: str) -> str:
@@ -105,40 +129,70 @@ def display(method: str) -> str:
     return f"{method} ({'authors' if method in THEIRS else 'ours'})"
 
 
-def plot(results, out_dir: Path, scale: str) -> list[Path]:
+@dataclass(frozen=True)
+class Methods:
+    """Every run's metrics, by method (a METHODS label) in the order the runs come."""
+
+    curves: dict[str, list[common.RunCurve]]
+    config: RunConfig  # the first run's: the task, for the title
+    scale: str
+
+
+def measure(results, scale: str) -> Methods:
+    by_method = common.group_by(results, lambda r: method_of(r.config))
+    curves = {
+        m: [common.RunCurve(r.config, read_metrics(r.run_dir)) for r in members]
+        for m, members in by_method.items()
+    }
+    return Methods(curves, results[0].config, scale)
+
+
+def plot(methods: Methods, out_dir: Path) -> list[Path]:
     apply_style()
     fig, (acc_ax, sc_ax) = plt.subplots(1, 2, figsize=(12.0, 4.6), layout="constrained")
-    groups = common.group_by(results, lambda r: display(method_of(r.config)))
+    groups = {display(m): members for m, members in methods.curves.items()}
     colors = {display(m): c for m, c in COLORS.items()}
-    rows = common.plot_accuracy_by_method(acc_ax, groups, colors, extra_columns=("softmax_collapse",))
+    rows = common.plot_accuracy_by_method(
+        acc_ax, groups, colors, extra_columns=("softmax_collapse",)
+    )
     acc_ax.set_xlabel("full-batch update")
     # One legend for both panels, right of them: inside a panel it would cover curves that rise.
     handles, labels = acc_ax.get_legend_handles_labels()
     acc_ax.get_legend().remove()
-    sc_ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
+    sc_ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8
+    )
     for method, members in groups.items():
-        for seed in (r.config.seed for r in members):
+        for seed in (c.config.seed for c in members):
             mine = [row for row in rows if row[:2] == [method, seed] and row[2] > 0]
-            sc_ax.plot([row[2] for row in mine], [100 * (row[-1] or 0.0) for row in mine], color=colors[method])
+            sc_ax.plot(
+                [row[2] for row in mine],
+                [100 * (row[-1] or 0.0) for row in mine],
+                color=colors[method],
+            )
     sc_ax.set_ylim(-2, 102)
     sc_ax.set_xlabel("full-batch update")
     sc_ax.set_ylabel("training examples with softmax collapse (%)")
-    cfg = results[0].config
-    fig.suptitle(f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, no warm-up: the authors' "
-                 "transformer runs and our StableMax combinations")
-    common.add_caption(fig, common.caption(REDUCTIONS, scale))
+    cfg = methods.config
+    fig.suptitle(
+        f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data, no warm-up: the authors' "
+        "transformer runs and our StableMax combinations"
+    )
+    common.add_caption(fig, common.caption(REDUCTIONS, methods.scale))
     header = [*common.METHOD_CSV_HEADER, "softmax_collapse"]
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", header, rows)
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
-def final_statistics(results) -> dict[str, tuple[float, float]]:
+def final_statistics(methods: Methods) -> dict[str, tuple[float, float]]:
     """method -> (validation accuracy, softmax collapse) at the last update, means over seeds."""
     out = {}
-    for method, members in common.group_by(results, lambda r: method_of(r.config)).items():
-        finals = [read_metrics(r.run_dir)[-1] for r in members]
-        out[method] = (common.mean_std([f["val_accuracy"] for f in finals])[0],
-                       common.mean_std([f.get("softmax_collapse") or 0.0 for f in finals])[0])  # fmt: skip
+    for method, members in methods.curves.items():
+        finals = [c.metrics[-1] for c in members]
+        out[method] = (
+            common.mean_std([f["val_accuracy"] for f in finals])[0],
+            common.mean_std([f.get("softmax_collapse") or 0.0 for f in finals])[0],
+        )
     return out
 
 
@@ -152,27 +206,38 @@ def verdict_from(finals: dict[str, tuple[float, float]]) -> str:
         return f"{m}: validation {common.fmt_pct(v)}, collapse {common.fmt_pct(c)}"
 
     theirs, ours = (m for m in THEIRS if m in finals), (m for m in OURS if m in finals)
-    text = (f"At the last update (mean over seeds), the authors' runs: {'; '.join(map(part, theirs))}. "
-            f"Our combinations: {'; '.join(map(part, ours))}.")
+    text = (
+        f"At the last update (mean over seeds), the authors' runs: {'; '.join(map(part, theirs))}. "
+        f"Our combinations: {'; '.join(map(part, ours))}."
+    )
     if any(m not in finals for m in THEIRS):
         return text
     fixes = [m for m in THEIRS if m != "softmax"]
     if grokked["softmax"]:
-        claim = (f" Unlike the authors' runs, plain softmax reached {100 * GROKKED:.0f} % validation here "
-                 "without regularisation.")
+        claim = (
+            f" Unlike the authors' runs, plain softmax reached {100 * GROKKED:.0f} % validation "
+            "here without regularisation."
+        )
     elif all(grokked[m] for m in fixes):
-        claim = (" As in the authors' transformer runs: softmax alone stalls, ⊥AdamW and weight decay 1.5 "
-                 f"both reach {100 * GROKKED:.0f} %.")
+        claim = (
+            " As in the authors' transformer runs: softmax alone stalls, ⊥AdamW and weight decay "
+            f"1.5 both reach {100 * GROKKED:.0f} %."
+        )
     else:
         missing = " and ".join(m for m in fixes if not grokked[m])
-        claim = (f" Softmax alone stalls as in the authors' runs, but {missing} did not reach "
-                 f"{100 * GROKKED:.0f} % either: their claim does not hold here.")
+        claim = (
+            f" Softmax alone stalls as in the authors' runs, but {missing} did not reach "
+            f"{100 * GROKKED:.0f} % either: their claim does not hold here."
+        )
     ours = [m for m in OURS if m in finals]
     if ours:
-        claim += (" Of our combinations, " + (", ".join(m for m in ours if grokked[m]) or "none")
-                  + f" reached {100 * GROKKED:.0f} %.")
+        claim += (
+            " Of our combinations, "
+            + (", ".join(m for m in ours if grokked[m]) or "none")
+            + f" reached {100 * GROKKED:.0f} %."
+        )
     return text + claim
 
 
-def verdict(results) -> str:
-    return verdict_from(final_statistics(results))
+def verdict(methods: Methods) -> str:
+    return verdict_from(final_statistics(methods))

@@ -81,10 +81,13 @@ def _init_worker(progress_queue, gpu_queue=None, stop_requested=None, parent_pid
     if gpu_queue is not None:
         # Before this process first touches CUDA: it then sees one GPU, its own, as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
-    # Started with SIGINT ignored (see run_pool), so a Ctrl-C during the imports printed nothing.
+    # Started with SIGINT blocked (see run_pool), so a Ctrl-C during the imports printed nothing.
     # From here a Ctrl-C stops training at a step boundary (train's own handler, installed while
-    # it trains); anywhere else in the worker it is the sweep's to handle, and ignored here.
+    # it trains); anywhere else in the worker it is the sweep's to handle, and ignored here (a
+    # Ctrl-C that arrived while blocked is delivered, and ignored, on the unblock).
     signal.signal(signal.SIGINT, _interrupt_outside_training)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if parent_pid is not None:
         threading.Thread(target=_watchdog, name="grokkit-watchdog", daemon=True).start()
 
@@ -169,9 +172,8 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
                                initargs=(progress_queue, gpu_queue, stop_requested, os.getpid()))  # fmt: skip
     completed = False
     try:
-        # The workers start (in submit) with SIGINT ignored, which they inherit: a Ctrl-C to the
-        # terminal's process group while they import would print a traceback from each.
-        with _sigint_ignored(), _main_module_hidden():
+        # The workers start here (in submit): a Ctrl-C waits until they have (_sigint_deferred).
+        with _sigint_deferred(), _main_module_hidden():
             pending = {pool.submit(train_group, *task, device, loggers, threads): g
                        for task, g in zip(tasks, groups)}  # fmt: skip
         while pending:
@@ -243,6 +245,27 @@ def _main_module_hidden():
     finally:
         for k, v in hidden.items():
             setattr(main, k, v)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """While workers start: a Ctrl-C is held until they have (one arriving while a worker is half
+    spawned would leave it reading a truncated start message, and print its traceback), then
+    raised as KeyboardInterrupt; SIGINT is blocked in this thread, and so in the workers it starts,
+    until their imports are done (see _init_worker)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    requested = []
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: requested.append(signum))
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a held Ctrl-C is recorded now
+        signal.signal(signal.SIGINT, previous_handler)
+    if requested:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

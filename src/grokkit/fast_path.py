@@ -1,0 +1,278 @@
+"""The fast forward passes: grokkit.model's functions for a fraction of the work.
+
+Used for training without dropout and for all evaluation; the equivalence tests
+(tests/test_fast_paths.py, tests/test_model.py, tests/test_openai_grok.py) hold each to its
+reference in grokkit.model, values and gradients.
+
+The saving comes from the shape of the task, not from the hardware. With causal attention the
+positions before y (``x`` and the operator; openai-grok: <eos>, x, op) depend on ``x`` alone, so
+their activations are computed once per element (at most ``n_elements`` rows) instead of once per
+example; in the first layer each position's queries, keys and values depend on one token only, so
+they are computed per token; in the last layer only the positions read out (``=``; openai-grok:
+``=`` and c) need a query, an attention output and an MLP. Rows are kept in one tensor per layer,
+so each projection is a single batched product (on grokkit.kernels.fast_linear).
+
+Shape letters: E members, B examples, n elements, d = d_model, H heads of width dh.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from grokkit.kernels import SmallSoftmax, fast_linear
+from grokkit.model import (
+    OPENAI_SEQUENCE_LENGTH,
+    ModelConfig,
+    _layer_norm,
+    _mlp,
+    _mlp_nobias,
+    _Norms,
+    _unembed,
+    openai_positions,
+)
+
+
+def _fused(p: dict[str, Tensor], b: str, names: str) -> tuple[Tensor, Tensor]:
+    """Weights and biases of several projections side by side, e.g. names="QKV": one product."""
+    W = torch.cat([p[f"{b}W_{n}"] for n in names], dim=2)  # [E, d, len(names) * d]
+    bias = torch.cat([p[f"{b}b_{n}"] for n in names], dim=1)  # [E, len(names) * d]
+    return W, bias
+
+
+def _gather_rows(table: Tensor, flat_index: Tensor, E: int, B: int) -> Tensor:
+    """table: [E, n, c], flat_index: [E*B] into the flattened [E*n] rows -> [E, B, c]."""
+    return table.reshape(-1, table.shape[-1]).index_select(0, flat_index).view(E, B, -1)
+
+
+def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -> Tensor:
+    """Attention of one query position over a few visible positions.
+
+    q: [E, R, H, dh]; keys/values: one [E, R, H, dh] (or broadcastable) tensor per visible position.
+    Returns [E, R, H * dh]. Over at most 4 positions, a handful of element-wise products beats a
+    general attention kernel.
+    """
+    scores = [(q * k).sum(-1) for k in keys]  # each [E, R, H] (constant positions broadcast)
+    # The softmax runs along the last axis (one row per query and head), so each member's result
+    # is computed identically whatever E is: a softmax over the leading axis would be vectorised
+    # across rows, and which rows fall in the scalar tail then depends on E (different rounding,
+    # which Adam amplifies; see test_population_member_equals_the_same_run_trained_alone).
+    w = SmallSoftmax.apply(torch.stack(torch.broadcast_tensors(*scores), dim=-1) * scale)
+    w = w.unsqueeze(-1).unbind(-2)  # P x [E, R, H, 1]
+    out = w[0] * values[0]
+    for i in range(1, len(values)):
+        out = out + w[i] * values[i]
+    return out.flatten(-2)  # [E, R, H*dh]
+
+
+# ---------------------------------------------------------------- grokkit's architecture
+
+
+def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor) -> Tensor:
+    """Logits at the answer position for equations ``x op y =``. x, y: [E, B] -> [E, B, vocab].
+
+    Same function as ``grokkit.model.forward_reference`` without dropout (see the module docstring
+    for why it is cheaper). Rows are kept in one tensor per layer: [per-x position 0 | per-x
+    position 1 | per-example position 2 | per-example position 3], so each projection is a single
+    bmm.
+    """
+    E, B = x.shape
+    n, d, H, dh = cfg.n_elements, cfg.d_model, cfg.n_heads, cfg.d_head
+    scale = 1.0 / math.sqrt(dh)
+    member_offsets = (torch.arange(E, device=x.device) * n).view(E, 1)
+    fx = (x + member_offsets).view(-1)  # row of each example's x in a flattened [E*n] table
+    fy = (y + member_offsets).view(-1)
+    W_E, W_pos = params["W_E"], params["W_pos"]
+
+    def heads(t: Tensor) -> Tensor:  # [E, R, d] -> [E, R, H, dh]
+        return t.unflatten(-1, (H, dh))
+
+    # Layer 0: every position's input is a single token plus its position embedding, so the layer's
+    # input rows are tables: position 0 and 2 by element, positions 1 and 3 constant.
+    t0 = W_E[:, :n] + W_pos[:, 0:1]  # [E, n, d]
+    t1 = W_E[:, n : n + 1] + W_pos[:, 1:2]  # [E, 1, d]
+    t2 = W_E[:, :n] + W_pos[:, 2:3]  # [E, n, d]
+    t3 = W_E[:, n + 1 : n + 2] + W_pos[:, 3:4]  # [E, 1, d]
+    tables = torch.cat([t0, t1, t2, t3], dim=1)  # [E, 2n+2, d]
+
+    norms = _Norms(cfg, params, 0)
+    b = "blocks.0."
+    qkv = fast_linear(norms.attn_in(tables), *_fused(params, b, "QKV"))  # [E, 2n+2, 3d]
+    # One split, not four slices: its backward is one concatenation instead of four zero-filled
+    # full-size gradients added together.
+    qkv0, qkv1, qkv2, qkv3 = qkv.split([n, 1, n, 1], dim=1)
+    q0, k0, v0 = qkv0.chunk(3, dim=-1)  # per x: [E, n, d] each
+    q1, k1, v1 = qkv1.chunk(3, dim=-1)  # constant: [E, 1, d] each
+    qkv2 = _gather_rows(qkv2, fy, E, B)  # per example, by y: [E, B, 3d]
+    q2, k2, v2 = qkv2.chunk(3, dim=-1)
+    q3, k3, v3 = qkv3.chunk(3, dim=-1)  # constant: [E, 1, d] each
+    kv0x = _gather_rows(torch.cat([k0, v0], dim=-1), fx, E, B)  # [E, B, 2d]
+    k0x, v0x = kv0x.chunk(2, dim=-1)
+
+    z = torch.cat(
+        [
+            v0,  # position 0 attends only to itself
+            _attend(heads(q1), [heads(k0), heads(k1)], [heads(v0), heads(v1)], scale),
+            _attend(
+                heads(q2),
+                [heads(k0x), heads(k1), heads(k2)],
+                [heads(v0x), heads(v1), heads(v2)],
+                scale,
+            ),
+            _attend(
+                heads(q3),
+                [heads(k0x), heads(k1), heads(k2), heads(k3)],
+                [heads(v0x), heads(v1), heads(v2), heads(v3)],
+                scale,
+            ),
+        ],
+        dim=1,
+    )  # [E, 2n+2B, d]
+    residual = torch.cat(
+        [t0, t1.expand(E, n, d), _gather_rows(t2, fy, E, B), t3.expand(E, B, d)], dim=1
+    )  # [E, 2n+2B, d]
+    h = norms.after_attn(residual, fast_linear(z, params[b + "W_O"], params[b + "b_O"]))
+    mlp = _mlp(norms.mlp_in(h), params, b, cfg.activation, fast_linear)
+    h = norms.after_mlp(h, mlp)  # [E, 2n+2B, d]
+
+    for layer in range(1, cfg.n_layers):
+        b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
+        last = layer == cfg.n_layers - 1
+        a_in = norms.attn_in(h)  # [E, 2n+2B, d]
+        rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
+        if last:
+            # Only "=" needs a query: keys and values for every row, the query for position 3 only.
+            k, v = fast_linear(a_in, *_fused(params, b, "KV")).chunk(2, dim=-1)  # [E, 2n+2B, d]
+            a_in3 = a_in.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
+            q3 = fast_linear(a_in3, params[b + "W_Q"], params[b + "b_Q"])  # [E, B, d]
+        else:
+            q, k, v = fast_linear(a_in, *_fused(params, b, "QKV")).chunk(3, dim=-1)
+            _, q1, q2, q3 = q.split(rows, dim=1)  # position 0 needs no query
+        k0, k1, k2, k3 = k.split(rows, dim=1)
+        v0, v1, v2, v3 = v.split(rows, dim=1)
+        # Keys and values of positions 0 and 1 live in per-x tables; fetch each example's rows.
+        per_x = torch.cat([k0, k1, v0, v1], dim=-1)  # [E, n, 4d]
+        k0x, k1x, v0x, v1x = _gather_rows(per_x, fx, E, B).chunk(4, dim=-1)  # [E, B, d] each
+        z3 = _attend(
+            heads(q3),
+            [heads(k0x), heads(k1x), heads(k2), heads(k3)],
+            [heads(v0x), heads(v1x), heads(v2), heads(v3)],
+            scale,
+        )  # [E, B, d]
+        if last:
+            h3 = h.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
+            h3 = norms.after_attn(h3, fast_linear(z3, params[b + "W_O"], params[b + "b_O"]))
+            mlp = _mlp(norms.mlp_in(h3), params, b, cfg.activation, fast_linear)
+            h = norms.after_mlp(h3, mlp)  # [E, B, d]
+            return _unembed(cfg, params, h, fast_linear)  # [E, B, vocab]
+        z = torch.cat(
+            [
+                v0,
+                _attend(heads(q1), [heads(k0), heads(k1)], [heads(v0), heads(v1)], scale),
+                _attend(
+                    heads(q2),
+                    [heads(k0x), heads(k1x), heads(k2)],
+                    [heads(v0x), heads(v1x), heads(v2)],
+                    scale,
+                ),
+                z3,
+            ],
+            dim=1,
+        )  # [E, 2n+2B, d]
+        h = norms.after_attn(h, fast_linear(z, params[b + "W_O"], params[b + "b_O"]))
+        h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, cfg.activation, fast_linear))
+    # Only reached with a single layer: position 3's rows are the last B.
+    return _unembed(cfg, params, h[:, 2 * n + B :], fast_linear)  # [E, B, vocab]
+
+
+# ---------------------------------------------------------------- the authors' network
+
+
+def _openai_input_rows(params: dict[str, Tensor], cfg: ModelConfig, y: Tensor, c: Tensor) -> Tensor:
+    """The first layer's input rows of ``forward_openai_fast``: [<eos> | x per element | op per
+    element | y per example | "=" per example | c per example], embeddings plus positions."""
+    E, B = y.shape
+    n, d, o = cfg.n_elements, cfg.d_model, cfg.element_offset
+    W_E = params["W_E"]
+    pe = openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(y.device)).to(W_E.dtype)  # [6, d]
+    member_rows = (torch.arange(E, device=y.device) * n).view(E, 1)
+
+    def token(i: int, pos: int, rows: int) -> Tensor:  # one constant token at a position
+        return (W_E[:, i : i + 1] + pe[pos]).expand(E, rows, d)  # [E, rows, d]
+
+    def element_rows(idx: Tensor, pos: int) -> Tensor:  # [E, B] element indices -> [E, B, d]
+        flat = W_E[:, o : o + n].reshape(E * n, d)
+        return flat.index_select(0, (idx + member_rows).view(-1)).view(E, B, d) + pe[pos]
+
+    rows = [
+        token(0, 0, 1),  # <eos>
+        W_E[:, o : o + n] + pe[1],  # x, per element
+        token(cfg.op_token, 2, n),  # op, one row per x (they differ from layer 1 on)
+        element_rows(y, 3),
+        token(cfg.eq_token, 4, B),
+        element_rows(c, 5),
+    ]
+    return torch.cat(rows, dim=1)  # [E, 1 + 2n + 3B, d]
+
+
+def forward_openai_fast(
+    params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor
+) -> Tensor:
+    """``grokkit.model.forward_openai_reference`` without dropout, for equations given as element
+    indices x, y, c [E, B] -> logits at "=" and at c [E, B, 2, vocab].
+
+    Cheaper by the task's shape, as ``forward_fast``: with causal attention position 0 (<eos>) is
+    one row for all examples and positions 1 and 2 (x, op) depend on x alone, so they are computed
+    once per element; in the last layer only positions 4 and 5 need queries and an MLP. Rows
+    per layer: [position 0 | per-x 1 | per-x 2 | per-example 3 | 4 | 5]."""
+    E, B = x.shape
+    n, H, dh = cfg.n_elements, cfg.n_heads, cfg.d_head
+    scale = 1.0 / math.sqrt(dh)
+    fx = (x + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)  # rows of [E*n] tables
+    h = _openai_input_rows(params, cfg, y, c)  # [E, 1 + 2n + 3B, d]
+
+    def heads(t: Tensor) -> Tensor:  # [E, R, d] -> [E, R, H, dh]
+        return t.unflatten(-1, (H, dh))
+
+    def ln(b: str, i: int) -> tuple[Tensor, Tensor]:  # LayerNorm i's weight and bias
+        return params[f"{b}ln{i}_w"], params[f"{b}ln{i}_b"]
+
+    def post_ln_block(h: Tensor, z: Tensor, b: str) -> Tensor:  # a1 = LN(h + W_O z), LN(a1 + FFN)
+        h = _layer_norm(h + fast_linear(z, params[b + "W_O"], None), *ln(b, 1))
+        return _layer_norm(h + _mlp_nobias(h, params, b, cfg.activation, fast_linear), *ln(b, 2))
+
+    rows = [1, n, n, B, B, B]
+    for layer in range(cfg.n_layers):
+        b = f"blocks.{layer}."
+        last = layer == cfg.n_layers - 1
+        W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
+        q, k, v = fast_linear(h, W_QKV, None).chunk(3, dim=-1)  # [E, 1 + 2n + 3B, d] each
+        q = q.split(rows, dim=1)
+        k0, k1, k2, k3, k4, k5 = (heads(t) for t in k.split(rows, dim=1))
+        v0, v1, v2, v3, v4, v5 = (heads(t) for t in v.split(rows, dim=1))
+        # Keys and values of positions 1 and 2 live in per-x tables; fetch each example's rows.
+        per_x = torch.cat([k1, k2, v1, v2], dim=2).flatten(2)  # [E, n, 4d]
+        k1x, k2x, v1x, v2x = (heads(t) for t in _gather_rows(per_x, fx, E, B).chunk(4, dim=-1))
+        ks, vs = [k0, k1x, k2x, k3, k4, k5], [v0, v1x, v2x, v3, v4, v5]
+        z4 = _attend(heads(q[4]), ks[:5], vs[:5], scale)  # [E, B, d]
+        z5 = _attend(heads(q[5]), ks, vs, scale)  # [E, B, d]
+        if last:  # only "=" and c are read out: their rows alone go on
+            h45 = h.split([1 + 2 * n + B, 2 * B], dim=1)[1]  # [E, 2B, d]
+            h45 = post_ln_block(h45, torch.cat([z4, z5], dim=1), b)  # [E, 2B, d]
+            logits = fast_linear(h45, params["W_U"], None)  # [E, 2B, vocab]
+            return logits.view(E, 2, B, -1).transpose(1, 2)  # [E, B, 2, vocab]
+        z = torch.cat(
+            [
+                v0.flatten(2),  # <eos> attends only to itself
+                _attend(heads(q[1]), [k0, k1], [v0, v1], scale),
+                _attend(heads(q[2]), [k0, k1, k2], [v0, v1, v2], scale),
+                _attend(heads(q[3]), ks[:4], vs[:4], scale),
+                z4,
+                z5,
+            ],
+            dim=1,
+        )  # [E, 1 + 2n + 3B, d]
+        h = post_ln_block(h, z, b)
+    raise AssertionError("unreachable: the last layer returns")

@@ -1,0 +1,126 @@
+"""Each run setting declared once, on its field.
+
+A field of ``RunConfig`` or ``OptimizerConfig`` that a user sets is declared with
+``setting(default, group, help, ...)`` in place of a bare default. The field's type and default
+stay the dataclass's own, so ``to_dict``, run names and hashes do not see the declaration; its
+metadata says how the setting is given from outside: the one-line help, the group it is listed
+under, its flag where that is not the field's name, the values it takes, words for a default
+that is not a value (``--seed``, ``never``), whether a sweep may vary it, and the setting it
+needs to have any effect.
+
+``declared(cls, ...)`` reads the declarations back as ``Setting`` records. From them
+``grokkit.cli.run_flags`` builds the flags of ``train`` and ``sweep``, whose help shows each
+default from the field, and the README's flag table (a test checks that the README holds the
+table the declarations give). This module knows nothing of argparse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+
+_KEY = "grokkit.setting"
+
+
+def setting(
+    default,
+    group: str,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices: typing.Iterable[str] | None = None,
+    metavar: str | None = None,
+    default_text: str | None = None,
+    axis: bool = True,
+    only_with: tuple[str, tuple[str, ...]] | None = None,
+):
+    """A dataclass field holding ``default``, declared as a setting a user gives.
+
+    group: where the flag is listed (a key of ``grokkit.cli.run_flags.GROUPS``). help: what the
+    setting does, in one line, without its default (shown from the field). flag: default
+    ``--field-name``. choices: the only values it takes; metavar: the placeholder shown for its
+    value (choices are then listed in the help). default_text: the default in words, where the
+    value alone would not say it (``None`` standing for "the recipe's"). axis: whether a sweep may
+    give several values (schedule settings are shared by a population's members). only_with:
+    ``(field, values)``: the setting acts only when that field holds one of those values, and a
+    flag given without them is refused rather than ignored."""
+    declared = {
+        "group": group,
+        "help": help,
+        "flag": flag,
+        "choices": None if choices is None else tuple(choices),
+        "metavar": metavar,
+        "default_text": default_text,
+        "axis": axis,
+        "only_with": only_with,
+    }
+    return dataclasses.field(default=default, metadata={_KEY: declared})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as the command line and the documentation read it."""
+
+    name: str  # the field's name, as config.json and ``RunConfig.with_changes`` know it
+    owner: type  # the dataclass declaring it (RunConfig or OptimizerConfig)
+    kind: type  # int, float, str or bool: the field's type, None aside
+    default: object
+    group: str
+    help: str
+    flag: str  # "--layers"
+    choices: tuple[str, ...] | None
+    metavar: str | None
+    default_text: str  # the default as help and README show it
+    axis: bool
+    only_with: tuple[str, tuple[str, ...]] | None
+
+    @property
+    def dest(self) -> str:
+        """The flag's attribute on parsed arguments (``--d-model``: ``d_model``)."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+def _kind(hint) -> type:
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if union else [hint]
+    if len(kinds) != 1:
+        raise TypeError(f"a setting has one type besides None, not {hint}")
+    return kinds[0]
+
+
+def _default_text(default) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def declared(*classes: type) -> tuple[Setting, ...]:
+    """The declared settings of these dataclasses, each class's in field order."""
+    out = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if _KEY not in f.metadata:
+                continue
+            d = f.metadata[_KEY]
+            out.append(
+                Setting(
+                    name=f.name,
+                    owner=cls,
+                    kind=_kind(hints[f.name]),
+                    default=f.default,
+                    group=d["group"],
+                    help=d["help"],
+                    flag=d["flag"] or "--" + f.name.replace("_", "-"),
+                    choices=d["choices"],
+                    metavar=d["metavar"],
+                    default_text=d["default_text"] or _default_text(f.default),
+                    axis=d["axis"],
+                    only_with=d["only_with"],
+                )
+            )
+    return tuple(out)
