@@ -24,6 +24,8 @@ demo: setup
 		--steps 20000 --stop-after-val-99 200 --out $(DEMO_OUT)
 
 test: setup
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 test-slow: setup

@@ -35,8 +35,15 @@ class Block(nn.Module):
 
 
 class PlainTransformer(nn.Module):
-    def __init__(self, vocab: int, d: int = 128, heads: int = 4, layers: int = 2, d_mlp: int = 512,
-                 seq: int = 4):  # fmt: skip
+    def __init__(
+        self,
+        vocab: int,
+        d: int = 128,
+        heads: int = 4,
+        layers: int = 2,
+        d_mlp: int = 512,
+        seq: int = 4,
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.randn(seq, d))
@@ -55,20 +62,27 @@ class PlainTransformer(nn.Module):
 
     @torch.no_grad()
     def load_grokkit(self, params: dict[str, Tensor], member: int = 0) -> "PlainTransformer":
-        """Copy member ``member`` of grokkit's stacked weights (x @ W convention) into this model."""
+        """Copy member ``member`` of grokkit's stacked weights (x @ W convention) into this
+        model."""
         p = {k: v[member] for k, v in params.items()}
         self.embed.weight.copy_(p["W_E"])
         self.pos.copy_(p["W_pos"])
         for i, blk in enumerate(self.blocks):
             b = f"blocks.{i}."
-            blk.ln1.weight.copy_(p[b + "ln1_w"]); blk.ln1.bias.copy_(p[b + "ln1_b"])  # noqa: E702
-            blk.ln2.weight.copy_(p[b + "ln2_w"]); blk.ln2.bias.copy_(p[b + "ln2_b"])  # noqa: E702
-            blk.attn.in_proj_weight.copy_(torch.cat([p[b + "W_Q"], p[b + "W_K"], p[b + "W_V"]], 1).T)
+            blk.ln1.weight.copy_(p[b + "ln1_w"])
+            blk.ln1.bias.copy_(p[b + "ln1_b"])  # noqa: E702
+            blk.ln2.weight.copy_(p[b + "ln2_w"])
+            blk.ln2.bias.copy_(p[b + "ln2_b"])  # noqa: E702
+            blk.attn.in_proj_weight.copy_(
+                torch.cat([p[b + "W_Q"], p[b + "W_K"], p[b + "W_V"]], 1).T
+            )
             blk.attn.in_proj_bias.copy_(torch.cat([p[b + "b_Q"], p[b + "b_K"], p[b + "b_V"]]))
             blk.attn.out_proj.weight.copy_(p[b + "W_O"].T)
             blk.attn.out_proj.bias.copy_(p[b + "b_O"])
-            blk.mlp[0].weight.copy_(p[b + "W_in"].T); blk.mlp[0].bias.copy_(p[b + "b_in"])  # noqa: E702
-            blk.mlp[2].weight.copy_(p[b + "W_out"].T); blk.mlp[2].bias.copy_(p[b + "b_out"])  # noqa: E702
+            blk.mlp[0].weight.copy_(p[b + "W_in"].T)
+            blk.mlp[0].bias.copy_(p[b + "b_in"])  # noqa: E702
+            blk.mlp[2].weight.copy_(p[b + "W_out"].T)
+            blk.mlp[2].bias.copy_(p[b + "b_out"])  # noqa: E702
         self.ln_f.weight.copy_(p["ln_f_w"])
         self.ln_f.bias.copy_(p["ln_f_b"])
         self.unembed.weight.copy_(p["W_U"].T)
@@ -78,11 +92,19 @@ class PlainTransformer(nn.Module):
 class PlainTrainer:
     """One training step = forward, loss at "=", backward, AdamW step, warm-up schedule step."""
 
-    def __init__(self, model: PlainTransformer, lr: float = 1e-3, weight_decay: float = 1.0,
-                 betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-8, warmup: int = 10):  # fmt: skip
+    def __init__(
+        self,
+        model: PlainTransformer,
+        lr: float = 1e-3,
+        weight_decay: float = 1.0,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-8,
+        warmup: int = 10,
+    ):
         self.model = model
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, eps=eps,
-                                     weight_decay=weight_decay)  # fmt: skip
+        self.opt = torch.optim.AdamW(
+            model.parameters(), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay
+        )
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
         )

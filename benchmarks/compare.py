@@ -47,8 +47,14 @@ def make_baseline(pop: Population) -> tuple[PlainTransformer, PlainTrainer]:
     model = PlainTransformer(cfg.vocab_size, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_mlp)
     model.load_grokkit(pop.parameters())
     o = pop.configs[0].optimizer
-    trainer = PlainTrainer(model, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, o.beta2),
-                           eps=o.eps, warmup=o.warmup_steps)  # fmt: skip
+    trainer = PlainTrainer(
+        model,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        betas=(o.beta1, o.beta2),
+        eps=o.eps,
+        warmup=o.warmup_steps,
+    )
     return model, trainer
 
 
@@ -112,9 +118,12 @@ def time_steps(steps: int, warmup: int) -> dict:
         "ms_per_step_ours": round(ms_ours, 2),
         "ms_per_step_baseline": round(ms_base, 2),
         "speedup": round(ms_base / ms_ours, 2),
-        "speedup_paired_blocks": {"blocks": len(paired), "median": round(quartiles[1], 2),
-                                  "quartiles": [round(quartiles[0], 2), round(quartiles[2], 2)],
-                                  "range": [round(paired[0], 2), round(paired[-1], 2)]},  # fmt: skip
+        "speedup_paired_blocks": {
+            "blocks": len(paired),
+            "median": round(quartiles[1], 2),
+            "quartiles": [round(quartiles[0], 2), round(quartiles[2], 2)],
+            "range": [round(paired[0], 2), round(paired[-1], 2)],
+        },
         "eval_ms_ours": round(1000 * statistics.median(t_eval), 1),
         "same_function_check": check,
     }
@@ -125,9 +134,22 @@ def time_to_grok(max_steps: int) -> dict:
     validation accuracy first reaches 99 % (stop rule of 1 step), evaluations included."""
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "grok"
-        command = [sys.executable, "-m", "grokkit.cli", "train", "--steps", str(max_steps),
-                   "--stop-after-val-99", "1", "--quiet", "--no-plot", "--device", "cpu",
-                   "--out", str(run_dir)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "grokkit.cli",
+            "train",
+            "--steps",
+            str(max_steps),
+            "--stop-after-val-99",
+            "1",
+            "--quiet",
+            "--no-plot",
+            "--device",
+            "cpu",
+            "--out",
+            str(run_dir),
+        ]
         start = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         total = time.perf_counter() - start
@@ -139,7 +161,9 @@ def time_to_grok(max_steps: int) -> dict:
         "grok_steps": step,
         "grok_wall_s": None if wall is None else round(float(wall), 1),
         "grok_evaluations": sum(1 for r in rows if step is None or r["step"] <= step),
-        "grok_process_total_s": round(total, 1),  # + interpreter start-up, imports, set-up, last checkpoint
+        "grok_process_total_s": round(
+            total, 1
+        ),  # + interpreter start-up, imports, set-up, last checkpoint
     }
 
 
@@ -156,24 +180,32 @@ def population_scaling(sizes: list[int], steps: int, rounds: int) -> dict:
                 pop.step()
             times[E].append((time.perf_counter() - start) / steps)
     return {
-        str(E): {"ms_per_step": round(1000 * statistics.median(t), 2),
-                 "member_steps_per_s": round(E / statistics.median(t), 1)}  # fmt: skip
+        str(E): {
+            "ms_per_step": round(1000 * statistics.median(t), 2),
+            "member_steps_per_s": round(E / statistics.median(t), 1),
+        }
         for E, t in times.items()
     }
 
 
 def check_arguments(args: argparse.Namespace) -> list[int]:
     """The population sizes to time; an InputError naming the first bad flag."""
-    for flag, value, least in (("--threads", args.threads, 0), ("--steps", args.steps, 1),
-                               ("--warmup", args.warmup, 0), ("--grok-max-steps", args.grok_max_steps, 1),
-                               ("--population-steps", args.population_steps, 1),
-                               ("--population-rounds", args.population_rounds, 1)):  # fmt: skip
+    for flag, value, least in (
+        ("--threads", args.threads, 0),
+        ("--steps", args.steps, 1),
+        ("--warmup", args.warmup, 0),
+        ("--grok-max-steps", args.grok_max_steps, 1),
+        ("--population-steps", args.population_steps, 1),
+        ("--population-rounds", args.population_rounds, 1),
+    ):
         if value < least:
             raise InputError(f"{flag} must be at least {least}, got {value}")
     try:
         sizes = [int(s) for s in args.populations.split(",") if s.strip()]
     except ValueError:
-        raise InputError(f"--populations takes comma-separated integers, got {args.populations!r}") from None
+        raise InputError(
+            f"--populations takes comma-separated integers, got {args.populations!r}"
+        ) from None
     if any(size < 1 for size in sizes):
         raise InputError(f"--populations sizes must be at least 1, got {args.populations!r}")
     return sizes
@@ -201,18 +233,29 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     result: dict = {
-        "machine": {"cpu": cpu_model(), "cores": cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "load_average": load_average()},  # fmt: skip
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "load_average": load_average(),
+        },
     }
     result["step"] = time_steps(args.steps, args.warmup)
-    result["machine"].update(tuning.current().as_dict())  # the path grokkit picked (and its timings)
+    result["machine"].update(
+        tuning.current().as_dict()
+    )  # the path grokkit picked (and its timings)
     if not args.json:
         s = result["step"]
         p = s["speedup_paired_blocks"]
-        print(f"step: ours {s['ms_per_step_ours']} ms, baseline {s['ms_per_step_baseline']} ms, "
-              f"speedup {s['speedup']}x (block pairs: median {p['median']}x, quartiles "
-              f"{p['quartiles'][0]}-{p['quartiles'][1]}x over {p['blocks']}); evaluation {s['eval_ms_ours']} ms; "
-              f"same function: {s['same_function_check']}", flush=True)  # fmt: skip
+        print(
+            f"step: ours {s['ms_per_step_ours']} ms, baseline {s['ms_per_step_baseline']} ms, "
+            f"speedup {s['speedup']}x (block pairs: median {p['median']}x, quartiles "
+            f"{p['quartiles'][0]}-{p['quartiles'][1]}x over {p['blocks']}); "
+            f"evaluation {s['eval_ms_ours']} ms; "
+            f"same function: {s['same_function_check']}",
+            flush=True,
+        )
     if not args.skip_grok:
         result["grok"] = time_to_grok(args.grok_max_steps)
         if not args.json:
@@ -223,7 +266,10 @@ def main() -> int:
         print(json.dumps(result))
     else:
         for E, r in result["population"].items():
-            print(f"E={E:>3}: {r['ms_per_step']:8.2f} ms/step  {r['member_steps_per_s']:8.1f} member-steps/s")
+            print(
+                f"E={E:>3}: {r['ms_per_step']:8.2f} ms/step  "
+                f"{r['member_steps_per_s']:8.1f} member-steps/s"
+            )
         print(f"machine: {result['machine']}")
     return 0
 

@@ -15,7 +15,7 @@ from grokkit.config import RunConfig
 
 
 @pytest.fixture(autouse=True)
-def _two_threads():
+def _one_thread():
     # One thread: tiny test models run fastest on one, and two processes each spinning two
     # OpenMP threads on two cores slow each other down a hundredfold.
     torch.set_num_threads(1)
@@ -23,6 +23,16 @@ def _two_threads():
 
 def tiny_run(**changes) -> RunConfig:
     """A run small enough to train a few dozen steps in well under a second."""
-    base = RunConfig(operation="x+y", modulus=11, train_fraction=0.5, steps=20, eval_every=5,
-                     checkpoint_every=10, n_layers=2, d_model=32, n_heads=4, d_mlp=64)  # fmt: skip
+    base = RunConfig(
+        operation="x+y",
+        modulus=11,
+        train_fraction=0.5,
+        steps=20,
+        eval_every=5,
+        checkpoint_every=10,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_mlp=64,
+    )
     return base.with_changes(**{"batch_size": 16, **changes})

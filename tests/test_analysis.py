@@ -183,12 +183,16 @@ def test_translation_rates_find_the_shift_that_orders_a_circle():
 
     p, step = 31, 3
     table = (np.arange(p)[:, None] + np.arange(p)[None, :]) % p  # a + b mod p
-    position = (np.arange(p) * pow(step, -1, p)) % p  # x sits at slot x / 3, so x + 3 is the next slot
+    position = (
+        np.arange(p) * pow(step, -1, p)
+    ) % p  # x sits at slot x / 3, so x + 3 is the next slot
     angle = 2 * np.pi * position / p
     circle = np.stack([np.cos(angle), np.sin(angle)], axis=1)
     rates = translation_neighbour_rates(circle, table, k=2)
     assert rates["right"][step] == 1.0 and rates["right"][p - step] == 1.0
-    assert rates["right"][8] == 0.0 and rates["right"][0] == 0.0  # identity: a point is not its own neighbour
+    assert (
+        rates["right"][8] == 0.0 and rates["right"][0] == 0.0
+    )  # identity: a point is not its own neighbour
     np.testing.assert_array_equal(rates["left"], rates["right"])  # a commutative table
     assert rates["chance"] == pytest.approx(2 / 30)
     random = translation_neighbour_rates(np.random.default_rng(0).normal(size=(p, 2)), table, k=2)

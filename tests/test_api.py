@@ -3,7 +3,6 @@ and a sweep's progress across workers."""
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_run
 
 import grokkit
 from grokkit import runs
@@ -21,8 +21,6 @@ from grokkit.model import forward_reference
 from grokkit.sweep import config_hash, expand_grid, run_name, run_sweep
 from grokkit.sweep.progress import SweepProgress
 from grokkit.train import train_runs
-
-from conftest import tiny_run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -37,8 +35,11 @@ def snapshot_run(tmp_path_factory) -> Path:
 
 def test_readme_example_runs_as_written(tmp_path, monkeypatch):
     text = README.read_text()
-    block = re.search(r"<!-- README example: tests/test_api.py runs this block -->\n```python\n(.*?)```",
-                      text, re.S)  # fmt: skip
+    block = re.search(
+        r"<!-- README example: tests/test_api.py runs this block -->\n```python\n(.*?)```",
+        text,
+        re.S,
+    )
     assert block, "the README's notebook example is missing"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
@@ -78,7 +79,9 @@ def test_snapshots_hold_the_weights_of_their_step(snapshot_run):
     latest = runs.load_checkpoint(snapshot_run)
     assert torch.equal(runs.load_snapshot(snapshot_run, 20), latest["flat"])
     previous = torch.load(snapshot_run / runs.PREVIOUS_CHECKPOINT, weights_only=True)  # step 10
-    assert previous["step"] == 10 and torch.equal(runs.load_snapshot(snapshot_run, 10), previous["flat"])
+    assert previous["step"] == 10 and torch.equal(
+        runs.load_snapshot(snapshot_run, 10), previous["flat"]
+    )
     assert not torch.equal(runs.load_snapshot(snapshot_run, 0), runs.load_snapshot(snapshot_run, 5))
     assert run.model(step=5).step == 5
 
@@ -113,9 +116,18 @@ def test_a_field_added_later_keeps_existing_run_names():
     # Names that grokkit 0.1 (commit 9756eea) gave these runs: re-running an old sweep must find
     # its folders, whatever fields were added since.
     assert config_hash(RunConfig()) == "10fe3bcc"
-    assert run_name(RunConfig(operation="s5_xy", train_fraction=0.3, seed=2)) == "s5_xy-f0.300-adamw-k0-s2-f9a20e1c"
-    for changed in ({"snapshot_every": 100}, {"grad_filter": "ema"}, {"loss": "stablemax"},
-                    {"orthogonal_grad": True}, {"init_scale": 2.0}, {"l2": 0.005}):  # fmt: skip
+    assert (
+        run_name(RunConfig(operation="s5_xy", train_fraction=0.3, seed=2))
+        == "s5_xy-f0.300-adamw-k0-s2-f9a20e1c"
+    )
+    for changed in (
+        {"snapshot_every": 100},
+        {"grad_filter": "ema"},
+        {"loss": "stablemax"},
+        {"orthogonal_grad": True},
+        {"init_scale": 2.0},
+        {"l2": 0.005},
+    ):
         assert config_hash(RunConfig().with_changes(**changed)) != "10fe3bcc", changed
 
 
@@ -162,7 +174,10 @@ def test_export_cli_writes_a_model_with_equal_logits(snapshot_run, tmp_path, cap
     from grokkit.export import load_hooked_transformer
 
     out = tmp_path / "tl"
-    assert main(["export", str(snapshot_run), "--to", "transformer-lens", str(out), "--step", "10"]) == 0
+    assert (
+        main(["export", str(snapshot_run), "--to", "transformer-lens", str(out), "--step", "10"])
+        == 0
+    )
     assert "step 10" in capsys.readouterr().out
     hooked = load_hooked_transformer(out)
     model = grokkit.load_run(snapshot_run).model(step=10)
@@ -175,11 +190,18 @@ def test_export_cli_writes_a_model_with_equal_logits(snapshot_run, tmp_path, cap
 
 def test_progress_counts_every_step_and_drops_what_an_early_stop_leaves():
     ended = []
-    progress = SweepProgress({"a": ("run-a", 0, 100), "b": ("run-b", 20, 120)},
-                             on_run_ended=lambda n, s: ended.append(n), description="t",
-                             enabled=False, runs_done=1, runs_total=3)  # fmt: skip
+    progress = SweepProgress(
+        {"a": ("run-a", 0, 100), "b": ("run-b", 20, 120)},
+        on_run_ended=lambda n, s: ended.append(n),
+        description="t",
+        enabled=False,
+        runs_done=1,
+        runs_total=3,
+    )
     progress.advanced(2)  # a population of two took a step
-    progress.drain(_Queue([("steps", 58), ("ended", "a", {"steps_done": 30, "status": "stopped_early"})]))
+    progress.drain(
+        _Queue([("steps", 58), ("ended", "a", {"steps_done": 30, "status": "stopped_early"})])
+    )
     assert progress.steps_done == 60 and progress.steps_total == 200 - (100 - 30)
     progress.run_ended("a", {"steps_done": 30})  # reported again at the group's end: once only
     assert ended == ["run-a"] and progress.runs_done == 2
@@ -198,8 +220,9 @@ class _Queue:
 
 def test_sweep_progress_across_worker_processes(tmp_path, capsys):
     configs = expand_grid(tiny_run(steps=30), {"operation": ["x+y", "x-y"]})
-    configs.append(tiny_run(steps=30, operation="x-y", seed=1, stop_after_val_99=1,
-                            train_fraction=0.9))  # fmt: skip
+    configs.append(
+        tiny_run(steps=30, operation="x-y", seed=1, stop_after_val_99=1, train_fraction=0.9)
+    )
     results = run_sweep(configs, tmp_path / "sweep", jobs=2, progress=True)
     err = capsys.readouterr().err
     for r in results:  # a line per run as it ends

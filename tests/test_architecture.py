@@ -31,7 +31,9 @@ def module_names() -> dict[str, Path]:
 
 
 def library_modules() -> list[str]:
-    return sorted(m for m in module_names() if not m.startswith("grokkit.cli") and not m.endswith("__main__"))
+    return sorted(
+        m for m in module_names() if not m.startswith("grokkit.cli") and not m.endswith("__main__")
+    )
 
 
 def test_importing_every_library_module_never_imports_the_command_line():
@@ -60,8 +62,11 @@ def _imports(path: Path, names: dict[str, Path]) -> set[str]:
 
 
 def test_only_the_command_line_knows_argparse():
-    offenders = [m for m, p in module_names().items()
-                 if not m.startswith("grokkit.cli") and "argparse" in _imports(p, module_names())]  # fmt: skip
+    offenders = [
+        m
+        for m, p in module_names().items()
+        if not m.startswith("grokkit.cli") and "argparse" in _imports(p, module_names())
+    ]
     assert offenders == []
 
 
@@ -75,7 +80,7 @@ def test_the_import_graph_has_no_circles():
         on_path.append(m)
         for t in sorted(edges[m]):
             if t in on_path:
-                circles.append(on_path[on_path.index(t):] + [t])
+                circles.append(on_path[on_path.index(t) :] + [t])
             elif t not in seen:
                 visit(t)
         on_path.pop()
@@ -164,4 +169,6 @@ def test_loggers_receive_exactly_the_rows_of_metrics_csv(tmp_path):
         assert logger.config == c
         assert logger.summary == s
         assert [r["step"] for r in logger.rows] == [r["step"] for r in runs.read_metrics(d)]
-        assert [r["val_accuracy"] for r in logger.rows] == [r["val_accuracy"] for r in runs.read_metrics(d)]
+        assert [r["val_accuracy"] for r in logger.rows] == [
+            r["val_accuracy"] for r in runs.read_metrics(d)
+        ]

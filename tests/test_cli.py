@@ -21,13 +21,33 @@ import torch
 from grokkit.cli import main
 
 TINY = [
-    "--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "2", "--d-mlp", "64",
-    "--layers", "1", "--quiet", "--device", "cpu",
-]  # fmt: skip
+    "--op",
+    "x+y",
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "2",
+    "--d-mlp",
+    "64",
+    "--layers",
+    "1",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 SUMMARY_KEYS = {
-    "steps_done", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy",
-    "steps_to_train_99", "steps_to_val_99", "wall_seconds",
-}  # fmt: skip
+    "steps_done",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "best_val_accuracy",
+    "steps_to_train_99",
+    "steps_to_val_99",
+    "wall_seconds",
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -77,10 +97,23 @@ def assert_bad_input(code: int, out: str, err: str, keyword: str) -> None:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
-    """One tiny completed run (20 steps), shared; tests using it only try (and fail) to change it."""
+    """One tiny completed run (20 steps), shared; tests using it only try (and fail) to change
+    it."""
     out = tmp_path_factory.mktemp("shared") / "run"
-    code = main(["train", *TINY, "--steps", "20", "--eval-every", "10", "--checkpoint-every", "10",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            *TINY,
+            "--steps",
+            "20",
+            "--eval-every",
+            "10",
+            "--checkpoint-every",
+            "10",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -119,8 +152,9 @@ BAD_TRAIN_FLAGS = [
     pytest.param(["--train-fraction", "1"], "train fraction", id="train-fraction-1"),
     pytest.param(["--train-fraction", "1.5"], "train fraction", id="train-fraction-1.5"),
     pytest.param(["--train-fraction", "-0.1"], "train fraction", id="train-fraction-negative"),
-    pytest.param(["--modulus", "3", "--train-fraction", "0.1"], "training set",
-                 id="training-set-too-small"),
+    pytest.param(
+        ["--modulus", "3", "--train-fraction", "0.1"], "training set", id="training-set-too-small"
+    ),
     pytest.param(["--steps", "-5"], "steps", id="negative-steps"),
     pytest.param(["--optimizer", "sgd"], "optimizer", id="unknown-optimizer"),
     pytest.param(["--lr", "-0.001"], "learning rate", id="negative-lr"),
@@ -128,7 +162,7 @@ BAD_TRAIN_FLAGS = [
     pytest.param(["--batch-size", "0"], "batch size", id="batch-size-0"),
     pytest.param(["--batch-size", "abc"], "batch size", id="batch-size-abc"),
     pytest.param(["--outliers", "40"], "outliers", id="too-many-outliers"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("flags, keyword", BAD_TRAIN_FLAGS)
@@ -185,8 +219,9 @@ def test_out_existing_run_folder_is_not_overwritten(capsys, tmp_path, trained_ru
 
 def test_resume_refuses_run_defining_flags(capsys, trained_run):
     before = snapshot(trained_run)
-    code, out, err = run_cli(capsys, "train", "--resume", trained_run, "--lr", "0.01",
-                             "--quiet", "--device", "cpu")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "train", "--resume", trained_run, "--lr", "0.01", "--quiet", "--device", "cpu"
+    )
     assert_bad_input(code, out, err, "resume")
     assert "--lr" in err
     assert snapshot(trained_run) == before
@@ -194,8 +229,9 @@ def test_resume_refuses_run_defining_flags(capsys, trained_run):
 
 def test_resume_refuses_steps_before_checkpoint(capsys, trained_run):
     before = snapshot(trained_run)
-    code, out, err = run_cli(capsys, "train", "--resume", trained_run, "--steps", "10",
-                             "--quiet", "--device", "cpu")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "train", "--resume", trained_run, "--steps", "10", "--quiet", "--device", "cpu"
+    )
     assert_bad_input(code, out, err, "steps")
     assert "checkpoint" in err
     assert snapshot(trained_run) == before
@@ -212,11 +248,25 @@ def test_real_command_exit_code_and_no_traceback(tmp_path):
     """The installed entry point: exit status 2, one line, no traceback, nothing created."""
     out_dir = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "grokkit.cli", "train", *TINY, "--op", "x/y", "--modulus", "96",
-         "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "grokkit.cli",
+            "train",
+            *TINY,
+            "--op",
+            "x/y",
+            "--modulus",
+            "96",
+            "--out",
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     lines = proc.stderr.splitlines()
@@ -232,7 +282,13 @@ def test_train_writes_run_folder_and_show_reports_it(capsys, tmp_path):
     code, out, err = train(capsys, run, steps=20)
     assert code == 0, err
     assert "Traceback" not in err
-    for name in ("config.json", "metrics.csv", "summary.json", "checkpoints/latest.pt", "curves.png"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/latest.pt",
+        "curves.png",
+    ):
         assert (run / name).is_file(), name
     assert (run / "curves.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -282,8 +338,9 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(capsys, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert train(capsys, a, *sched, steps=40)[0] == 0
     assert train(capsys, b, *sched, steps=20)[0] == 0
-    code, out, err = run_cli(capsys, "train", "--resume", b, "--steps", "40", "--quiet",
-                             "--device", "cpu", "--no-plot")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "train", "--resume", b, "--steps", "40", "--quiet", "--device", "cpu", "--no-plot"
+    )
     assert code == 0, err
 
     assert json.loads((b / "summary.json").read_text())["steps_done"] == 40
@@ -308,8 +365,19 @@ def test_preset_then_individual_knob_overrides(capsys, tmp_path):
     assert cfg["optimizer"]["weight_decay"] == 0
     assert cfg["preset"] == "adam"
 
-    assert train(capsys, tmp_path / "adam05", "--optimizer", "adam", "--weight-decay", "0.5",
-                 "--no-plot", steps=1)[0] == 0  # fmt: skip
+    assert (
+        train(
+            capsys,
+            tmp_path / "adam05",
+            "--optimizer",
+            "adam",
+            "--weight-decay",
+            "0.5",
+            "--no-plot",
+            steps=1,
+        )[0]
+        == 0
+    )
     cfg = json.loads((tmp_path / "adam05" / "config.json").read_text())
     assert cfg["optimizer"]["weight_decay"] == 0.5
 
@@ -327,21 +395,29 @@ def test_full_batch(capsys, tmp_path):
 
 
 def test_bench_json(capsys):
-    code, out, err = run_cli(capsys, "bench", "--json", "--steps", "2", "--warmup", "1",
-                             "--device", "cpu")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "bench", "--json", "--steps", "2", "--warmup", "1", "--device", "cpu"
+    )
     assert code == 0, err
     result = json.loads(out)
     assert isinstance(result, dict)
     assert isinstance(result["ms_per_step"], float) and result["ms_per_step"] > 0
-    assert result["member_steps_per_second"] == pytest.approx(1000 / result["ms_per_step"], rel=0.01)
-    assert result["fused_adamw"] is (hasattr(torch, "_fused_adamw_"))  # the fast optimizer is on by default
+    assert result["member_steps_per_second"] == pytest.approx(
+        1000 / result["ms_per_step"], rel=0.01
+    )
+    assert result["fused_adamw"] is (
+        hasattr(torch, "_fused_adamw_")
+    )  # the fast optimizer is on by default
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--population", "0"], "--population"),
-    (["--steps", "0"], "--steps"),
-    (["--warmup", "-1"], "--warmup"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--population", "0"], "--population"),
+        (["--steps", "0"], "--steps"),
+        (["--warmup", "-1"], "--warmup"),
+    ],
+)
 def test_bench_bad_input_is_one_line(capsys, flags, message):
     code, out, err = run_cli(capsys, "bench", "--device", "cpu", *flags)
     assert code == 2

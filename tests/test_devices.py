@@ -21,13 +21,14 @@ from grokkit.devices import describe_cpuinfo
 from grokkit.errors import GrokkitWarning
 from grokkit.optim import BatchedAdamW, preset
 from grokkit.population import Population
-from grokkit.sweep import default_jobs
-from grokkit.sweep import executors
+from grokkit.sweep import default_jobs, executors
 
 TINY = RunConfig(operation="x+y", modulus=11, n_layers=1, d_model=16, n_heads=2, d_mlp=32)
 VARIANTS = {
     "paper (AdamW)": TINY,
-    "weight noise": TINY.with_changes(optimizer=preset("adam-weight-noise"), preset="adam-weight-noise"),
+    "weight noise": TINY.with_changes(
+        optimizer=preset("adam-weight-noise"), preset="adam-weight-noise"
+    ),
     "full batch, update noise": TINY.with_changes(optimizer=preset("adam-full-batch-update-noise")),
     "dropout": TINY.with_changes(optimizer=preset("adam-dropout")),
     "decay to init": TINY.with_changes(optimizer=preset("adamw-to-init")),
@@ -74,7 +75,9 @@ def test_a_step_keeps_every_tensor_on_the_device_and_never_syncs(name):
             assert not recorder.ops, f"step {step}: {recorder.ops}"
 
 
-@pytest.mark.parametrize("config", [TINY, TINY.with_changes(arch="openai-grok")], ids=["grokkit", "openai-grok"])
+@pytest.mark.parametrize(
+    "config", [TINY, TINY.with_changes(arch="openai-grok")], ids=["grokkit", "openai-grok"]
+)
 def test_the_evaluation_stays_on_the_device_until_its_one_copy(config):
     pop = Population([config, config.with_changes(seed=1)], device="meta")
     recorder = CpuTensors()
@@ -122,8 +125,14 @@ def test_fused_adamw_runs_once_per_set_of_shared_hyperparameters(monkeypatch, lr
     monkeypatch.undo()
     for e, c in enumerate(configs):
         w = flat[e].clone().requires_grad_()
-        reference = torch.optim.AdamW([w], lr=c.lr_at(1), betas=(c.beta1, c.beta2), eps=c.eps,
-                                      weight_decay=c.weight_decay, fused=True)  # fmt: skip
+        reference = torch.optim.AdamW(
+            [w],
+            lr=c.lr_at(1),
+            betas=(c.beta1, c.beta2),
+            eps=c.eps,
+            weight_decay=c.weight_decay,
+            fused=True,
+        )
         w.grad = grad[e].clone()
         reference.step()
         assert torch.equal(got[e], w.detach())
@@ -146,7 +155,11 @@ def test_a_checkpoint_with_a_gpu_noise_state_resumes_on_the_cpu(tmp_path):
 
 def test_a_gpu_checkpoint_of_a_noise_free_run_resumes_without_a_word(recwarn):
     pop = Population([TINY], "cpu")
-    state = {**pop.member_state(0), "noise_generator": torch.zeros(16, dtype=torch.uint8), "noise_device": "cuda"}
+    state = {
+        **pop.member_state(0),
+        "noise_generator": torch.zeros(16, dtype=torch.uint8),
+        "noise_device": "cuda",
+    }
     Population.from_member_states([state]).step()
     assert not [w for w in recwarn if issubclass(w.category, GrokkitWarning)]
 
@@ -204,7 +217,9 @@ model name\t: AMD EPYC
 stepping\t: 1
 flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw
 """
-ZEN4 = _ZEN4_PROCESSOR.format(0) + "\n" + _ZEN4_PROCESSOR.format(1)  # /proc/cpuinfo: one block per processor
+ZEN4 = (
+    _ZEN4_PROCESSOR.format(0) + "\n" + _ZEN4_PROCESSOR.format(1)
+)  # /proc/cpuinfo: one block per processor
 
 
 def test_two_processors_sold_under_one_name_are_told_apart():
@@ -215,9 +230,14 @@ def test_two_processors_sold_under_one_name_are_told_apart():
     assert describe_cpuinfo(ZEN4) == "AMD EPYC (family 25 model 17 stepping 1, Zen 4, AVX-512)"
     assert describe_cpuinfo(zen5) == "AMD EPYC (family 26 model 2 stepping 1, Zen 5, AVX-512)"
     assert describe_cpuinfo(zen3) == "AMD EPYC (family 25 model 17 stepping 1, Zen 3, AVX2)"
-    intel = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel Xeon\nstepping\t: 8\nflags\t: avx2\n"
+    intel = (
+        "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+        "model name\t: Intel Xeon\nstepping\t: 8\nflags\t: avx2\n"
+    )
     assert describe_cpuinfo(intel) == "Intel Xeon (family 6 model 143 stepping 8, AVX2)"
-    assert describe_cpuinfo("processor\t: 0\nflags\t: avx2\n") is None  # no model name: platform's answer
+    assert (
+        describe_cpuinfo("processor\t: 0\nflags\t: avx2\n") is None
+    )  # no model name: platform's answer
 
 
 def test_the_gemm_cache_is_kept_per_processor_not_per_name(monkeypatch):

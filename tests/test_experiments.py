@@ -36,8 +36,10 @@ def read_csv(path: Path) -> list[dict]:
 def summaries(out: Path, name: str) -> list[dict]:
     from grokkit.sweep import run_name
 
-    return [json.loads((out / "runs" / run_name(c) / "summary.json").read_text())
-            for c in figure_runs(name, "smoke")]  # fmt: skip
+    return [
+        json.loads((out / "runs" / run_name(c) / "summary.json").read_text())
+        for c in figure_runs(name, "smoke")
+    ]
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -102,7 +104,9 @@ def test_fig6_records_skipped_combinations(smoke_dir):
     for r in skipped:
         assert 2 * int(r["outliers"]) > int(r["n_train"])
     trained = [r for r in rows if r["status"] == "trained"]
-    assert len(trained) == len({(c.outliers, c.train_fraction) for c in figure_runs("fig6", "smoke")})
+    assert len(trained) == len(
+        {(c.outliers, c.train_fraction) for c in figure_runs("fig6", "smoke")}
+    )
 
 
 def test_fig6_operation_is_a_parameter():
@@ -126,7 +130,9 @@ def test_fig7_measures_every_seed_at_the_half_grokked_step(smoke_dir):
     first = [s["steps_to_val_99"] for s in summaries(smoke_dir, "fig7")]
     for r, d, c in zip(rows, dirs, configs):
         # T is chosen within each architecture's seeds.
-        T = half_grokked_step([f for f, o in zip(first, configs) if o.arch == c.arch], snapshot_steps(dirs[0]))
+        T = half_grokked_step(
+            [f for f, o in zip(first, configs) if o.arch == c.arch], snapshot_steps(dirs[0])
+        )
         assert int(r["step_T"]) == T
         at_T = [m["val_accuracy"] for m in read_metrics(d) if m["step"] == T]
         assert float(r["val_accuracy_at_T"]) == pytest.approx(at_T[0], abs=0)
@@ -157,22 +163,36 @@ def test_the_laptop_figures_train_the_papers_tasks():
 
 
 def test_fig3_has_one_row_per_element(smoke_dir):
-    """Panels: (grokkit, S5), (grokkit, x+y), (openai-grok, S5), (openai-grok, x+y); one seed at smoke."""
+    """Panels: (grokkit, S5), (grokkit, x+y), (openai-grok, S5), (openai-grok, x+y); one seed at
+    smoke."""
     rows = read_csv(smoke_dir / "fig3.csv")
-    for panel, arch, n in (("0", "grokkit", 120), ("1", "grokkit", 11), ("2", "openai-grok", 120),
-                           ("3", "openai-grok", 11)):  # fmt: skip
+    for panel, arch, n in (
+        ("0", "grokkit", 120),
+        ("1", "grokkit", 11),
+        ("2", "openai-grok", 120),
+        ("3", "openai-grok", 11),
+    ):
         mine = [r for r in rows if r["panel"] == panel]
         assert len(mine) == n and {r["arch"] for r in mine} == {arch}
         r = mine[0]
         assert float(r["translation_chance"]) == pytest.approx(5 / (n - 1))
         assert 0 <= float(r["best_translation_rate"]) <= 1
-        assert 0 < float(r["best_translation_p"]) <= 1 and 0 < float(r["best_translation_combined_p"]) <= 1
+        assert (
+            0 < float(r["best_translation_p"]) <= 1
+            and 0 < float(r["best_translation_combined_p"]) <= 1
+        )
     for s5_panel, add_panel in (("0", "1"), ("2", "3")):
         s5, add = (next(r for r in rows if r["panel"] == p) for p in (s5_panel, add_panel))
         assert s5["shift_8_neighbour_rate"] == "" and add["shift_8_neighbour_rate"] != ""
-        assert s5["learned_cosets"].startswith(("x<", "<")) and add["learned_cosets"] == ""  # S5 only
-        # The paper's structures, tested: the best conjugate's cosets and x -> x+8, each with a shuffle p.
-        assert s5["paper_structure"].startswith(("x<", "<")) and 0 < float(s5["paper_structure_p"]) <= 1
+        assert (
+            s5["learned_cosets"].startswith(("x<", "<")) and add["learned_cosets"] == ""
+        )  # S5 only
+        # The paper's structures, tested: the best conjugate's cosets and x -> x+8, each with a
+        # shuffle p.
+        assert (
+            s5["paper_structure"].startswith(("x<", "<"))
+            and 0 < float(s5["paper_structure_p"]) <= 1
+        )
         assert float(s5["paper_structure_chance"]) == pytest.approx(12 * 10 * 9 / (120 * 119))
         assert add["paper_structure"] == "x -> x+8" and 0 < float(add["paper_structure_p"]) <= 1
         assert add["shift_8_p"] == add["paper_structure_p"]
@@ -191,12 +211,15 @@ def test_censored_median_counts_unreached_runs_as_beyond_budget():
     assert censored_median([100, 200], 1000) == (150.0, False)
 
 
-@pytest.mark.parametrize("argv", [
-    ["reproduce", "fig99", "--out", "x"],
-    ["reproduce", "fig3", "--scale", "huge", "--out", "x"],
-    ["reproduce", "fig3", "--scale", "smoke"],
-    ["reproduce", "fig6", "--op", "nope", "--scale", "smoke", "--out", "x"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reproduce", "fig99", "--out", "x"],
+        ["reproduce", "fig3", "--scale", "huge", "--out", "x"],
+        ["reproduce", "fig3", "--scale", "smoke"],
+        ["reproduce", "fig6", "--op", "nope", "--scale", "smoke", "--out", "x"],
+    ],
+)
 def test_reproduce_bad_input_exits_2(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
@@ -210,18 +233,36 @@ def test_reproduce_list_names_every_target(capsys):
     out = capsys.readouterr().out
     for name in FIGURES:
         assert name in out
-    assert len(FIGURES) == 11  # the paper's eight figures, then grokfast, stablemax, progress-measures
+    assert (
+        len(FIGURES) == 11
+    )  # the paper's eight figures, then grokfast, stablemax, progress-measures
 
 
 def test_reproduce_cli_writes_figure_and_report(tmp_path, capsys):
     out = tmp_path / "fig"
-    assert main(["reproduce", "fig4", "--scale", "smoke", "--out", str(out), "--device", "cpu",
-                 "--jobs", "1", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "reproduce",
+                "fig4",
+                "--scale",
+                "smoke",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--jobs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (out / "fig4.png").read_bytes()[:8] == PNG_MAGIC
     assert "## fig4:" in (out / REPORT).read_text()
 
 
-# ---------------------------------------------------------------- the methods that followed the paper
+# -------------------------------------------------------------- the methods that followed the paper
 
 
 def test_grokfast_runs_are_the_authors_recipe():
@@ -233,11 +274,25 @@ def test_grokfast_runs_are_the_authors_recipe():
     for c in configs:
         assert (c.operation, c.modulus, c.train_fraction, c.activation) == ("x*y", 97, 0.5, "gelu")
         o = c.optimizer
-        assert (o.lr, o.weight_decay, o.beta1, o.beta2, o.warmup_steps) == (1e-3, 0.0, 0.9, 0.98, 10)
+        assert (o.lr, o.weight_decay, o.beta1, o.beta2, o.warmup_steps) == (
+            1e-3,
+            0.0,
+            0.9,
+            0.98,
+            10,
+        )
         assert o.resolve_batch_size(len(c.split(97 * 96)[0])) == 512
     ema, ma = by_filter["ema"], by_filter["ma"]
-    assert (ema.grad_filter_alpha, ema.effective_grad_filter_lambda, ema.optimizer.l2) == (0.98, 2.0, 0.005)
-    assert (ma.grad_filter_window, ma.effective_grad_filter_lambda, ma.optimizer.l2) == (100, 5.0, 0.01)
+    assert (ema.grad_filter_alpha, ema.effective_grad_filter_lambda, ema.optimizer.l2) == (
+        0.98,
+        2.0,
+        0.005,
+    )
+    assert (ma.grad_filter_window, ma.effective_grad_filter_lambda, ma.optimizer.l2) == (
+        100,
+        5.0,
+        0.01,
+    )
     assert by_filter["none"].optimizer.l2 == 0.0
 
 
@@ -248,8 +303,13 @@ def test_grokfast_steps_to_threshold_and_verdict(monkeypatch):
 
     rows = {"none": [0.1, 0.5, 0.96], "ema": [0.2, 0.97, 1.0], "ma": [0.1, 0.9, 0.94]}
     results = [SimpleNamespace(config=c, run_dir=c.grad_filter) for c in grokfast.runs("laptop")]
-    monkeypatch.setattr(grokfast, "read_metrics", lambda run_dir: [
-        {"step": 1000 * (i + 1), "val_accuracy": v} for i, v in enumerate(rows[run_dir])])
+    monkeypatch.setattr(
+        grokfast,
+        "read_metrics",
+        lambda run_dir: [
+            {"step": 1000 * (i + 1), "val_accuracy": v} for i, v in enumerate(rows[run_dir])
+        ],
+    )
     assert grokfast.steps_to(grokfast.read_metrics("ema")) == 2000
     assert grokfast.steps_to(grokfast.read_metrics("ma")) is None
     text = grokfast.verdict(grokfast.measure(results, "laptop"))
@@ -261,7 +321,14 @@ def test_progress_measures_runs_are_nandas_setup():
     [c] = FIGURES["progress-measures"].runs("paper")
     m, o = c, c.optimizer
     assert (c.operation, c.modulus, c.train_fraction, c.steps) == ("x+y", 113, 0.3, 40_000)
-    assert (m.n_layers, m.d_model, m.n_heads, m.d_mlp, m.norm, m.activation) == (1, 128, 4, 512, "none", "relu")
+    assert (m.n_layers, m.d_model, m.n_heads, m.d_mlp, m.norm, m.activation) == (
+        1,
+        128,
+        4,
+        512,
+        "none",
+        "relu",
+    )
     assert (o.lr, o.weight_decay, o.beta1, o.beta2, o.batch_size) == (1e-3, 1.0, 0.9, 0.98, 0)
     assert c.snapshot_every == 100 and c.init == "nanda"
 

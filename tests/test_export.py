@@ -255,8 +255,11 @@ def test_the_authors_network_exports_with_equal_logits():
     from grokkit.config import RunConfig
     from grokkit.model import forward_openai_reference, openai_tokens
 
-    cfg = RunConfig(operation="x+y", modulus=N, n_layers=2, d_model=16, n_heads=4).with_changes(
-        arch="openai-grok").model_config(N)  # fmt: skip
+    cfg = (
+        RunConfig(operation="x+y", modulus=N, n_layers=2, d_model=16, n_heads=4)
+        .with_changes(arch="openai-grok")
+        .model_config(N)
+    )
     weights = _weights(cfg)
     x, y = torch.meshgrid(torch.arange(N), torch.arange(N), indexing="ij")
     x, y = x.flatten(), y.flatten()
@@ -264,6 +267,8 @@ def test_the_authors_network_exports_with_equal_logits():
     model = to_hooked_transformer(cfg, weights)
     with torch.no_grad():
         logits = model(tokens[0])
-        ours = forward_openai_reference({k: v[None] for k, v in weights.items()}, cfg, tokens, all_positions=True)[0]
+        ours = forward_openai_reference(
+            {k: v[None] for k, v in weights.items()}, cfg, tokens, all_positions=True
+        )[0]
     assert logits.shape == (N * N, 6, cfg.vocab_size)
     assert _max_diff(logits, ours) < ATOL

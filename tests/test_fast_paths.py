@@ -28,7 +28,9 @@ def _stacked(cfg: ModelConfig, E: int, dtype: torch.dtype) -> dict:
 
 
 def _tokens(cfg: ModelConfig, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.stack([x, torch.full_like(x, cfg.op_token), y, torch.full_like(x, cfg.eq_token)], -1)
+    return torch.stack(
+        [x, torch.full_like(x, cfg.op_token), y, torch.full_like(x, cfg.eq_token)], -1
+    )
 
 
 def _grads(out: torch.Tensor, weights: torch.Tensor, params: dict) -> list[torch.Tensor]:
@@ -38,11 +40,18 @@ def _grads(out: torch.Tensor, weights: torch.Tensor, params: dict) -> list[torch
 def _assert_grads_close(got: list, want: list, names, rtol: float) -> None:
     scale = max(float(w.abs().max()) for w in want)
     for name, g, w in zip(names, got, want):
-        torch.testing.assert_close(g.to(w.dtype), w, rtol=rtol, atol=rtol * scale,
-                                   msg=lambda m, name=name: f"gradient of {name}: {m}")  # fmt: skip
+        torch.testing.assert_close(
+            g.to(w.dtype),
+            w,
+            rtol=rtol,
+            atol=rtol * scale,
+            msg=lambda m, name=name: f"gradient of {name}: {m}",
+        )
 
 
-needs_onednn = pytest.mark.skipif(not torch_private.HAS_ONEDNN_LINEAR, reason="this PyTorch build has no oneDNN linear")
+needs_onednn = pytest.mark.skipif(
+    not torch_private.HAS_ONEDNN_LINEAR, reason="this PyTorch build has no oneDNN linear"
+)
 
 
 @needs_onednn
@@ -82,8 +91,15 @@ def test_onednn_linear_matches_baddbmm_values_and_gradients(E, relu, bias, io):
 def test_float32_fast_path_matches_float64_reference(norm, layers, activation, E):
     """forward_fast in float32 (oneDNN GEMMs, fused LayerNorm for E = 1) against the
     straightforward model in float64: the same function and gradients within float32 rounding."""
-    cfg = ModelConfig(n_elements=11, n_layers=layers, d_model=32, n_heads=4, d_mlp=48,
-                      norm=norm, activation=activation)  # fmt: skip
+    cfg = ModelConfig(
+        n_elements=11,
+        n_layers=layers,
+        d_model=32,
+        n_heads=4,
+        d_mlp=48,
+        norm=norm,
+        activation=activation,
+    )
     B = 29
     x = torch.randint(0, 11, (E, B))
     y = torch.randint(0, 11, (E, B))
@@ -93,8 +109,9 @@ def test_float32_fast_path_matches_float64_reference(norm, layers, activation, E
     fast = forward_fast(p32, cfg, x, y)
     torch.testing.assert_close(fast.double(), ref, rtol=1e-4, atol=1e-4)
     weights = torch.randn(ref.shape, dtype=torch.float64)
-    _assert_grads_close(_grads(fast, weights.float(), p32), _grads(ref, weights, p64), list(p64),
-                        rtol=2e-4)  # fmt: skip
+    _assert_grads_close(
+        _grads(fast, weights.float(), p32), _grads(ref, weights, p64), list(p64), rtol=2e-4
+    )
 
 
 def test_plain_pytorch_baseline_computes_the_same_function():
@@ -186,5 +203,6 @@ def test_paper_configuration_fast_path_matches_reference_in_float32():
     fast = forward_fast(p32, cfg, x, y)
     torch.testing.assert_close(fast.double(), ref, rtol=1e-4, atol=1e-4)
     weights = torch.randn(ref.shape, dtype=torch.float64)
-    _assert_grads_close(_grads(fast, weights.float(), p32), _grads(ref, weights, p64), list(p64),
-                        rtol=1e-3)  # fmt: skip
+    _assert_grads_close(
+        _grads(fast, weights.float(), p32), _grads(ref, weights, p64), list(p64), rtol=1e-3
+    )

@@ -30,11 +30,49 @@ from grokkit import runs
 from grokkit.cli import main
 from grokkit.population import Population
 
-TINY = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "2", "--d-mlp", "64",
-        "--layers", "1", "--quiet", "--no-plot", "--device", "cpu", "--checkpoint-every", "10"]  # fmt: skip
-SWEEP_TINY = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "2", "--d-mlp", "64",
-              "--layers", "1", "--quiet", "--device", "cpu", "--checkpoint-every", "10",
-              "--steps", "20", "--jobs", "1"]  # fmt: skip
+TINY = [
+    "--op",
+    "x+y",
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "2",
+    "--d-mlp",
+    "64",
+    "--layers",
+    "1",
+    "--quiet",
+    "--no-plot",
+    "--device",
+    "cpu",
+    "--checkpoint-every",
+    "10",
+]
+SWEEP_TINY = [
+    "--op",
+    "x+y",
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "2",
+    "--d-mlp",
+    "64",
+    "--layers",
+    "1",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--checkpoint-every",
+    "10",
+    "--steps",
+    "20",
+    "--jobs",
+    "1",
+]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -46,8 +84,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` (lock files aside) and a hash of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != runs.LOCK_FILE}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != runs.LOCK_FILE
+    }
 
 
 def assert_one_line(err: str, *keywords: str) -> None:
@@ -186,7 +227,9 @@ def test_malicious_checkpoint_never_runs_code_through_the_library(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["truncated", "random bytes", "missing key"])
-def test_damaged_latest_falls_back_to_previous_and_says_so(case, run_copy, finished_run, tmp_path, capsys):
+def test_damaged_latest_falls_back_to_previous_and_says_so(
+    case, run_copy, finished_run, tmp_path, capsys
+):
     damage, _ = DAMAGES[case]
     damage(run_copy / "checkpoints" / "latest.pt", tmp_path / "m")
     code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--quiet", "--steps", 20)
@@ -198,9 +241,9 @@ def test_damaged_latest_falls_back_to_previous_and_says_so(case, run_copy, finis
     b = runs.load_checkpoint(finished_run)
     assert a["step"] == 20 and torch.equal(a["flat"], b["flat"])
     assert runs.read_metrics(run_copy) == [
-        {**r, "wall_seconds": x["wall_seconds"]} for r, x in
-        zip(runs.read_metrics(finished_run), runs.read_metrics(run_copy))
-    ]  # fmt: skip
+        {**r, "wall_seconds": x["wall_seconds"]}
+        for r, x in zip(runs.read_metrics(finished_run), runs.read_metrics(run_copy))
+    ]
 
 
 def test_latest_lost_between_the_two_renames_resumes_from_previous(run_copy, capsys):
@@ -231,13 +274,16 @@ def test_damaged_config_json_on_resume(case, run_copy, capsys):
     assert snapshot(run_copy) == before
 
 
-@pytest.mark.parametrize("change, keyword", [
-    ({"operation": "x%y"}, "unknown operation"),
-    ({"steps": "many"}, "wrong type"),
-    ({"train_fraction": 2.0}, "train fraction"),
-    ({"optimizer": "adamw"}, "not a mapping"),
-    ({"d_model": 30, "n_heads": 4}, "config.json"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, keyword",
+    [
+        ({"operation": "x%y"}, "unknown operation"),
+        ({"steps": "many"}, "wrong type"),
+        ({"train_fraction": 2.0}, "train fraction"),
+        ({"optimizer": "adamw"}, "not a mapping"),
+        ({"d_model": 30, "n_heads": 4}, "config.json"),
+    ],
+)
 def test_config_json_with_bad_settings_on_resume(change, keyword, run_copy, capsys):
     config = json.loads((run_copy / "config.json").read_text())
     config.update(change)
@@ -271,15 +317,25 @@ def test_damaged_summary_json_on_show(case, run_copy, capsys):
     assert snapshot(run_copy) == before
 
 
-@pytest.mark.parametrize("text, keyword", [
-    ("step,train_loss\n1,2\n", "header lacks"),
-    ("step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n0,x,1,1,1,1,0,0\n",
-     "not a number"),
-    ("step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n5,1,1,1,1,1,0,0\n"
-     "5,1,1,1,1,1,0,0\n", "steps must increase"),
-    ("step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n0,1,1\n",
-     "wrong number of fields"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, keyword",
+    [
+        ("step,train_loss\n1,2\n", "header lacks"),
+        (
+            "step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n0,x,1,1,1,1,0,0\n",
+            "not a number",
+        ),
+        (
+            "step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n5,1,1,1,1,1,0,0\n"
+            "5,1,1,1,1,1,0,0\n",
+            "steps must increase",
+        ),
+        (
+            "step,train_loss,train_accuracy,val_loss,val_accuracy,weight_norm,lr,wall_seconds\n0,1,1\n",
+            "wrong number of fields",
+        ),
+    ],
+)
 def test_damaged_metrics_csv_names_the_file_and_line(text, keyword, tmp_path):
     (tmp_path / "metrics.csv").write_text(text)
     with pytest.raises(runs.DamagedFileError, match=keyword) as e:
@@ -309,11 +365,16 @@ def sweep_copy(finished_sweep, tmp_path):
     return Path(shutil.copytree(finished_sweep, tmp_path / "sweep"))
 
 
-@pytest.mark.parametrize("target, data, keyword", [
-    ("config.json", b"{broken", "not valid JSON"),
-    ("summary.json", b"[]", "expected a JSON object"),
-])  # fmt: skip
-def test_sweep_with_a_damaged_run_file_is_one_line_and_touches_nothing(target, data, keyword, sweep_copy, capsys):
+@pytest.mark.parametrize(
+    "target, data, keyword",
+    [
+        ("config.json", b"{broken", "not valid JSON"),
+        ("summary.json", b"[]", "expected a JSON object"),
+    ],
+)
+def test_sweep_with_a_damaged_run_file_is_one_line_and_touches_nothing(
+    target, data, keyword, sweep_copy, capsys
+):
     run_dir = sorted((sweep_copy / "runs").iterdir())[0]
     (run_dir / target).write_bytes(data)
     before = snapshot(sweep_copy)
@@ -345,13 +406,18 @@ def test_damaged_index_csv_is_rebuilt_from_the_run_folders(sweep_copy, capsys):
 # ---------------------------------------------------------------- sizes
 
 
-@pytest.mark.parametrize("argv", [
-    ["data", "--op", "x+y", "--modulus", "100003"],
-    ["data", "--op", "x/y", "--modulus", "1000003"],
-    ["train", "--op", "x^2+y^2", "--modulus", "1000000", "--steps", "1"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "--op", "x+y", "--modulus", "100003"],
+        ["data", "--op", "x/y", "--modulus", "1000003"],
+        ["train", "--op", "x^2+y^2", "--modulus", "1000000", "--steps", "1"],
+    ],
+)
 def test_tables_that_cannot_fit_are_refused_before_allocating(argv, tmp_path, capsys):
-    code, out, err = run_cli(capsys, *argv, *(["--out", tmp_path / "r"] if argv[0] == "train" else []))
+    code, out, err = run_cli(
+        capsys, *argv, *(["--out", tmp_path / "r"] if argv[0] == "train" else [])
+    )
     assert code == 2
     assert_one_line(err, "equations", "GB", "choose a smaller modulus")
     assert out == "" and not (tmp_path / "r").exists()
@@ -377,7 +443,9 @@ with runs.folder_lock(Path(sys.argv[1]), "folder"):
 
 
 def _holder(folder: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -404,7 +472,9 @@ def test_second_sweep_on_the_same_folder_stops_with_one_line(sweep_copy, capsys)
     proc = _holder(sweep_copy)
     try:
         before = snapshot(sweep_copy)
-        code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "2", "--out", sweep_copy)
+        code, _, err = run_cli(
+            capsys, "sweep", *SWEEP_TINY, "--seed", "0", "1", "2", "--out", sweep_copy
+        )
         assert code == 2
         assert_one_line(err, "sweep folder", "another grokkit process")
         assert snapshot(sweep_copy) == before
@@ -436,7 +506,9 @@ def _interrupt_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(Population, "step", step_then_interrupt)
 
 
-def test_ctrl_c_in_train_checkpoints_the_step_and_resume_equals_a_straight_run(finished_run, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_in_train_checkpoints_the_step_and_resume_equals_a_straight_run(
+    finished_run, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "run"
     _interrupt_at(monkeypatch, 13)
     code, _, err = run_cli(capsys, "train", *TINY, "--steps", "20", "--out", out)
@@ -447,7 +519,9 @@ def test_ctrl_c_in_train_checkpoints_the_step_and_resume_equals_a_straight_run(f
     assert runs.read_summary(out)["status"] == "interrupted"
     code, _, err = run_cli(capsys, "train", "--resume", out, "--quiet")
     assert code == 0, err
-    assert torch.equal(runs.load_checkpoint(out)["flat"], runs.load_checkpoint(finished_run)["flat"])
+    assert torch.equal(
+        runs.load_checkpoint(out)["flat"], runs.load_checkpoint(finished_run)["flat"]
+    )
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]  # noqa: E731
     assert strip(runs.read_metrics(out)) == strip(runs.read_metrics(finished_run))
 
@@ -469,9 +543,21 @@ def test_ctrl_c_in_a_sweep_checkpoints_and_a_rerun_finishes(tmp_path, capsys, mo
 def test_ctrl_c_of_a_real_train_process_exits_130_without_traceback(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grokkit.cli", "train", *TINY, "--steps", "100000", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "grokkit.cli",
+            "train",
+            *TINY,
+            "--steps",
+            "100000",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (out / "checkpoints" / "latest.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -517,10 +603,13 @@ def test_full_disk_during_a_write_keeps_the_previous_file(name, run_copy, capsys
 # ---------------------------------------------------------------- a missing optional dependency
 
 
-@pytest.mark.parametrize("argv", [
-    ["sweep", *SWEEP_TINY, "--executor", "ray"],
-    ["reproduce", "fig4", "--scale", "smoke", "--executor", "ray", "--quiet"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", *SWEEP_TINY, "--executor", "ray"],
+        ["reproduce", "fig4", "--scale", "smoke", "--executor", "ray", "--quiet"],
+    ],
+)
 def test_ray_executor_without_ray_is_one_line(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
     code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "out")
@@ -540,7 +629,9 @@ def test_resuming_a_finished_run_to_its_own_budget_changes_nothing(run_copy, cap
         assert snapshot(run_copy) == before
 
 
-def test_resume_with_a_lost_summary_writes_it_again_without_a_duplicate_row(run_copy, finished_run, capsys):
+def test_resume_with_a_lost_summary_writes_it_again_without_a_duplicate_row(
+    run_copy, finished_run, capsys
+):
     (run_copy / "summary.json").unlink()
     code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--no-plot", "--steps", "20")
     assert code == 0, err
@@ -549,7 +640,7 @@ def test_resume_with_a_lost_summary_writes_it_again_without_a_duplicate_row(run_
     assert steps == [r["step"] for r in runs.read_metrics(finished_run)]
 
 
-# ---------------------------------------------------------------- random values for every numeric flag
+# ------------------------------------------------------------- random values for every numeric flag
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -559,25 +650,52 @@ from hypothesis import strategies as st  # noqa: E402
 ints = lambda lo, hi: st.one_of(st.integers(lo, hi), st.sampled_from([-1, 0, 2**31, -(2**63)]))  # noqa: E731
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1, 2))
 NUMERIC_FLAGS = {
-    "--modulus": ints(-3, 40), "--train-fraction": floats, "--seed": ints(-5, 10**12),
-    "--split-seed": ints(-5, 10**12), "--outliers": ints(-3, 30), "--outlier-seed": ints(-5, 10**6),
-    "--steps": st.integers(-3, 12), "--eval-every": ints(-2, 20), "--checkpoint-every": ints(-2, 20),
-    "--stop-after-val-99": ints(-2, 20), "--layers": st.integers(-1, 2), "--d-model": st.integers(-2, 24),
-    "--heads": st.integers(-1, 5), "--d-mlp": st.integers(-2, 24), "--lr": floats,
-    "--weight-decay": floats, "--beta1": floats, "--beta2": floats, "--warmup-steps": ints(-3, 20),
-    "--batch-size": ints(-2, 64), "--update-noise": floats, "--weight-noise": floats, "--dropout": floats,
-}  # fmt: skip
+    "--modulus": ints(-3, 40),
+    "--train-fraction": floats,
+    "--seed": ints(-5, 10**12),
+    "--split-seed": ints(-5, 10**12),
+    "--outliers": ints(-3, 30),
+    "--outlier-seed": ints(-5, 10**6),
+    "--steps": st.integers(-3, 12),
+    "--eval-every": ints(-2, 20),
+    "--checkpoint-every": ints(-2, 20),
+    "--stop-after-val-99": ints(-2, 20),
+    "--layers": st.integers(-1, 2),
+    "--d-model": st.integers(-2, 24),
+    "--heads": st.integers(-1, 5),
+    "--d-mlp": st.integers(-2, 24),
+    "--lr": floats,
+    "--weight-decay": floats,
+    "--beta1": floats,
+    "--beta2": floats,
+    "--warmup-steps": ints(-3, 20),
+    "--batch-size": ints(-2, 64),
+    "--update-noise": floats,
+    "--weight-noise": floats,
+    "--dropout": floats,
+}
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_random_numeric_flags_train_or_fail_in_one_line(data, tmp_path_factory, capsys):
     # One to three flags per example, the rest valid: every flag is reached, alone and in pairs.
-    flags = data.draw(st.lists(st.sampled_from(list(NUMERIC_FLAGS)), min_size=1, max_size=3, unique=True))
+    flags = data.draw(
+        st.lists(st.sampled_from(list(NUMERIC_FLAGS)), min_size=1, max_size=3, unique=True)
+    )
     values = {flag: data.draw(NUMERIC_FLAGS[flag], label=flag) for flag in flags}
     out = tmp_path_factory.mktemp("prop") / "run"
     argv = ["train", "--op", "x+y", "--quiet", "--no-plot", "--device", "cpu", "--out", str(out)]
-    defaults = {"--modulus": 7, "--steps": 5, "--d-model": 8, "--heads": 2, "--d-mlp": 8, "--layers": 1}
+    defaults = {
+        "--modulus": 7,
+        "--steps": 5,
+        "--d-model": 8,
+        "--heads": 2,
+        "--d-mlp": 8,
+        "--layers": 1,
+    }
     for flag, value in {**defaults, **values}.items():
         argv += [flag, repr(value) if isinstance(value, float) else str(value)]
     code, _, err = run_cli(capsys, *argv)

@@ -30,8 +30,26 @@ from grokkit.config import RunConfig
 from grokkit.errors import ConfigError
 from grokkit.optim import OptimizerConfig
 
-TINY = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "2", "--d-mlp", "64",
-        "--layers", "1", "--quiet", "--no-plot", "--device", "cpu", "--checkpoint-every", "10"]  # fmt: skip
+TINY = [
+    "--op",
+    "x+y",
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "2",
+    "--d-mlp",
+    "64",
+    "--layers",
+    "1",
+    "--quiet",
+    "--no-plot",
+    "--device",
+    "cpu",
+    "--checkpoint-every",
+    "10",
+]
 VARIANTS = {
     "plain": [],
     "ema": ["--grad-filter", "ema", "--orthogonal-grad", "--dropout", "0.1"],  # noise drawn
@@ -50,8 +68,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` (lock files aside) and a hash of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != runs.LOCK_FILE}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != runs.LOCK_FILE
+    }
 
 
 def assert_one_line(err: str, *keywords: str) -> None:
@@ -130,22 +151,31 @@ _case("step beyond the budget", "beyond the run's budget", _put("step", 21))
 _case("step behind the optimizer", "'step_count'", _put("step", lambda v: v - 1))
 _case("config steps a float", "steps has the wrong type", _put("config", "steps", 1e18))
 _case("config n_layers a bool", "n_layers has the wrong type", _put("config", "n_layers", True))
-_case("config lr infinite", "learning rate must be a finite number",
-      _put("config", "optimizer", "lr", math.inf))  # fmt: skip
+_case(
+    "config lr infinite",
+    "learning rate must be a finite number",
+    _put("config", "optimizer", "lr", math.inf),
+)
 # generators
 _case("batch generator of 3 bytes", "5056 bytes", _put("batch_generator", lambda t: t[:3].clone()))
 _case("batch generator as int64", "5056 bytes", _put("batch_generator", lambda t: t.long()))
 _case("batch generator 2-D", "5056 bytes", _put("batch_generator", lambda t: t.view(2, -1)))
-_case("batch generator invalid content", "not a valid generator state",
-      _put("batch_generator", lambda t: torch.zeros_like(t)))  # fmt: skip
+_case(
+    "batch generator invalid content",
+    "not a valid generator state",
+    _put("batch_generator", lambda t: torch.zeros_like(t)),
+)
 _case(
     "batch generator not a tensor",
     "'batch_generator' should be a Tensor",
     _put("batch_generator", [1, 2]),
 )
 _case("noise generator of 3 bytes", "5056 bytes", _put("noise_generator", lambda t: t[:3].clone()))
-_case("noise generator invalid content", "not a valid generator state",
-      _put("noise_generator", lambda t: torch.full_like(t, 255)))  # fmt: skip
+_case(
+    "noise generator invalid content",
+    "not a valid generator state",
+    _put("noise_generator", lambda t: torch.full_like(t, 255)),
+)
 _case("noise device unknown", "'noise_device' is 'tpu'", _put("noise_device", "tpu"))
 _case("noise device not text", "'noise_device' is 3", _put("noise_device", 3))
 _case(
@@ -153,15 +183,24 @@ _case(
     "cuda generator state of 16 bytes",
     _put("noise_device", "cuda"),
 )
-_case("cuda noise state with a bad offset", "offset is not a multiple of 4",
-      lambda s: s.update(noise_device="cuda",
-                         noise_generator=torch.tensor([1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0],
-                                                      dtype=torch.uint8)))  # fmt: skip
+_case(
+    "cuda noise state with a bad offset",
+    "offset is not a multiple of 4",
+    lambda s: s.update(
+        noise_device="cuda",
+        noise_generator=torch.tensor(
+            [1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0], dtype=torch.uint8
+        ),
+    ),
+)
 # the batch order
 _case("permutation of floats", "int64 tensor", _put("permutation", lambda t: t.float()))
 _case("permutation too short", "int64 tensor", _put("permutation", lambda t: t[:-1].clone()))
-_case("permutation with a repeat", "not an ordering",
-      _put("permutation", lambda t: torch.cat([t[:1], t[:-1]])))  # fmt: skip
+_case(
+    "permutation with a repeat",
+    "not an ordering",
+    _put("permutation", lambda t: torch.cat([t[:1], t[:-1]])),
+)
 _case("permutation out of range", "not an ordering", _put("permutation", lambda t: t + 1))
 _case("permutation a list", "int64 tensor", _put("permutation", lambda t: t.tolist()))
 _case("permutation none after step 0", "'permutation' is empty", _put("permutation", None))
@@ -183,8 +222,11 @@ _case(
     "'exp_avg_sq' holds negative",
     _put("optimizer", "exp_avg_sq", lambda t: -t - 1),
 )
-_case("exp_avg of another shape", "'exp_avg' is missing or has the wrong shape",
-      _put("optimizer", "exp_avg", lambda t: t[:-1].clone()))  # fmt: skip
+_case(
+    "exp_avg of another shape",
+    "'exp_avg' is missing or has the wrong shape",
+    _put("optimizer", "exp_avg", lambda t: t[:-1].clone()),
+)
 _case("exp_avg as integers", "float tensor", _put("optimizer", "exp_avg", lambda t: t.long()))
 _case("exp_avg_sq missing", "'exp_avg_sq' is missing", _pop("optimizer", "exp_avg_sq"))
 _case("step_count negative", "'step_count' is -1", _put("optimizer", "step_count", -1))
@@ -198,28 +240,47 @@ _case(
 )
 _case("initial missing", "'initial' is missing", _pop("optimizer", "initial"), "ma")
 _case("initial with NaN", "'initial' holds non-finite", _put("optimizer", "initial", _nan_at), "ma")
-_case("initial of another shape", "'initial' should be a float tensor",
-      _put("optimizer", "initial", lambda t: t[:5].clone()), "ma")  # fmt: skip
+_case(
+    "initial of another shape",
+    "'initial' should be a float tensor",
+    _put("optimizer", "initial", lambda t: t[:5].clone()),
+    "ma",
+)
 # interventions
-_case("intervention state in a run without any", "holds 1 states, the run has 0",
-      _put("interventions", [{"mu": torch.zeros(3)}]))  # fmt: skip
+_case(
+    "intervention state in a run without any",
+    "holds 1 states, the run has 0",
+    _put("interventions", [{"mu": torch.zeros(3)}]),
+)
 _case(
     "interventions not a list", "'interventions' should be a list", _put("interventions", {"mu": 1})
 )
 _case("interventions missing", "'interventions' is missing", _pop("interventions"), "ema")
-_case("one intervention state lost", "holds 1 states, the run has 2",
-      _put("interventions", lambda v: v[:1]), "ema")  # fmt: skip
+_case(
+    "one intervention state lost",
+    "holds 1 states, the run has 2",
+    _put("interventions", lambda v: v[:1]),
+    "ema",
+)
 _case("ema average missing", "'mu' is missing", _put("interventions", lambda v: [{}, v[1]]), "ema")
 _case(
     "ema average with NaN", "'mu' holds non-finite", _put("interventions", 0, "mu", _nan_at), "ema"
 )
-_case("ema average of another shape", "'mu' should be a float tensor",
-      _put("interventions", 0, "mu", lambda t: t[:7].clone()), "ema")  # fmt: skip
+_case(
+    "ema average of another shape",
+    "'mu' should be a float tensor",
+    _put("interventions", 0, "mu", lambda t: t[:7].clone()),
+    "ema",
+)
 _case(
     "unknown ema state", "unknown key 'nu'", _put("interventions", 0, "nu", torch.zeros(2)), "ema"
 )
-_case("state in the stateless ⊥Grad", "orthogonal_grad intervention's unknown key",
-      _put("interventions", 1, "w", 1), "ema")  # fmt: skip
+_case(
+    "state in the stateless ⊥Grad",
+    "orthogonal_grad intervention's unknown key",
+    _put("interventions", 1, "w", 1),
+    "ema",
+)
 _case("ma count behind the step", "'count' is 5", _put("interventions", 0, "count", 5), "ma")
 _case("ma count negative", "'count' is -1", _put("interventions", 0, "count", -1), "ma")
 _case(
@@ -228,8 +289,12 @@ _case(
     _put("interventions", 0, "count", lambda v: float(v)),
     "ma",
 )
-_case("ma gradients of another shape", "'gradients' should be a float tensor",
-      _put("interventions", 0, "gradients", lambda t: t[1:].clone()), "ma")  # fmt: skip
+_case(
+    "ma gradients of another shape",
+    "'gradients' should be a float tensor",
+    _put("interventions", 0, "gradients", lambda t: t[1:].clone()),
+    "ma",
+)
 _case("ma gradients missing", "'gradients' is missing", _pop("interventions", 0, "gradients"), "ma")
 _case(
     "ma total with inf",
@@ -258,8 +323,11 @@ _case(
     _put("tracker", "rows", -1, "train_loss", math.nan),
 )
 _case("metric row with text", "'lr' is 'x'", _put("tracker", "rows", 2, "lr", "x"))
-_case("metric row accuracy above 1", "'val_accuracy' is 1.5, outside 0..1",
-      _put("tracker", "rows", 1, "val_accuracy", 1.5))  # fmt: skip
+_case(
+    "metric row accuracy above 1",
+    "'val_accuracy' is 1.5, outside 0..1",
+    _put("tracker", "rows", 1, "val_accuracy", 1.5),
+)
 _case(
     "metric row step repeated",
     "row 2 has step",
@@ -332,10 +400,30 @@ def test_damaged_field_falls_back_to_previous_then_is_one_line(case, built, tmp_
 def test_the_corpus_covers_every_field(built):
     """Each top-level key, optimizer entry, tracker field and intervention kind is damaged."""
     text = " ".join(DAMAGES)
-    for words in ("permutation", "noise generator", "batch generator", "noise device", "position",
-                  "step", "config", "exp_avg", "exp_avg_sq", "step_count", "initial", "interventions",
-                  "ema", "ma ", "⊥Grad", "tracker", "metric row", "steps to 99", "streak", "best accuracy",
-                  "wall time", "last checkpoint"):  # fmt: skip
+    for words in (
+        "permutation",
+        "noise generator",
+        "batch generator",
+        "noise device",
+        "position",
+        "step",
+        "config",
+        "exp_avg",
+        "exp_avg_sq",
+        "step_count",
+        "initial",
+        "interventions",
+        "ema",
+        "ma ",
+        "⊥Grad",
+        "tracker",
+        "metric row",
+        "steps to 99",
+        "streak",
+        "best accuracy",
+        "wall time",
+        "last checkpoint",
+    ):
         assert words in text, words
     assert len(DAMAGES) >= 75
 
@@ -374,12 +462,35 @@ def test_valid_checkpoints_of_every_kind_pass(built, tmp_path):
         )
         == 0
     )
-    assert main(["train", *[a for a in TINY if a not in ("--d-mlp", "64")], "--arch", "openai-grok",
-                 "--steps", "12", "--out", str(tmp_path / "openai")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                *[a for a in TINY if a not in ("--d-mlp", "64")],
+                "--arch",
+                "openai-grok",
+                "--steps",
+                "12",
+                "--out",
+                str(tmp_path / "openai"),
+            ]
+        )
+        == 0
+    )
     from grokkit.train import train_runs
 
-    base = RunConfig(operation="x+y", modulus=11, d_model=32, n_heads=2, d_mlp=64, n_layers=1,
-                     steps=7, checkpoint_every=5, grad_filter="ma", grad_filter_window=3)  # fmt: skip
+    base = RunConfig(
+        operation="x+y",
+        modulus=11,
+        d_model=32,
+        n_heads=2,
+        d_mlp=64,
+        n_layers=1,
+        steps=7,
+        checkpoint_every=5,
+        grad_filter="ma",
+        grad_filter_window=3,
+    )
     mixed = [tmp_path / "mixed0", tmp_path / "mixed1"]
     train_runs([base, base.with_changes(decay_target="init", seed=1)], mixed, progress=False)
     assert "initial" in _load(mixed[0] / LATEST)["optimizer"]
@@ -398,19 +509,28 @@ def test_valid_checkpoints_of_every_kind_pass(built, tmp_path):
 # ---------------------------------------------------------------- settings of the wrong type
 
 
-@pytest.mark.parametrize("change, keyword", [
-    ({"steps": 1e18}, "steps has the wrong type: expected an integer, got 1e+18"),
-    ({"n_layers": True}, "n_layers has the wrong type: expected an integer, got True"),
-    ({"d_model": 32.0}, "d_model has the wrong type"),
-    ({"seed": "0"}, "seed has the wrong type"),
-    ({"tf32": 1}, "tf32 has the wrong type: expected true or false"),
-    ({"train_fraction": False}, "train_fraction has the wrong type"),
-    ({"optimizer": {"warmup_steps": 10.0}}, "warmup_steps has the wrong type"),
-    ({"optimizer": {"batch_size": False}}, "batch_size has the wrong type: expected an integer or null"),
-    ({"optimizer": {"lr": math.inf}}, "learning rate must be a finite number, got inf"),
-    ({"optimizer": {"weight_decay": math.inf}}, "weight decay must be a finite number, got inf"),
-    ({"optimizer": {"eps": math.inf}}, "eps must be a finite number"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, keyword",
+    [
+        ({"steps": 1e18}, "steps has the wrong type: expected an integer, got 1e+18"),
+        ({"n_layers": True}, "n_layers has the wrong type: expected an integer, got True"),
+        ({"d_model": 32.0}, "d_model has the wrong type"),
+        ({"seed": "0"}, "seed has the wrong type"),
+        ({"tf32": 1}, "tf32 has the wrong type: expected true or false"),
+        ({"train_fraction": False}, "train_fraction has the wrong type"),
+        ({"optimizer": {"warmup_steps": 10.0}}, "warmup_steps has the wrong type"),
+        (
+            {"optimizer": {"batch_size": False}},
+            "batch_size has the wrong type: expected an integer or null",
+        ),
+        ({"optimizer": {"lr": math.inf}}, "learning rate must be a finite number, got inf"),
+        (
+            {"optimizer": {"weight_decay": math.inf}},
+            "weight decay must be a finite number, got inf",
+        ),
+        ({"optimizer": {"eps": math.inf}}, "eps must be a finite number"),
+    ],
+)
 def test_config_json_with_a_wrongly_typed_or_infinite_setting(
     change, keyword, built, tmp_path, capsys
 ):
@@ -428,21 +548,24 @@ def test_config_json_with_a_wrongly_typed_or_infinite_setting(
         RunConfig.from_dict(config)
 
 
-@pytest.mark.parametrize("flag, value, keyword", [
-    ("--lr", "inf", "learning rate must be a finite number"),
-    ("--lr", "-inf", "learning rate must be a finite number, got -inf"),
-    ("--lr", "nan", "learning rate must be > 0"),
-    ("--weight-decay", "inf", "weight decay must be a finite number"),
-    ("--weight-decay", "nan", "weight decay must be >= 0"),
-    ("--l2", "inf", "l2 must be a finite number"),
-    ("--update-noise", "inf", "update noise must be a finite number"),
-    ("--weight-noise", "inf", "weight noise must be a finite number"),
-    ("--beta1", "inf", "beta1 must be a finite number"),
-    ("--dropout", "inf", "dropout must be a finite number"),
-    ("--init-scale", "inf", "init scale"),
-    ("--grad-filter-lambda", "inf", "grad filter lambda must be finite"),
-    ("--train-fraction", "inf", "train fraction"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag, value, keyword",
+    [
+        ("--lr", "inf", "learning rate must be a finite number"),
+        ("--lr", "-inf", "learning rate must be a finite number, got -inf"),
+        ("--lr", "nan", "learning rate must be > 0"),
+        ("--weight-decay", "inf", "weight decay must be a finite number"),
+        ("--weight-decay", "nan", "weight decay must be >= 0"),
+        ("--l2", "inf", "l2 must be a finite number"),
+        ("--update-noise", "inf", "update noise must be a finite number"),
+        ("--weight-noise", "inf", "weight noise must be a finite number"),
+        ("--beta1", "inf", "beta1 must be a finite number"),
+        ("--dropout", "inf", "dropout must be a finite number"),
+        ("--init-scale", "inf", "init scale"),
+        ("--grad-filter-lambda", "inf", "grad filter lambda must be finite"),
+        ("--train-fraction", "inf", "train fraction"),
+    ],
+)
 def test_non_finite_settings_on_the_command_line_are_one_line(
     flag, value, keyword, tmp_path, capsys
 ):
@@ -456,16 +579,19 @@ def test_non_finite_settings_on_the_command_line_are_one_line(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: RunConfig(steps=1e18),
-    lambda: RunConfig(n_layers=True),
-    lambda: RunConfig(modulus=97.0),
-    lambda: RunConfig(orthogonal_grad=1),
-    lambda: RunConfig().with_changes(eval_every=50.5),
-    lambda: OptimizerConfig(lr=math.inf),
-    lambda: OptimizerConfig(weight_decay=-math.inf),
-    lambda: OptimizerConfig(warmup_steps=True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RunConfig(steps=1e18),
+        lambda: RunConfig(n_layers=True),
+        lambda: RunConfig(modulus=97.0),
+        lambda: RunConfig(orthogonal_grad=1),
+        lambda: RunConfig().with_changes(eval_every=50.5),
+        lambda: OptimizerConfig(lr=math.inf),
+        lambda: OptimizerConfig(weight_decay=-math.inf),
+        lambda: OptimizerConfig(warmup_steps=True),
+    ],
+)
 def test_settings_of_the_wrong_type_are_refused_from_python(make):
     with pytest.raises(ConfigError):
         make()
@@ -474,20 +600,23 @@ def test_settings_of_the_wrong_type_are_refused_from_python(make):
 # ---------------------------------------------------------------- summary.json
 
 
-@pytest.mark.parametrize("change, keyword", [
-    ({"operation": None}, "'operation' is null, not text"),
-    ({"train_fraction": "half"}, "'train_fraction' is \"half\", not a number"),
-    ({"seed": 1.5}, "'seed' is 1.5, not an integer"),
-    ({"steps_done": -1}, "'steps_done' is -1, not an integer >= 0"),
-    ({"steps_done": True}, "'steps_done' is true"),
-    ({"steps_to_val_99": "never"}, "'steps_to_val_99' is \"never\", not an integer or null"),
-    ({"status": 3}, "'status' is 3, not text"),
-    ({"train_accuracy": [0.5]}, "'train_accuracy' is [0.5]"),
-    ({"best_val_accuracy": None}, "'best_val_accuracy' is null, not a number"),
-    ({"modulus": "11"}, "'modulus' is \"11\""),
-    ({"population_size": 1.0}, "'population_size' is 1.0"),
-    *[({key: ...}, f"{key!r} is missing") for key in runs.SUMMARY_KEYS],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, keyword",
+    [
+        ({"operation": None}, "'operation' is null, not text"),
+        ({"train_fraction": "half"}, "'train_fraction' is \"half\", not a number"),
+        ({"seed": 1.5}, "'seed' is 1.5, not an integer"),
+        ({"steps_done": -1}, "'steps_done' is -1, not an integer >= 0"),
+        ({"steps_done": True}, "'steps_done' is true"),
+        ({"steps_to_val_99": "never"}, "'steps_to_val_99' is \"never\", not an integer or null"),
+        ({"status": 3}, "'status' is 3, not text"),
+        ({"train_accuracy": [0.5]}, "'train_accuracy' is [0.5]"),
+        ({"best_val_accuracy": None}, "'best_val_accuracy' is null, not a number"),
+        ({"modulus": "11"}, "'modulus' is \"11\""),
+        ({"population_size": 1.0}, "'population_size' is 1.0"),
+        *[({key: ...}, f"{key!r} is missing") for key in runs.SUMMARY_KEYS],
+    ],
+)
 def test_show_with_a_summary_missing_a_key_or_of_the_wrong_type(
     change, keyword, built, tmp_path, capsys
 ):
@@ -511,15 +640,21 @@ def test_a_summary_as_training_writes_it_passes(built):
     assert set(runs.SUMMARY_KEYS) <= set(summary)
 
 
-# ---------------------------------------------------------------- config.json of another model shape
+# --------------------------------------------------------------- config.json of another model shape
 
 
-@pytest.mark.parametrize("change, keyword", [
-    ({"d_model": 64}, "d_model 64 in config.json, 32 in the checkpoint"),
-    ({"n_heads": 4}, "n_heads 4 in config.json, 2 in the checkpoint"),  # as many weights, cut otherwise
-    ({"n_layers": 2}, "n_layers 2 in config.json, 1 in the checkpoint"),
-    ({"norm": "post"}, "norm 'post' in config.json, 'pre' in the checkpoint"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, keyword",
+    [
+        ({"d_model": 64}, "d_model 64 in config.json, 32 in the checkpoint"),
+        (
+            {"n_heads": 4},
+            "n_heads 4 in config.json, 2 in the checkpoint",
+        ),  # as many weights, cut otherwise
+        ({"n_layers": 2}, "n_layers 2 in config.json, 1 in the checkpoint"),
+        ({"norm": "post"}, "norm 'post' in config.json, 'pre' in the checkpoint"),
+    ],
+)
 def test_config_json_of_another_model_shape_under_export_and_the_api(
     change, keyword, built, tmp_path, capsys
 ):

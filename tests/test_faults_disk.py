@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_faults import SWEEP_TINY, TINY, _fail_writes_of, _holder, _stop, assert_one_line, run_cli
 
 from grokkit import runs
 from grokkit.experiments.common import write_csv
-from test_faults import SWEEP_TINY, TINY, _fail_writes_of, _holder, _stop, assert_one_line, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, FIFOs and signals")
 
@@ -91,8 +91,14 @@ def no_hang(seconds: int = 30):
 
 # ---------------------------------------------------------------- writes never follow a link
 
-WRITTEN_BY_RESUME = [runs.LOCK_FILE, "metrics.csv", "summary.json", "curves.png", "curves.pdf",
-                     "checkpoints/previous.pt"]  # fmt: skip
+WRITTEN_BY_RESUME = [
+    runs.LOCK_FILE,
+    "metrics.csv",
+    "summary.json",
+    "curves.png",
+    "curves.pdf",
+    "checkpoints/previous.pt",
+]
 
 
 @pytest.mark.parametrize("name", WRITTEN_BY_RESUME)
@@ -107,7 +113,9 @@ def test_resume_replaces_a_planted_link_and_never_writes_through_it(name, run_co
     assert runs.read_summary(run_copy)["steps_done"] == 30
 
 
-def test_a_latest_checkpoint_linked_elsewhere_falls_back_and_is_not_written_through(run_copy, victim, capsys):
+def test_a_latest_checkpoint_linked_elsewhere_falls_back_and_is_not_written_through(
+    run_copy, victim, capsys
+):
     latest = run_copy / runs.CHECKPOINT
     latest.unlink()
     latest.symlink_to(victim)
@@ -160,8 +168,12 @@ def test_figure_files_replace_links(tmp_path, victim):
 
 # Each file with a command that must read it (a resume rebuilds metrics.csv and summary.json from
 # the checkpoint, replacing whatever stands at those names).
-READ_FILES = [("metrics.csv", "show"), ("summary.json", "show"), ("config.json", "train"),
-              ("checkpoints/latest.pt", "train")]  # fmt: skip
+READ_FILES = [
+    ("metrics.csv", "show"),
+    ("summary.json", "show"),
+    ("config.json", "train"),
+    ("checkpoints/latest.pt", "train"),
+]
 
 
 def _plant(path: Path, kind: str) -> None:
@@ -176,11 +188,17 @@ def _plant(path: Path, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
 @pytest.mark.parametrize(("name", "command"), READ_FILES)
-def test_a_non_regular_file_is_refused_in_one_line_without_blocking(name, command, kind, run_copy, capsys):
+def test_a_non_regular_file_is_refused_in_one_line_without_blocking(
+    name, command, kind, run_copy, capsys
+):
     _plant(run_copy / name, kind)
     (run_copy / runs.PREVIOUS_CHECKPOINT).unlink()  # no fallback: the refusal itself is the answer
     before = everything(run_copy)
-    argv = ["show", run_copy] if command == "show" else ["train", "--resume", run_copy, "--steps", 30, "--quiet"]
+    argv = (
+        ["show", run_copy]
+        if command == "show"
+        else ["train", "--resume", run_copy, "--steps", 30, "--quiet"]
+    )
     with no_hang():
         code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -238,7 +256,10 @@ def test_show_and_analyze_refuse_a_folder_being_trained(argv, run_copy, capsys):
 
 
 def test_temporaries_of_a_killed_write_are_removed_by_the_next_writer(run_copy, capsys):
-    stale = [run_copy / ".metrics.csv.k1ll3d.tmp", run_copy / "checkpoints" / ".latest.pt.k1ll3d.tmp"]
+    stale = [
+        run_copy / ".metrics.csv.k1ll3d.tmp",
+        run_copy / "checkpoints" / ".latest.pt.k1ll3d.tmp",
+    ]
     for p in stale:
         p.write_bytes(b"half a file")
     keep = run_copy / "notes.tmp"  # not one of ours: left alone
@@ -263,7 +284,9 @@ def test_written_files_follow_the_umask(umask, tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell files apart")
-def test_a_full_disk_at_start_is_one_line_and_the_same_command_then_works(tmp_path, capsys, monkeypatch):
+def test_a_full_disk_at_start_is_one_line_and_the_same_command_then_works(
+    tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "run"
     argv = ["train", *TINY, "--steps", "10", "--out", out]
     _fail_writes_of(monkeypatch, "config.json")
@@ -306,17 +329,50 @@ def test_a_model_that_cannot_fit_is_refused_before_anything_is_created(command, 
 
 # ---------------------------------------------------------------- sweeps killed or interrupted
 
-SWEEP = ["-m", "grokkit.cli", "sweep", "--op", "x+y", "--modulus", "23", "--seed", "0", "1",
-         "--train-fraction", "0.5", "--steps", "1000000", "--jobs", "2", "--checkpoint-every", "20",
-         "--d-model", "32", "--heads", "2", "--d-mlp", "64", "--layers", "1", "--quiet"]  # fmt: skip
+SWEEP = [
+    "-m",
+    "grokkit.cli",
+    "sweep",
+    "--op",
+    "x+y",
+    "--modulus",
+    "23",
+    "--seed",
+    "0",
+    "1",
+    "--train-fraction",
+    "0.5",
+    "--steps",
+    "1000000",
+    "--jobs",
+    "2",
+    "--checkpoint-every",
+    "20",
+    "--d-model",
+    "32",
+    "--heads",
+    "2",
+    "--d-mlp",
+    "64",
+    "--layers",
+    "1",
+    "--quiet",
+]
 
 
 def _start_sweep(out: Path) -> tuple[subprocess.Popen, list[int]]:
     """A two-worker sweep, once both of its runs have a checkpoint; with its workers' pids."""
-    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, *SWEEP, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
-    while len(list(out.glob("runs/*/checkpoints/latest.pt"))) < 2 or "pending" in _index(out).values():
+    while (
+        len(list(out.glob("runs/*/checkpoints/latest.pt"))) < 2 or "pending" in _index(out).values()
+    ):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the sweep never checkpointed"
         time.sleep(0.2)
@@ -358,8 +414,10 @@ def _index(out: Path) -> dict[str, str]:
         return {row["run_name"]: row["status"] for row in csv.DictReader(f)}
 
 
-pytest_proc = pytest.mark.skipif(not Path("/proc").is_dir() or shutil.which("pgrep") is None,
-                                 reason="needs /proc and pgrep to find the workers")  # fmt: skip
+pytest_proc = pytest.mark.skipif(
+    not Path("/proc").is_dir() or shutil.which("pgrep") is None,
+    reason="needs /proc and pgrep to find the workers",
+)
 
 
 @pytest_proc
@@ -380,7 +438,9 @@ def test_ctrl_c_of_a_two_worker_sweep_exits_within_seconds(target, tmp_path):
     assert took < 10, f"took {took:.1f} s to exit"
     assert not _wait_gone(workers, 5)
     states = _states(out)
-    assert all(status == "interrupted" and done == ckpt for status, done, ckpt in states.values()), states
+    assert all(
+        status == "interrupted" and done == ckpt for status, done, ckpt in states.values()
+    ), states
     assert set(_index(out).values()) == {"interrupted"}
 
 
@@ -393,7 +453,9 @@ def test_a_sweep_killed_outright_leaves_no_worker_alive(tmp_path):
     assert not _wait_gone(workers, 15), "workers outlived their sweep"
     assert "Traceback" not in err and "leaked" not in err
     states = _states(out)  # each worker checkpointed the step it was on as it left
-    assert all(status == "interrupted" and done == ckpt for status, done, ckpt in states.values()), states
+    assert all(
+        status == "interrupted" and done == ckpt for status, done, ckpt in states.values()
+    ), states
     assert "pending" not in _index(out).values()  # both runs had checkpointed before the kill
     for folder in (out, *out.glob("runs/*")):  # no orphan holds a lock: a re-run can start
         with runs.folder_lock(folder):
@@ -403,9 +465,22 @@ def test_a_sweep_killed_outright_leaves_no_worker_alive(tmp_path):
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     """A Ctrl-C during the imports (seconds of torch) or at any moment after: one line, 130."""
     for delay in (0.3, 1.5):
-        proc = subprocess.Popen([sys.executable, "-m", "grokkit.cli", "train", *TINY, "--steps", "100000",
-                                 "--out", str(tmp_path / f"run{delay}")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "grokkit.cli",
+                "train",
+                *TINY,
+                "--steps",
+                "100000",
+                "--out",
+                str(tmp_path / f"run{delay}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         try:
@@ -423,8 +498,13 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
 
 @pytest_proc
 def test_ctrl_c_while_sweep_workers_start_is_one_line(tmp_path):
-    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(tmp_path / "sweep")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, *SWEEP, "--out", str(tmp_path / "sweep")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while len(workers := _descendants(proc.pid)) < 2:  # spawned: now importing torch
         assert proc.poll() is None and time.monotonic() < deadline

@@ -41,7 +41,7 @@ from grokkit.experiments import (
     fig4,
     fig6,
     fig7,
-    grokfast,  # fmt: skip
+    grokfast,
     stablemax,
 )
 from grokkit.runs import METRIC_COLUMNS
@@ -67,9 +67,15 @@ def drawn(monkeypatch, tmp_path, request):
 
     monkeypatch.setattr(plt, "close", keep)
     keep_dir = os.environ.get("GROKKIT_LAYOUT_DIR")
-    if not keep_dir:  # the checks draw the figure themselves: rendering the files would only cost time
+    if (
+        not keep_dir
+    ):  # the checks draw the figure themselves: rendering the files would only cost time
         monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *args, **kwargs: None)
-    out = Path(keep_dir) / re.sub(r"[^\w.-]+", "_", request.node.name) if keep_dir else tmp_path / "figures"
+    out = (
+        Path(keep_dir) / re.sub(r"[^\w.-]+", "_", request.node.name)
+        if keep_dir
+        else tmp_path / "figures"
+    )
     out.mkdir(parents=True, exist_ok=True)
     return SimpleNamespace(figures=figures, out=out)
 
@@ -83,18 +89,29 @@ def _texts(fig) -> list[tuple[str, object]]:
         if t is not None and t.get_visible() and t.get_text():
             out.append((what.strip("_"), t))
     named = {id(t) for _, t in out}
-    out += [(f"figure text {t.get_text()[:40]!r}", t) for t in fig.texts
-            if t.get_visible() and t.get_text() and id(t) not in named]  # fmt: skip
+    out += [
+        (f"figure text {t.get_text()[:40]!r}", t)
+        for t in fig.texts
+        if t.get_visible() and t.get_text() and id(t) not in named
+    ]
     out += [(f"figure legend {i}", legend) for i, legend in enumerate(fig.legends)]
     for i, ax in enumerate(fig.axes):
         if not ax.get_visible():
             continue
-        for kind, t in (("title", ax.title), ("x label", ax.xaxis.label), ("y label", ax.yaxis.label)):
+        for kind, t in (
+            ("title", ax.title),
+            ("x label", ax.xaxis.label),
+            ("y label", ax.yaxis.label),
+        ):
             if t.get_visible() and t.get_text():
                 out.append((f"axes {i} {kind} {t.get_text()[:40]!r}", t))
         if ax.get_legend() is not None:
             out.append((f"axes {i} legend", ax.get_legend()))
-        out += [(f"axes {i} text {t.get_text()[:40]!r}", t) for t in ax.texts if t.get_visible() and t.get_text()]
+        out += [
+            (f"axes {i} text {t.get_text()[:40]!r}", t)
+            for t in ax.texts
+            if t.get_visible() and t.get_text()
+        ]
     return out
 
 
@@ -107,16 +124,24 @@ def _tick_labels(fig) -> list[tuple[str, object]]:
         for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
             low, high = sorted(axis.get_view_interval())
             slack = 1e-9 * max(abs(low), abs(high), 1e-300)
-            for locs, labels in ((axis.get_majorticklocs(), axis.get_majorticklabels()),
-                                 (axis.get_minorticklocs(), axis.get_minorticklabels())):  # fmt: skip
+            for locs, labels in (
+                (axis.get_majorticklocs(), axis.get_majorticklabels()),
+                (axis.get_minorticklocs(), axis.get_minorticklabels()),
+            ):
                 for loc, label in zip(locs, labels):
-                    if label.get_visible() and label.get_text() and low - slack <= loc <= high + slack:
+                    if (
+                        label.get_visible()
+                        and label.get_text()
+                        and low - slack <= loc <= high + slack
+                    ):
                         out.append((f"axes {i} {name} tick {label.get_text()!r}", label))
     return out
 
 
 def _overlap(a: Bbox, b: Bbox, tolerance: float = 1.0) -> bool:
-    return (min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance) and (min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance)
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance) and (
+        min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance
+    )
 
 
 def _data_points(ax) -> np.ndarray:
@@ -139,17 +164,26 @@ def layout_problems(fig) -> list[str]:
     fig.draw_without_rendering()  # lays out and labels every tick, as a save would, without pixels
     renderer = fig.canvas.get_renderer()
     pad = matplotlib.rcParams["savefig.pad_inches"]
-    saved = fig.get_tightbbox(renderer).padded(pad).transformed(fig.dpi_scale_trans)  # what savefig keeps
+    saved = (
+        fig.get_tightbbox(renderer).padded(pad).transformed(fig.dpi_scale_trans)
+    )  # what savefig keeps
     texts = [(what, artist, artist.get_window_extent(renderer)) for what, artist in _texts(fig)]
-    ticks = [(what, artist, artist.get_window_extent(renderer)) for what, artist in _tick_labels(fig)]
+    ticks = [
+        (what, artist, artist.get_window_extent(renderer)) for what, artist in _tick_labels(fig)
+    ]
     # A figure legend placed by constrained layout lands elsewhere once saved with
     # bbox_inches="tight" (over the caption, in stablemax's case): the checks could not see it.
     problems = [f"figure legend {i}: use an axes legend" for i, _ in enumerate(fig.legends)]
     for what, _, box in texts:
-        if box.x0 < saved.x0 - 1 or box.x1 > saved.x1 + 1 or box.y0 < saved.y0 - 1 or box.y1 > saved.y1 + 1:
+        if (
+            box.x0 < saved.x0 - 1
+            or box.x1 > saved.x1 + 1
+            or box.y0 < saved.y0 - 1
+            or box.y1 > saved.y1 + 1
+        ):
             problems.append(f"{what} lies outside the saved image")
     for i, (what, _, box) in enumerate(texts):
-        for other, _, other_box in texts[i + 1:]:
+        for other, _, other_box in texts[i + 1 :]:
             if _overlap(box, other_box):
                 problems.append(f"{what} overlaps {other}")
         for other, _, other_box in ticks:
@@ -157,14 +191,18 @@ def layout_problems(fig) -> list[str]:
                 problems.append(f"{what} overlaps {other}")
     for i, (what, _, box) in enumerate(ticks):  # tick labels of one axis running into each other
         axis = what.split(" tick ")[0]
-        for other, _, other_box in ticks[i + 1:]:
+        for other, _, other_box in ticks[i + 1 :]:
             if other.split(" tick ")[0] == axis and _overlap(box, other_box):
                 problems.append(f"{what} overlaps {other}")
     for what, artist, _ in ticks:
         if any(bad in artist.get_text() for bad in TIMES_TEN_TO_ZERO):
             problems.append(f"{what} is written with ×10⁰")
     for what, artist, _ in texts:
-        strings = [artist.get_text()] if hasattr(artist, "get_text") else [t.get_text() for t in artist.get_texts()]
+        strings = (
+            [artist.get_text()]
+            if hasattr(artist, "get_text")
+            else [t.get_text() for t in artist.get_texts()]
+        )
         if hasattr(artist, "get_title"):
             strings.append(artist.get_title().get_text())
         for s in strings:
@@ -184,14 +222,18 @@ def layout_problems(fig) -> list[str]:
                 problems.append(f"axes {i} legend covers {len(covered)} plotted point(s)")
     captions = [t for t in fig.texts if t.get_gid() == plots.CAPTION_GID]
     panels = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
-    panels += [t.get_window_extent(renderer) for t in fig.texts if t not in captions and t.get_text()]
+    panels += [
+        t.get_window_extent(renderer) for t in fig.texts if t not in captions and t.get_text()
+    ]
     panels += [legend.get_window_extent(renderer) for legend in fig.legends]
     right = Bbox.union(panels).x1
     for t in captions:
         box = t.get_window_extent(renderer)
         if box.x1 > right + 0.1 * fig.dpi:
-            problems.append(f"the caption {t.get_text()[:40]!r} runs {(box.x1 - right) / fig.dpi:.2f} in past "
-                            "the panels: blank space beside them")
+            problems.append(
+                f"the caption {t.get_text()[:40]!r} runs {(box.x1 - right) / fig.dpi:.2f} in past "
+                "the panels: blank space beside them"
+            )
     return problems
 
 
@@ -214,7 +256,9 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def metrics_rows(steps: int, eval_every: int, train_at: float, val_at: float, narrow: bool) -> list[dict]:
+def metrics_rows(
+    steps: int, eval_every: int, train_at: float, val_at: float, narrow: bool
+) -> list[dict]:
     """Grokking-like curves: accuracies rising at ``train_at`` and ``val_at`` (log steps). Narrow:
     losses within 2.47-2.65, as a smoke run's 20 steps leave them (the ×10⁰ case)."""
     rows = []
@@ -227,9 +271,19 @@ def metrics_rows(steps: int, eval_every: int, train_at: float, val_at: float, na
         else:
             train_loss = 4.6 * (1 - t) + 1e-5
             val_loss = 4.6 + 3 * t * (1 - v) - 4.6 * v + 4e-4
-        rows.append({"step": s, "train_loss": train_loss, "train_accuracy": t, "val_loss": val_loss,
-                     "val_accuracy": v, "weight_norm": 40.0, "lr": 1e-3, "wall_seconds": 0.01 * s,
-                     "softmax_collapse": 0.5 * t * (1 - v)})  # fmt: skip
+        rows.append(
+            {
+                "step": s,
+                "train_loss": train_loss,
+                "train_accuracy": t,
+                "val_loss": val_loss,
+                "val_accuracy": v,
+                "weight_norm": 40.0,
+                "lr": 1e-3,
+                "wall_seconds": 0.01 * s,
+                "softmax_collapse": 0.5 * t * (1 - v),
+            }
+        )
     return rows
 
 
@@ -240,7 +294,9 @@ class Runs:
         self.root = root
         self.n = 0
 
-    def result(self, config, summary: dict | None = None, metrics: list[dict] | None = None) -> SweepResult:
+    def result(
+        self, config, summary: dict | None = None, metrics: list[dict] | None = None
+    ) -> SweepResult:
         self.n += 1
         run_dir = self.root / f"run{self.n}"
         run_dir.mkdir(parents=True)
@@ -255,10 +311,24 @@ class Runs:
         out = []
         for i, c in enumerate(configs):
             budget = c.steps
-            train_at = 0.05 * budget * (1 + 0.3 * i) if scale == "smoke" else min(300 * (1 + i), budget / 4)
+            train_at = (
+                0.05 * budget * (1 + 0.3 * i)
+                if scale == "smoke"
+                else min(300 * (1 + i), budget / 4)
+            )
             val_at = min(budget * 0.4 * spread * (1 + 0.5 * i), 50 * budget)
-            out.append(self.result(c, metrics=metrics_rows(budget, c.eval_every if scale != "smoke" else 1,
-                                                           train_at, val_at, narrow=scale == "smoke")))  # fmt: skip
+            out.append(
+                self.result(
+                    c,
+                    metrics=metrics_rows(
+                        budget,
+                        c.eval_every if scale != "smoke" else 1,
+                        train_at,
+                        val_at,
+                        narrow=scale == "smoke",
+                    ),
+                )
+            )
         return out
 
 
@@ -270,7 +340,9 @@ def fake(tmp_path) -> Runs:
 def best_val(config, i: int) -> float:
     """A best validation accuracy that grows with the data fraction, different per run."""
     rng = np.random.default_rng(i)
-    return float(np.clip(_sigmoid(12 * (config.train_fraction - 0.55)) + rng.normal(0, 0.05), 0.005, 1.0))
+    return float(
+        np.clip(_sigmoid(12 * (config.train_fraction - 0.55)) + rng.normal(0, 0.05), 0.005, 1.0)
+    )
 
 
 SCALES = ("smoke", "laptop")
@@ -298,8 +370,15 @@ def test_fig1_center_markers_apart_and_budget_named(scale, fake, drawn):
     for i, c in enumerate(configs):
         smallest = c.train_fraction == fractions[0]  # neither median within the budget there
         low = c.train_fraction < fractions[len(fractions) // 2]
-        results.append(fake.result(c, {"steps_to_val_99": None if low else int(c.steps * (1 - c.train_fraction) / 2),
-                                        "steps_to_train_99": None if smallest else int(c.steps * c.train_fraction / 10)}))
+        results.append(
+            fake.result(
+                c,
+                {
+                    "steps_to_val_99": None if low else int(c.steps * (1 - c.train_fraction) / 2),
+                    "steps_to_train_99": None if smallest else int(c.steps * c.train_fraction / 10),
+                },
+            )
+        )
     fig1_center.plot(fig1_center.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
@@ -307,15 +386,20 @@ def test_fig1_center_markers_apart_and_budget_named(scale, fake, drawn):
     beyond = [line for line in ax.lines if line.get_marker() == "^"]
     assert len(beyond) == 2  # validation's and training's
     points = np.concatenate([line.get_transform().transform(line.get_xydata()) for line in beyond])
-    gaps = [np.hypot(*(a - b)) for i, a in enumerate(points) for b in points[i + 1:]]
+    gaps = [np.hypot(*(a - b)) for i, a in enumerate(points) for b in points[i + 1 :]]
     width = max(line.get_markersize() for line in beyond) * fig.dpi / 72  # points to pixels
     assert min(gaps) >= width, "two '> budget' markers are drawn on top of each other"
-    assert any("budget (" in t.get_text() for t in ax.get_legend().get_texts()), "the budget line is not in the legend"
+    assert any("budget (" in t.get_text() for t in ax.get_legend().get_texts()), (
+        "the budget line is not in the legend"
+    )
 
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_fig2_left(scale, fake, drawn):
-    results = [fake.result(c, {"best_val_accuracy": best_val(c, i)}) for i, c in enumerate(fig2_left.runs(scale))]
+    results = [
+        fake.result(c, {"best_val_accuracy": best_val(c, i)})
+        for i, c in enumerate(fig2_left.runs(scale))
+    ]
     fig2_left.plot(fig2_left.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
@@ -326,57 +410,121 @@ def test_fig2_left(scale, fake, drawn):
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_fig2_right_one_panel_per_operation(scale, fake, drawn):
-    results = [fake.result(c, {"best_val_accuracy": best_val(c, i)}) for i, c in enumerate(fig2_right.runs(scale))]
+    results = [
+        fake.result(c, {"best_val_accuracy": best_val(c, i)})
+        for i, c in enumerate(fig2_right.runs(scale))
+    ]
     fig2_right.plot(fig2_right.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == len(fig2_right.OPERATIONS) == 12
-    assert all(any(t == op or t.startswith(f"{op} (mod") for t in titles) for op in fig2_right.OPERATIONS)
+    assert all(
+        any(t == op or t.startswith(f"{op} (mod") for t in titles) for op in fig2_right.OPERATIONS
+    )
 
 
 @pytest.mark.parametrize("scale", ALL_SCALES)
 def test_fig6_colours_stand_out_on_white(scale, fake, drawn):
-    results = [fake.result(c, {"best_val_accuracy": best_val(c, i), "train_accuracy": 1.0, "steps_to_train_99": 100,
-                               "n_train": 10}) for i, c in enumerate(fig6.runs(scale))]  # fmt: skip
+    results = [
+        fake.result(
+            c,
+            {
+                "best_val_accuracy": best_val(c, i),
+                "train_accuracy": 1.0,
+                "steps_to_train_99": 100,
+                "n_train": 10,
+            },
+        )
+        for i, c in enumerate(fig6.runs(scale))
+    ]
     fig6.plot(fig6.measure(results, scale), drawn.out)
     (fig,) = drawn.figures
     assert_reads_well(fig)
     lines = [line for line in fig.axes[0].lines if line.get_label().startswith("k = ")]
     assert len(lines) >= 3
-    assert min(contrast_with_white(line.get_color()) for line in lines) >= 3, "a k is drawn too pale to see"
+    assert min(contrast_with_white(line.get_color()) for line in lines) >= 3, (
+        "a k is drawn too pale to see"
+    )
     assert len({line.get_marker() for line in lines}) == len(lines)
 
 
 def _fake_fig3(monkeypatch):
     """fig3's per-run analysis and per-group tests, synthetic (no weights, no t-SNE)."""
+
     def analyse(result, shuffle_seed=0):
         cfg = result.config
         rng = np.random.default_rng(cfg.seed + 10 * shuffle_seed)
         s5 = cfg.operation.startswith("s5")
         n = 120 if s5 else cfg.modulus
         labels = np.arange(n) % (12 if s5 else 8)
-        paper = {"name": "x<(0,3)(1,4), (1,2)(3,4)>" if s5 else "x -> x+8", "stat": 0.3, "chance": 0.08,
-                 "null": np.full(10, 0.1), "p": 1 / 1001, "best_chance_95": 0.12, "labels": labels,
-                 "h_labels": labels, "paper_h_agreement": 0.05}  # fmt: skip
-        own = {"name": "x·(0,1,3,2)" if s5 else "x+54", "rate": 0.6, "p": 1 / 1001, "chance": 0.04,
-               "map": rng.permutation(n), "null": np.full(10, 0.1)}  # fmt: skip
+        paper = {
+            "name": "x<(0,3)(1,4), (1,2)(3,4)>" if s5 else "x -> x+8",
+            "stat": 0.3,
+            "chance": 0.08,
+            "null": np.full(10, 0.1),
+            "p": 1 / 1001,
+            "best_chance_95": 0.12,
+            "labels": labels,
+            "h_labels": labels,
+            "paper_h_agreement": 0.05,
+        }
+        own = {
+            "name": "x·(0,1,3,2)" if s5 else "x+54",
+            "rate": 0.6,
+            "p": 1 / 1001,
+            "chance": 0.04,
+            "map": rng.permutation(n),
+            "null": np.full(10, 0.1),
+        }
         if s5:
-            own["cosets"] = {"name": "x<(0,1,3,2)>", "order": 4, "labels": labels, "agreement": 0.4, "chance": 0.03}
-        return {"points": rng.normal(size=(n, 2)) * 20, "names": [str(i) for i in range(n)], "s5": s5,
-                "paper": paper, "own": own}  # fmt: skip
+            own["cosets"] = {
+                "name": "x<(0,1,3,2)>",
+                "order": 4,
+                "labels": labels,
+                "agreement": 0.4,
+                "chance": 0.03,
+            }
+        return {
+            "points": rng.normal(size=(n, 2)) * 20,
+            "names": [str(i) for i in range(n)],
+            "s5": s5,
+            "paper": paper,
+            "own": own,
+        }
 
     def group_stats(members, analyses=None):
         cfg, n = members[0].config, len(members)
         s5 = cfg.operation.startswith("s5")
-        paper = {"names": ["x<(0,3)(1,4), (1,2)(3,4)>" if s5 else "x -> x+8"] * n, "stats": [0.05, 0.06, 0.01][:n],
-                 "ps": [1.0, 1 / 1001, 0.86][:n], "chance": 0.08, "p": 1 / 1001 if not s5 else 1.0,
-                 "holds": not s5, "null_mean": 0.1, "paper_h": [0.05] * n}  # fmt: skip
-        own = {"names": ["x·(0,1,3,2)" if s5 else "x+54", "x·(0,2)", "(0,4)·x"][:n], "stats": [0.75, 0.8, 1.0][:n],
-               "ps": [1 / 1001] * n, "chance": 0.04, "p": 1 / 1001, "holds": True, "null_mean": 0.11,
-               "cosets": [{"name": "x<(0,1,3,2)>", "order": 4, "agreement": 0.42, "chance": 0.03}] * n}  # fmt: skip
-        return {"label": common.op_label(cfg), "arch": cfg.arch, "s5": s5, "seeds": [r.config.seed for r in members],
-                "best_vals": [1.0] * n, "paper": paper, "own": own}  # fmt: skip
+        paper = {
+            "names": ["x<(0,3)(1,4), (1,2)(3,4)>" if s5 else "x -> x+8"] * n,
+            "stats": [0.05, 0.06, 0.01][:n],
+            "ps": [1.0, 1 / 1001, 0.86][:n],
+            "chance": 0.08,
+            "p": 1 / 1001 if not s5 else 1.0,
+            "holds": not s5,
+            "null_mean": 0.1,
+            "paper_h": [0.05] * n,
+        }
+        own = {
+            "names": ["x·(0,1,3,2)" if s5 else "x+54", "x·(0,2)", "(0,4)·x"][:n],
+            "stats": [0.75, 0.8, 1.0][:n],
+            "ps": [1 / 1001] * n,
+            "chance": 0.04,
+            "p": 1 / 1001,
+            "holds": True,
+            "null_mean": 0.11,
+            "cosets": [{"name": "x<(0,1,3,2)>", "order": 4, "agreement": 0.42, "chance": 0.03}] * n,
+        }
+        return {
+            "label": common.op_label(cfg),
+            "arch": cfg.arch,
+            "s5": s5,
+            "seeds": [r.config.seed for r in members],
+            "best_vals": [1.0] * n,
+            "paper": paper,
+            "own": own,
+        }
 
     monkeypatch.setattr(fig3, "analyse", analyse)
     monkeypatch.setattr(fig3, "group_stats", group_stats)
@@ -391,8 +539,12 @@ def test_fig3_titles_apart_and_colours_named(scale, arch, fake, drawn, monkeypat
     assert_reads_well(fig)
     for ax in fig.axes:
         legend = ax.get_legend()
-        assert legend is not None and legend.get_title().get_text().startswith("colour:"), "no colour key"
-        classes = [c for c in ax.collections if isinstance(c, PathCollection)]  # one scatter per colour
+        assert legend is not None and legend.get_title().get_text().startswith("colour:"), (
+            "no colour key"
+        )
+        classes = [
+            c for c in ax.collections if isinstance(c, PathCollection)
+        ]  # one scatter per colour
         assert len(classes) > 1 and len(legend.get_texts()) > len(classes)  # and the lines' meaning
 
 
@@ -401,18 +553,48 @@ def _fake_fig7_table(rs):
     rng = np.random.default_rng(n)
     steps = sorted({1, *np.unique(np.geomspace(1, rs[0].config.steps, 40).astype(int))})
     # Seeds that reach 100 % early sit where an upper-left legend would go.
-    curves = [[(s, float(_sigmoid(5 * (math.log(s) - math.log(T * (0.1 + 0.3 * i)))))) for s in steps]
-              for i in range(n)]
-    stats = {"keskar": {"rho": 1.0, "p": 0.0, "perm_p": 1 / (fig7.PERMUTATIONS + 1), "ci": (1.0, 1.0), "dropped": 0},
-             "keskar-subspace": {"rho": -0.5, "p": 0.031, "perm_p": 0.04, "ci": (-0.9, 0.2), "dropped": 3},
-             "openai-grok": {"rho": math.nan, "p": math.nan, "perm_p": math.nan, "ci": (math.nan, math.nan),
-                             "dropped": 0}}  # fmt: skip
+    curves = [
+        [(s, float(_sigmoid(5 * (math.log(s) - math.log(T * (0.1 + 0.3 * i)))))) for s in steps]
+        for i in range(n)
+    ]
+    stats = {
+        "keskar": {
+            "rho": 1.0,
+            "p": 0.0,
+            "perm_p": 1 / (fig7.PERMUTATIONS + 1),
+            "ci": (1.0, 1.0),
+            "dropped": 0,
+        },
+        "keskar-subspace": {
+            "rho": -0.5,
+            "p": 0.031,
+            "perm_p": 0.04,
+            "ci": (-0.9, 0.2),
+            "dropped": 3,
+        },
+        "openai-grok": {
+            "rho": math.nan,
+            "p": math.nan,
+            "perm_p": math.nan,
+            "ci": (math.nan, math.nan),
+            "dropped": 0,
+        },
+    }
     stats = {d: stats[d] for d in SHARPNESS_DEFINITIONS}
     phis = {d: list(rng.uniform(100, 1500, n)) for d in SHARPNESS_DEFINITIONS}
     vals = list(rng.uniform(0, 1, n))
     rows = [[r.config.arch, r.config.seed, T, *[None] * (len(fig7.CSV_HEADER) - 3)] for r in rs]
-    return {"rows": rows, "T": T, **stats[fig7.PRIMARY], "stats": stats, "phis": phis, "vals": vals, "n": n,
-            "grokked_at_T": n // 2, "curves": curves}  # fmt: skip
+    return {
+        "rows": rows,
+        "T": T,
+        **stats[fig7.PRIMARY],
+        "stats": stats,
+        "phis": phis,
+        "vals": vals,
+        "n": n,
+        "grokked_at_T": n // 2,
+        "curves": curves,
+    }
 
 
 @pytest.mark.parametrize("scale", ["laptop"])
@@ -424,7 +606,9 @@ def test_fig7_titles_apart_no_legend_on_curves_no_p_zero(scale, fake, drawn, mon
     assert_reads_well(fig)
     titles = " ".join(ax.get_title() for ax in fig.axes)
     assert "p < 0.0001" in titles and "ρ undefined" in titles
-    text = " ".join(fig7._verdict_of(a, _fake_fig7_table(rs)) for a, rs in fig7.by_arch(results).items())
+    text = " ".join(
+        fig7._verdict_of(a, _fake_fig7_table(rs)) for a, rs in fig7.by_arch(results).items()
+    )
     assert not P_ZERO.search(text) and "p < 0.0001" in text
 
 
@@ -454,23 +638,47 @@ def _measures(narrow: bool):
     steps = np.arange(0, 21) if narrow else np.arange(0, 15_001, 100)
     x = steps / steps[-1]
     if narrow:
-        losses = {name: 2.5 - 0.1 * x + 0.05 * i for i, name in enumerate(("train", "test", "restricted", "excluded"))}
+        losses = {
+            name: 2.5 - 0.1 * x + 0.05 * i
+            for i, name in enumerate(("train", "test", "restricted", "excluded"))
+        }
     else:
-        losses = {"train": 4.6 * np.exp(-40 * x) + 1e-7, "test": 4.6 + 6 * x * (1 - _sigmoid(40 * (x - 0.5))),
-                  "restricted": 4.6 * (1 - _sigmoid(30 * (x - 0.4))) + 0.5, "excluded": 4.6 * (1 + 50 * x)}
-    curves = pd.DataFrame({"step": steps, **{f"{k}_loss": v for k, v in losses.items()},
-                           "test_accuracy": _sigmoid(30 * (x - 0.5)), "gini_embed": 0.2 + 0.6 * x,
-                           "gini_neuron_logit": 0.1 + 0.7 * x, "weight_norm_sq": 3000 * (1 - 0.8 * x)})  # fmt: skip
-    phases = {"memorisation_end": None, "cleanup_start": None, "cleanup_end": None} if narrow else \
-        {"memorisation_end": 1500, "cleanup_start": 7200, "cleanup_end": 13800}
-    return SimpleNamespace(curves=curves, phases=phases, key_freqs=[1, 2, 3, 5] if narrow else [14, 35, 41, 52],
-                           embed_norms=torch.linspace(1, 5, 6 if narrow else 57))  # fmt: skip
+        losses = {
+            "train": 4.6 * np.exp(-40 * x) + 1e-7,
+            "test": 4.6 + 6 * x * (1 - _sigmoid(40 * (x - 0.5))),
+            "restricted": 4.6 * (1 - _sigmoid(30 * (x - 0.4))) + 0.5,
+            "excluded": 4.6 * (1 + 50 * x),
+        }
+    curves = pd.DataFrame(
+        {
+            "step": steps,
+            **{f"{k}_loss": v for k, v in losses.items()},
+            "test_accuracy": _sigmoid(30 * (x - 0.5)),
+            "gini_embed": 0.2 + 0.6 * x,
+            "gini_neuron_logit": 0.1 + 0.7 * x,
+            "weight_norm_sq": 3000 * (1 - 0.8 * x),
+        }
+    )
+    phases = (
+        {"memorisation_end": None, "cleanup_start": None, "cleanup_end": None}
+        if narrow
+        else {"memorisation_end": 1500, "cleanup_start": 7200, "cleanup_end": 13800}
+    )
+    return SimpleNamespace(
+        curves=curves,
+        phases=phases,
+        key_freqs=[1, 2, 3, 5] if narrow else [14, 35, 41, 52],
+        embed_norms=torch.linspace(1, 5, 6 if narrow else 57),
+    )
 
 
 @pytest.mark.parametrize("narrow", [True, False], ids=["smoke", "laptop"])
 def test_progress_measures(narrow, drawn):
-    fourier.plot_progress_measures(_measures(narrow), drawn.out / "progress-measures.png",
-                                   title="x+y mod 113, 30% data, 1 layer, 15,000 full-batch updates (laptop scale)")
+    fourier.plot_progress_measures(
+        _measures(narrow),
+        drawn.out / "progress-measures.png",
+        title="x+y mod 113, 30% data, 1 layer, 15,000 full-batch updates (laptop scale)",
+    )
     (fig,) = drawn.figures
     assert_reads_well(fig)
 
@@ -478,9 +686,14 @@ def test_progress_measures(narrow, drawn):
 @pytest.mark.parametrize("scale", SCALES)
 def test_run_curves(scale, drawn):
     config = fig1_left.runs(scale)[0]
-    rows = metrics_rows(config.steps, 1 if scale == "smoke" else config.eval_every, 30, 300, narrow=scale == "smoke")
-    plots.plot_run_curves(rows, drawn.out / "curves.png",
-                          title="x/y mod 97, 50% data, adamw, seed 0\nGrokfast-EMA (α 0.98, λ 2), L2 0.005")
+    rows = metrics_rows(
+        config.steps, 1 if scale == "smoke" else config.eval_every, 30, 300, narrow=scale == "smoke"
+    )
+    plots.plot_run_curves(
+        rows,
+        drawn.out / "curves.png",
+        title="x/y mod 97, 50% data, adamw, seed 0\nGrokfast-EMA (α 0.98, λ 2), L2 0.005",
+    )
     (fig,) = drawn.figures
     assert_reads_well(fig)
 
@@ -491,26 +704,52 @@ def test_compare_names_what_differs(drawn):
     names = [f"x_y-p97-f0.500-adamw-k0-s{c.seed}-{i:08x}" for i, c in enumerate(configs)]
     title, labels = plots.comparison_labels([c.flat_dict() for c in configs], names)
     assert title == "x/y mod 97, 50% data, adamw: 4 runs differing in seed, lr"
-    assert labels == ["seed 0, lr 0.001", "seed 1, lr 0.001", "seed 0, lr 0.003", "seed 1, lr 0.003"]
+    assert labels == [
+        "seed 0, lr 0.001",
+        "seed 1, lr 0.001",
+        "seed 0, lr 0.003",
+        "seed 1, lr 0.003",
+    ]
     title, _ = plots.comparison_labels([c.flat_dict() for c in configs], names, by="lr")
     assert title == "x/y mod 97, 50% data, adamw: 4 runs by lr (also differing: seed)"
     # Presets differ: the preset names them, not every optimizer field it sets.
     presets = [base.with_changes(preset="adam", weight_decay=0.0), base]
     title, labels = plots.comparison_labels([c.flat_dict() for c in presets], names[:2])
-    assert title == "x/y mod 97, 50% data: 2 runs differing in preset" and labels == ["preset adam", "preset adamw"]
+    assert title == "x/y mod 97, 50% data: 2 runs differing in preset" and labels == [
+        "preset adam",
+        "preset adamw",
+    ]
     # More settings differ than a label can hold: the run names are the labels, the title counts.
-    mixed = [base.with_changes(lr=1e-3 * (i + 1), seed=i, train_fraction=0.3 + 0.1 * i, dropout=0.1 * i,
-                               weight_noise=0.01 * i) for i in range(3)]  # fmt: skip
+    mixed = [
+        base.with_changes(
+            lr=1e-3 * (i + 1),
+            seed=i,
+            train_fraction=0.3 + 0.1 * i,
+            dropout=0.1 * i,
+            weight_noise=0.01 * i,
+        )
+        for i in range(3)
+    ]
     title, labels = plots.comparison_labels([c.flat_dict() for c in mixed], names[:3])
-    assert title == "x/y mod 97, adamw: 3 runs differing in train_fraction, seed, lr and 2 other settings"
+    assert (
+        title
+        == "x/y mod 97, adamw: 3 runs differing in train_fraction, seed, lr and 2 other settings"
+    )
     assert labels == names[:3]
     # The same settings in two folders: the folders tell them apart.
     title, labels = plots.comparison_labels([base.flat_dict()] * 2, ["a", "b"])
     assert title.endswith("2 runs with the same settings") and labels == ["a", "b"]
-    curves = [(label, metrics_rows(8000, 100, 300 * (i + 1), 3000 * (i + 1), narrow=False))
-              for i, label in enumerate(["seed 0, lr 0.001", "seed 1, lr 0.001", "seed 0, lr 0.003", "seed 1, lr 0.003"])]
-    plots.plot_comparison(curves, drawn.out / "compare.png", title="x/y mod 97, 50% data, adamw: 4 runs differing "
-                          "in seed, lr")  # fmt: skip
+    curves = [
+        (label, metrics_rows(8000, 100, 300 * (i + 1), 3000 * (i + 1), narrow=False))
+        for i, label in enumerate(
+            ["seed 0, lr 0.001", "seed 1, lr 0.001", "seed 0, lr 0.003", "seed 1, lr 0.003"]
+        )
+    ]
+    plots.plot_comparison(
+        curves,
+        drawn.out / "compare.png",
+        title="x/y mod 97, 50% data, adamw: 4 runs differing in seed, lr",
+    )
     # Thirty runs: a legend naming each would be taller than the figure.
     many = [(f"run {i}", curves[i % 4][1]) for i in range(30)]
     plots.plot_comparison(many, drawn.out / "compare-many.png", title="30 runs")

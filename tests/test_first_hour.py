@@ -32,13 +32,39 @@ from grokkit.sweep.progress import describe
 from grokkit.sweep.projection import CostMeter, StepCost
 from grokkit.train import train_runs
 
-TINY_FLAGS = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "4", "--d-mlp", "64",
-              "--batch-size", "16", "--eval-every", "5", "--checkpoint-every", "10", "--device", "cpu"]  # fmt: skip
+TINY_FLAGS = [
+    "--op",
+    "x+y",
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "4",
+    "--d-mlp",
+    "64",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "10",
+    "--device",
+    "cpu",
+]
 # One value that differs from the default for every method setting.
 METHOD_VALUES = {
-    "grad_filter": "ema", "grad_filter_alpha": 0.9, "grad_filter_lambda": 3.0, "grad_filter_window": 50,
-    "l2": 0.01, "loss": "stablemax", "orthogonal_grad": True, "init": "nanda", "init_scale": 2.0, "tf32": True,
-}  # fmt: skip
+    "grad_filter": "ema",
+    "grad_filter_alpha": 0.9,
+    "grad_filter_lambda": 3.0,
+    "grad_filter_window": 50,
+    "l2": 0.01,
+    "loss": "stablemax",
+    "orthogonal_grad": True,
+    "init": "nanda",
+    "init_scale": 2.0,
+    "tf32": True,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,8 +95,12 @@ def mixed_folder(tmp_path_factory) -> tuple[Path, list[str]]:
     OUT/runs/by-hand, a sweep of a Grokfast run. Returns the folder and the run names in the
     index's order."""
     out = tmp_path_factory.mktemp("mixed") / "sweep"
-    first = [r.run_dir.name for r in run_sweep(expand_grid(tiny_run(steps=10), {"seed": [0, 1]}), out, jobs=1,
-                                               progress=False)]  # fmt: skip
+    first = [
+        r.run_dir.name
+        for r in run_sweep(
+            expand_grid(tiny_run(steps=10), {"seed": [0, 1]}), out, jobs=1, progress=False
+        )
+    ]
     assert (
         main(
             [
@@ -124,8 +154,10 @@ def test_compare_by_a_flags_name(mixed_folder, capsys):
     from grokkit.cli.compare import field_name
 
     fields = RunConfig().flat_dict()
-    assert [field_name(n, fields) for n in ("optimizer", "--optimizer", "train-fraction", "--heads", "lr")] == \
-        ["preset", "preset", "train_fraction", "n_heads", "lr"]  # fmt: skip
+    assert [
+        field_name(n, fields)
+        for n in ("optimizer", "--optimizer", "train-fraction", "--heads", "lr")
+    ] == ["preset", "preset", "train_fraction", "n_heads", "lr"]
     for by in ("optimizer", "--train-fraction"):
         assert (
             main(["compare", str(out), f"--by={by}", "--out", str(out.parent / "by.png")]) == 0
@@ -198,14 +230,24 @@ class FreeMeter(CostMeter):
 
 def test_plan_rows_tell_method_runs_apart(monkeypatch, capsys):
     base = tiny_run()
-    configs = [base, *(base.with_changes(**{f: v}) for f, v in METHOD_VALUES.items()),
-               base.with_changes(outliers=3)]  # fmt: skip
+    configs = [
+        base,
+        *(base.with_changes(**{f: v}) for f, v in METHOD_VALUES.items()),
+        base.with_changes(outliers=3),
+    ]
     fake = types.SimpleNamespace(runs=lambda scale: configs, OPTIONS=())
     monkeypatch.setitem(experiments.FIGURES, "methods", fake)
     p = plan_figure("methods", "smoke", None, jobs=1, meter=FreeMeter())
     assert len({(tuple(r["methods"]), r["outliers"]) for r in p["runs"]}) == len(configs)
-    plan = {"runs": p["runs"], "figures": {"methods": p}, "estimated_seconds": p["estimated_seconds"],
-            "scale": "smoke", "device": "cpu", "hardware": "test", "load_average": None}  # fmt: skip
+    plan = {
+        "runs": p["runs"],
+        "figures": {"methods": p},
+        "estimated_seconds": p["estimated_seconds"],
+        "scale": "smoke",
+        "device": "cpu",
+        "hardware": "test",
+        "load_average": None,
+    }
     for compact in (False, True):
         print_plan(plan, compact=compact)
         lines = capsys.readouterr().out.splitlines()[1 : len(configs) + 1]
@@ -215,7 +257,7 @@ def test_plan_rows_tell_method_runs_apart(monkeypatch, capsys):
         )
 
 
-# ---------------------------------------------------------------- analyze, then reproduce, one folder
+# -------------------------------------------------------------- analyze, then reproduce, one folder
 
 
 @pytest.fixture(scope="module")
@@ -300,12 +342,18 @@ def test_repr_is_one_line_and_answer_logits_are_the_answers(snapshot_run):
     assert (answers.argmax(-1) == model.predictions()).all()
 
 
-# ---------------------------------------------------------------- texts that say what did not happen
+# --------------------------------------------------------------- texts that say what did not happen
 
 
 def _results(configs, **summary) -> list[SweepResult]:
-    base = {"best_val_accuracy": 0.1, "train_accuracy": 0.5, "steps_to_train_99": None,
-            "steps_to_val_99": None, "n_train": 10, "status": "completed"}  # fmt: skip
+    base = {
+        "best_val_accuracy": 0.1,
+        "train_accuracy": 0.5,
+        "steps_to_train_99": None,
+        "steps_to_val_99": None,
+        "n_train": 10,
+        "status": "completed",
+    }
     return [SweepResult(c, Path("unused"), {**base, **summary}) for c in configs]
 
 
@@ -314,9 +362,16 @@ def assert_says_it_in_words(text: str) -> None:
         assert bad not in text, (bad, text)
 
 
-UNREACHED = {"status": "completed", "steps_done": 10, "train_accuracy": 0.5, "val_accuracy": 0.1,
-             "best_val_accuracy": 0.1, "steps_to_train_99": None, "steps_to_val_99": None,
-             "wall_seconds": 1.0}  # fmt: skip
+UNREACHED = {
+    "status": "completed",
+    "steps_done": 10,
+    "train_accuracy": 0.5,
+    "val_accuracy": 0.1,
+    "best_val_accuracy": 0.1,
+    "steps_to_train_99": None,
+    "steps_to_val_99": None,
+    "wall_seconds": 1.0,
+}
 
 
 def test_verdicts_say_what_did_not_happen_in_words():
@@ -338,9 +393,15 @@ def test_verdicts_say_what_did_not_happen_in_words():
     assert "at fraction 0.8" not in texts[2] and "at no fraction tried" in texts[2]
     # The progress-measures verdict of a run with no phases and losses that rose.
     steps = [0, 10, 20, 30]
-    curves = pd.DataFrame({"step": steps, "restricted_loss": [0.28, 2.0, 1.6, 1.45],
-                           "test_loss": [2.5, 2.6, 2.7, 2.8], "excluded_loss": [3.0, 2.0, 1.0, 0.5],
-                           "test_accuracy": [0.0, 0.0, 0.1, 0.1]})  # fmt: skip
+    curves = pd.DataFrame(
+        {
+            "step": steps,
+            "restricted_loss": [0.28, 2.0, 1.6, 1.45],
+            "test_loss": [2.5, 2.6, 2.7, 2.8],
+            "excluded_loss": [3.0, 2.0, 1.0, 0.5],
+            "test_accuracy": [0.0, 0.0, 0.1, 0.1],
+        }
+    )
     measures = types.SimpleNamespace(
         curves=curves, phases=fourier.phase_boundaries(curves), key_freqs=[1, 2]
     )
@@ -355,16 +416,22 @@ def test_a_loss_that_rose_did_not_fall():
     # The issue's case: up from 0.28 through a peak, ending at 1.45, is no fall.
     steps = [0, 1000, 2000]
     assert fourier.fall_step(steps, [0.28, 2.0, 1.45]) is None
-    assert fourier.describe_fall(steps, [0.28, 2.0, 1.45], name="restricted loss") == \
-        "restricted loss did not fall (rose from 0.28 to 1.45)"  # fmt: skip
-    assert fourier.describe_fall(steps, [4.0, 0.5, 0.01], name="test loss") == \
-        "test loss fell from 4 to 0.01 (half-way at step 2000)"  # fmt: skip
+    assert (
+        fourier.describe_fall(steps, [0.28, 2.0, 1.45], name="restricted loss")
+        == "restricted loss did not fall (rose from 0.28 to 1.45)"
+    )
+    assert (
+        fourier.describe_fall(steps, [4.0, 0.5, 0.01], name="test loss")
+        == "test loss fell from 4 to 0.01 (half-way at step 2000)"
+    )
 
 
 # ---------------------------------------------------------------- threads on a shared machine
 
 
-@pytest.mark.parametrize(("busy", "threads", "said"), [(0, 2, False), (1, 1, True), (5, 1, True), (None, 2, False)])
+@pytest.mark.parametrize(
+    ("busy", "threads", "said"), [(0, 2, False), (1, 1, True), (5, 1, True), (None, 2, False)]
+)
 def test_default_threads_are_the_free_cores_and_say_so(busy, threads, said, monkeypatch, capsys):
     import argparse
 
@@ -378,7 +445,11 @@ def test_default_threads_are_the_free_cores_and_say_so(busy, threads, said, monk
     err = capsys.readouterr().err
     assert bool(err) == said
     if said:
-        assert len(err.splitlines()) == 1 and f"training with {threads} thread(s)" in err and "--threads" in err
+        assert (
+            len(err.splitlines()) == 1
+            and f"training with {threads} thread(s)" in err
+            and "--threads" in err
+        )
     assert chosen_threads(argparse.Namespace(threads=3)) == 3  # asked for: used as given, silently
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert chosen_threads(argparse.Namespace(threads=None)) is None  # the user's choice: left alone
@@ -394,10 +465,12 @@ def test_the_busy_count_reads_this_machine():
 
 @pytest.mark.parametrize("command", ["train", "sweep", "reproduce", "bench"])
 def test_threads_below_one_are_refused_before_anything_is_written(command, tmp_path, capsys):
-    argv = {"train": ["train", *TINY_FLAGS, "--out", tmp_path / "o"],
-            "sweep": ["sweep", "--op", "x+y", "--modulus", "11", "--out", tmp_path / "o"],
-            "reproduce": ["reproduce", "fig4", "--scale", "smoke", "--out", tmp_path / "o"],
-            "bench": ["bench"]}[command]  # fmt: skip
+    argv = {
+        "train": ["train", *TINY_FLAGS, "--out", tmp_path / "o"],
+        "sweep": ["sweep", "--op", "x+y", "--modulus", "11", "--out", tmp_path / "o"],
+        "reproduce": ["reproduce", "fig4", "--scale", "smoke", "--out", tmp_path / "o"],
+        "bench": ["bench"],
+    }[command]
     capsys.readouterr()
     assert main([str(a) for a in argv] + ["--threads", "0"]) == 2
     err = capsys.readouterr().err
@@ -438,7 +511,9 @@ def test_run_sweep_with_workers_from_a_script_without_a_main_guard(tmp_path):
 
     script = tmp_path / "plain.py"
     script.write_text(f"OUT = {str(tmp_path / 'out')!r}\n" + PLAIN_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "completed,completed"
     assert "Traceback" not in done.stderr

@@ -146,8 +146,9 @@ def test_bad_key_frequencies_are_refused(keys):
 
 
 def curves(excluded, test) -> pd.DataFrame:
-    return pd.DataFrame({"step": [10 * i for i in range(len(test))], "excluded_loss": excluded,
-                         "test_loss": test})  # fmt: skip
+    return pd.DataFrame(
+        {"step": [10 * i for i in range(len(test))], "excluded_loss": excluded, "test_loss": test}
+    )
 
 
 def test_phase_boundaries_follow_the_excluded_and_the_test_loss():
@@ -166,7 +167,8 @@ def test_phase_boundaries_follow_the_excluded_and_the_test_loss():
 def test_phase_boundaries_not_reached_are_none():
     falling = [3.0, 2.0, 1.0, 0.5, 0.2]
     assert phase_boundaries(curves(falling, [3.0] * 5)) == dict.fromkeys(
-        ["memorisation_end", "cleanup_start", "cleanup_end"])  # excluded loss never rose
+        ["memorisation_end", "cleanup_start", "cleanup_end"]
+    )  # excluded loss never rose
     never_falls = phase_boundaries(curves([3.0, 1.0, 2.0, 3.0, 3.0], [3.0, 4.0, 5.0, 2.0, 1.0]))
     assert never_falls == {"memorisation_end": 10, "cleanup_start": None, "cleanup_end": None}
     still_falling = phase_boundaries(curves([3.0, 1.0, 2.0, 3.0, 3.0], [3.0, 5.0, 0.4, 0.1, 0.01]))
@@ -264,8 +266,16 @@ def assert_one_line_error(code: int, err: str, keyword: str) -> None:
 
 
 def test_the_command_writes_the_measures_and_says_what_it_found(capsys, addition_run, tmp_path):
-    code, out, err = run_cli(capsys, "analyze", "fourier", addition_run, "--key-freqs", "2,5",
-                             "--out", tmp_path / "measures")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "analyze",
+        "fourier",
+        addition_run,
+        "--key-freqs",
+        "2,5",
+        "--out",
+        tmp_path / "measures",
+    )
     assert code == 0, err
     assert "key frequencies: 2, 5 (given" in out and "phases:" in out and "falls:" in out
     for name in ("fourier.csv", "fourier.json", "fourier.png", "fourier.pdf"):
@@ -273,13 +283,16 @@ def test_the_command_writes_the_measures_and_says_what_it_found(capsys, addition
     assert json.loads((tmp_path / "measures" / "fourier.json").read_text())["key_freqs"] == [2, 5]
 
 
-@pytest.mark.parametrize("flag, keyword", [("0", "outside 1..5"), ("6", "outside 1..5"),
-                                           ("a,b", "integers"), ("3,3", "differ")])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag, keyword",
+    [("0", "outside 1..5"), ("6", "outside 1..5"), ("a,b", "integers"), ("3,3", "differ")],
+)
 def test_the_command_refuses_bad_key_frequencies_in_one_line(
     capsys, addition_run, tmp_path, flag, keyword
 ):
-    code, _, err = run_cli(capsys, "analyze", "fourier", addition_run, "--key-freqs", flag,
-                           "--out", tmp_path)  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "analyze", "fourier", addition_run, "--key-freqs", flag, "--out", tmp_path
+    )
     assert_one_line_error(code, err, keyword)
     assert not (tmp_path / "fourier.csv").exists()
 
@@ -287,8 +300,11 @@ def test_the_command_refuses_bad_key_frequencies_in_one_line(
 def test_the_command_refuses_runs_it_cannot_measure_in_one_line(capsys, tmp_path):
     subtraction = train_tiny(tmp_path / "sub", operation="x-y", steps=10, snapshot_every=10)
     no_snapshots = train_tiny(tmp_path / "plain", steps=10)
-    for folder, keyword in [(subtraction, "x+y"), (no_snapshots, "--snapshot-every"),
-                            (tmp_path / "missing", "missing")]:  # fmt: skip
+    for folder, keyword in [
+        (subtraction, "x+y"),
+        (no_snapshots, "--snapshot-every"),
+        (tmp_path / "missing", "missing"),
+    ]:
         code, _, err = run_cli(capsys, "analyze", "fourier", folder)
         assert_one_line_error(code, err, keyword)
     assert not any(tmp_path.rglob("fourier.*"))

@@ -1,4 +1,5 @@
-"""End to end: a small configuration really groks — memorisation first, generalisation much later."""
+"""End to end: a small configuration really groks — memorisation first, generalisation much
+later."""
 
 import pytest
 
@@ -8,9 +9,18 @@ from grokkit.train import train_runs
 
 
 def test_a_small_transformer_groks_modular_addition(tmp_path):
-    cfg = RunConfig(operation="x+y", modulus=23, train_fraction=0.6, seed=0, steps=6000,
-                    eval_every=20, stop_after_val_99=20, d_model=64, n_heads=4,
-                    d_mlp=256).with_changes(lr=2e-3)  # fmt: skip
+    cfg = RunConfig(
+        operation="x+y",
+        modulus=23,
+        train_fraction=0.6,
+        seed=0,
+        steps=6000,
+        eval_every=20,
+        stop_after_val_99=20,
+        d_model=64,
+        n_heads=4,
+        d_mlp=256,
+    ).with_changes(lr=2e-3)
     summary = train_runs([cfg], [tmp_path / "run"], progress=False)[0]
     rows = runs.read_metrics(tmp_path / "run")
     chance = 1 / 23

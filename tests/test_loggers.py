@@ -53,16 +53,19 @@ def _hparams(acc) -> tuple:
 def test_tensorboard_reads_back_as_metrics_csv(tmp_path):
     config = tiny_run(steps=40)
     run_dir = tmp_path / "run"
-    [summary] = train_runs([config], [run_dir], progress=False,
-                           loggers=[logger_factory("tensorboard")])  # fmt: skip
+    [summary] = train_runs(
+        [config], [run_dir], progress=False, loggers=[logger_factory("tensorboard")]
+    )
     log_dir = run_dir / "tensorboard"
     assert [p for p in log_dir.iterdir() if p.is_dir()] == []  # hparams too: no sub-folder
     acc = _accumulator(log_dir)
     _assert_scalars_equal_metrics(acc, run_dir)
 
     experiment, start = _hparams(acc)
-    hparams = {k: v.number_value if v.HasField("number_value") else v.string_value
-               for k, v in start.hparams.items()}  # fmt: skip
+    hparams = {
+        k: v.number_value if v.HasField("number_value") else v.string_value
+        for k, v in start.hparams.items()
+    }
     flat = config.flat_dict()
     assert hparams["lr"] == flat["lr"] and hparams["batch_size"] == 16
     assert hparams["operation"] == "x+y" and hparams["split_seed"] == "None"
@@ -125,8 +128,9 @@ def test_tensorboard_resume_after_kill_shows_each_step_once(tmp_path, kill):
         state = runs.load_checkpoint(run_dir)
     assert state["step"] == 20
 
-    train_runs([config], [run_dir], states=[state], progress=False,
-               loggers=[logger_factory("tensorboard")])  # fmt: skip
+    train_runs(
+        [config], [run_dir], states=[state], progress=False, loggers=[logger_factory("tensorboard")]
+    )
     acc = _accumulator(run_dir / "tensorboard")
     _assert_scalars_equal_metrics(acc, run_dir)
     again = {e.step: e.value for e in acc.Scalars("wall_seconds")}
@@ -148,8 +152,17 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     for name in ("DIR", "CONFIG_DIR", "CACHE_DIR", "DATA_DIR", "ARTIFACT_DIR"):
         monkeypatch.setenv(f"WANDB_{name}", str(tmp_path / f"wandb_{name.lower()}"))
-    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "WANDB_PROJECT",
-                 "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME", "NETRC", "GROKKIT_WANDB_PROJECT"):
+    for name in (
+        "WANDB_API_KEY",
+        "WANDB_IDENTITY_TOKEN_FILE",
+        "WANDB_BASE_URL",
+        "WANDB_PROJECT",
+        "WANDB_ENTITY",
+        "WANDB_RUN_ID",
+        "WANDB_RESUME",
+        "NETRC",
+        "GROKKIT_WANDB_PROJECT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -174,8 +187,8 @@ def _wandb_records(path: Path):
         if _BLOCK - pos % _BLOCK < 7:  # too little left in this block for a header: padding
             pos += _BLOCK - pos % _BLOCK
             continue
-        crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         assert zlib.crc32(bytes([kind]) + chunk) == crc and len(chunk) == length
         pos += 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk  # full/first, middle/last
@@ -192,8 +205,12 @@ def _read_wandb_session(session_dir: Path) -> dict:
         if kind == "run":
             run = record.run
         elif kind == "history":
-            history.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json)
-                            for i in record.history.item})  # fmt: skip
+            history.append(
+                {
+                    "/".join(i.nested_key) or i.key: json.loads(i.value_json)
+                    for i in record.history.item
+                }
+            )
         elif kind == "summary":
             for item in record.summary.update:
                 summary["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
@@ -204,8 +221,9 @@ def _assert_history_equals_metrics(history: list[dict], run_dir: Path) -> None:
     rows = runs.read_metrics(run_dir)
     assert [h["_step"] for h in history] == [r["step"] for r in rows]
     for h, r in zip(history, rows):
-        assert {tag: h[tag] for tag in METRIC_TAGS.values()} == \
-            {tag: r[column] for column, tag in METRIC_TAGS.items()}  # fmt: skip
+        assert {tag: h[tag] for tag in METRIC_TAGS.values()} == {
+            tag: r[column] for column, tag in METRIC_TAGS.items()
+        }
 
 
 def _sessions(run_dir: Path) -> list[Path]:
@@ -244,8 +262,13 @@ def test_wandb_resume_continues_the_same_run(tmp_path, offline_wandb, monkeypatc
     run_dir = tmp_path / "run"
     train_runs([tiny_run(steps=20)], [run_dir], progress=False, loggers=[logger_factory("wandb")])
     config = tiny_run(steps=30)
-    train_runs([config], [run_dir], states=[runs.load_checkpoint(run_dir)], progress=False,
-               loggers=[logger_factory("wandb")])  # fmt: skip
+    train_runs(
+        [config],
+        [run_dir],
+        states=[runs.load_checkpoint(run_dir)],
+        progress=False,
+        loggers=[logger_factory("wandb")],
+    )
     offline_wandb.teardown()  # see _sessions
     first, second = (_read_wandb_session(s) for s in _sessions(run_dir))
     assert first["run"].run_id == second["run"].run_id
@@ -299,10 +322,28 @@ def test_logger_factory_names_and_missing_packages(monkeypatch):
 # ---------------------------------------------------------------- the --log flag of the commands
 
 TINY_FLAGS = [
-    "--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "4", "--d-mlp", "64",
-    "--batch-size", "16", "--steps", "20", "--eval-every", "5", "--checkpoint-every", "10",
-    "--device", "cpu", "--quiet",
-]  # fmt: skip
+    "--op",
+    "x+y",
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "4",
+    "--d-mlp",
+    "64",
+    "--batch-size",
+    "16",
+    "--steps",
+    "20",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "10",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def test_train_log_tensorboard_from_the_command_line(tmp_path, capsys):
@@ -334,7 +375,10 @@ def test_log_without_the_package_is_one_line_and_writes_nothing(tmp_path, capsys
     out = tmp_path / "run"
     assert main(["train", *TINY_FLAGS, "--log", "tensorboard", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err == "grokkit: error: --log tensorboard needs TensorBoard: pip install 'grokkit[tensorboard]'\n"
+    assert (
+        err == "grokkit: error: --log tensorboard needs TensorBoard: "
+        "pip install 'grokkit[tensorboard]'\n"
+    )
     assert not out.exists()
     assert main(["train", *TINY_FLAGS, "--log", "nonsense", "--out", str(out)]) == 2
     assert "invalid choice: 'nonsense'" in capsys.readouterr().err

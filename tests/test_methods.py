@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_run
 
 from grokkit import runs
 from grokkit.api import load_run
@@ -16,8 +17,6 @@ from grokkit.interventions import GrokfastEMA, GrokfastMA, OrthogonalGrad
 from grokkit.losses import softmax_collapse, softmax_cross_entropy, stablemax_cross_entropy
 from grokkit.population import Population
 from grokkit.train import train_runs
-
-from conftest import tiny_run
 
 
 def _grads(n: int, E: int = 2, P: int = 5) -> list[torch.Tensor]:
@@ -29,7 +28,10 @@ def test_grokfast_ema_against_a_hand_computation():
     g = _grads(4)
     alpha, lamb = [0.9, 0.5], [2.0, 3.0]
     f = GrokfastEMA(alpha, lamb)
-    a, la = torch.tensor(alpha, dtype=torch.float64).view(-1, 1), torch.tensor(lamb, dtype=torch.float64).view(-1, 1)
+    a, la = (
+        torch.tensor(alpha, dtype=torch.float64).view(-1, 1),
+        torch.tensor(lamb, dtype=torch.float64).view(-1, 1),
+    )
     mu = g[0]  # the filter starts at the first gradient
     torch.testing.assert_close(f(g[0], None), g[0] + la * mu)
     for t in range(1, 4):
@@ -65,7 +67,10 @@ def test_grokfast_ma_state_round_trip_continues_exactly(stop):
 def test_orthogonal_grad_is_orthogonal_per_tensor_and_keeps_each_norm():
     gen = torch.Generator().manual_seed(1)
     segments = [(0, 3), (3, 4), (7, 2)]
-    w, g = torch.randn(2, 9, generator=gen, dtype=torch.float64), torch.randn(2, 9, generator=gen, dtype=torch.float64)
+    w, g = (
+        torch.randn(2, 9, generator=gen, dtype=torch.float64),
+        torch.randn(2, 9, generator=gen, dtype=torch.float64),
+    )
     out = OrthogonalGrad([size for _, size in segments])(g, w)
     for offset, size in segments:
         part = slice(offset, offset + size)
@@ -81,7 +86,9 @@ def test_stablemax_equals_its_formula_and_never_returns_nan():
     logits = torch.tensor([[2.0, -1.0, 0.0], [-3.0, 0.5, 4.0]])
     labels = torch.tensor([0, 1])
     s = lambda x: x + 1 if x >= 0 else 1 / (1 - x)  # noqa: E731
-    for row, label, loss in zip(logits.tolist(), labels.tolist(), stablemax_cross_entropy(logits, labels).tolist()):
+    for row, label, loss in zip(
+        logits.tolist(), labels.tolist(), stablemax_cross_entropy(logits, labels).tolist()
+    ):
         assert loss == pytest.approx(-math.log(s(row[label]) / sum(map(s, row))), rel=1e-6)
     extreme = torch.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], requires_grad=True)
     loss = stablemax_cross_entropy(extreme, torch.tensor([1, 2]))
@@ -104,43 +111,105 @@ def test_init_scale_multiplies_every_initial_weight():
     torch.testing.assert_close(two.flat, 2.5 * one.flat, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("changes", [
-    {"grad_filter": "ema"}, {"grad_filter": "ma", "grad_filter_window": 4},
-    {"orthogonal_grad": True, "grad_filter": "ema"}, {"loss": "stablemax"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"grad_filter": "ema"},
+        {"grad_filter": "ma", "grad_filter_window": 4},
+        {"orthogonal_grad": True, "grad_filter": "ema"},
+        {"loss": "stablemax"},
+    ],
+)
 def test_resume_with_a_method_equals_a_straight_run(tmp_path, changes):
     train_runs([tiny_run(steps=30, **changes)], [tmp_path / "straight"], progress=False)
     train_runs([tiny_run(steps=10, **changes)], [tmp_path / "split"], progress=False)
     state = runs.load_checkpoint(tmp_path / "split")
-    train_runs([tiny_run(steps=30, **changes)], [tmp_path / "split"], states=[state], progress=False)
+    train_runs(
+        [tiny_run(steps=30, **changes)], [tmp_path / "split"], states=[state], progress=False
+    )
     a, b = runs.load_checkpoint(tmp_path / "straight"), runs.load_checkpoint(tmp_path / "split")
     assert torch.equal(a["flat"], b["flat"])
-    assert runs.read_metrics(tmp_path / "straight")[-1]["val_loss"] == runs.read_metrics(tmp_path / "split")[-1]["val_loss"]
+    assert (
+        runs.read_metrics(tmp_path / "straight")[-1]["val_loss"]
+        == runs.read_metrics(tmp_path / "split")[-1]["val_loss"]
+    )
 
 
 def test_methods_change_training_and_members_keep_their_own_strength(tmp_path):
     plain = Population([tiny_run()])
-    filtered = Population([tiny_run(grad_filter="ema"), tiny_run(grad_filter="ema", grad_filter_lambda=0.0)])
+    filtered = Population(
+        [tiny_run(grad_filter="ema"), tiny_run(grad_filter="ema", grad_filter_lambda=0.0)]
+    )
     for _ in range(5):
         plain.step()
         filtered.step()
     assert not torch.equal(filtered.flat[0], plain.flat[0])  # lambda 2 changes the updates
-    torch.testing.assert_close(filtered.flat[1], plain.flat[0], rtol=1e-5, atol=1e-6)  # lambda 0: none
+    torch.testing.assert_close(
+        filtered.flat[1], plain.flat[0], rtol=1e-5, atol=1e-6
+    )  # lambda 0: none
 
 
 def test_methods_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
-    flags = ["--op", "x+y", "--modulus", "11", "--d-model", "32", "--heads", "4", "--d-mlp", "64",
-             "--batch-size", "16", "--steps", "10", "--eval-every", "5", "--device", "cpu", "--quiet",
-             "--no-plot", "--grad-filter", "ma", "--grad-filter-window", "3", "--loss", "stablemax",
-             "--orthogonal-grad", "--init-scale", "0.5", "--norm", "none"]  # fmt: skip
+    flags = [
+        "--op",
+        "x+y",
+        "--modulus",
+        "11",
+        "--d-model",
+        "32",
+        "--heads",
+        "4",
+        "--d-mlp",
+        "64",
+        "--batch-size",
+        "16",
+        "--steps",
+        "10",
+        "--eval-every",
+        "5",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-plot",
+        "--grad-filter",
+        "ma",
+        "--grad-filter-window",
+        "3",
+        "--loss",
+        "stablemax",
+        "--orthogonal-grad",
+        "--init-scale",
+        "0.5",
+        "--norm",
+        "none",
+    ]
     assert main(["train", *flags, "--out", str(out)]) == 0
     config = runs.read_config(out)
-    assert (config.grad_filter, config.grad_filter_window, config.loss, config.orthogonal_grad,
-            config.init_scale, config.norm) == ("ma", 3, "stablemax", True, 0.5, "none")  # fmt: skip
+    assert (
+        config.grad_filter,
+        config.grad_filter_window,
+        config.loss,
+        config.orthogonal_grad,
+        config.init_scale,
+        config.norm,
+    ) == ("ma", 3, "stablemax", True, 0.5, "none")
     assert all(0.0 <= r["softmax_collapse"] <= 1.0 for r in runs.read_metrics(out))
     assert main(["train", "--grad-filter", "lowpass", "--out", str(tmp_path / "x")]) == 2
-    assert main(["train", "--grad-filter", "ema", "--grad-filter-alpha", "1.5", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--grad-filter",
+                "ema",
+                "--grad-filter-alpha",
+                "1.5",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "grad filter alpha must be in [0, 1), got 1.5" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="init scale"):
         tiny_run(init_scale=0.0)
@@ -153,7 +222,9 @@ def test_part_norms_add_up_to_the_weight_norm(tmp_path):
     last = rows[-1]
     parts = ["norm_embed", "norm_block_0", "norm_block_1", "norm_unembed"]
     assert [k for k in last if k.startswith("norm_")] == parts
-    assert math.sqrt(sum(last[p] ** 2 for p in parts)) == pytest.approx(last["weight_norm"], rel=1e-5)
+    assert math.sqrt(sum(last[p] ** 2 for p in parts)) == pytest.approx(
+        last["weight_norm"], rel=1e-5
+    )
     assert last["weight_norm"] == pytest.approx(float(weights.norm()), rel=1e-6)
     run = load_run(tmp_path / "r")
     w = run.model().weights
@@ -161,14 +232,49 @@ def test_part_norms_add_up_to_the_weight_norm(tmp_path):
     assert last["norm_embed"] == pytest.approx(embed, rel=1e-5)
 
 
-@pytest.mark.parametrize("command,flags,message", [
-    ("train", ["--grad-filter-alpha", "0.9"], "--grad-filter-alpha applies to --grad-filter ema"),
-    ("train", ["--grad-filter", "ema", "--grad-filter-window", "10"], "--grad-filter-window applies to --grad-filter ma"),
-    ("sweep", ["--grad-filter-lambda", "1", "2"], "--grad-filter-lambda applies to --grad-filter ema or ma"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command,flags,message",
+    [
+        (
+            "train",
+            ["--grad-filter-alpha", "0.9"],
+            "--grad-filter-alpha applies to --grad-filter ema",
+        ),
+        (
+            "train",
+            ["--grad-filter", "ema", "--grad-filter-window", "10"],
+            "--grad-filter-window applies to --grad-filter ma",
+        ),
+        (
+            "sweep",
+            ["--grad-filter-lambda", "1", "2"],
+            "--grad-filter-lambda applies to --grad-filter ema or ma",
+        ),
+    ],
+)
 def test_a_filter_setting_without_its_filter_is_refused(tmp_path, capsys, command, flags, message):
     out = tmp_path / "out"
     assert main([command, *flags, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
-    assert main(["sweep", "--grad-filter", "none", "ema", "--grad-filter-alpha", "0.9", "--steps", "0",
-                 "--op", "x+y", "--modulus", "5", "--out", str(out), "--quiet"]) == 0  # one run uses it
+    assert (
+        main(
+            [
+                "sweep",
+                "--grad-filter",
+                "none",
+                "ema",
+                "--grad-filter-alpha",
+                "0.9",
+                "--steps",
+                "0",
+                "--op",
+                "x+y",
+                "--modulus",
+                "5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # one run uses it

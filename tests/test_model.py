@@ -1,4 +1,5 @@
-"""The transformer: the fast path computes the reference model's function and gradients; causality."""
+"""The transformer: the fast path computes the reference model's function and gradients;
+causality."""
 
 import math
 
@@ -34,8 +35,15 @@ def test_paper_model_has_about_4e5_non_embedding_parameters():
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_fast_path_matches_reference_values_and_gradients(norm, layers, activation):
-    cfg = ModelConfig(n_elements=13, n_layers=layers, d_model=24, n_heads=3, d_mlp=40,
-                      norm=norm, activation=activation)  # fmt: skip
+    cfg = ModelConfig(
+        n_elements=13,
+        n_layers=layers,
+        d_model=24,
+        n_heads=3,
+        d_mlp=40,
+        norm=norm,
+        activation=activation,
+    )
     E, B = 3, 17
     gen = torch.Generator().manual_seed(layers)
     x = torch.randint(0, 13, (E, B), generator=gen)

@@ -56,7 +56,9 @@ class Block(nn.Module):
         self.heads = nn.ModuleList(Head(d, d // heads) for _ in range(heads))
         self.Wo = nn.Linear(d, d, bias=False)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.ffn = nn.Sequential(nn.Linear(d, 4 * d, bias=False), nn.ReLU(), nn.Linear(4 * d, d, bias=False))
+        self.ffn = nn.Sequential(
+            nn.Linear(d, 4 * d, bias=False), nn.ReLU(), nn.Linear(4 * d, d, bias=False)
+        )
 
     def forward(self, h, mask):
         a = self.norm1(h + self.Wo(torch.cat([head(h, mask) for head in self.heads], dim=-1)))
@@ -70,8 +72,15 @@ class TheirTransformer(nn.Module):
     def __init__(self, layers: int, heads: int, d: int, vocab: int, context: int = 6):
         super().__init__()
         self.embedding = nn.Embedding(vocab, d)
-        rows = [[math.sin(p / 10000 ** (i / d)) if i % 2 == 0 else math.cos(p / 10000 ** ((i - 1) / d))
-                 for i in range(d)] for p in range(context)]  # fmt: skip
+        rows = [
+            [
+                math.sin(p / 10000 ** (i / d))
+                if i % 2 == 0
+                else math.cos(p / 10000 ** ((i - 1) / d))
+                for i in range(d)
+            ]
+            for p in range(context)
+        ]
         self.register_buffer("pe", torch.tensor(rows, dtype=torch.float32))
         self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
         self.linear = nn.Linear(d, vocab, bias=False)
@@ -116,7 +125,9 @@ def _weights(cfg, seed=0):
 @pytest.mark.parametrize("op", ["x/y", "s5_xy"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_logits_equal_the_authors_module_structure(op, layers):
-    config = RunConfig(operation=op, n_layers=layers, d_model=32, n_heads=4).with_changes(arch="openai-grok")
+    config = RunConfig(operation=op, n_layers=layers, d_model=32, n_heads=4).with_changes(
+        arch="openai-grok"
+    )
     table = make_table(op, 97, "openai-grok")
     cfg = config.model_config(table.n_elements)
     w = _weights(cfg)
@@ -184,7 +195,9 @@ def test_split_is_their_shuffle_of_their_equation_list(op):
     expected = sorted(eqs[:n_train])
     table = make_table(op, 97, "openai-grok")
     names = table.operation.element_names
-    config = RunConfig(operation=op, train_fraction=0.3, seed=5, split_seed=0).with_changes(arch="openai-grok")
+    config = RunConfig(operation=op, train_fraction=0.3, seed=5, split_seed=0).with_changes(
+        arch="openai-grok"
+    )
     train, val = config.split(table.n_equations)
     got = sorted((names[table.x[i]], names[table.y[i]]) for i in train.tolist())
     assert got == expected
@@ -209,10 +222,16 @@ def test_accuracy_counts_an_equation_only_when_every_token_after_eq_is_right():
     for _ in range(30):
         pop.step()
     cfg, t = pop.model_config, pop.table
-    logits = forward_openai_reference(pop.parameters(), cfg, openai_tokens(cfg, t.x[None], t.y[None], pop.eval_targets))[0]
-    right = (logits[:, 0].argmax(-1) == t.result + cfg.element_offset) & (logits[:, 1].argmax(-1) == 0)
-    loss = 0.5 * (F.cross_entropy(logits[:, 0], t.result + cfg.element_offset, reduction="none")
-                  + F.cross_entropy(logits[:, 1], torch.zeros_like(t.result), reduction="none"))  # fmt: skip
+    logits = forward_openai_reference(
+        pop.parameters(), cfg, openai_tokens(cfg, t.x[None], t.y[None], pop.eval_targets)
+    )[0]
+    right = (logits[:, 0].argmax(-1) == t.result + cfg.element_offset) & (
+        logits[:, 1].argmax(-1) == 0
+    )
+    loss = 0.5 * (
+        F.cross_entropy(logits[:, 0], t.result + cfg.element_offset, reduction="none")
+        + F.cross_entropy(logits[:, 1], torch.zeros_like(t.result), reduction="none")
+    )
     val = ~pop.train_mask[0]
     ev = pop.evaluate()
     assert ev["val_accuracy"][0].item() == pytest.approx(right[val].float().mean().item(), abs=1e-6)
@@ -220,7 +239,11 @@ def test_accuracy_counts_an_equation_only_when_every_token_after_eq_is_right():
 
 
 def test_population_member_equals_its_solo_run():
-    configs = [openai_run(seed=0), openai_run(seed=1, lr=3e-3), openai_run(seed=2, weight_noise=0.01)]
+    configs = [
+        openai_run(seed=0),
+        openai_run(seed=1, lr=3e-3),
+        openai_run(seed=2, weight_noise=0.01),
+    ]
     together = Population(configs)
     for _ in range(12):
         together.step()
@@ -228,7 +251,9 @@ def test_population_member_equals_its_solo_run():
         alone = Population([c])
         for _ in range(12):
             alone.step()
-        torch.testing.assert_close(together.flat[i], alone.flat[0], rtol=1e-4, atol=1e-5, msg=f"member {i}")
+        torch.testing.assert_close(
+            together.flat[i], alone.flat[0], rtol=1e-4, atol=1e-5, msg=f"member {i}"
+        )
 
 
 def test_resume_equals_a_straight_run(tmp_path):
@@ -252,12 +277,22 @@ def test_dropout_acts_on_the_feed_forward_output_only():
     tokens = openai_tokens(cfg, *(torch.randint(0, 11, (1, 20), generator=gen) for _ in range(3)))
 
     def with_dropout(p):
-        return forward_openai_reference(p, cfg, tokens, dropout=torch.tensor([0.5]),
-                                        generators=[torch.Generator().manual_seed(1)], dropout_rates=[0.5])  # fmt: skip
+        return forward_openai_reference(
+            p,
+            cfg,
+            tokens,
+            dropout=torch.tensor([0.5]),
+            generators=[torch.Generator().manual_seed(1)],
+            dropout_rates=[0.5],
+        )
 
     no_mlp = {k: torch.zeros_like(v) if k.endswith("W_out") else v for k, v in params.items()}
-    torch.testing.assert_close(with_dropout(no_mlp), forward_openai_reference(no_mlp, cfg, tokens), rtol=0, atol=1e-6)
-    assert not torch.allclose(with_dropout(params), forward_openai_reference(params, cfg, tokens), atol=1e-3)
+    torch.testing.assert_close(
+        with_dropout(no_mlp), forward_openai_reference(no_mlp, cfg, tokens), rtol=0, atol=1e-6
+    )
+    assert not torch.allclose(
+        with_dropout(params), forward_openai_reference(params, cfg, tokens), atol=1e-3
+    )
 
 
 def test_options_it_cannot_honour_are_refused():
@@ -273,8 +308,11 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
     for extra in (["--norm", "pre"], ["--arch", "transformer"]):
         args = ["--arch", "openai-grok", *extra] if extra[0] != "--arch" else extra
-        proc = subprocess.run([sys.executable, "-m", "grokkit.cli", "train", *args, "--out", str(out)],
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "grokkit.cli", "train", *args, "--out", str(out)],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
         assert not out.exists()

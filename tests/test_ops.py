@@ -68,9 +68,19 @@ def reference_s5(name: str, x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int
 def test_names_in_paper_order() -> None:
     assert OPERATION_NAMES == (*PAPER_OPERATIONS, "x*y")
     assert PAPER_OPERATIONS == (
-        "x+y", "x-y", "x/y", "x/y_or_x-y", "x^2+y^2", "x^2+xy+y^2", "x^2+xy+y^2+x",
-        "x^3+xy", "x^3+xy^2+y", "s5_xy", "s5_xyx^-1", "s5_xyx",
-    )  # fmt: skip
+        "x+y",
+        "x-y",
+        "x/y",
+        "x/y_or_x-y",
+        "x^2+y^2",
+        "x^2+xy+y^2",
+        "x^2+xy+y^2+x",
+        "x^3+xy",
+        "x^3+xy^2+y",
+        "s5_xy",
+        "s5_xyx^-1",
+        "s5_xyx",
+    )
 
 
 @pytest.mark.parametrize("p", [7, 97])

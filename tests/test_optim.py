@@ -8,13 +8,18 @@ import torch
 from grokkit.optim import PRESETS, BatchedAdamW, OptimizerConfig, preset
 
 
-def reference_adamw(cfg: OptimizerConfig, w0: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
+def reference_adamw(
+    cfg: OptimizerConfig, w0: torch.Tensor, grads: list[torch.Tensor]
+) -> torch.Tensor:
     """torch.optim.AdamW with LambdaLR linear warm-up: the textbook implementation."""
     w = torch.nn.Parameter(w0.clone())
-    opt = torch.optim.AdamW([w], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                            weight_decay=cfg.weight_decay)  # fmt: skip
+    opt = torch.optim.AdamW(
+        [w], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
     warm = cfg.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
+    )
     for g in grads:
         w.grad = g.clone()
         opt.step()
@@ -28,8 +33,11 @@ def test_batched_adamw_matches_torch_optim_per_member(name, fused):
     """Both update paths: PyTorch's fused kernel (the default) and the tensor expressions."""
     gen = torch.Generator().manual_seed(0)
     E, P, steps = 3, 50, 25
-    configs = [preset(name), OptimizerConfig(lr=3e-3, weight_decay=0.3, beta2=0.95, warmup_steps=3),
-               OptimizerConfig(warmup_steps=0)]  # fmt: skip
+    configs = [
+        preset(name),
+        OptimizerConfig(lr=3e-3, weight_decay=0.3, beta2=0.95, warmup_steps=3),
+        OptimizerConfig(warmup_steps=0),
+    ]
     flat = torch.randn(E, P, generator=gen, dtype=torch.float64)
     w0 = flat.clone()
     grads = [torch.randn(E, P, generator=gen, dtype=torch.float64) for _ in range(steps)]
@@ -47,8 +55,11 @@ def test_l2_is_torch_adam_weight_decay(fused):
     """--l2 (Grokfast's regulariser) is torch.optim.Adam's coupled weight_decay, per member; a
     member without it is untouched by its neighbours' penalty."""
     gen = torch.Generator().manual_seed(1)
-    configs = [OptimizerConfig(weight_decay=0.0, l2=0.005), OptimizerConfig(weight_decay=0.0, l2=0.5),
-               preset("adam")]  # fmt: skip
+    configs = [
+        OptimizerConfig(weight_decay=0.0, l2=0.005),
+        OptimizerConfig(weight_decay=0.0, l2=0.5),
+        preset("adam"),
+    ]
     flat = torch.randn(3, 40, generator=gen, dtype=torch.float64)
     w0 = flat.clone()
     grads = [torch.randn(3, 40, generator=gen, dtype=torch.float64) for _ in range(20)]
@@ -59,8 +70,12 @@ def test_l2_is_torch_adam_weight_decay(fused):
         assert torch.equal(g, kept), "the caller's gradient must not change"
     for i, c in enumerate(configs):
         w = torch.nn.Parameter(w0[i].clone())
-        adam = torch.optim.Adam([w], lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps, weight_decay=c.l2)
-        sched = torch.optim.lr_scheduler.LambdaLR(adam, lambda s: min(1.0, (s + 1) / c.warmup_steps))
+        adam = torch.optim.Adam(
+            [w], lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps, weight_decay=c.l2
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            adam, lambda s: min(1.0, (s + 1) / c.warmup_steps)
+        )
         for g in grads:
             w.grad = g[i].clone()
             adam.step()
@@ -77,7 +92,9 @@ def test_weight_decay_towards_init_pulls_to_the_initial_weights(fused):
     flat += 1.0  # move away from the initial weights (2.0)
     for _ in range(20):
         opt.step(flat, torch.zeros_like(flat))
-    factor = math.prod(1 - cfg.lr * min(1, u / cfg.warmup_steps) * cfg.weight_decay for u in range(1, 21))
+    factor = math.prod(
+        1 - cfg.lr * min(1, u / cfg.warmup_steps) * cfg.weight_decay for u in range(1, 21)
+    )
     torch.testing.assert_close(flat, torch.full((1, 4), 2.0 + factor, dtype=torch.float64))
 
 
@@ -93,8 +110,9 @@ def test_update_noise_is_lr_times_unit_gaussian_from_the_members_generator():
     expected = torch.randn(1000, generator=torch.Generator().manual_seed(5)) * lr1
     torch.testing.assert_close(flat[0], expected)
     assert torch.equal(flat[1], torch.zeros(1000)), "a member without noise must not move"
-    assert gens[1].get_state().equal(torch.Generator().manual_seed(6).get_state()), \
+    assert gens[1].get_state().equal(torch.Generator().manual_seed(6).get_state()), (
         "a member without noise must not draw from its generator"
+    )
 
 
 def test_presets_are_the_nine_variants_of_figure_2_left():

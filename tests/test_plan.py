@@ -19,11 +19,19 @@ from grokkit.train import evaluation_count, needs_evaluation
 def test_evaluation_count_equals_the_schedule_walked_step_by_step():
     rng = random.Random(0)
     for _ in range(300):
-        c = RunConfig(steps=rng.randint(1, 5000), eval_every=rng.randint(1, 300),
-                      checkpoint_every=rng.randint(1, 2000))  # fmt: skip
+        c = RunConfig(
+            steps=rng.randint(1, 5000),
+            eval_every=rng.randint(1, 300),
+            checkpoint_every=rng.randint(1, 2000),
+        )
         start = rng.choice([0, rng.randint(0, c.steps)])
         walked = sum(needs_evaluation(s, c) for s in range(start + 1, c.steps + 1)) + (start == 0)
-        assert evaluation_count(c, start) == walked, (c.steps, c.eval_every, c.checkpoint_every, start)
+        assert evaluation_count(c, start) == walked, (
+            c.steps,
+            c.eval_every,
+            c.checkpoint_every,
+            start,
+        )
 
 
 def test_populations_go_to_the_worker_that_is_free_first():
@@ -88,14 +96,17 @@ def test_a_run_two_figures_share_is_planned_once():
 
 
 def test_plan_json_on_the_command_line(capsys):
-    assert main(["reproduce", "fig2-left", "--scale", "smoke", "--plan", "--json", "--jobs", "1"]) == 0
+    assert (
+        main(["reproduce", "fig2-left", "--scale", "smoke", "--plan", "--json", "--jobs", "1"]) == 0
+    )
     plan = json.loads(capsys.readouterr().out)
     configs = figure_runs("fig2-left", "smoke")
     assert len(plan["runs"]) == len(configs) and plan["estimated_seconds"] > 0
     keys = {"operation", "modulus", "train_fraction", "seed", "preset", "steps", "status"}
     assert keys <= set(plan["runs"][0])
-    assert sorted((r["preset"], r["train_fraction"]) for r in plan["runs"]) == \
-        sorted((c.preset, c.train_fraction) for c in configs)  # fmt: skip
+    assert sorted((r["preset"], r["train_fraction"]) for r in plan["runs"]) == sorted(
+        (c.preset, c.train_fraction) for c in configs
+    )
 
 
 def test_plan_text_and_bad_flags(capsys):

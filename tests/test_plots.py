@@ -11,8 +11,13 @@ COLUMNS = ["step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 
 def write_metrics(path, columns=COLUMNS):
     rows = [
-        {"step": s, "train_loss": 4.6 / (s + 1), "train_accuracy": min(1.0, s / 100),
-         "val_loss": 4.6, "val_accuracy": 0.01 if s < 1000 else 0.99}
+        {
+            "step": s,
+            "train_loss": 4.6 / (s + 1),
+            "train_accuracy": min(1.0, s / 100),
+            "val_loss": 4.6,
+            "val_accuracy": 0.01 if s < 1000 else 0.99,
+        }
         for s in [0, 10, 100, 1000, 10000]
     ]
     with open(path, "w", newline="") as handle:

@@ -8,10 +8,25 @@ import itertools
 import numpy as np
 import pytest
 
-from grokkit.analysis import (PAPER_S5_GENERATORS, best_coset_colouring, compose, conjugate_subgroups,
-                              cycle_notation, from_cycles, inverse, s5_coset_labels, subgroup_closure)  # fmt: skip
+from grokkit.analysis import (
+    PAPER_S5_GENERATORS,
+    best_coset_colouring,
+    compose,
+    conjugate_subgroups,
+    cycle_notation,
+    from_cycles,
+    inverse,
+    s5_coset_labels,
+    subgroup_closure,
+)
 from grokkit.data import make_table
-from grokkit.experiments.fig7 import accuracy_at, bootstrap_interval, half_grokked_step, permutation_p, spearman
+from grokkit.experiments.fig7 import (
+    accuracy_at,
+    bootstrap_interval,
+    half_grokked_step,
+    permutation_p,
+    spearman,
+)
 
 S5_NAMES = make_table("s5_xy").operation.element_names
 
@@ -24,7 +39,14 @@ def test_T_is_where_the_count_of_grokked_seeds_is_closest_to_half():
 
 
 def test_T_takes_the_earliest_step_among_equally_close_ones():
-    first = [100, 300, 300, 300, None, None]  # counts 0, 1, 1, 4, 4 at 0, 100, 200, 300, 400: half is 3
+    first = [
+        100,
+        300,
+        300,
+        300,
+        None,
+        None,
+    ]  # counts 0, 1, 1, 4, 4 at 0, 100, 200, 300, 400: half is 3
     assert half_grokked_step(first, [400, 300, 200, 100, 0]) == 300  # |4-3| < |1-3|
 
 
@@ -65,7 +87,8 @@ def test_spearman_of_a_perfectly_decreasing_relation():
     # Every resample of a strictly monotone relation is monotone: the interval is the point -1.
     lo, hi, dropped = bootstrap_interval(phi, acc)
     assert lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0) and dropped < 10
-    # Only the identity pairing and its reverse reach |rho| = 1: p ~ 2 / 8! ~ 5e-5, bounded by 1/10^4.
+    # Only the identity pairing and its reverse reach |rho| = 1: p ~ 2 / 8! ~ 5e-5, bounded by
+    # 1/10^4.
     assert permutation_p(phi, acc) < 1e-3
 
 
@@ -93,7 +116,10 @@ def test_the_papers_subgroup_has_six_conjugates_of_order_ten():
     assert len(set(groups)) == 6 and all(len(g) == 10 for g in groups)
     # Independently: the set {g h g^-1 : h in H} over every g of S5 gives exactly these 6.
     H = subgroup_closure(PAPER_S5_GENERATORS)
-    every = {frozenset(compose(compose(g, h), inverse(g)) for h in H) for g in itertools.permutations(range(5))}
+    every = {
+        frozenset(compose(compose(g, h), inverse(g)) for h in H)
+        for g in itertools.permutations(range(5))
+    }
     assert every == set(groups)
 
 
@@ -129,15 +155,26 @@ def test_a_random_layout_has_no_coset_structure():
     assert best["best_chance_mean"] > best["chance"]
 
 
-@pytest.mark.parametrize("rho,perm_p,ci,says", [
-    (-0.8, 0.001, (-0.95, -0.5), "as the paper reports"),
-    (0.73, 0.003, (0.34, 0.91), "the opposite of the paper's"),
-    (0.49, 0.053, (-0.05, 0.87), "no significant correlation"),
-])
+@pytest.mark.parametrize(
+    "rho,perm_p,ci,says",
+    [
+        (-0.8, 0.001, (-0.95, -0.5), "as the paper reports"),
+        (0.73, 0.003, (0.34, 0.91), "the opposite of the paper's"),
+        (0.49, 0.053, (-0.05, 0.87), "no significant correlation"),
+    ],
+)
 def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says):
     from grokkit.experiments import fig7
 
-    table = {"T": 8500, "grokked_at_T": 7, "n": 16, "rho": rho, "p": perm_p, "perm_p": perm_p, "ci": ci}
+    table = {
+        "T": 8500,
+        "grokked_at_T": 7,
+        "n": 16,
+        "rho": rho,
+        "p": perm_p,
+        "perm_p": perm_p,
+        "ci": ci,
+    }
     monkeypatch.setattr(fig7, "table", lambda results: table)
     from types import SimpleNamespace
 
@@ -158,26 +195,54 @@ def _fig7_results_and_tables(monkeypatch, signs: dict):
     def stats(sign):
         if sign == 0:
             return {"rho": 0.1, "p": 0.6, "perm_p": 0.6, "ci": (-0.5, 0.6)}
-        return {"rho": 0.8 * sign, "p": 0.001, "perm_p": 0.001, "ci": tuple(sorted((0.4 * sign, 0.95 * sign)))}
+        return {
+            "rho": 0.8 * sign,
+            "p": 0.001,
+            "perm_p": 0.001,
+            "ci": tuple(sorted((0.4 * sign, 0.95 * sign))),
+        }
 
-    results = [SimpleNamespace(config=RunConfig(operation="s5_xy").with_changes(arch=a), arch=a)
-               for a in ("grokkit", "openai-grok")]  # fmt: skip
-    monkeypatch.setattr(fig7, "table", lambda rs: {"stats": {d: stats(signs[(rs[0].arch, d)]) for d in
-                                                             fig7.SHARPNESS_DEFINITIONS}})  # fmt: skip
+    results = [
+        SimpleNamespace(config=RunConfig(operation="s5_xy").with_changes(arch=a), arch=a)
+        for a in ("grokkit", "openai-grok")
+    ]
+    monkeypatch.setattr(
+        fig7,
+        "table",
+        lambda rs: {
+            "stats": {d: stats(signs[(rs[0].arch, d)]) for d in fig7.SHARPNESS_DEFINITIONS}
+        },
+    )
     return fig7, results
 
 
-@pytest.mark.parametrize("agreeing,says", [
-    ((), "Neither the architecture nor the sharpness definition explains"),
-    ((("openai-grok", "keskar"), ("openai-grok", "keskar-subspace"), ("openai-grok", "openai-grok")),
-     "the architecture (openai-grok)"),
-    ((("grokkit", "openai-grok"), ("openai-grok", "openai-grok")), "the sharpness definition (openai-grok)"),
-    ((("grokkit", "keskar"),), "no single factor"),
-])
+@pytest.mark.parametrize(
+    "agreeing,says",
+    [
+        ((), "Neither the architecture nor the sharpness definition explains"),
+        (
+            (
+                ("openai-grok", "keskar"),
+                ("openai-grok", "keskar-subspace"),
+                ("openai-grok", "openai-grok"),
+            ),
+            "the architecture (openai-grok)",
+        ),
+        (
+            (("grokkit", "openai-grok"), ("openai-grok", "openai-grok")),
+            "the sharpness definition (openai-grok)",
+        ),
+        ((("grokkit", "keskar"),), "no single factor"),
+    ],
+)
 def test_fig7_names_the_hypothesis_that_explains_a_disagreement(monkeypatch, agreeing, says):
     from grokkit.analysis.sharpness import SHARPNESS_DEFINITIONS
 
-    signs = {(a, d): (-1 if (a, d) in agreeing else 1) for a in ("grokkit", "openai-grok") for d in SHARPNESS_DEFINITIONS}
+    signs = {
+        (a, d): (-1 if (a, d) in agreeing else 1)
+        for a in ("grokkit", "openai-grok")
+        for d in SHARPNESS_DEFINITIONS
+    }
     fig7, results = _fig7_results_and_tables(monkeypatch, signs)
     assert says in fig7.disagreement(fig7.measure(results, "laptop"))
 
@@ -185,8 +250,12 @@ def test_fig7_names_the_hypothesis_that_explains_a_disagreement(monkeypatch, agr
 def test_fig3_says_whether_the_architecture_explains_a_missing_structure():
     from grokkit.experiments import fig3
 
-    held = {("grokkit", "s5_xy"): False, ("openai-grok", "s5_xy"): True,
-            ("grokkit", "x+y"): False, ("openai-grok", "x+y"): False}  # fmt: skip
+    held = {
+        ("grokkit", "s5_xy"): False,
+        ("openai-grok", "s5_xy"): True,
+        ("grokkit", "x+y"): False,
+        ("openai-grok", "x+y"): False,
+    }
     panels = {key: fig3.Panel([], [], {"paper": {"holds": h}}) for key, h in held.items()}
     text = fig3.disagreement(fig3.Panels(panels, "laptop"))
     assert "found with openai-grok but not with grokkit: the architecture explains" in text

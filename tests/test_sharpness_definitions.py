@@ -154,7 +154,9 @@ def test_the_authors_loss_is_a_mean_of_batch_means_and_their_gradient_a_decaying
     assert [len(b) for b in batches] == [4, 3, 4, 3]
     for k in (0, 2):  # each call is one whole epoch...
         assert sorted(np.concatenate(batches[k : k + 2])) == list(range(n_examples))
-    assert not np.array_equal(np.concatenate(batches[0:2]), np.concatenate(batches[2:4]))  # ...reshuffled
+    assert not np.array_equal(
+        np.concatenate(batches[0:2]), np.concatenate(batches[2:4])
+    )  # ...reshuffled
     G = np.zeros(dim)
     for call, x in enumerate(points):
         losses, snapshots = [], []
@@ -190,8 +192,9 @@ def test_the_subspace_definitions_are_fixed_by_their_seed(name):
 @pytest.mark.parametrize("arch", ["grokkit", "openai-grok"])
 def test_a_runs_objective_is_its_populations_training_loss(tmp_path, arch):
     torch.manual_seed(0)
-    config = RunConfig().with_changes(arch=arch, operation="x+y", modulus=11, n_layers=1, d_model=16,
-                                      n_heads=2, steps=3, seed=4)  # fmt: skip
+    config = RunConfig().with_changes(
+        arch=arch, operation="x+y", modulus=11, n_layers=1, d_model=16, n_heads=2, steps=3, seed=4
+    )
     train_runs([config], [tmp_path], progress=False)  # a real run folder: its checkpoint at step 3
     pop = Population.from_member_states([runs.load_checkpoint(tmp_path)], [config])
     objective, weights = training_objective(tmp_path)

@@ -20,14 +20,38 @@ from grokkit.population import Population
 from grokkit.sweep import SweepError, expand_grid, plan, run_name, run_sweep
 from grokkit.train import train_runs
 
-BASE = RunConfig(operation="x+y", modulus=11, steps=20, eval_every=5, checkpoint_every=10,
-                 d_model=32, n_heads=4, d_mlp=64).with_changes(batch_size=16)  # fmt: skip
+BASE = RunConfig(
+    operation="x+y",
+    modulus=11,
+    steps=20,
+    eval_every=5,
+    checkpoint_every=10,
+    d_model=32,
+    n_heads=4,
+    d_mlp=64,
+).with_changes(batch_size=16)
 # Two population keys (the operation) x two seeds: four runs, two groups.
 GRID = {"operation": ["x+y", "x-y"], "seed": [0, 1]}
 TINY_FLAGS = [
-    "--modulus", "11", "--d-model", "32", "--heads", "4", "--d-mlp", "64", "--batch-size", "16",
-    "--steps", "20", "--eval-every", "5", "--checkpoint-every", "10", "--device", "cpu",
-]  # fmt: skip
+    "--modulus",
+    "11",
+    "--d-model",
+    "32",
+    "--heads",
+    "4",
+    "--d-mlp",
+    "64",
+    "--batch-size",
+    "16",
+    "--steps",
+    "20",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "10",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +90,11 @@ def test_expand_grid_product_presets_and_order():
     assert len(configs) == 12
     assert configs == expand_grid(BASE, grid)  # deterministic
     assert [(c.preset, c.optimizer.lr, c.seed) for c in configs[:4]] == [
-        ("adam", 1e-3, 0), ("adam", 1e-3, 1), ("adam", 1e-3, 2), ("adam", 3e-3, 0)]  # fmt: skip
+        ("adam", 1e-3, 0),
+        ("adam", 1e-3, 1),
+        ("adam", 1e-3, 2),
+        ("adam", 3e-3, 0),
+    ]
     adam = configs[3]
     # The preset replaces the whole optimizer (batch size 16 of BASE is gone), then lr applies.
     assert adam.optimizer == PRESETS["adam"].__class__(**{**PRESETS["adam"].to_dict(), "lr": 3e-3})
@@ -89,8 +117,10 @@ def test_run_name_readable_unique_stable():
     assert run_name(RunConfig(operation="x/y", modulus=97, train_fraction=0.3, seed=2)) == name
     assert run_name(RunConfig(operation="s5_xyx^-1")).startswith("s5_xyx_inv-f0.500-")
     assert "^" not in run_name(RunConfig(operation="x^3+xy^2+y"))
-    configs = expand_grid(BASE, {"operation": ["x/y", "x^2+y^2"], "lr": [1e-3, 2e-3],
-                                 "steps": [20, 40], "seed": [0, 1]})  # fmt: skip
+    configs = expand_grid(
+        BASE,
+        {"operation": ["x/y", "x^2+y^2"], "lr": [1e-3, 2e-3], "steps": [20, 40], "seed": [0, 1]},
+    )
     names = [run_name(c) for c in configs]
     assert len(set(names)) == len(configs)
     assert all("/" not in n and "^" not in n and " " not in n for n in names)
@@ -126,12 +156,19 @@ def test_sweep_trains_indexes_and_skips_on_rerun(first_sweep):
     rows = read_index(out)
     assert [row["run_name"] for row in rows] == [run_name(c) for c in configs]
     assert {row["status"] for row in rows} == {"completed"}
-    assert rows[0]["operation"] == "x+y" and rows[0]["steps"] == "20" and rows[0]["preset"] == "adamw"
+    assert (
+        rows[0]["operation"] == "x+y" and rows[0]["steps"] == "20" and rows[0]["preset"] == "adamw"
+    )
     assert float(rows[0]["val_accuracy"]) == results[0].summary["val_accuracy"]
     assert json.loads((out / "index.json").read_text())[1]["seed"] == 1
 
-    before = {r.run_dir: ((r.run_dir / runs.CHECKPOINT).stat().st_mtime_ns,
-                          (r.run_dir / runs.CHECKPOINT).read_bytes()) for r in results}  # fmt: skip
+    before = {
+        r.run_dir: (
+            (r.run_dir / runs.CHECKPOINT).stat().st_mtime_ns,
+            (r.run_dir / runs.CHECKPOINT).read_bytes(),
+        )
+        for r in results
+    }
     again = run_sweep(configs, out, jobs=1, progress=False)
     assert [r.summary for r in again] == [r.summary for r in results]
     for r in results:
@@ -165,8 +202,12 @@ def test_interrupted_sweep_resumes_exactly(tmp_path, monkeypatch):
     train_runs(configs, straight_dirs, progress=False)
     straight = straight_dirs[1]
     assert torch.equal(flat(run_dir), flat(straight))
+
     def no_wall(folder):
-        return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in runs.read_metrics(folder)]
+        return [
+            {k: v for k, v in row.items() if k != "wall_seconds"}
+            for row in runs.read_metrics(folder)
+        ]
 
     assert no_wall(run_dir) == no_wall(straight)
 
@@ -227,7 +268,11 @@ def test_ray_executor_matches_local(first_sweep, tmp_path, capsys):
     remote = run_sweep(configs, tmp_path, executor="ray", jobs=2, progress=True)
     assert not ray.is_initialized()
     err = capsys.readouterr().err
-    assert all(f"done {r.run_dir.name}:" in err for r in remote) and "80/80" in err and "runs 4/4" in err
+    assert (
+        all(f"done {r.run_dir.name}:" in err for r in remote)
+        and "80/80" in err
+        and "runs 4/4" in err
+    )
     for a, b in zip(results, remote):
         assert b.summary["status"] == "completed"
         assert b.summary["val_accuracy"] == pytest.approx(a.summary["val_accuracy"], abs=1e-5)
@@ -239,8 +284,26 @@ def test_ray_executor_matches_local(first_sweep, tmp_path, capsys):
 
 def test_cli_sweep_writes_index_and_table(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["sweep", "--op", "x+y", "x-y", "--seed", "0", "1", "--optimizer", "adamw", "adam",
-                 *TINY_FLAGS, "--jobs", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            "--op",
+            "x+y",
+            "x-y",
+            "--seed",
+            "0",
+            "1",
+            "--optimizer",
+            "adamw",
+            "adam",
+            *TINY_FLAGS,
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rows = read_index(out)
@@ -251,12 +314,15 @@ def test_cli_sweep_writes_index_and_table(tmp_path, capsys):
     assert captured.err == ""
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--op", "x+y", "nope"], "nope"),
-    (["--train-fraction", "0.5", "1.5"], "train fraction"),
-    (["--optimizer", "sgd"], "invalid choice"),
-    (["--batch-size", "500"], "batch size"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--op", "x+y", "nope"], "nope"),
+        (["--train-fraction", "0.5", "1.5"], "train fraction"),
+        (["--optimizer", "sgd"], "invalid choice"),
+        (["--batch-size", "500"], "batch size"),
+    ],
+)
 def test_cli_sweep_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, flags, message):
     out = tmp_path / "bad"
     code = main(["sweep", *TINY_FLAGS, *flags, "--out", str(out), "--quiet"])

@@ -29,8 +29,9 @@ def test_population_member_equals_the_same_run_trained_alone():
     together = train_steps(Population(configs), 15)
     for i, c in enumerate(configs):
         alone = train_steps(Population([c]), 15)
-        torch.testing.assert_close(together.flat[i], alone.flat[0], rtol=1e-4, atol=1e-5,
-                                   msg=f"member {i}")  # fmt: skip
+        torch.testing.assert_close(
+            together.flat[i], alone.flat[0], rtol=1e-4, atol=1e-5, msg=f"member {i}"
+        )
         ev_t, ev_a = together.evaluate(), alone.evaluate()
         for k in ev_t:
             torch.testing.assert_close(ev_t[k][i], ev_a[k][0], rtol=1e-4, atol=1e-5)
@@ -110,8 +111,17 @@ def test_summary_and_metrics_follow_the_contract(tmp_path):
     summary = train_runs([tiny_run(steps=23)], [tmp_path / "r"], progress=False)[0]
     on_disk = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert on_disk == summary
-    for key in ("steps_done", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "best_val_accuracy", "steps_to_train_99", "steps_to_val_99", "wall_seconds"):  # fmt: skip
+    for key in (
+        "steps_done",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "best_val_accuracy",
+        "steps_to_train_99",
+        "steps_to_val_99",
+        "wall_seconds",
+    ):
         assert key in summary
     rows = runs.read_metrics(tmp_path / "r")
     steps = [r["step"] for r in rows]
@@ -142,8 +152,9 @@ def test_stop_after_val_99_needs_an_unbroken_streak(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(Population, "evaluate", scripted)
-    summary = train_runs([tiny_run(steps=500, eval_every=10, stop_after_val_99=50)],
-                         [tmp_path / "r"], progress=False)[0]  # fmt: skip
+    summary = train_runs(
+        [tiny_run(steps=500, eval_every=10, stop_after_val_99=50)], [tmp_path / "r"], progress=False
+    )[0]
     assert summary["status"] == "stopped_early"
     assert summary["steps_to_val_99"] == 30
     assert summary["steps_done"] == 120  # the streak restarts at 70 after the dip at 60
@@ -174,11 +185,16 @@ def test_each_step_differentiates_afresh():
     twin = Population.from_member_states([pop.member_state(0)])
     seen = {}
     step = pop.optimizer.step
-    pop.optimizer.step = lambda flat, grad, noise=None: (seen.setdefault("grad", grad.clone()), step(flat, grad, noise))
+    pop.optimizer.step = lambda flat, grad, noise=None: (
+        seen.setdefault("grad", grad.clone()),
+        step(flat, grad, noise),
+    )
     pop.step()
     pos = twin.members[0].next_batch_positions(twin.batch_size)
     eq, labels = twin.train_equations[0, pos], twin.train_labels[0, pos]
     leaves = {k: v.detach().requires_grad_() for k, v in twin.views(twin.flat.clone()).items()}
-    F.cross_entropy(twin.logits(leaves, twin.x[eq][None], twin.y[eq][None], train=True)[0], labels).backward()
+    F.cross_entropy(
+        twin.logits(leaves, twin.x[eq][None], twin.y[eq][None], train=True)[0], labels
+    ).backward()
     expected = torch.cat([leaves[k].grad.reshape(1, -1) for k in twin.shapes], dim=1)
     torch.testing.assert_close(seen["grad"], expected, rtol=1e-5, atol=1e-7)

@@ -46,10 +46,12 @@ class TrainedModel:
         c, op = self.config, self.table.operation
         mod = f" mod {op.modulus}" if op.modulus else ""
         n_params = sum(w.numel() for w in self.weights.values())
-        return (f"TrainedModel(step={self.step}, {op.name}{mod}: {self.table.n_equations} equations, "
-                f"{c.n_elements} answers; arch {c.arch}, {c.n_layers} layers, d_model {c.d_model}, "
-                f"{c.n_heads} heads, d_mlp {c.d_mlp}, norm {c.norm}; {len(self.weights)} weights, "
-                f"{n_params:,} parameters, vocabulary {c.vocab_size})")  # fmt: skip
+        return (
+            f"TrainedModel(step={self.step}, {op.name}{mod}: {self.table.n_equations} equations, "
+            f"{c.n_elements} answers; arch {c.arch}, {c.n_layers} layers, d_model {c.d_model}, "
+            f"{c.n_heads} heads, d_mlp {c.d_mlp}, norm {c.norm}; {len(self.weights)} weights, "
+            f"{n_params:,} parameters, vocabulary {c.vocab_size})"
+        )
 
     @torch.no_grad()
     def logits(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
@@ -63,7 +65,9 @@ class TrainedModel:
         y = self.table.y if y is None else torch.as_tensor(y)
         params = {name: w.unsqueeze(0) for name, w in self.weights.items()}  # a population of one
         if self.config.openai:  # the logits at "=" do not depend on the answer token after it
-            return forward_openai_fast(params, self.config, x.view(1, -1), y.view(1, -1), torch.zeros_like(x).view(1, -1))[0, :, 0]
+            return forward_openai_fast(
+                params, self.config, x.view(1, -1), y.view(1, -1), torch.zeros_like(x).view(1, -1)
+            )[0, :, 0]
         return forward_fast(params, self.config, x.view(1, -1), y.view(1, -1))[0]
 
     def answer_logits(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
@@ -86,7 +90,9 @@ class TrainedModel:
         if self.config.openai:
             params = {name: w.unsqueeze(0) for name, w in self.weights.items()}
             t = self.table
-            after = forward_openai_fast(params, self.config, t.x.view(1, -1), t.y.view(1, -1), t.result.view(1, -1))
+            after = forward_openai_fast(
+                params, self.config, t.x.view(1, -1), t.y.view(1, -1), t.result.view(1, -1)
+            )
             hit &= after[0, :, 1].argmax(dim=-1) == EOS_TOKEN
         return hit
 
@@ -114,8 +120,11 @@ class Run:
     metrics: pd.DataFrame  # one row per evaluation: step, losses, accuracies, weight_norm, lr, ...
 
     def __repr__(self) -> str:  # the dataclass's would print the whole metrics table
-        return (f"Run({str(self.path)!r}: {self.summary.get('status')} at step {self.summary.get('steps_done')}, "
-                f"{len(self.metrics)} evaluations)")  # fmt: skip
+        return (
+            f"Run({str(self.path)!r}: {self.summary.get('status')} "
+            f"at step {self.summary.get('steps_done')}, "
+            f"{len(self.metrics)} evaluations)"
+        )
 
     @functools.cached_property
     def table(self) -> Table:
@@ -141,8 +150,10 @@ class Run:
             flat, step = state["flat"], state["step"]
             differences = config_differences(self.config, RunConfig.from_dict(state["config"]))
             if differences:  # config.json edited by hand: its model would not be these weights'
-                raise runs.DamagedFileError(f"{self.path / 'config.json'} is damaged: it does not describe the "
-                                            f"run's checkpoint ({'; '.join(differences[:3])})")  # fmt: skip
+                raise runs.DamagedFileError(
+                    f"{self.path / 'config.json'} is damaged: it does not describe the "
+                    f"run's checkpoint ({'; '.join(differences[:3])})"
+                )
         else:
             flat = runs.load_snapshot(self.path, step)
         return TrainedModel(self.model_config, unflatten(flat, self.model_config), step, self.table)
@@ -181,7 +192,9 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
         raise RunFolderError(f"{path} is not a sweep folder (no {INDEX_FILE})")
     rows = runs.read_json(index)
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "folder" in r for r in rows):
-        raise runs.DamagedFileError(f"{index} is damaged: expected a list of runs with their folders")
+        raise runs.DamagedFileError(
+            f"{index} is damaged: expected a list of runs with their folders"
+        )
     frame = pd.DataFrame(rows)
     frame["path"] = [str(path / r["folder"]) for r in rows]
     return frame
@@ -192,8 +205,9 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     found: list[Run] = []
     for path in map(Path, paths):
         if (path / INDEX_FILE).is_file() and not runs.is_run_dir(path):
-            found += [load_run(p) for p in load_sweep(path)["path"]
-                      if runs.is_run_dir(Path(p))]  # runs not started yet have no folder content
+            found += [
+                load_run(p) for p in load_sweep(path)["path"] if runs.is_run_dir(Path(p))
+            ]  # runs not started yet have no folder content
         else:
             found.append(load_run(path))
     return found

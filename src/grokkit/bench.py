@@ -12,8 +12,13 @@ from grokkit.devices import wall_seconds
 from grokkit.population import Population
 
 
-def benchmark(device: str = "cpu", population: int = 1, steps: int = 30, warmup: int = 5,
-              config: RunConfig | None = None) -> dict:  # fmt: skip
+def benchmark(
+    device: str = "cpu",
+    population: int = 1,
+    steps: int = 30,
+    warmup: int = 5,
+    config: RunConfig | None = None,
+) -> dict:
     """Median wall time of one training step (all E members), and member-steps per second."""
     base = config or RunConfig()
     pop = Population([base.with_changes(seed=i) for i in range(population)], device)

@@ -26,16 +26,28 @@ from grokkit.ops import get_operation
 # Top-level keys of a checkpoint: always written, and written only by some versions or settings.
 # ``noise_device`` and ``interventions`` came later; a checkpoint without them resumes as before.
 REQUIRED_KEYS = (
-    "config", "step", "flat", "optimizer", "batch_generator", "noise_generator", "permutation",
-    "position", "tracker",
-)  # fmt: skip
+    "config",
+    "step",
+    "flat",
+    "optimizer",
+    "batch_generator",
+    "noise_generator",
+    "permutation",
+    "position",
+    "tracker",
+)
 OPTIONAL_KEYS = ("noise_device", "interventions")
 
 # train.Tracker's fields: the exact set a checkpoint's tracker holds.
 TRACKER_FIELDS = (
-    "rows", "steps_to_train_99", "steps_to_val_99", "best_val_accuracy", "val_99_since",
-    "wall_before", "last_checkpoint_step",
-)  # fmt: skip
+    "rows",
+    "steps_to_train_99",
+    "steps_to_val_99",
+    "best_val_accuracy",
+    "val_99_since",
+    "wall_before",
+    "last_checkpoint_step",
+)
 # What every metrics row holds (runs.METRIC_COLUMNS less the later, optional ones); rows may hold
 # more (per-part weight norms, softmax_collapse), all numbers.
 ROW_KEYS = (
@@ -167,8 +179,10 @@ def _check_generator(name: str, value, device: str) -> None:
         _REFERENCE_CPU_STATE = torch.Generator().get_state()
     size = _REFERENCE_CPU_STATE.numel() if device == "cpu" else PHILOX_STATE_BYTES
     if not isinstance(value, Tensor) or value.dtype != torch.uint8 or tuple(value.shape) != (size,):
-        raise CheckpointProblem(f"{name!r} should be a {device} generator state of {size} bytes (uint8), "
-                                f"found {_shape(value)}")  # fmt: skip
+        raise CheckpointProblem(
+            f"{name!r} should be a {device} generator state of {size} bytes (uint8), "
+            f"found {_shape(value)}"
+        )
     if device == "cuda" and int(value[8]) % 4:  # the offset's low byte (little-endian, as written)
         raise CheckpointProblem(
             f"{name!r} is not a valid CUDA generator state (its offset is not a multiple of 4)"
@@ -208,7 +222,8 @@ def _check_batch_order(permutation, position, config: RunConfig, step: int) -> N
         or tuple(permutation.shape) != (n_train,)
     ):
         raise CheckpointProblem(
-            f"'permutation' should be an int64 tensor of shape ({n_train},), found {_shape(permutation)}"
+            f"'permutation' should be an int64 tensor of shape ({n_train},), "
+            f"found {_shape(permutation)}"
         )
     if not torch.equal(torch.sort(permutation).values, torch.arange(n_train)):
         raise CheckpointProblem(
@@ -233,8 +248,10 @@ def _check_interventions(states, config: RunConfig, flat: Tensor, step: int) -> 
             f"'interventions' should be a list of dictionaries, found {type(states).__name__}"
         )
     if len(states) != len(kinds):
-        raise CheckpointProblem(f"'interventions' holds {len(states)} states, the run has {len(kinds)} "
-                                f"({', '.join(kinds) or 'none'})")  # fmt: skip
+        raise CheckpointProblem(
+            f"'interventions' holds {len(states)} states, the run has {len(kinds)} "
+            f"({', '.join(kinds) or 'none'})"
+        )
     P = flat.numel()
     for kind, s in zip(kinds, states):
         where = f"the {kind} intervention's "
@@ -318,5 +335,8 @@ def config_differences(config: RunConfig, stored: RunConfig) -> list[str]:
     resume may raise it). Non-empty: config.json no longer describes the weights (a hand-edited
     model shape would unflatten them wrongly, or not at all)."""
     ours, theirs = config.flat_dict(), stored.flat_dict()
-    return [f"{key} {ours.get(key)!r} in config.json, {theirs.get(key)!r} in the checkpoint"
-            for key in ours if key != "steps" and ours.get(key) != theirs.get(key)]  # fmt: skip
+    return [
+        f"{key} {ours.get(key)!r} in config.json, {theirs.get(key)!r} in the checkpoint"
+        for key in ours
+        if key != "steps" and ours.get(key) != theirs.get(key)
+    ]

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     import torch
 
 from grokkit.errors import InputError, warn
-from grokkit.ops import S5_OPERATIONS, SLOW_TABLE_EQUATIONS, Operation, get_operation, s5_tables, table_size_text
+from grokkit.ops import (
+    S5_OPERATIONS,
+    SLOW_TABLE_EQUATIONS,
+    Operation,
+    get_operation,
+    s5_tables,
+    table_size_text,
+)
 
 OPERATOR_TOKEN = "∘"
 EQUALS_TOKEN = "="
@@ -78,7 +85,9 @@ class Table:
         write_csv(self.operation, self.x.numpy(), self.y.numpy(), self.result.numpy(), stream)
 
 
-def write_csv(operation: Operation, x: np.ndarray, y: np.ndarray, result: np.ndarray, stream: TextIO) -> None:
+def write_csv(
+    operation: Operation, x: np.ndarray, y: np.ndarray, result: np.ndarray, stream: TextIO
+) -> None:
     """Write ``x,y,result`` and one row per equation, with element names (no quoting needed:
     names are digits only)."""
     names = operation.element_names
@@ -98,13 +107,16 @@ def make_table(operation_name: str, modulus: int = 97, arch: str = "grokkit") ->
     return Table(operation, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(result))
 
 
-def table_arrays(operation_name: str, modulus: int = 97,
-                 arch: str = "grokkit") -> tuple[Operation, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def table_arrays(
+    operation_name: str, modulus: int = 97, arch: str = "grokkit"
+) -> tuple[Operation, np.ndarray, np.ndarray, np.ndarray]:
     """``make_table``'s operation and its x, y and result columns, as int64 numpy arrays."""
     operation = get_operation(operation_name, modulus)  # refuses a table that cannot fit
     if operation.n_equations > SLOW_TABLE_EQUATIONS:
-        warn(f"{table_size_text(operation.name, operation.modulus)}; every evaluation covers the "
-             "whole table, so training will be slow")  # fmt: skip
+        warn(
+            f"{table_size_text(operation.name, operation.modulus)}; every evaluation covers the "
+            "whole table, so training will be slow"
+        )
     x, y = operation.domain()
     if arch == "openai-grok" and operation.name in S5_OPERATIONS:
         from grokkit.openai_grok import s5_results

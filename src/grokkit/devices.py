@@ -82,8 +82,10 @@ def default_threads() -> tuple[int, str | None]:
     free = max(1, cores - busy)
     if free >= cores:
         return cores, None
-    return free, (f"{busy} other process(es) busy on this machine's {cores} cores: training with {free} "
-                  f"thread(s); --threads N (or OMP_NUM_THREADS) chooses")
+    return free, (
+        f"{busy} other process(es) busy on this machine's {cores} cores: training with {free} "
+        f"thread(s); --threads N (or OMP_NUM_THREADS) chooses"
+    )
 
 
 def load_average() -> float | None:
@@ -132,7 +134,9 @@ def describe_cpuinfo(text: str) -> str | None:
         return None
     details = []
     if all(k in fields for k in ("cpu family", "model", "stepping")):
-        details.append(f"family {fields['cpu family']} model {fields['model']} stepping {fields['stepping']}")
+        details.append(
+            f"family {fields['cpu family']} model {fields['model']} stepping {fields['stepping']}"
+        )
     flags = set(fields.get("flags", "").split())
     if fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family", "").isdigit():
         core = _amd_core(int(fields["cpu family"]), flags)

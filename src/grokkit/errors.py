@@ -35,7 +35,9 @@ def warn(message: str) -> None:
 
 
 def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    prefix = "grokkit: warning:" if issubclass(category, GrokkitWarning) else f"{category.__name__}:"
+    prefix = (
+        "grokkit: warning:" if issubclass(category, GrokkitWarning) else f"{category.__name__}:"
+    )
     print(f"{prefix} {message}", file=file or sys.stderr)
 
 

@@ -38,7 +38,8 @@ def _umask() -> int:
 
 
 def temporary_name_of(path: Path) -> tuple[str, str]:
-    """The prefix and suffix of ``path``'s temporary files (what ``remove_stale_temporaries`` removes)."""
+    """The prefix and suffix of ``path``'s temporary files (what ``remove_stale_temporaries``
+    removes)."""
     return f".{Path(path).name}.", TEMPORARY_SUFFIX
 
 
@@ -64,7 +65,9 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
     except OSError as e:
         kept_any = os.path.lexists(path) or (previous is not None and os.path.lexists(previous))
         kept = "the previous version is kept" if kept_any else "nothing was written"
-        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        reason = (
+            "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        )
         raise StorageError(e.errno, f"cannot write {path}: {reason}; {kept}") from None
     finally:
         if tmp is not None:
@@ -87,7 +90,12 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     if not folder.is_dir() or folder.is_symlink():
         return removed
     for p in folder.iterdir():
-        if p.name.startswith(".") and p.name.endswith(TEMPORARY_SUFFIX) and p.is_file() and not p.is_symlink():
+        if (
+            p.name.startswith(".")
+            and p.name.endswith(TEMPORARY_SUFFIX)
+            and p.is_file()
+            and not p.is_symlink()
+        ):
             try:
                 p.unlink()
                 removed.append(p)
@@ -105,7 +113,9 @@ def open_regular(path: Path) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotAFileError(f"{path} is {_kind(mode)}, not a regular file; grokkit reads only files")
+            raise NotAFileError(
+                f"{path} is {_kind(mode)}, not a regular file; grokkit reads only files"
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

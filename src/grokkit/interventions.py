@@ -51,7 +51,9 @@ class Interventions:
 
     def load_member_state(self, i: int, states: list[dict]) -> None:
         if len(states) != len(self.items):
-            raise ValueError(f"checkpoint holds {len(states)} intervention states, the run has {len(self.items)}")
+            raise ValueError(
+                f"checkpoint holds {len(states)} intervention states, the run has {len(self.items)}"
+            )
         for item, state in zip(self.items, states):
             item.load_member_state(i, state)
 
@@ -81,7 +83,9 @@ class GrokfastEMA(GradientIntervention):
     gradient (so the first step amplifies g by 1 + lambda), as ironjr/grokfast's gradfilter_ema.
     alpha and lambda are per member."""
 
-    def __init__(self, alpha: Sequence[float], lamb: Sequence[float], device: torch.device | str = "cpu"):
+    def __init__(
+        self, alpha: Sequence[float], lamb: Sequence[float], device: torch.device | str = "cpu"
+    ):
         self.alpha, self.lamb, self.device = list(alpha), list(lamb), torch.device(device)
         self.mu: Tensor | None = None  # [E, P], once the first gradient has been seen
         self._columns: tuple[Tensor, Tensor] | None = None  # alpha, lambda as [E, 1]: built once
@@ -100,8 +104,9 @@ class GrokfastEMA(GradientIntervention):
         if "mu" not in state:
             return  # saved before the first step: nothing seen yet
         if self.mu is None:
-            self.mu = torch.zeros(len(self.alpha), state["mu"].numel(), dtype=state["mu"].dtype,
-                                  device=self.device)  # fmt: skip
+            self.mu = torch.zeros(
+                len(self.alpha), state["mu"].numel(), dtype=state["mu"].dtype, device=self.device
+            )
         self.mu[i] = state["mu"].to(self.device)
 
     def keep(self, idx: Tensor) -> None:
@@ -153,8 +158,11 @@ class GrokfastMA(GradientIntervention):
         # j % window. The checkpoint holds exactly what the filter holds.
         held = min(self.count, self.window)
         slots = [j % self.window for j in range(self.count - held, self.count)]
-        return {"count": self.count, "gradients": self.buffer[i, slots].detach().cpu().clone(),
-                "total": self.total[i].detach().cpu().clone()}  # fmt: skip
+        return {
+            "count": self.count,
+            "gradients": self.buffer[i, slots].detach().cpu().clone(),
+            "total": self.total[i].detach().cpu().clone(),
+        }
 
     def load_member_state(self, i: int, state: dict) -> None:
         self.count = state["count"]
@@ -162,10 +170,16 @@ class GrokfastMA(GradientIntervention):
             return
         gradients = state["gradients"]
         if self.buffer is None:
-            self.buffer = torch.zeros(len(self.lamb), self.window, gradients.shape[-1],
-                                      dtype=gradients.dtype, device=self.device)  # fmt: skip
-            self.total = torch.zeros(len(self.lamb), gradients.shape[-1], dtype=gradients.dtype,
-                                     device=self.device)  # fmt: skip
+            self.buffer = torch.zeros(
+                len(self.lamb),
+                self.window,
+                gradients.shape[-1],
+                dtype=gradients.dtype,
+                device=self.device,
+            )
+            self.total = torch.zeros(
+                len(self.lamb), gradients.shape[-1], dtype=gradients.dtype, device=self.device
+            )
         # Put them back in the slots they would occupy had the run never stopped.
         first = self.count - len(gradients)
         for k, g in enumerate(gradients):
@@ -196,8 +210,11 @@ class OrthogonalGrad(GradientIntervention):
     def __init__(self, sizes: Sequence[int], device: torch.device | str = "cpu"):
         self.sizes = list(sizes)
         # Which tensor each entry belongs to: spreads per-tensor factors back over [E, P].
-        self.ids = torch.repeat_interleave(torch.arange(len(self.sizes), device=device),
-                                           torch.tensor(self.sizes, device=device), output_size=sum(self.sizes))
+        self.ids = torch.repeat_interleave(
+            torch.arange(len(self.sizes), device=device),
+            torch.tensor(self.sizes, device=device),
+            output_size=sum(self.sizes),
+        )
 
     def _per_tensor(self, values: Tensor) -> Tensor:
         """[E, P] -> [E, n_tensors]: the sum over each weight tensor."""
@@ -207,5 +224,7 @@ class OrthogonalGrad(GradientIntervention):
         w = flat.to(grad.dtype)
         projection = self._per_tensor(w * grad) / (self._per_tensor(w * w) + self.EPS)  # [E, n]
         g_perp = grad - projection.index_select(1, self.ids) * w
-        scale = self._per_tensor(grad * grad).sqrt() / (self._per_tensor(g_perp * g_perp).sqrt() + self.EPS)
+        scale = self._per_tensor(grad * grad).sqrt() / (
+            self._per_tensor(g_perp * g_perp).sqrt() + self.EPS
+        )
         return g_perp * scale.index_select(1, self.ids)

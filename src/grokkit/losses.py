@@ -16,8 +16,9 @@ from torch import Tensor
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """−log softmax(logits)[label] per example (the paper's loss)."""
     V = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), reduction="none").view(labels.shape)
-
+    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), reduction="none").view(
+        labels.shape
+    )
 
 
 def _stablemax_s(x: Tensor) -> Tensor:

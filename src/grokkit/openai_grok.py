@@ -41,22 +41,45 @@ EOS_TOKEN, EQ_TOKEN = 0, 1
 
 # grok/data.py VALID_OPERATORS keys: tokens of the shared vocabulary, in their file's order.
 _THEIR_OPERATORS = (
-    "+", "-", "*", "/", "**2+", "**3+", "x**2+y**2_mod_97", "x**2+y**2+x*y_mod_97",
-    "x**2+y**2+x*y+x_mod_97", "x**3+x*y_mod_97", "x**3+x*y**2+y_mod_97",
-    "(x._value//y)if(y._value%2==1)else(x-y)_mod_97", "s5", "s5conj", "s5aba", "+*", "+-",
-    "sort", "reverse", "copy",
-)  # fmt: skip
+    "+",
+    "-",
+    "*",
+    "/",
+    "**2+",
+    "**3+",
+    "x**2+y**2_mod_97",
+    "x**2+y**2+x*y_mod_97",
+    "x**2+y**2+x*y+x_mod_97",
+    "x**3+x*y_mod_97",
+    "x**3+x*y**2+y_mod_97",
+    "(x._value//y)if(y._value%2==1)else(x-y)_mod_97",
+    "s5",
+    "s5conj",
+    "s5aba",
+    "+*",
+    "+-",
+    "sort",
+    "reverse",
+    "copy",
+)
 OPERATOR_TOKENS = tuple(sorted(_THEIR_OPERATORS))
 
 # grokkit's operation -> the operator string their dataset uses for it.
 THEIR_OPERATOR = {
-    "x+y": "+", "x-y": "-", "x/y": "/", "x*y": "*",
+    "x+y": "+",
+    "x-y": "-",
+    "x/y": "/",
+    "x*y": "*",
     "x/y_or_x-y": "(x._value//y)if(y._value%2==1)else(x-y)_mod_97",
-    "x^2+y^2": "x**2+y**2_mod_97", "x^2+xy+y^2": "x**2+y**2+x*y_mod_97",
-    "x^2+xy+y^2+x": "x**2+y**2+x*y+x_mod_97", "x^3+xy": "x**3+x*y_mod_97",
+    "x^2+y^2": "x**2+y**2_mod_97",
+    "x^2+xy+y^2": "x**2+y**2+x*y_mod_97",
+    "x^2+xy+y^2+x": "x**2+y**2+x*y+x_mod_97",
+    "x^3+xy": "x**3+x*y_mod_97",
     "x^3+xy^2+y": "x**3+x*y**2+y_mod_97",
-    "s5_xy": "s5", "s5_xyx^-1": "s5conj", "s5_xyx": "s5aba",
-}  # fmt: skip
+    "s5_xy": "s5",
+    "s5_xyx^-1": "s5conj",
+    "s5_xyx": "s5aba",
+}
 THEIR_MODULUS = 97
 N_PERMUTATIONS = 120
 
@@ -68,7 +91,10 @@ def numbers_in_vocabulary(modulus: int | None) -> int:
 
 def vocabulary(operation: str, modulus: int | None) -> tuple[str, ...]:
     """Every token name, in id order (239 tokens for p = 97)."""
-    numbers = [str(i) for i in range(numbers_in_vocabulary(None if operation.startswith("s5") else modulus))]
+    numbers = [
+        str(i)
+        for i in range(numbers_in_vocabulary(None if operation.startswith("s5") else modulus))
+    ]
     perms = ["".join(map(str, p)) for p in itertools.permutations(range(5))]
     return ("<|eos|>", "=", *OPERATOR_TOKENS, *numbers, *perms)
 
@@ -97,7 +123,9 @@ def position_encoding(length: int, d_model: int) -> torch.Tensor:
     return torch.from_numpy(table).float()
 
 
-def s5_results(operation: str, x: np.ndarray, y: np.ndarray, compose: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+def s5_results(
+    operation: str, x: np.ndarray, y: np.ndarray, compose: np.ndarray, inverse: np.ndarray
+) -> np.ndarray:
     """Their S5 tables on grokkit's element indices. ``compose[a, b]`` is a∘b (b first)."""
     if operation == "s5_xy":  # c = b[a]: c(i) = b(a(i)) = (y ∘ x)(i)
         return compose[y, x]
@@ -123,11 +151,15 @@ def _their_order(operation: str, n_elements: int) -> np.ndarray:
     return np.arange(n * n, dtype=np.int64)
 
 
-def split_indices(operation: str, n_elements: int, n_equations: int, train_fraction: float, seed: int):
+def split_indices(
+    operation: str, n_elements: int, n_equations: int, train_fraction: float, seed: int
+):
     """(train_idx, val_idx) as their ``ArithmeticDataset.splits`` draws them, sorted, int64."""
     order = _their_order(operation, n_elements)
     if len(order) != n_equations:
-        raise ValueError(f"{operation}: {len(order)} equations in their order, the table has {n_equations}")
+        raise ValueError(
+            f"{operation}: {len(order)} equations in their order, the table has {n_equations}"
+        )
     shuffled = order.copy()
     np.random.RandomState(seed).shuffle(shuffled)
     n_train = round(n_equations * train_fraction)  # theirs: round(len * (pct / 100.0))

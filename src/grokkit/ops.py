@@ -8,9 +8,10 @@ Modular operations (``x+y`` ... ``x^3+xy^2+y``)
     ``x/y`` is x * y^-1 mod p on the domain y != 0 and needs a prime p (otherwise some y have no
     inverse). ``x*y`` (not among the twelve; Section 3.2 of the paper mentions it, and it is the
     task of Grokfast, Lee et al. 2024) is x * y mod p on the same domain 0 <= x < p, 0 < y < p, as
-    in the Grokfast code, whose table is that of x/y with the product as the answer; any p >= 2. ``x/y_or_x-y`` is x/y when y is odd and x-y otherwise, on all (x, y); it needs a prime
-    p too. The other operations accept any modulus >= 2. Arithmetic is int64 with a reduction mod p
-    after every product, so it is exact while p**2 < 2**63 (p up to about 3*10^9).
+    in the Grokfast code, whose table is that of x/y with the product as the answer; any p >= 2.
+    ``x/y_or_x-y`` is x/y when y is odd and x-y otherwise, on all (x, y); it needs a prime p too.
+    The other operations accept any modulus >= 2. Arithmetic is int64 with a reduction mod p after
+    every product, so it is exact while p**2 < 2**63 (p up to about 3*10^9).
 
 S5 operations (``s5_xy``, ``s5_xyx^-1``, ``s5_xyx``)
     Elements are the 120 permutations of {0, 1, 2, 3, 4}, indexed in the order of
@@ -208,13 +209,18 @@ def physical_memory() -> int | None:
 
 
 def equation_count(name: str, n_elements: int) -> int:
-    return n_elements * (n_elements - 1) if name in NONZERO_Y_OPERATIONS else n_elements * n_elements
+    return (
+        n_elements * (n_elements - 1) if name in NONZERO_Y_OPERATIONS else n_elements * n_elements
+    )
 
 
 def table_size_text(name: str, modulus: int) -> str:
     """``x+y mod 1009 has 1,018,081 equations (about 65.2 MB to build)``."""
     n_equations = equation_count(name, modulus)
-    return f"{name} mod {modulus} has {n_equations:,} equations (about {byte_size_text(n_equations * BYTES_PER_EQUATION)} to build)"
+    return (
+        f"{name} mod {modulus} has {n_equations:,} equations "
+        f"(about {byte_size_text(n_equations * BYTES_PER_EQUATION)} to build)"
+    )
 
 
 def check_table_size(name: str, modulus: int) -> None:
@@ -222,8 +228,10 @@ def check_table_size(name: str, modulus: int) -> None:
     (grokkit.data.make_table warns about one that fits but is slow)."""
     memory = physical_memory()
     if memory is not None and equation_count(name, modulus) * BYTES_PER_EQUATION > memory // 2:
-        raise OperationError(f"{table_size_text(name, modulus)}, more than half of this machine's "
-                             f"{byte_size_text(memory)}; choose a smaller modulus")  # fmt: skip
+        raise OperationError(
+            f"{table_size_text(name, modulus)}, more than half of this machine's "
+            f"{byte_size_text(memory)}; choose a smaller modulus"
+        )
 
 
 def byte_size_text(n_bytes: float) -> str:

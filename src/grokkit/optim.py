@@ -26,7 +26,13 @@ from grokkit import torch_private
 from grokkit.errors import ConfigError
 from grokkit.settings import setting
 
-_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "text", type(None): "null"}
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    type(None): "null",
+}
 
 
 @functools.cache
@@ -59,7 +65,9 @@ def check_field_types(settings) -> None:
         value = getattr(settings, name)
         if not any(_fits(value, kind) for kind in kinds):
             expected = " or ".join(_KINDS.get(kind, kind.__name__) for kind in kinds)
-            raise ConfigError(f"{name} has the wrong type: expected {expected}, got {value!r}"[:200])
+            raise ConfigError(
+                f"{name} has the wrong type: expected {expected}, got {value!r}"[:200]
+            )
 
 
 @dataclass(frozen=True)
@@ -114,17 +122,21 @@ class OptimizerConfig:
             (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.l2 >= 0, f"l2 must be >= 0, got {self.l2}"),
-            (self.decay_target in ("origin", "init"),
-             f"decay target must be 'origin' or 'init', got {self.decay_target!r}"),
+            (
+                self.decay_target in ("origin", "init"),
+                f"decay target must be 'origin' or 'init', got {self.decay_target!r}",
+            ),
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "betas must be in [0, 1)"),
             (self.eps > 0, f"eps must be > 0, got {self.eps}"),
             (self.warmup_steps >= 0, f"warmup steps must be >= 0, got {self.warmup_steps}"),
-            (self.batch_size is None or self.batch_size >= 0,
-             f"batch size must be >= 0 (0 = full batch), got {self.batch_size}"),
+            (
+                self.batch_size is None or self.batch_size >= 0,
+                f"batch size must be >= 0 (0 = full batch), got {self.batch_size}",
+            ),
             (self.update_noise >= 0, f"update noise must be >= 0, got {self.update_noise}"),
             (self.weight_noise >= 0, f"weight noise must be >= 0, got {self.weight_noise}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-        ]  # fmt: skip
+        ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -199,7 +211,7 @@ class BatchedAdamW:
     """AdamW over a population's flat parameters [E, P], one hyperparameter set per member.
 
     Per member and per update u (1-based), with scheduled rate lr_u = lr * min(1, u / warmup):
-        L2:     g <- g + l2 * W                         (coupled, as torch.optim.Adam's weight_decay)
+        L2:     g <- g + l2 * W                        (coupled, as torch.optim.Adam's weight_decay)
         decay:  W <- W - lr_u * wd * (W - target)      (target = 0, or the initial weights)
         Adam:   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
                 dW = -(m / (1 - b1^u)) / (sqrt(v / (1 - b2^u)) + eps)
@@ -213,14 +225,16 @@ class BatchedAdamW:
         self.configs = configs
 
         def column(name: str) -> Tensor:
-            return torch.tensor([float(getattr(c, name)) for c in configs], dtype=flat.dtype,
-                                device=flat.device).view(E, 1)  # fmt: skip
+            return torch.tensor(
+                [float(getattr(c, name)) for c in configs], dtype=flat.dtype, device=flat.device
+            ).view(E, 1)
 
         self.weight_decay, self.l2 = column("weight_decay"), column("l2")
         self.beta1, self.beta2, self.eps = column("beta1"), column("beta2"), column("eps")
         self.update_noise = column("update_noise")
-        self.decay_to_init = torch.tensor([c.decay_target == "init" for c in configs],
-                                          device=flat.device).view(E, 1)  # fmt: skip
+        self.decay_to_init = torch.tensor(
+            [c.decay_target == "init" for c in configs], device=flat.device
+        ).view(E, 1)
         self._derive_from_configs()
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
@@ -231,7 +245,9 @@ class BatchedAdamW:
         # Without it (grokkit.torch_private), the tensor expressions of _tensor_step.
         available = torch_private.HAS_FUSED_ADAMW and flat.device.type in ("cpu", "cuda")
         if fused and not available:
-            raise ValueError(f"PyTorch's fused AdamW is not available here (device {flat.device.type})")
+            raise ValueError(
+                f"PyTorch's fused AdamW is not available here (device {flat.device.type})"
+            )
         self.fused = available if fused is None else fused
 
     def _derive_from_configs(self) -> None:
@@ -243,8 +259,12 @@ class BatchedAdamW:
         self.update_noise_std = [o.update_noise for o in c]
         self.any_update_noise = any(o.update_noise > 0 for o in c)
         self.any_decay_to_init = any(o.decay_target == "init" for o in c)
-        self.warm_after = max(o.warmup_steps for o in c)  # from this update on, every rate is constant
-        self._after_warmup: dict[str, object] = {}  # what depends on the rates, once they are constant
+        self.warm_after = max(
+            o.warmup_steps for o in c
+        )  # from this update on, every rate is constant
+        self._after_warmup: dict[
+            str, object
+        ] = {}  # what depends on the rates, once they are constant
 
     def _per_update(self, name: str, update: int, compute):
         """``compute(update)``, kept and reused from the end of the warm-up on (the rates, and so
@@ -259,8 +279,15 @@ class BatchedAdamW:
         """[E, 1] learning rate of the given 1-based update (linear warm-up, then constant). After
         the warm-up the same tensor is returned: a host-to-device copy per step would make a GPU
         wait for the host."""
-        return self._per_update("lr", update, lambda u: torch.tensor(
-            [c.lr_at(u) for c in self.configs], dtype=self.exp_avg.dtype, device=self.exp_avg.device).view(-1, 1))
+        return self._per_update(
+            "lr",
+            update,
+            lambda u: torch.tensor(
+                [c.lr_at(u) for c in self.configs],
+                dtype=self.exp_avg.dtype,
+                device=self.exp_avg.device,
+            ).view(-1, 1),
+        )
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
@@ -275,11 +302,14 @@ class BatchedAdamW:
         if self.any_update_noise:
             lr = self.scheduled_lr(u)
             # Only members with update noise draw, so the others' generators stay as if alone.
-            eps = torch.stack([
-                torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
-                if s > 0 else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
-                for g, s in zip(noise, self.update_noise_std)
-            ])  # fmt: skip
+            eps = torch.stack(
+                [
+                    torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
+                    if s > 0
+                    else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
+                    for g, s in zip(noise, self.update_noise_std)
+                ]
+            )
             flat.add_(eps * (lr * self.update_noise))
 
     def _fused_step(self, flat: Tensor, grad: Tensor, u: int) -> None:
@@ -290,7 +320,9 @@ class BatchedAdamW:
         state = (flat, grad, self.exp_avg, self.exp_avg_sq)
         rows = [t.unbind(0) for t in state] if len(groups) > 1 else None  # views, no copies
         for (lr, beta1, beta2, weight_decay, eps), members in groups:
-            tensors = [[t] for t in state] if rows is None else [[r[e] for e in members] for r in rows]
+            tensors = (
+                [[t] for t in state] if rows is None else [[r[e] for e in members] for r in rows]
+            )
             steps = [step] * len(tensors[0])
             torch_private.fused_adamw_(*tensors, steps, lr, beta1, beta2, weight_decay, eps)
         if self.any_decay_to_init:
@@ -307,7 +339,9 @@ class BatchedAdamW:
         def compute(update: int) -> list[tuple[tuple, list[int]]]:
             groups: dict[tuple, list[int]] = {}
             for e, c in enumerate(self.configs):
-                groups.setdefault((c.lr_at(update), c.beta1, c.beta2, c.weight_decay, c.eps), []).append(e)
+                groups.setdefault(
+                    (c.lr_at(update), c.beta1, c.beta2, c.weight_decay, c.eps), []
+                ).append(e)
             return list(groups.items())
 
         return self._per_update("fused_groups", u, compute)
@@ -329,8 +363,11 @@ class BatchedAdamW:
 
     # Exact resume needs the moments, the update count and the decay target, per member.
     def member_state(self, i: int) -> dict:
-        state = {"exp_avg": self.exp_avg[i].clone(), "exp_avg_sq": self.exp_avg_sq[i].clone(),
-                 "step_count": self.step_count}  # fmt: skip
+        state = {
+            "exp_avg": self.exp_avg[i].clone(),
+            "exp_avg_sq": self.exp_avg_sq[i].clone(),
+            "step_count": self.step_count,
+        }
         if self.initial is not None:
             state["initial"] = self.initial[i].clone()
         return state
@@ -347,8 +384,17 @@ class BatchedAdamW:
     def keep(self, idx: Tensor) -> None:
         """Keep only the members at ``idx`` (see Population.keep)."""
         self.configs = [self.configs[i] for i in idx.tolist()]
-        for name in ("weight_decay", "l2", "beta1", "beta2", "eps", "update_noise",
-                     "decay_to_init", "exp_avg", "exp_avg_sq"):  # fmt: skip
+        for name in (
+            "weight_decay",
+            "l2",
+            "beta1",
+            "beta2",
+            "eps",
+            "update_noise",
+            "decay_to_init",
+            "exp_avg",
+            "exp_avg_sq",
+        ):
             setattr(self, name, getattr(self, name)[idx].contiguous())
         if self.initial is not None:
             self.initial = self.initial[idx].contiguous()

@@ -23,8 +23,20 @@ TRAIN_COLOR = "tab:red"
 VALIDATION_COLOR = "tab:green"
 # Categories (cosets, operations, optimisers): colours that stand out on white, red left out (the
 # figures use it for highlights), then three darker ones; beyond 9, markers tell them apart too.
-CATEGORY_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
-                   "tab:cyan", "tab:olive", "tab:gray", "black", "darkgoldenrod", "navy")  # fmt: skip
+CATEGORY_COLORS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:cyan",
+    "tab:olive",
+    "tab:gray",
+    "black",
+    "darkgoldenrod",
+    "navy",
+)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 REQUIRED_COLUMNS = ("step", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -58,7 +70,9 @@ PLAIN_TICK_RANGE = (1e-4, 1e5)
 
 def plain_number(x: float) -> str:
     """A tick value as a plain decimal with at most 4 significant digits: 2.475, 0.003, 20000."""
-    return np.format_float_positional(float(x), precision=4, unique=True, fractional=False, trim="-")
+    return np.format_float_positional(
+        float(x), precision=4, unique=True, fractional=False, trim="-"
+    )
 
 
 class ReadableLogFormatter(LogFormatterSciNotation):
@@ -70,12 +84,14 @@ class ReadableLogFormatter(LogFormatterSciNotation):
     def __call__(self, x, pos=None):
         label = super().__call__(x, pos)
         narrow = self._narrow()
-        if narrow == "all" or (label and (narrow or r"\times10^{0}" in label or r"\times 10^{0}" in label)):
+        if narrow == "all" or (
+            label and (narrow or r"\times10^{0}" in label or r"\times 10^{0}" in label)
+        ):
             return plain_number(x)
         return label
 
     def _narrow(self) -> str:
-        """"all" (at most a factor of 4: label every tick), "plain" (at most one decade boundary:
+        """ "all" (at most a factor of 4: label every tick), "plain" (at most one decade boundary:
         plain decimals) or "" (a wider axis: matplotlib's labels)."""
         if self.axis is None:
             return ""
@@ -84,7 +100,9 @@ class ReadableLogFormatter(LogFormatterSciNotation):
             return ""
         if high / low <= 4:
             return "all"
-        boundaries = math.floor(math.log10(high)) - math.floor(math.nextafter(math.log10(low), -math.inf))
+        boundaries = math.floor(math.log10(high)) - math.floor(
+            math.nextafter(math.log10(low), -math.inf)
+        )
         return "plain" if boundaries <= 1 else ""
 
 
@@ -94,11 +112,20 @@ def readable_log_ticks(fig: plt.Figure) -> None:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() != "log":
                 continue
-            for formatter, setter in ((axis.get_major_formatter(), axis.set_major_formatter),
-                                      (axis.get_minor_formatter(), axis.set_minor_formatter)):  # fmt: skip
-                if isinstance(formatter, LogFormatterSciNotation) and not isinstance(formatter, ReadableLogFormatter):
-                    setter(ReadableLogFormatter(base=getattr(formatter, "_base", 10.0), labelOnlyBase=formatter.labelOnlyBase,
-                                                minor_thresholds=formatter.minor_thresholds))  # fmt: skip
+            for formatter, setter in (
+                (axis.get_major_formatter(), axis.set_major_formatter),
+                (axis.get_minor_formatter(), axis.set_minor_formatter),
+            ):
+                if isinstance(formatter, LogFormatterSciNotation) and not isinstance(
+                    formatter, ReadableLogFormatter
+                ):
+                    setter(
+                        ReadableLogFormatter(
+                            base=getattr(formatter, "_base", 10.0),
+                            labelOnlyBase=formatter.labelOnlyBase,
+                            minor_thresholds=formatter.minor_thresholds,
+                        )
+                    )
 
 
 CAPTION_GID = "grokkit-caption"  # a figure text that ``fit_captions`` wraps to the panels' width
@@ -108,7 +135,11 @@ def _panels_right_edge(fig: plt.Figure, renderer) -> float:
     """The right edge, in display pixels, of everything but the captions: axes with their labels
     and legends, the suptitle and the figure's legends."""
     boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
-    boxes += [t.get_window_extent(renderer) for t in fig.texts if t.get_gid() != CAPTION_GID and t.get_text()]
+    boxes += [
+        t.get_window_extent(renderer)
+        for t in fig.texts
+        if t.get_gid() != CAPTION_GID and t.get_text()
+    ]
     boxes += [legend.get_window_extent(renderer) for legend in fig.legends]
     boxes = [b for b in boxes if b is not None and b.width > 0]
     return max(b.x1 for b in boxes) if boxes else fig.bbox.x1
@@ -132,7 +163,10 @@ def fit_captions(fig: plt.Figure) -> None:
         lines, line = [], ""
         for word in words:
             trial = f"{line} {word}" if line else word
-            if line and renderer.get_text_width_height_descent(trial, props, ismath=False)[0] > width:
+            if (
+                line
+                and renderer.get_text_width_height_descent(trial, props, ismath=False)[0] > width
+            ):
                 lines.append(line)
                 trial = word
             line = trial
@@ -274,12 +308,28 @@ def plot_comparison(
         step = data["step"][keep]
         color = colors[label]
         alpha = 0.9 if len(curves) == len(labels) else 0.6
-        _plot_series(accuracy_axis, step, 100 * data["val_accuracy"][keep], color=color, alpha=alpha)
-        _plot_series(accuracy_axis, step, 100 * data["train_accuracy"][keep], color=color,
-                     alpha=alpha, linestyle="--", linewidth=1.0)  # fmt: skip
+        _plot_series(
+            accuracy_axis, step, 100 * data["val_accuracy"][keep], color=color, alpha=alpha
+        )
+        _plot_series(
+            accuracy_axis,
+            step,
+            100 * data["train_accuracy"][keep],
+            color=color,
+            alpha=alpha,
+            linestyle="--",
+            linewidth=1.0,
+        )
         _plot_series(loss_axis, step, data["val_loss"][keep], color=color, alpha=alpha)
-        _plot_series(loss_axis, step, data["train_loss"][keep], color=color, alpha=alpha,
-                     linestyle="--", linewidth=1.0)  # fmt: skip
+        _plot_series(
+            loss_axis,
+            step,
+            data["train_loss"][keep],
+            color=color,
+            alpha=alpha,
+            linestyle="--",
+            linewidth=1.0,
+        )
         losses = np.concatenate([data["val_loss"][keep], data["train_loss"][keep]])
         positive_loss &= bool(np.all(losses[np.isfinite(losses)] > 0))
     accuracy_axis.set_ylim(-2, 102)
@@ -292,12 +342,26 @@ def plot_comparison(
         axis.set_xlabel("optimization step")
     handles = [plt.Line2D([], [], color=colors[lab], label=lab) for lab in labels]
     if len(labels) > MAX_LEGEND_ENTRIES:  # a legend taller than the figure names nothing readably
-        handles = [plt.Line2D([], [], color="none", label=f"{len(labels)} runs: too many to name;\n"
-                              "group them with --by FIELD")]  # fmt: skip
-    handles += [plt.Line2D([], [], color="0.3", label="validation"),
-                plt.Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label="training")]  # fmt: skip
-    loss_axis.legend(handles=handles, title=legend_title or None, fontsize=8, loc="upper left",
-                     bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
+        handles = [
+            plt.Line2D(
+                [],
+                [],
+                color="none",
+                label=f"{len(labels)} runs: too many to name;\ngroup them with --by FIELD",
+            )
+        ]
+    handles += [
+        plt.Line2D([], [], color="0.3", label="validation"),
+        plt.Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label="training"),
+    ]
+    loss_axis.legend(
+        handles=handles,
+        title=legend_title or None,
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+    )
     if title:
         fig.suptitle(textwrap.fill(title, 110))
     fig.tight_layout()
@@ -308,8 +372,20 @@ def plot_comparison(
 # comparison names.
 _BOOKKEEPING = ("eval_every", "checkpoint_every", "snapshot_every")
 # Optimizer settings a preset fixes: named through the preset when the presets differ.
-_PRESET_FIELDS = ("lr", "weight_decay", "l2", "decay_target", "beta1", "beta2", "eps", "warmup_steps",
-                  "batch_size", "update_noise", "weight_noise", "dropout")  # fmt: skip
+_PRESET_FIELDS = (
+    "lr",
+    "weight_decay",
+    "l2",
+    "decay_target",
+    "beta1",
+    "beta2",
+    "eps",
+    "warmup_steps",
+    "batch_size",
+    "update_noise",
+    "weight_noise",
+    "dropout",
+)
 
 
 MAX_NAMED_SETTINGS = 4  # more settings than this differing: labels are the run names
@@ -320,7 +396,9 @@ def _value_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def comparison_labels(settings: Sequence[dict], names: Sequence[str], by: str = "") -> tuple[str, list[str]]:
+def comparison_labels(
+    settings: Sequence[dict], names: Sequence[str], by: str = ""
+) -> tuple[str, list[str]]:
     """(title, one legend label per run) for runs compared in one figure: the title names what
     every run shares (task, data fraction, optimizer preset) and what is compared; each label
     gives the settings that differ between the runs (``train_fraction 0.3, seed 1``), or the
@@ -328,18 +406,28 @@ def comparison_labels(settings: Sequence[dict], names: Sequence[str], by: str = 
     ``RunConfig.flat_dict()``; ``names``: its folder name; ``by``: the field runs are grouped by
     (then the label is ``by = value`` and the title lists the other settings that differ)."""
     keys = list(dict.fromkeys(k for s in settings for k in s))
-    differ = [k for k in keys if k not in _BOOKKEEPING
-              and len({repr(s.get(k)) for s in settings}) > 1]  # fmt: skip
+    differ = [
+        k for k in keys if k not in _BOOKKEEPING and len({repr(s.get(k)) for s in settings}) > 1
+    ]
     if "preset" in differ:  # presets fix their optimizer settings: name the preset alone
-        differ = [k for k in differ if k not in _PRESET_FIELDS or
-                  len({(s.get("preset"), repr(s.get(k))) for s in settings}) > len({s.get("preset") for s in settings})]
+        differ = [
+            k
+            for k in differ
+            if k not in _PRESET_FIELDS
+            or len({(s.get("preset"), repr(s.get(k))) for s in settings})
+            > len({s.get("preset") for s in settings})
+        ]
     if "operation" in differ and "modulus" in differ:
         differ.remove("modulus")  # the task's name carries it
     shared = []
     first = settings[0]
     if "operation" not in differ:
         op = first.get("operation", "?")
-        shared.append(op if str(op).startswith("s5") or "modulus" in differ else f"{op} mod {first.get('modulus')}")
+        shared.append(
+            op
+            if str(op).startswith("s5") or "modulus" in differ
+            else f"{op} mod {first.get('modulus')}"
+        )
     if "train_fraction" not in differ and first.get("train_fraction") is not None:
         shared.append(f"{100 * first['train_fraction']:.0f}% data")
     if "preset" not in differ and first.get("preset"):
@@ -350,7 +438,10 @@ def comparison_labels(settings: Sequence[dict], names: Sequence[str], by: str = 
     def listing(keys: list[str]) -> str:
         if len(keys) <= MAX_NAMED_SETTINGS:
             return ", ".join(keys)
-        return f"{', '.join(keys[:MAX_NAMED_SETTINGS - 1])} and {len(keys) - MAX_NAMED_SETTINGS + 1} other settings"
+        return (
+            f"{', '.join(keys[: MAX_NAMED_SETTINGS - 1])} "
+            f"and {len(keys) - MAX_NAMED_SETTINGS + 1} other settings"
+        )
 
     if by:
         others = [k for k in differ if k != by]

@@ -80,21 +80,29 @@ def population_key(config: RunConfig) -> tuple:
     return (
         config.operation,
         None if config.operation.startswith("s5") else config.modulus,
-        config.n_layers, config.d_model, config.n_heads, config.d_mlp, config.norm,
-        config.activation, config.optimizer.resolve_batch_size(n_train), config.eval_every,
+        config.n_layers,
+        config.d_model,
+        config.n_heads,
+        config.d_mlp,
+        config.norm,
+        config.activation,
+        config.optimizer.resolve_batch_size(n_train),
+        config.eval_every,
         # Dropout needs the reference forward pass; keeping such runs apart lets every other run
         # use the fast path, and keeps each member bit-for-bit equal to its solo run.
         config.optimizer.dropout > 0,
         # Interventions and the loss act on the whole stacked gradient and batch: one kind each
         # per population (their strengths may still differ per member).
-        config.grad_filter, config.grad_filter_window if config.grad_filter == "ma" else None,
-        config.orthogonal_grad, config.loss,
+        config.grad_filter,
+        config.grad_filter_window if config.grad_filter == "ma" else None,
+        config.orthogonal_grad,
+        config.loss,
         config.tf32,  # a process-wide PyTorch setting: one value per population
         config.arch,
         # The authors' epochs end with a smaller batch: members step through epochs together only
         # when their training sets are equally large.
         n_train if config.arch == "openai-grok" else None,
-    )  # fmt: skip
+    )
 
 
 def _interventions(configs: list[RunConfig], model_config: ModelConfig, device) -> Interventions:
@@ -107,7 +115,9 @@ def _interventions(configs: list[RunConfig], model_config: ModelConfig, device) 
     elif first.grad_filter == "ma":
         items.append(GrokfastMA(first.grad_filter_window, lambdas, device))
     if first.orthogonal_grad:
-        items.append(OrthogonalGrad([size for _, _, size, _ in parameter_layout(model_config)], device))
+        items.append(
+            OrthogonalGrad([size for _, _, size, _ in parameter_layout(model_config)], device)
+        )
     return Interventions(items)
 
 
@@ -134,19 +144,24 @@ class Member:
 
     def set_permutation(self, permutation: Tensor | None, position: int) -> None:
         self.permutation, self.position = permutation, position
-        self._on_device = None if permutation is None else permutation.to(self.device, non_blocking=True)
+        self._on_device = (
+            None if permutation is None else permutation.to(self.device, non_blocking=True)
+        )
 
     def next_batch_positions(self, batch_size: int, within_epoch: bool = False) -> Tensor:
-        """The next batch_size training-set positions from an endless stream of shuffled epochs, on
-        the device. Each epoch's order is drawn on the CPU (the same on every device) and copied
-        to the device once; the batches are slices of that copy. ``within_epoch`` (the authors'
-        iterator): a batch never crosses into the next epoch, so an epoch's last batch is smaller."""
+        """The next batch_size training-set positions from an endless stream of shuffled epochs,
+        on the device. Each epoch's order is drawn on the CPU (the same on every device) and
+        copied to the device once; the batches are slices of that copy. ``within_epoch`` (the
+        authors' iterator): a batch never crosses into the next epoch, so an epoch's last batch
+        is smaller."""
         if within_epoch and self.permutation is not None and self.position < self.n_train:
             batch_size = min(batch_size, self.n_train - self.position)
         parts, need = [], batch_size
         while need:
             if self.permutation is None or self.position >= self.n_train:
-                self.set_permutation(torch.randperm(self.n_train, generator=self.batch_generator), 0)
+                self.set_permutation(
+                    torch.randperm(self.n_train, generator=self.batch_generator), 0
+                )
             take = min(need, self.n_train - self.position)
             parts.append(self._on_device[self.position : self.position + take])
             self.position += take
@@ -156,8 +171,10 @@ class Member:
     def noise_state(self) -> dict:
         # A CUDA generator's state (Philox) cannot seed a CPU one (Mersenne Twister): say which
         # it is, so that a checkpoint written on a GPU still resumes on a CPU.
-        return {"noise_generator": self.noise_generator.get_state().cpu(),
-                "noise_device": self.noise_generator.device.type}  # fmt: skip
+        return {
+            "noise_generator": self.noise_generator.get_state().cpu(),
+            "noise_device": self.noise_generator.device.type,
+        }
 
     def load_noise_state(self, state: dict) -> None:
         """The noise generator as saved, or, from a checkpoint whose generator lived on another
@@ -170,9 +187,12 @@ class Member:
             return
         self.noise_generator.manual_seed(derive_seed(self.config.seed, "noise", state["step"]))
         if self.config.optimizer.draws_noise:
-            warn(f"a run (seed {self.config.seed}) resumes on {here} from a checkpoint written on {saved_on}: "
-                 f"its noise and dropout draws restart from a new stream at step {state['step']}, so they "
-                 "differ from an uninterrupted run's")
+            warn(
+                f"a run (seed {self.config.seed}) resumes on {here} "
+                f"from a checkpoint written on {saved_on}: "
+                f"its noise and dropout draws restart from a new stream at step {state['step']}, "
+                "so they differ from an uninterrupted run's"
+            )
 
 
 class Population:
@@ -211,13 +231,21 @@ class Population:
             self.train_mask[i, train_idx] = True
             train_positions.append(train_idx)
             train_labels.append(labels)
-            init = init_parameters(self.model_config, _generator(derive_seed(c.seed, "init")), c.init)
-            flat_rows.append(torch.cat([init[name].reshape(-1) for name in self.shapes]) * c.init_scale)
-            self.members.append(Member(
-                config=c, n_train=len(train_idx),
-                batch_generator=_generator(derive_seed(c.seed, "batches")),
-                noise_generator=_generator(derive_seed(c.seed, "noise"), self.device), device=self.device,
-            ))  # fmt: skip
+            init = init_parameters(
+                self.model_config, _generator(derive_seed(c.seed, "init")), c.init
+            )
+            flat_rows.append(
+                torch.cat([init[name].reshape(-1) for name in self.shapes]) * c.init_scale
+            )
+            self.members.append(
+                Member(
+                    config=c,
+                    n_train=len(train_idx),
+                    batch_generator=_generator(derive_seed(c.seed, "batches")),
+                    noise_generator=_generator(derive_seed(c.seed, "noise"), self.device),
+                    device=self.device,
+                )
+            )
         self.batch_size = first.optimizer.resolve_batch_size(self.members[0].n_train)
         for m in self.members:
             if first.optimizer.resolve_batch_size(m.n_train) != self.batch_size:
@@ -233,7 +261,9 @@ class Population:
         self.eval_targets, self.train_mask = self.eval_targets.to(dev), self.train_mask.to(dev)
         self.flat = torch.stack(flat_rows).to(dev)  # [E, P]: every member's weights, one row each
         self.optimizer = BatchedAdamW([c.optimizer for c in configs], self.flat)
-        self.interventions = _interventions(configs, self.model_config, self.device)  # none: the paper
+        self.interventions = _interventions(
+            configs, self.model_config, self.device
+        )  # none: the paper
         self.loss = LOSSES[first.loss]
         self.openai = first.arch == "openai-grok"
         if self.openai:  # built on the CPU once, here, so no step ever makes a host tensor
@@ -292,21 +322,31 @@ class Population:
             return {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
         if self._leaf_cache is None or self._leaf_cache[0] is not self.flat:
             base = self.flat.detach()
-            self._leaf_cache = (self.flat, {k: v.requires_grad_() for k, v in self.views(base).items()})
+            self._leaf_cache = (
+                self.flat,
+                {k: v.requires_grad_() for k, v in self.views(base).items()},
+            )
         leaves = self._leaf_cache[1]
         for leaf in leaves.values():
             leaf.grad = None
         return leaves
 
-    def logits(self, params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool, c: Tensor | None = None) -> Tensor:
+    def logits(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool, c: Tensor | None = None
+    ) -> Tensor:
         """Logits the loss reads: [E, B, vocab] at "=", or for openai-grok [E, B, 2, vocab] at "="
         and at the answer c (given: the model reads it to predict the closing <eos>)."""
         if self.openai:
             if train and self.uses_dropout:
                 gens = [m.noise_generator for m in self.members]
-                return forward_openai_reference(params, self.model_config, openai_tokens(self.model_config, x, y, c),
-                                                dropout=self.dropout, generators=gens,
-                                                dropout_rates=self.dropout_rates)  # fmt: skip
+                return forward_openai_reference(
+                    params,
+                    self.model_config,
+                    openai_tokens(self.model_config, x, y, c),
+                    dropout=self.dropout,
+                    generators=gens,
+                    dropout_rates=self.dropout_rates,
+                )
             return forward_openai_fast(params, self.model_config, x, y, c)
         if train and self.uses_dropout:
             cfg = self.model_config
@@ -314,14 +354,22 @@ class Population:
                 [x, torch.full_like(x, cfg.op_token), y, torch.full_like(x, cfg.eq_token)], dim=-1
             )
             gens = [m.noise_generator for m in self.members]
-            return forward_reference(params, cfg, tokens, dropout=self.dropout, generators=gens,
-                                     dropout_rates=self.dropout_rates)  # fmt: skip
+            return forward_reference(
+                params,
+                cfg,
+                tokens,
+                dropout=self.dropout,
+                generators=gens,
+                dropout_rates=self.dropout_rates,
+            )
         return forward_fast(params, self.model_config, x, y)
 
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
         E, B = self.size, self.batch_size
-        positions = torch.stack([m.next_batch_positions(B, self.openai) for m in self.members])  # on the device
+        positions = torch.stack(
+            [m.next_batch_positions(B, self.openai) for m in self.members]
+        )  # on the device
         equations = torch.gather(self.train_equations, 1, positions)  # [E, B]
         labels = torch.gather(self.train_labels, 1, positions)
         source = self.flat
@@ -332,13 +380,19 @@ class Population:
         losses = self.example_losses(logits, labels).mean(dim=1)  # [E]
         losses.sum().backward()  # members are independent: each gets the gradient of its own mean
         grad = torch.cat(
-            [leaves[k].grad.reshape(E, -1) if leaves[k].grad is not None
-             else torch.zeros(E, math.prod(s), device=self.device)
-             for k, s in self.shapes.items()], dim=1,
-        )  # fmt: skip
+            [
+                leaves[k].grad.reshape(E, -1)
+                if leaves[k].grad is not None
+                else torch.zeros(E, math.prod(s), device=self.device)
+                for k, s in self.shapes.items()
+            ],
+            dim=1,
+        )
         if self.interventions:
             grad = self.interventions(grad, self.flat)
-        noise = [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
+        noise = (
+            [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
+        )
         self.optimizer.step(self.flat, grad, noise)
         return losses.detach()
 
@@ -408,7 +462,7 @@ class Population:
         return {
             f"norm_{part}": torch.sqrt(sum(weights[n].pow(2).flatten(1).sum(1) for n in names))
             for part, names in norm_groups(self.model_config).items()
-        }  # fmt: skip
+        }
 
     # ------------------------------------------------------------ state of one member
 
@@ -419,8 +473,10 @@ class Population:
             "config": m.config.to_dict(),
             "step": self.step_count,
             "flat": self.flat[i].detach().cpu().clone(),
-            "optimizer": {k: v.cpu() if isinstance(v, Tensor) else v
-                          for k, v in self.optimizer.member_state(i).items()},  # fmt: skip
+            "optimizer": {
+                k: v.cpu() if isinstance(v, Tensor) else v
+                for k, v in self.optimizer.member_state(i).items()
+            },
             "batch_generator": m.batch_generator.get_state(),
             **m.noise_state(),
             "permutation": m.permutation,
@@ -432,8 +488,11 @@ class Population:
         m = self.members[i]
         self.flat[i] = state["flat"].to(self.device)
         self.optimizer.load_member_state(
-            i, {k: v.to(self.device) if isinstance(v, Tensor) else v
-                for k, v in state["optimizer"].items()}  # fmt: skip
+            i,
+            {
+                k: v.to(self.device) if isinstance(v, Tensor) else v
+                for k, v in state["optimizer"].items()
+            },
         )
         m.batch_generator.set_state(state["batch_generator"])
         m.load_noise_state(state)

@@ -49,25 +49,49 @@ except ImportError:  # pragma: no cover - Windows: no lock, one writer is then t
     fcntl = None
 
 METRIC_COLUMNS = (
-    "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "weight_norm", "lr",
-    "wall_seconds", "softmax_collapse",
-)  # fmt: skip
+    "step",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "weight_norm",
+    "lr",
+    "wall_seconds",
+    "softmax_collapse",
+)
 # Columns added after grokkit 0.1: written always, optional when read (older runs lack them).
 LATER_METRIC_COLUMNS = ("softmax_collapse",)
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 PREVIOUS_CHECKPOINT = Path("checkpoints") / "previous.pt"
-SNAPSHOTS = Path("checkpoints") / "snapshots"  # step_00001000.pt: the weights alone, kept for analysis
+SNAPSHOTS = (
+    Path("checkpoints") / "snapshots"
+)  # step_00001000.pt: the weights alone, kept for analysis
 LOCK_FILE = ".grokkit.lock"
 # summary.json's keys (train._summary writes every one) and the types each may hold: float stands
 # for any number (NaN included: a diverged run's loss), None for null.
 SUMMARY_KEYS = {
-    "status": (str,), "message": (str,), "steps_done": (int,), "train_loss": (float, None),
-    "train_accuracy": (float, None), "val_loss": (float, None), "val_accuracy": (float, None),
-    "best_val_accuracy": (float,), "steps_to_train_99": (int, None), "steps_to_val_99": (int, None),
-    "wall_seconds": (float, None), "operation": (str,), "modulus": (int, None), "train_fraction": (float,),
-    "seed": (int,), "outliers": (int,), "preset": (str, None), "n_train": (int,), "n_val": (int,),
-    "batch_size": (int,), "population_size": (int,),
-}  # fmt: skip
+    "status": (str,),
+    "message": (str,),
+    "steps_done": (int,),
+    "train_loss": (float, None),
+    "train_accuracy": (float, None),
+    "val_loss": (float, None),
+    "val_accuracy": (float, None),
+    "best_val_accuracy": (float,),
+    "steps_to_train_99": (int, None),
+    "steps_to_val_99": (int, None),
+    "wall_seconds": (float, None),
+    "operation": (str,),
+    "modulus": (int, None),
+    "train_fraction": (float,),
+    "seed": (int,),
+    "outliers": (int,),
+    "preset": (str, None),
+    "n_train": (int,),
+    "n_val": (int,),
+    "batch_size": (int,),
+    "population_size": (int,),
+}
 FINISHED = ("completed", "stopped_early", "diverged")  # statuses after which a run trains no more
 
 
@@ -153,7 +177,9 @@ def read_json(path: Path):
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise _damaged(path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        raise _damaged(
+            path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        ) from None
 
 
 def _json_object(path: Path) -> dict:
@@ -190,8 +216,12 @@ def read_summary(run_dir: Path) -> dict:
         if key not in summary:
             raise _damaged(path, f"{key!r} is missing")
         value = summary[key]
-        if not any(_summary_fits(value, kind) for kind in kinds) or (key == "steps_done" and value < 0):
-            expected = " or ".join({int: "an integer", float: "a number", str: "text", None: "null"}[k] for k in kinds)
+        if not any(_summary_fits(value, kind) for kind in kinds) or (
+            key == "steps_done" and value < 0
+        ):
+            expected = " or ".join(
+                {int: "an integer", float: "a number", str: "text", None: "null"}[k] for k in kinds
+            )
             expected = "an integer >= 0" if key == "steps_done" else expected
             raise _damaged(path, f"{key!r} is {json.dumps(value)[:40]}, not {expected}")
     return summary
@@ -237,10 +267,15 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 # The checkpoint's top-level keys and what each must be (tensors, plain containers, numbers).
 _CHECKPOINT_KEYS = {
-    "config": dict, "step": int, "flat": torch.Tensor, "optimizer": dict,
-    "batch_generator": torch.Tensor, "noise_generator": torch.Tensor, "position": int,
+    "config": dict,
+    "step": int,
+    "flat": torch.Tensor,
+    "optimizer": dict,
+    "batch_generator": torch.Tensor,
+    "noise_generator": torch.Tensor,
+    "position": int,
     "tracker": dict,
-}  # fmt: skip
+}
 
 
 def load_tensors(path: Path, what: str = "checkpoint"):
@@ -251,7 +286,9 @@ def load_tensors(path: Path, what: str = "checkpoint"):
         with warnings.catch_warnings():
             # On a plain pickle (not torch.save's format) PyTorch warns about its protocol before
             # refusing it; the refusal below is the one line the user needs.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol", category=UserWarning
+            )
             with open_regular(path) as f:
                 return torch.load(f, map_location="cpu", weights_only=True)
     except NotAFileError as e:
@@ -261,10 +298,15 @@ def load_tensors(path: Path, what: str = "checkpoint"):
     except Exception as e:  # whatever the unpickler raises on untrusted bytes means: damaged
         text = str(e)
         if "GLOBAL" in text or "Unsupported global" in text:
-            raise _damaged(path, "it holds Python objects other than tensors and plain containers "
-                                 "(refused: loading them could run code)") from None  # fmt: skip
+            raise _damaged(
+                path,
+                "it holds Python objects other than tensors and plain containers "
+                "(refused: loading them could run code)",
+            ) from None
         first = text.strip().splitlines()[0] if text.strip() else ""
-        detail = type(e).__name__ if not first or first.startswith("Weights only load failed") else first
+        detail = (
+            type(e).__name__ if not first or first.startswith("Weights only load failed") else first
+        )
         raise _damaged(path, f"not a readable {what} ({detail[:120]})") from None
 
 
@@ -272,12 +314,16 @@ def _read_checkpoint(path: Path) -> dict:
     """One checkpoint file, loaded without running code and checked for shape and content."""
     state = load_tensors(path, "checkpoint")
     if not isinstance(state, dict):
-        raise _damaged(path, f"expected a dictionary of training state, found {type(state).__name__}")
+        raise _damaged(
+            path, f"expected a dictionary of training state, found {type(state).__name__}"
+        )
     for key, kind in _CHECKPOINT_KEYS.items():
         if key not in state:
             raise _damaged(path, f"the key {key!r} is missing")
         if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
-            raise _damaged(path, f"{key!r} should be a {kind.__name__}, found {type(state[key]).__name__}")
+            raise _damaged(
+                path, f"{key!r} should be a {kind.__name__}, found {type(state[key]).__name__}"
+            )
     if state["step"] < 0:
         raise _damaged(path, f"negative step {state['step']}")
     config = config_from_dict(state["config"], path)
@@ -315,11 +361,16 @@ def load_snapshot(run_dir: Path, step: int) -> torch.Tensor:
     config = read_config(run_dir)
     if not path.is_file():
         kept = snapshot_steps(run_dir)
-        raise RunFolderError(f"{run_dir} has no snapshot at step {step}"
-                             + (f" (kept: {_step_list(kept)})" if kept else " (it kept none)"))
+        raise RunFolderError(
+            f"{run_dir} has no snapshot at step {step}"
+            + (f" (kept: {_step_list(kept)})" if kept else " (it kept none)")
+        )
     state = load_tensors(path, "snapshot")
-    if not isinstance(state, dict) or not isinstance(state.get("flat"), torch.Tensor) \
-            or state.get("step") != step:  # fmt: skip
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("flat"), torch.Tensor)
+        or state.get("step") != step
+    ):
         raise _damaged(path, "expected the step and the flat weights")
     _check_weights(path, state["flat"], config)
     return state["flat"]
@@ -334,7 +385,9 @@ def _check_weights(path: Path, flat: torch.Tensor, config: RunConfig) -> None:
     n_elements = get_operation(config.operation, config.modulus).n_elements
     n_params = count_parameters(config.model_config(n_elements))
     if flat.dim() != 1 or flat.numel() != n_params or not flat.is_floating_point():
-        raise _damaged(path, f"the weights have shape {tuple(flat.shape)}, the model needs ({n_params},)")
+        raise _damaged(
+            path, f"the weights have shape {tuple(flat.shape)}, the model needs ({n_params},)"
+        )
     if not bool(torch.isfinite(flat).all()):
         raise _damaged(path, "the weights hold non-finite values")
 
@@ -376,11 +429,15 @@ def prepare_new_run_dir(path: Path) -> Path:
             raise RunFolderError(f"--out {path} exists and is not a folder; choose a new path")
         if not holds_only_leftovers(path):
             hint = " (it holds a run: use --resume to continue it)" if is_run_dir(path) else ""
-            raise RunFolderError(f"--out {path} already exists and is not empty{hint}; nothing was overwritten")
+            raise RunFolderError(
+                f"--out {path} already exists and is not empty{hint}; nothing was overwritten"
+            )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunFolderError(f"--out {path} cannot be created: {e.strerror}; choose another path") from None
+        raise RunFolderError(
+            f"--out {path} cannot be created: {e.strerror}; choose another path"
+        ) from None
     return path
 
 
@@ -391,7 +448,12 @@ def holds_only_leftovers(folder: Path) -> bool:
     for p in Path(folder).iterdir():
         if p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(TEMPORARY_SUFFIX)):
             continue
-        if p.name == CHECKPOINT.parent.name and p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+        if (
+            p.name == CHECKPOINT.parent.name
+            and p.is_dir()
+            and not p.is_symlink()
+            and not any(p.iterdir())
+        ):
             continue
         return False
     return True
@@ -402,7 +464,9 @@ def require_resumable(path: Path) -> Path:
     if not path.is_dir():
         raise RunFolderError(f"cannot resume {path}: no such folder")
     if not os.path.lexists(path / "config.json"):
-        raise RunFolderError(f"cannot resume {path}: it is not a grokkit run folder (no config.json)")
+        raise RunFolderError(
+            f"cannot resume {path}: it is not a grokkit run folder (no config.json)"
+        )
     if not any(os.path.lexists(path / p) for p in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
         raise RunFolderError(f"cannot resume {path}: it has no checkpoint ({CHECKPOINT})")
     return path  # what stands at those names is read, validated, and reported, by the caller
@@ -463,7 +527,13 @@ def _open_lock_file(folder: Path) -> int:
     replaced by a file of our own (its target is never written), and anything else that is not
     a regular file (a FIFO, a folder) is refused in one line."""
     path = folder / LOCK_FILE
-    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = (
+        os.O_RDWR
+        | os.O_CREAT
+        | os.O_NONBLOCK
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+    )
     for attempt in range(2):
         try:
             fd = os.open(path, flags, 0o666)

@@ -170,7 +170,9 @@ def _translation_rates(is_near: np.ndarray, table: np.ndarray) -> tuple[np.ndarr
     return is_near[rows, table].mean(axis=0), is_near[rows, table.T].mean(axis=0)
 
 
-def translation_neighbour_rates(points: np.ndarray, table: np.ndarray, k: int = 5) -> dict[str, np.ndarray]:
+def translation_neighbour_rates(
+    points: np.ndarray, table: np.ndarray, k: int = 5
+) -> dict[str, np.ndarray]:
     """How far a layout turns the operation's translations into short moves.
 
     table: [n, n] results, table[a, b] = a ∘ b. For each element g, ``right[g]`` is the fraction
@@ -211,8 +213,15 @@ def permutation_p(observed: float, null: np.ndarray) -> float:
     return float((1 + (null >= observed - 1e-12).sum()) / (1 + len(null)))
 
 
-def translation_test(points: np.ndarray, table: np.ndarray, g: int, side: Literal["right", "left"] = "right",
-                     k: int = 5, shuffles: int = 1000, seed: int = 0) -> dict:  # fmt: skip
+def translation_test(
+    points: np.ndarray,
+    table: np.ndarray,
+    g: int,
+    side: Literal["right", "left"] = "right",
+    k: int = 5,
+    shuffles: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Is the named translation a -> a∘g (``side="right"``) or g∘a a local move?
 
     Statistic: the fraction of points a whose translate is among a's k nearest neighbours
@@ -228,11 +237,17 @@ def translation_test(points: np.ndarray, table: np.ndarray, g: int, side: Litera
     observed = rate(is_near)
     null = np.array([rate(m) for m in shuffled_neighbour_matrices(is_near, shuffles, seed)])
     n = len(points)
-    return {"rate": observed, "chance": min(k, n - 1) / (n - 1), "null": null, "p": permutation_p(observed, null)}
+    return {
+        "rate": observed,
+        "chance": min(k, n - 1) / (n - 1),
+        "null": null,
+        "p": permutation_p(observed, null),
+    }
 
 
-def best_translation_test(points: np.ndarray, table: np.ndarray, k: int = 5, shuffles: int = 1000,
-                          seed: int = 0) -> dict:  # fmt: skip
+def best_translation_test(
+    points: np.ndarray, table: np.ndarray, k: int = 5, shuffles: int = 1000, seed: int = 0
+) -> dict:
     """The layout's own best translation, with a null that pays for the search.
 
     Statistic: the largest translation rate over every element g and both sides (a∘g and g∘a).
@@ -245,12 +260,23 @@ def best_translation_test(points: np.ndarray, table: np.ndarray, k: int = 5, shu
     side = "right" if right.max() >= left.max() else "left"
     g = int(np.argmax(right if side == "right" else left))
     observed = float(max(right.max(), left.max()))
-    shuffled = (_translation_rates(m, table) for m in shuffled_neighbour_matrices(is_near, shuffles, seed))
-    null = np.array([max(r.max(), l.max()) for r, l in shuffled])
+    shuffled = (
+        _translation_rates(m, table) for m in shuffled_neighbour_matrices(is_near, shuffles, seed)
+    )
+    null = np.array(
+        [max(right_rates.max(), left_rates.max()) for right_rates, left_rates in shuffled]
+    )
     n = len(points)
-    return {"rate": observed, "g": g, "side": side, "map": table[:, g] if side == "right" else table[g, :],
-            "chance": min(k, n - 1) / (n - 1), "null": null, "p": permutation_p(observed, null),
-            "best_chance_95": float(np.percentile(null, 95))}  # fmt: skip
+    return {
+        "rate": observed,
+        "g": g,
+        "side": side,
+        "map": table[:, g] if side == "right" else table[g, :],
+        "chance": min(k, n - 1) / (n - 1),
+        "null": null,
+        "p": permutation_p(observed, null),
+        "best_chance_95": float(np.percentile(null, 95)),
+    }
 
 
 def combined_permutation_p(observed: Sequence[float], nulls: Sequence[np.ndarray]) -> float:
@@ -285,7 +311,9 @@ def orbit_labels(mapping: np.ndarray) -> np.ndarray:
     return labels
 
 
-def conjugate_subgroups(generators: Sequence[Permutation]) -> list[tuple[Permutation, tuple[Permutation, ...]]]:
+def conjugate_subgroups(
+    generators: Sequence[Permutation],
+) -> list[tuple[Permutation, tuple[Permutation, ...]]]:
     """Every distinct conjugate g H g^-1 of H = ⟨generators⟩ in the symmetric group, as
     (g, its conjugated generators g h g^-1), g the first permutation in lexicographic order that
     gives it. H itself comes first (g = identity). The paper's D5 has 6 conjugates in S5."""
@@ -333,8 +361,14 @@ def chance_agreement(labels: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
-def best_coset_colouring(points: np.ndarray, element_names: Sequence[str], generators: Sequence[Permutation],
-                         k: int = 5, shuffles: int = 1000, seed: int = 0) -> dict:  # fmt: skip
+def best_coset_colouring(
+    points: np.ndarray,
+    element_names: Sequence[str],
+    generators: Sequence[Permutation],
+    k: int = 5,
+    shuffles: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Do the points cluster by the cosets of ⟨generators⟩ or of one of its conjugates?
 
     Scores every conjugate and side by the fraction of k-nearest neighbours in the same coset and
@@ -351,17 +385,28 @@ def best_coset_colouring(points: np.ndarray, element_names: Sequence[str], gener
     best = int(np.argmax(scores))
     rng = np.random.default_rng(seed)
     n = labels.shape[1]
-    null = np.array([neighbour_agreements(nearest, labels[:, rng.permutation(n)]).max() for _ in range(shuffles)])
+    null = np.array(
+        [
+            neighbour_agreements(nearest, labels[:, rng.permutation(n)]).max()
+            for _ in range(shuffles)
+        ]
+    )
     return {
-        "conjugator": colourings[best]["conjugator"], "side": colourings[best]["side"],
-        "generators": colourings[best]["generators"], "labels": labels[best],
-        "agreement": float(scores[best]), "tested": len(colourings),
+        "conjugator": colourings[best]["conjugator"],
+        "side": colourings[best]["side"],
+        "generators": colourings[best]["generators"],
+        "labels": labels[best],
+        "agreement": float(scores[best]),
+        "tested": len(colourings),
         "paper_agreement": float(scores[0]),  # H itself, left cosets
         "chance": chance_agreement(labels[best]),
-        "best_chance_mean": float(null.mean()), "best_chance_95": float(np.percentile(null, 95)),
-        "p": permutation_p(float(scores[best]), null), "null": null,
-        "scores": scores, "sides": [c["side"] for c in colourings],  # every colouring, in order
-    }  # fmt: skip
+        "best_chance_mean": float(null.mean()),
+        "best_chance_95": float(np.percentile(null, 95)),
+        "p": permutation_p(float(scores[best]), null),
+        "null": null,
+        "scores": scores,
+        "sides": [c["side"] for c in colourings],  # every colouring, in order
+    }
 
 
 def cycle_notation(permutation: Permutation) -> str:

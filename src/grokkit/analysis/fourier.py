@@ -123,9 +123,17 @@ DEFAULT_ENERGY = 0.95
 CLEANUP_FALL = 10.0  # clean-up starts once the test loss is this many times below its maximum
 CLEANUP_SETTLED = 2.0  # ... and ends once it stays within this factor of its final value
 CURVE_COLUMNS = (
-    "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "restricted_loss",
-    "excluded_loss", "gini_embed", "gini_neuron_logit", "weight_norm_sq",
-)  # fmt: skip
+    "step",
+    "train_loss",
+    "test_loss",
+    "train_accuracy",
+    "test_accuracy",
+    "restricted_loss",
+    "excluded_loss",
+    "gini_embed",
+    "gini_neuron_logit",
+    "weight_norm_sq",
+)
 PHASE_KEYS = ("memorisation_end", "cleanup_start", "cleanup_end")
 
 
@@ -195,8 +203,10 @@ def gini(values) -> float:
 def _check_logits(logits, p: int) -> Tensor:
     logits = torch.as_tensor(logits).detach().to(device="cpu", dtype=torch.float64)
     if logits.shape != (p * p, p):
-        raise ValueError(f"expected the logits of all {p}x{p} pairs over {p} answers, "
-                         f"[{p * p}, {p}], got {list(logits.shape)}")  # fmt: skip
+        raise ValueError(
+            f"expected the logits of all {p}x{p} pairs over {p} answers, "
+            f"[{p * p}, {p}], got {list(logits.shape)}"
+        )
     return logits
 
 
@@ -207,8 +217,9 @@ def _check_key_freqs(key_freqs, p: int) -> list[int]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise InputError(f"key frequencies must be integers, got {k!r}")
         if not 1 <= k <= p // 2:
-            raise InputError(f"key frequency {k} is outside 1..{p // 2}, the frequencies of "
-                             f"mod {p}")
+            raise InputError(
+                f"key frequency {k} is outside 1..{p // 2}, the frequencies of mod {p}"
+            )
     if len(set(freqs)) != len(freqs):
         raise InputError(f"key frequencies must differ from each other, got {freqs}")
     return sorted(int(k) for k in freqs)
@@ -321,11 +332,15 @@ def _neuron_to_logit(weights: dict[str, Tensor], config: ModelConfig) -> Tensor:
 
 def _require_fourier_run(run: Run) -> int:
     if run.config.operation != OPERATION:
-        raise InputError(f"{run.path} trains {run.config.operation}; the Fourier progress measures "
-                         f"are defined for modular addition ({OPERATION}) only")  # fmt: skip
+        raise InputError(
+            f"{run.path} trains {run.config.operation}; the Fourier progress measures "
+            f"are defined for modular addition ({OPERATION}) only"
+        )
     if not run.snapshot_steps:
-        raise InputError(f"{run.path} kept no weight snapshots; train it with --snapshot-every N "
-                         "to measure progress over training")  # fmt: skip
+        raise InputError(
+            f"{run.path} kept no weight snapshots; train it with --snapshot-every N "
+            "to measure progress over training"
+        )
     return run.config.modulus
 
 
@@ -364,23 +379,27 @@ def progress_measures(
     rows = []
     for step in steps:
         model = final if step == steps[-1] else run.model(step)
-        logits = model.logits()[:, model.config.element_tokens()].double()  # [p*p, p]: the element answers only
+        logits = model.logits()[
+            :, model.config.element_tokens()
+        ].double()  # [p*p, p]: the element answers only
         weights = model.weights
         neuron_to_logit = _neuron_to_logit(weights, model.config)  # [d_mlp, p]
         restricted = restricted_logits(logits, p, key_freqs)
         excluded = excluded_logits(logits, p, key_freqs)
-        rows.append({
-            "step": step,
-            "train_loss": mean_loss(logits[train_idx], train_answers),
-            "test_loss": mean_loss(logits[test_idx], test_answers),
-            "train_accuracy": accuracy(logits[train_idx], train_answers),
-            "test_accuracy": accuracy(logits[test_idx], test_answers),
-            "restricted_loss": mean_loss(restricted, answers),
-            "excluded_loss": mean_loss(excluded[train_idx], train_answers),
-            "gini_embed": gini(basis_norms(weights["W_E"][model.config.element_tokens()])),
-            "gini_neuron_logit": gini(basis_norms(neuron_to_logit.T)),
-            "weight_norm_sq": sum(float(w.double().pow(2).sum()) for w in weights.values()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "step": step,
+                "train_loss": mean_loss(logits[train_idx], train_answers),
+                "test_loss": mean_loss(logits[test_idx], test_answers),
+                "train_accuracy": accuracy(logits[train_idx], train_answers),
+                "test_accuracy": accuracy(logits[test_idx], test_answers),
+                "restricted_loss": mean_loss(restricted, answers),
+                "excluded_loss": mean_loss(excluded[train_idx], train_answers),
+                "gini_embed": gini(basis_norms(weights["W_E"][model.config.element_tokens()])),
+                "gini_neuron_logit": gini(basis_norms(neuron_to_logit.T)),
+                "weight_norm_sq": sum(float(w.double().pow(2).sum()) for w in weights.values()),
+            }
+        )
     curves = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
     return ProgressMeasures(
         key_freqs=key_freqs,
@@ -436,8 +455,9 @@ def fall_step(steps, values, after=None) -> int | None:
     steps = np.asarray(steps)
     values = np.asarray(values, dtype=np.float64)
     if steps.shape != values.shape or steps.ndim != 1:
-        raise ValueError(f"steps and values must be 1-D of one length, got {steps.shape} "
-                         f"and {values.shape}")
+        raise ValueError(
+            f"steps and values must be 1-D of one length, got {steps.shape} and {values.shape}"
+        )
     keep = np.isfinite(values) & (steps >= after if after is not None else True)
     steps, values = steps[keep], values[keep]
     if values.size < 2:
@@ -465,7 +485,11 @@ def describe_fall(steps, values, after=None, name: str = "loss") -> str:
     step = fall_step(steps, values, after=after)
     if step is not None:
         return f"{name} fell from {first:.3g} to {last:.3g} (half-way at step {step})"
-    moved = f"rose from {first:.3g} to {last:.3g}" if last > first else f"ended where it started, at {last:.3g}"
+    moved = (
+        f"rose from {first:.3g} to {last:.3g}"
+        if last > first
+        else f"ended where it started, at {last:.3g}"
+    )
     return f"{name} did not fall ({moved})"
 
 
@@ -478,7 +502,9 @@ def describe_phases(phases: dict) -> str:
     if start is None:
         return text + "; clean-up did not start"
     text += f", clean-up starts at step {start}"
-    return text + (f" and ends at step {done}" if done is not None else " and did not end by the last snapshot")
+    return text + (
+        f" and ends at step {done}" if done is not None else " and did not end by the last snapshot"
+    )
 
 
 # ---------------------------------------------------------------- figure and files
@@ -519,9 +545,12 @@ def plot_progress_measures(measures: ProgressMeasures, path: Path, title: str = 
     fig, axes = plt.subplots(2, 2, figsize=(11.0, 7.5), layout="constrained")
     loss_axis, gini_axis, norm_axis, bar_axis = axes.flat
 
-    series = (("train_loss", "train", TRAIN_COLOR), ("test_loss", "test", VALIDATION_COLOR),
-              ("restricted_loss", "restricted", "tab:blue"),
-              ("excluded_loss", "excluded", "tab:purple"))  # fmt: skip
+    series = (
+        ("train_loss", "train", TRAIN_COLOR),
+        ("test_loss", "test", VALIDATION_COLOR),
+        ("restricted_loss", "restricted", "tab:blue"),
+        ("excluded_loss", "excluded", "tab:purple"),
+    )
     positive = False
     for column, label, color in series:
         values = curves[column].to_numpy(dtype=np.float64)
@@ -532,8 +561,9 @@ def plot_progress_measures(measures: ProgressMeasures, path: Path, title: str = 
         loss_axis.set_yscale("log")
     loss_axis.set_ylabel("loss")
     gini_axis.plot(steps, curves["gini_embed"], color="tab:green", label="W_E")
-    gini_axis.plot(steps, curves["gini_neuron_logit"], color="tab:brown",
-                   label="W_L (neuron to logit)")
+    gini_axis.plot(
+        steps, curves["gini_neuron_logit"], color="tab:brown", label="W_L (neuron to logit)"
+    )
     gini_axis.set_ylim(0, 1)
     gini_axis.set_ylabel("Gini of Fourier norms")
     norm_axis.plot(steps, curves["weight_norm_sq"], color="black", label="all weights")
@@ -543,12 +573,22 @@ def plot_progress_measures(measures: ProgressMeasures, path: Path, title: str = 
         spans = _phase_spans(measures.phases, steps[0], steps[-1])
         for axis in (loss_axis, gini_axis, norm_axis):
             for label, start, end, color in spans:  # named once, in the loss panel's legend
-                axis.axvspan(start, end, color=color, alpha=0.08,
-                             label=f"{label} (phase)" if axis is loss_axis else "_nolegend_")
+                axis.axvspan(
+                    start,
+                    end,
+                    color=color,
+                    alpha=0.08,
+                    label=f"{label} (phase)" if axis is loss_axis else "_nolegend_",
+                )
             for key in PHASE_KEYS:
                 if measures.phases.get(key) is not None:
-                    axis.axvline(measures.phases[key], color="black", linestyle="--",
-                                 linewidth=0.8, alpha=0.6)
+                    axis.axvline(
+                        measures.phases[key],
+                        color="black",
+                        linestyle="--",
+                        linewidth=0.8,
+                        alpha=0.6,
+                    )
             axis.set_xlabel("step")
     loss_axis.legend(fontsize=7, ncol=2, frameon=True, framealpha=0.8)
     gini_axis.legend(fontsize=8)

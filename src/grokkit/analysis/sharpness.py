@@ -56,7 +56,9 @@ class Objective(Protocol):
 
     n_examples: int
 
-    def __call__(self, x: np.ndarray, examples: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    def __call__(
+        self, x: np.ndarray, examples: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
         """(loss, gradient) at the flat float64 parameters x: the loss is the mean over
         ``examples`` (indices into the training set; None: all of it), the gradient a float64
         array shaped like x."""
@@ -76,9 +78,17 @@ class TorchMeanLoss:
     dtype: torch.dtype = torch.float32
     device: torch.device | str = "cpu"
 
-    def __call__(self, x: np.ndarray, examples: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        point = torch.as_tensor(np.asarray(x), device=self.device).to(self.dtype).requires_grad_(True)
-        index = None if examples is None else torch.as_tensor(examples, dtype=torch.long, device=self.device)
+    def __call__(
+        self, x: np.ndarray, examples: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
+        point = (
+            torch.as_tensor(np.asarray(x), device=self.device).to(self.dtype).requires_grad_(True)
+        )
+        index = (
+            None
+            if examples is None
+            else torch.as_tensor(examples, dtype=torch.long, device=self.device)
+        )
         loss = self.loss_fn(point, index)
         if loss.numel() != 1:
             raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
@@ -163,26 +173,44 @@ def _maximise_in_box(
         start = np.zeros_like(half_width)
     else:
         start = generator.uniform(-1.0, 1.0, size=half_width.shape) * half_width * 1e-2
-    minimize(negative, start, jac=True, method="L-BFGS-B",
-             bounds=np.stack([-half_width, half_width], axis=1),
-             options={"maxiter": max_iterations, "gtol": 0.0, "ftol": 0.0})  # fmt: skip
+    minimize(
+        negative,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=np.stack([-half_width, half_width], axis=1),
+        options={"maxiter": max_iterations, "gtol": 0.0, "ftol": 0.0},
+    )
     return f0, best
 
 
-def keskar(objective: Objective, x0: np.ndarray, generator: np.random.Generator, *,
-           epsilon: float = EPSILON, max_iterations: int = MAX_ITERATIONS) -> float:  # fmt: skip
-    """φ in percent with A = identity: (max_{|y_i| <= ε(|x_i|+1)} f(x + y) − f(x)) / (1 + f(x)) × 100,
-    f the mean loss over the whole training set. ``generator`` is used only for the random start
-    at an exact stationary point."""
+def keskar(
+    objective: Objective,
+    x0: np.ndarray,
+    generator: np.random.Generator,
+    *,
+    epsilon: float = EPSILON,
+    max_iterations: int = MAX_ITERATIONS,
+) -> float:
+    """φ in percent with A = identity: (max_{|y_i| <= ε(|x_i|+1)} f(x + y) − f(x)) / (1 + f(x))
+    × 100, f the mean loss over the whole training set. ``generator`` is used only for the random
+    start at an exact stationary point."""
     x = _check(x0, epsilon, max_iterations)
-    f0, best = _maximise_in_box(lambda y: objective(x + y), epsilon * (np.abs(x) + 1.0),
-                                max_iterations, generator)  # fmt: skip
+    f0, best = _maximise_in_box(
+        lambda y: objective(x + y), epsilon * (np.abs(x) + 1.0), max_iterations, generator
+    )
     return (best - f0) / (1.0 + f0) * 100.0
 
 
-def keskar_subspace(objective: Objective, x0: np.ndarray, generator: np.random.Generator, *,
-                    epsilon: float = EPSILON, max_iterations: int = MAX_ITERATIONS,
-                    subspace_dim: int = SUBSPACE_DIM) -> float:  # fmt: skip
+def keskar_subspace(
+    objective: Objective,
+    x0: np.ndarray,
+    generator: np.random.Generator,
+    *,
+    epsilon: float = EPSILON,
+    max_iterations: int = MAX_ITERATIONS,
+    subspace_dim: int = SUBSPACE_DIM,
+) -> float:
     """φ in percent in a random p-dimensional subspace (Keskar et al. 2017, Sec 2.2.2, p = 10):
 
         A: n × p, i.i.d. standard-normal entries drawn from ``generator`` (the paper only says
@@ -247,9 +275,15 @@ class AuthorsEpochLoss:
         return float(np.mean(losses)), np.mean(gradients, axis=0)
 
 
-def openai_grok_sharpness(objective: Objective, x0: np.ndarray, generator: np.random.Generator, *,
-                          epsilon: float = EPSILON, max_iterations: int = MAX_ITERATIONS,
-                          subspace_dim: int = SUBSPACE_DIM) -> float:  # fmt: skip
+def openai_grok_sharpness(
+    objective: Objective,
+    x0: np.ndarray,
+    generator: np.random.Generator,
+    *,
+    epsilon: float = EPSILON,
+    max_iterations: int = MAX_ITERATIONS,
+    subspace_dim: int = SUBSPACE_DIM,
+) -> float:
     """φ in percent as the authors' released code computes it (openai/grok, grok/measure.py
     ``get_sharpness`` with its defaults, called on their training-set loader), quirks included.
 
@@ -302,25 +336,43 @@ def openai_grok_sharpness(objective: Objective, x0: np.ndarray, generator: np.ra
         value, gradient = epoch_loss_and_gradient(x + A @ y)
         return value, A.T @ gradient
 
-    _, minimum, _ = fmin_l_bfgs_b(subspace_loss, np.zeros(subspace_dim), maxiter=max_iterations,
-                                  bounds=np.stack([-half_width, half_width], axis=1))  # fmt: skip
+    _, minimum, _ = fmin_l_bfgs_b(
+        subspace_loss,
+        np.zeros(subspace_dim),
+        maxiter=max_iterations,
+        bounds=np.stack([-half_width, half_width], axis=1),
+    )
     f_x = -float(minimum)
     return (f_x - f_x0) / (1.0 + f_x0) * 100.0
 
 
 SHARPNESS_DEFINITIONS = ("keskar", "keskar-subspace", "openai-grok")
-_FUNCTIONS = {"keskar": keskar, "keskar-subspace": keskar_subspace, "openai-grok": openai_grok_sharpness}
+_FUNCTIONS = {
+    "keskar": keskar,
+    "keskar-subspace": keskar_subspace,
+    "openai-grok": openai_grok_sharpness,
+}
 
 
 def sharpness_definition(name: str) -> Callable[..., float]:
     """The function of the definition called ``name``; an unknown name is an InputError."""
     if name not in _FUNCTIONS:
-        raise InputError(f"unknown sharpness definition {name!r}; choose one of: {', '.join(SHARPNESS_DEFINITIONS)}")
+        raise InputError(
+            f"unknown sharpness definition {name!r}; "
+            f"choose one of: {', '.join(SHARPNESS_DEFINITIONS)}"
+        )
     return _FUNCTIONS[name]
 
 
-def sharpness(name: str, objective: Objective, x0: np.ndarray, seed: int | np.random.Generator = 0, *,
-              epsilon: float = EPSILON, max_iterations: int = MAX_ITERATIONS) -> float:  # fmt: skip
+def sharpness(
+    name: str,
+    objective: Objective,
+    x0: np.ndarray,
+    seed: int | np.random.Generator = 0,
+    *,
+    epsilon: float = EPSILON,
+    max_iterations: int = MAX_ITERATIONS,
+) -> float:
     """φ in percent of ``objective`` at ``x0`` by the definition ``name`` (SHARPNESS_DEFINITIONS);
     ``seed``: an int or a numpy Generator, the source of every random draw."""
     function = sharpness_definition(name)
@@ -355,6 +407,10 @@ def keskar_sharpness(
         raise ValueError(f"parameters must be a flat 1-D vector, got shape {shape}")
     if not parameters.is_floating_point():
         raise ValueError(f"parameters must be floating point, got {parameters.dtype}")
-    objective = TorchMeanLoss(lambda flat, _examples: loss_fn(flat), 1, parameters.dtype, parameters.device)
+    objective = TorchMeanLoss(
+        lambda flat, _examples: loss_fn(flat), 1, parameters.dtype, parameters.device
+    )
     x0 = parameters.detach().double().cpu().numpy()
-    return keskar(objective, x0, np.random.default_rng(seed), epsilon=epsilon, max_iterations=max_iterations)
+    return keskar(
+        objective, x0, np.random.default_rng(seed), epsilon=epsilon, max_iterations=max_iterations
+    )

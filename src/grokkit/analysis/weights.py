@@ -22,12 +22,16 @@ def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, T
     """
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
-    model_config = config.model_config(make_table(config.operation, config.modulus, config.arch).n_elements)
+    model_config = config.model_config(
+        make_table(config.operation, config.modulus, config.arch).n_elements
+    )
     state = runs.load_checkpoint(run_dir)
     differences = config_differences(config, RunConfig.from_dict(state["config"]))
     if differences:  # config.json edited by hand: its model would not be these weights'
-        raise runs.DamagedFileError(f"{run_dir / 'config.json'} is damaged: it does not describe the "
-                                    f"run's checkpoint ({'; '.join(differences[:3])})")  # fmt: skip
+        raise runs.DamagedFileError(
+            f"{run_dir / 'config.json'} is damaged: it does not describe the "
+            f"run's checkpoint ({'; '.join(differences[:3])})"
+        )
     flat = state["flat"]
     try:
         weights = unflatten(flat, model_config)

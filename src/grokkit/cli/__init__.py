@@ -20,6 +20,7 @@ import warnings
 from grokkit import __version__
 from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; of the commands, only the one ``argv`` names is imported and given its flags
     (the others are listed with their help), so ``grokkit --help`` and ``grokkit data`` do not

@@ -13,27 +13,36 @@ from grokkit.errors import InputError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "analyze", help=COMMANDS["analyze"],
+        "analyze",
+        help=COMMANDS["analyze"],
         description="Measures of a trained run, written beside it (or to --out).",
-    )  # fmt: skip
+    )
     analyses = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
     fourier = analyses.add_parser(
-        "fourier", help="Fourier progress measures of an x+y run over its snapshots",
+        "fourier",
+        help="Fourier progress measures of an x+y run over its snapshots",
         description="The progress measures of Nanda et al. (2023) at every weight snapshot of an "
-                    "x+y run trained with --snapshot-every N: train, test, restricted and "
-                    "excluded loss, the Gini coefficients of W_E's and W_L's Fourier norms, the "
-                    "total squared weight norm, and the phases memorisation / circuit formation "
-                    "/ clean-up. Writes fourier.csv, fourier.json, fourier.png and fourier.pdf.",
-    )  # fmt: skip
-    fourier.add_argument("dir", metavar="DIR",
-                         help="run folder (x+y, trained with --snapshot-every N)")
-    fourier.add_argument("--key-freqs", metavar="K,K,...",
-                         help="key frequencies, e.g. 14,35,41 (default: found from the final "
-                              "snapshot's logits)")  # fmt: skip
-    fourier.add_argument("--energy", type=float, metavar="FRACTION",
-                         help="without --key-freqs: keep the fewest frequencies holding this "
-                              "fraction of the final logits' (x+y) energy (default "
-                              "0.95)")  # fmt: skip
+        "x+y run trained with --snapshot-every N: train, test, restricted and "
+        "excluded loss, the Gini coefficients of W_E's and W_L's Fourier norms, the "
+        "total squared weight norm, and the phases memorisation / circuit formation "
+        "/ clean-up. Writes fourier.csv, fourier.json, fourier.png and fourier.pdf.",
+    )
+    fourier.add_argument(
+        "dir", metavar="DIR", help="run folder (x+y, trained with --snapshot-every N)"
+    )
+    fourier.add_argument(
+        "--key-freqs",
+        metavar="K,K,...",
+        help="key frequencies, e.g. 14,35,41 (default: found from the final snapshot's logits)",
+    )
+    fourier.add_argument(
+        "--energy",
+        type=float,
+        metavar="FRACTION",
+        help="without --key-freqs: keep the fewest frequencies holding this "
+        "fraction of the final logits' (x+y) energy (default "
+        "0.95)",
+    )
     fourier.add_argument("--out", metavar="OUT_DIR", help="folder for the files (default: DIR)")
     fourier.set_defaults(func=run)
 
@@ -58,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     from grokkit import runs
 
     # Its files go beside the run: not while a training process writes that folder.
-    lock = runs.folder_lock(Path(args.dir), "run folder") if out == Path(args.dir) else contextlib.nullcontext()
+    lock = (
+        runs.folder_lock(Path(args.dir), "run folder")
+        if out == Path(args.dir)
+        else contextlib.nullcontext()
+    )
     with lock:
         return _fourier(args, out, key_freqs)
 
@@ -82,15 +95,21 @@ def _fourier(args: argparse.Namespace, out: Path, key_freqs: list[int] | None) -
     steps = measures.curves["step"]
     curves, phases = measures.curves, measures.phases
     after = phases.get("memorisation_end")
-    print(f"fourier: x+y mod {measures.modulus}, {len(steps)} snapshots (steps {steps.iloc[0]} to "
-          f"{steps.iloc[-1]}), {measures.loss} loss")  # fmt: skip
-    print(f"key frequencies: {', '.join(map(str, measures.key_freqs)) or 'none'} "
-          f"({measures.key_source}; {100 * measures.key_energy_fraction:.1f}% of the final "
-          "centred logits' energy)")  # fmt: skip
+    print(
+        f"fourier: x+y mod {measures.modulus}, {len(steps)} snapshots (steps {steps.iloc[0]} to "
+        f"{steps.iloc[-1]}), {measures.loss} loss"
+    )
+    print(
+        f"key frequencies: {', '.join(map(str, measures.key_freqs)) or 'none'} "
+        f"({measures.key_source}; {100 * measures.key_energy_fraction:.1f}% of the final "
+        "centred logits' energy)"
+    )
     print(f"phases: {describe_phases(phases)}")
     since = "over the whole run" if after is None else f"from step {after} on"
-    falls = [describe_fall(steps, curves[f"{k}_loss"], after=after, name=f"{k} loss") for k in ("restricted", "test")]
+    falls = [
+        describe_fall(steps, curves[f"{k}_loss"], after=after, name=f"{k} loss")
+        for k in ("restricted", "test")
+    ]
     print(f"falls: {'; '.join(falls)} ({since})")
     print(f"wrote: {', '.join(str(p) for p in paths)}")
     return 0
-

@@ -16,22 +16,34 @@ if TYPE_CHECKING:
     from grokkit.config import RunConfig
 
 
-
 def add_device_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
-                   help="auto (default: the GPU where there is one), cpu, cuda or mps")  # fmt: skip
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=list(DEVICE_CHOICES),
+        help="auto (default: the GPU where there is one), cpu, cuda or mps",
+    )
 
 
 def add_log_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log", action="append", choices=list(LOGGER_NAMES), metavar="VIEWER",
-                   help="also log every metrics row to tensorboard (event files in each run "
-                        "folder) or wandb (offline unless W&B is configured); repeatable")  # fmt: skip
+    p.add_argument(
+        "--log",
+        action="append",
+        choices=list(LOGGER_NAMES),
+        metavar="VIEWER",
+        help="also log every metrics row to tensorboard (event files in each run "
+        "folder) or wandb (offline unless W&B is configured); repeatable",
+    )
 
 
 def add_threads_flag(p: argparse.ArgumentParser, what: str = "torch threads") -> None:
-    p.add_argument("--threads", type=int, metavar="N",
-                   help=f"{what} (default: the cores no other process is busy on when the work "
-                        "starts, or OMP_NUM_THREADS if set)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=f"{what} (default: the cores no other process is busy on when the work "
+        "starts, or OMP_NUM_THREADS if set)",
+    )
 
 
 def chosen_threads(args: argparse.Namespace) -> int | None:
@@ -85,11 +97,16 @@ def run_title(summary: dict, config: RunConfig | None = None) -> str:
     """A run's curve title: its task, data, optimizer preset and seed, then (from its config) the
     architecture and every method setting that differs from the defaults, in words."""
     mod = f" mod {summary['modulus']}" if summary.get("modulus") else ""
-    title = (f"{summary['operation']}{mod}, {100 * summary['train_fraction']:.0f}% data, "
-             f"{summary.get('preset') or 'custom'}, seed {summary['seed']}")  # fmt: skip
+    title = (
+        f"{summary['operation']}{mod}, {100 * summary['train_fraction']:.0f}% data, "
+        f"{summary.get('preset') or 'custom'}, seed {summary['seed']}"
+    )
     if config is not None:
-        extra = [f"{config.outliers} outliers" if config.outliers else "",
-                 f"arch {config.arch}" if config.arch != "grokkit" else "", config.method_description()]
+        extra = [
+            f"{config.outliers} outliers" if config.outliers else "",
+            f"arch {config.arch}" if config.arch != "grokkit" else "",
+            config.method_description(),
+        ]
         extra = ", ".join(e for e in extra if e)
         if extra:  # on a second line when one would run past the figure's width
             title += f"\n{extra}" if len(title) + len(extra) > 90 else f", {extra}"
@@ -108,6 +125,8 @@ def plot_curves(run_dir: Path, summary: dict) -> None:
 
     # The config names the run's methods in the title; rows read through runs: a damaged
     # metrics.csv or config.json is one line naming it.
-    title = run_title(summary, read_config(run_dir) if (run_dir / "config.json").is_file() else None)
+    title = run_title(
+        summary, read_config(run_dir) if (run_dir / "config.json").is_file() else None
+    )
     png = plot_run_curves(read_metrics(run_dir), run_dir / "curves.png", title=title)
     print(f"curves: {png}")

@@ -12,16 +12,24 @@ from grokkit.errors import InputError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "compare", help=COMMANDS["compare"],
+        "compare",
+        help=COMMANDS["compare"],
         description="Overlay validation (solid) and training (dashed) accuracy and loss of every "
-                    "run given. A sweep or reproduce folder stands for all of its runs; --by "
-                    "colours the runs by a configuration field (one legend entry per value).",
-    )  # fmt: skip
+        "run given. A sweep or reproduce folder stands for all of its runs; --by "
+        "colours the runs by a configuration field (one legend entry per value).",
+    )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders and/or sweep folders")
-    p.add_argument("--by", metavar="FIELD",
-                   help="group by this config field, e.g. train_fraction, preset, seed, lr, operation; "
-                        "a flag's name works too (optimizer, --train-fraction, heads)")
-    p.add_argument("--out", default="compare.png", help="the figure (PNG, a PDF beside it; default compare.png)")
+    p.add_argument(
+        "--by",
+        metavar="FIELD",
+        help="group by this config field, e.g. train_fraction, preset, seed, lr, operation; "
+        "a flag's name works too (optimizer, --train-fraction, heads)",
+    )
+    p.add_argument(
+        "--out",
+        default="compare.png",
+        help="the figure (PNG, a PDF beside it; default compare.png)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,15 +49,20 @@ def run(args: argparse.Namespace) -> int:
         field = field_name(by, found[0].config.flat_dict())
         values = [r.field(field) for r in found]  # an unknown field: one line naming the choices
         order = sorted(set(values), key=lambda v: (v is None, 0 if v is None else v))
-        curves = [(f"{by} = {v}", r.metrics.to_dict("records"))
-                  for v in order for value, r in zip(values, found) if value == v]  # fmt: skip
+        curves = [
+            (f"{by} = {v}", r.metrics.to_dict("records"))
+            for v in order
+            for value, r in zip(values, found)
+            if value == v
+        ]
     # Imported here: matplotlib costs ~0.4 s, which the other commands should not pay.
     from grokkit.plots import comparison_labels, plot_comparison
 
     # The title says what the runs share and what is compared; without --by each run's label
     # gives the settings that differ between the runs.
-    title, labels = comparison_labels([r.config.flat_dict() for r in found], [r.path.name for r in found],
-                                      by=field if by else "")  # fmt: skip
+    title, labels = comparison_labels(
+        [r.config.flat_dict() for r in found], [r.path.name for r in found], by=field if by else ""
+    )
     if not by:
         curves = [(label, r.metrics.to_dict("records")) for label, r in zip(labels, found)]
     png = plot_comparison(curves, out, title=title, legend_title=by or "")

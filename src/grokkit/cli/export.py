@@ -13,11 +13,12 @@ FORMATS = ("transformer-lens",)
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "export", help=COMMANDS["export"],
+        "export",
+        help=COMMANDS["export"],
         description="Write the model of a run folder (its last checkpoint, or a snapshot with "
-                    "--step) as a TransformerLens HookedTransformer: OUT/config.json and "
-                    "OUT/state_dict.pt, read back with grokkit.export.load_hooked_transformer(OUT).",
-    )  # fmt: skip
+        "--step) as a TransformerLens HookedTransformer: OUT/config.json and "
+        "OUT/state_dict.pt, read back with grokkit.export.load_hooked_transformer(OUT).",
+    )
     p.add_argument("dir", metavar="DIR", help="run folder")
     p.add_argument("--to", required=True, choices=FORMATS, help="the format (transformer-lens)")
     p.add_argument("out", metavar="OUT", help="new folder for the exported model")
@@ -36,8 +37,15 @@ def run(args: argparse.Namespace) -> int:
     run_folder = load_run(args.dir)
     model = run_folder.model(args.step)
     hooked = model.to_hooked_transformer()  # TransformerLens missing: one line saying how to get it
-    source = {"run": str(Path(args.dir).resolve()), "step": model.step,
-              "operation": run_folder.config.operation, "modulus": run_folder.config.modulus}  # fmt: skip
+    source = {
+        "run": str(Path(args.dir).resolve()),
+        "step": model.step,
+        "operation": run_folder.config.operation,
+        "modulus": run_folder.config.modulus,
+    }
     save_hooked_transformer(hooked, out, model.config, source)
-    print(f"export: {out} (TransformerLens HookedTransformer, step {model.step}, norm {model.config.norm})")
+    print(
+        f"export: {out} (TransformerLens HookedTransformer, step {model.step}, "
+        f"norm {model.config.norm})"
+    )
     return 0

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from grokkit.cli.catalogue import COMMANDS
 from grokkit import runs
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import plot_curves
 from grokkit.errors import InputError
 

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from grokkit.cli.catalogue import COMMANDS
-from grokkit.cli.common import add_device_flag, add_log_flag, add_threads_flag, apply_threads, fmt_steps, log_names, require_at_least
+from grokkit.cli.common import (
+    add_device_flag,
+    add_log_flag,
+    add_threads_flag,
+    apply_threads,
+    fmt_steps,
+    log_names,
+    require_at_least,
+)
 from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags, check_method_flags
 from grokkit.config import RunConfig
 from grokkit.devices import resolve_device
@@ -15,25 +23,40 @@ from grokkit.sweep import expand_grid, run_sweep
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "sweep", help=COMMANDS["sweep"],
+        "sweep",
+        help=COMMANDS["sweep"],
         description="Train every combination of the given values (flags marked [grid] take one or "
-                    "more values). Runs that can share a population train together. Re-running "
-                    "the same command with the same --out skips finished runs and resumes "
-                    "interrupted ones from their checkpoints. OUT/index.csv lists every run.",
-    )  # fmt: skip
+        "more values). Runs that can share a population train together. Re-running "
+        "the same command with the same --out skips finished runs and resumes "
+        "interrupted ones from their checkpoints. OUT/index.csv lists every run.",
+    )
     g = p.add_argument_group("sweep")
-    g.add_argument("--out", required=True, help="sweep folder (new, empty, or an earlier sweep's to resume it)")
-    g.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local worker processes (default) or Ray ($RAY_ADDRESS or a local instance)")
-    g.add_argument("--jobs", type=int, help="parallel groups (default: CPU cores, never more than groups)")
-    g.add_argument("--max-population", type=int, metavar="E",
-                   help="most runs trained as one population (default 16 on CPU, 256 on GPU)")
+    g.add_argument(
+        "--out", required=True, help="sweep folder (new, empty, or an earlier sweep's to resume it)"
+    )
+    g.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local worker processes (default) or Ray ($RAY_ADDRESS or a local instance)",
+    )
+    g.add_argument(
+        "--jobs", type=int, help="parallel groups (default: CPU cores, never more than groups)"
+    )
+    g.add_argument(
+        "--max-population",
+        type=int,
+        metavar="E",
+        help="most runs trained as one population (default 16 on CPU, 256 on GPU)",
+    )
     add_device_flag(g)
     add_log_flag(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar, no per-run lines")
     add_threads_flag(g, "cores the sweep uses: its workers share them")
     add_run_flags(p, grid=True)
-    p.set_defaults(func=run, resume_hint=lambda args: "run the same grokkit sweep command again to resume")
+    p.set_defaults(
+        func=run, resume_hint=lambda args: "run the same grokkit sweep command again to resume"
+    )
 
 
 def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
@@ -55,16 +78,24 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     apply_threads(args)
     # run_sweep checks every run, the executor and the folder before it writes anything.
-    results = run_sweep(configs_from_args(args), out, executor=args.executor, jobs=args.jobs,
-                        device=resolve_device(args.device),
-                        max_population=args.max_population, progress=not args.quiet,
-                        loggers=log_names(args))  # fmt: skip
+    results = run_sweep(
+        configs_from_args(args),
+        out,
+        executor=args.executor,
+        jobs=args.jobs,
+        device=resolve_device(args.device),
+        max_population=args.max_population,
+        progress=not args.quiet,
+        loggers=log_names(args),
+    )
     seen, rows = set(), []
     for r in results:
         if r.run_dir.name not in seen:
             seen.add(r.run_dir.name)
             s = r.summary
-            best = "" if s.get("best_val_accuracy") is None else f"{100 * s['best_val_accuracy']:.1f}%"
+            best = (
+                "" if s.get("best_val_accuracy") is None else f"{100 * s['best_val_accuracy']:.1f}%"
+            )
             rows.append((r.run_dir.name, s["status"], best, fmt_steps(s.get("steps_to_val_99"))))
     header = ("run", "status", "best val", "val 99% at step")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]

@@ -7,8 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from grokkit.cli.catalogue import COMMANDS
 from grokkit import runs
+from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import (
     add_device_flag,
     add_log_flag,
@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         given = given_run_flags(args) + (["--out"] if args.out else [])
         if given:
-            raise InputError(f"--resume continues a run as it was configured; drop {', '.join(given)}")
+            raise InputError(
+                f"--resume continues a run as it was configured; drop {', '.join(given)}"
+            )
         run_dir = runs.require_resumable(Path(args.resume))
         over = _already_over(run_dir, args.steps)
         if over is not None:  # read only: not even the lock file or the curves are rewritten
@@ -58,10 +60,14 @@ def run(args: argparse.Namespace) -> int:
             state = runs.load_checkpoint(run_dir)
             stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
             if stored != cfg.with_changes(steps=stored.steps):  # only the budget may differ
-                raise InputError(f"{run_dir}: config.json and the checkpoint describe different runs")
+                raise InputError(
+                    f"{run_dir}: config.json and the checkpoint describe different runs"
+                )
             if args.steps is not None:
                 if args.steps < state["step"]:
-                    raise InputError(f"--steps {args.steps} is before the checkpoint (step {state['step']})")
+                    raise InputError(
+                        f"--steps {args.steps} is before the checkpoint (step {state['step']})"
+                    )
                 cfg = cfg.with_changes(steps=args.steps)
             summary = _train(cfg, run_dir, [state], device, loggers, args)
     else:
@@ -91,7 +97,9 @@ def _already_over(run_dir: Path, steps: int | None) -> dict | None:
         # Without --steps the budget is the run's own: a run that completed one has met it.
         if not runs.is_finished(summary, 0 if steps is None else steps):
             return None
-        with warnings.catch_warnings():  # a fallback to previous.pt is said once, by the locked path
+        with (
+            warnings.catch_warnings()
+        ):  # a fallback to previous.pt is said once, by the locked path
             warnings.simplefilter("ignore")
             step = runs.load_checkpoint(run_dir)["step"]
     except runs.RunFolderError:
@@ -103,15 +111,25 @@ def resume_hint(args: argparse.Namespace) -> str:
     return f"resume with: grokkit train --resume {args.resume or args.out}"
 
 
-def _train(cfg: RunConfig, run_dir: Path, states, device: str, loggers, args: argparse.Namespace) -> dict:
+def _train(
+    cfg: RunConfig, run_dir: Path, states, device: str, loggers, args: argparse.Namespace
+) -> dict:
     apply_threads(args)
-    return train_runs([cfg], [run_dir], states=states, device=device, progress=not args.quiet,
-                      description=str(run_dir), loggers=loggers)[0]  # fmt: skip
+    return train_runs(
+        [cfg],
+        [run_dir],
+        states=states,
+        device=device,
+        progress=not args.quiet,
+        description=str(run_dir),
+        loggers=loggers,
+    )[0]
 
 
 def summary_line(s: dict, run_dir: Path) -> str:
     return (
-        f"{run_dir}: {s['status']} at step {s['steps_done']}: train {100 * s['train_accuracy']:.1f}% "
+        f"{run_dir}: {s['status']} at step {s['steps_done']}: "
+        f"train {100 * s['train_accuracy']:.1f}% "
         f"val {100 * s['val_accuracy']:.1f}% (best {100 * s['best_val_accuracy']:.1f}%); "
         f"99% train {_reached(s['steps_to_train_99'])}, 99% val {_reached(s['steps_to_val_99'])}; "
         f"{s['wall_seconds']:.1f} s"

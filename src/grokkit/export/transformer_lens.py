@@ -57,8 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grokkit.errors import InputError
 from grokkit import openai_grok
+from grokkit.errors import InputError
 from grokkit.model import OPENAI_SEQUENCE_LENGTH, SEQUENCE_LENGTH, ModelConfig, parameter_shapes
 from grokkit.runs import DamagedFileError, atomic_write_bytes, load_tensors, read_json, write_json
 
@@ -199,7 +199,14 @@ def _tl_weights(model_config: ModelConfig, weights: dict[str, Tensor]) -> dict[s
         w["W_pos"] = openai_grok.position_encoding(OPENAI_SEQUENCE_LENGTH, d)
         for layer in range(model_config.n_layers):
             b = f"blocks.{layer}."
-            for n, size in (("b_Q", d), ("b_K", d), ("b_V", d), ("b_O", d), ("b_in", model_config.d_mlp), ("b_out", d)):
+            for n, size in (
+                ("b_Q", d),
+                ("b_K", d),
+                ("b_V", d),
+                ("b_O", d),
+                ("b_in", model_config.d_mlp),
+                ("b_out", d),
+            ):
                 w[b + n] = torch.zeros(size)
     out = {"embed.W_E": w["W_E"], "pos_embed.W_pos": w["W_pos"], "unembed.W_U": w["W_U"]}
     out["unembed.b_U"] = torch.zeros(V)  # grokkit's unembedding has no bias
@@ -265,15 +272,18 @@ def save_hooked_transformer(
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in actual.items()}, buf)
     atomic_write_bytes(out_dir / STATE_DICT_FILE, buf.getvalue())
-    write_json(out_dir / CONFIG_FILE, {
-        "format": EXPORT_FORMAT,
-        "format_version": EXPORT_VERSION,
-        "transformer_lens_version": _transformer_lens_version(),
-        "hooked_transformer_config": hooked_transformer_settings(grokkit_model_config),
-        "post_ln": _post_ln_note(grokkit_model_config),
-        "grokkit_model_config": grokkit_model_config.to_dict(),
-        "source": source,
-    })  # fmt: skip
+    write_json(
+        out_dir / CONFIG_FILE,
+        {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_VERSION,
+            "transformer_lens_version": _transformer_lens_version(),
+            "hooked_transformer_config": hooked_transformer_settings(grokkit_model_config),
+            "post_ln": _post_ln_note(grokkit_model_config),
+            "grokkit_model_config": grokkit_model_config.to_dict(),
+            "source": source,
+        },
+    )
 
 
 def _transformer_lens_version() -> str | None:

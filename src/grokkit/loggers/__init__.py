@@ -49,10 +49,15 @@ LOGGER_NAMES = ("tensorboard", "wandb")
 
 # name -> (module, class, the package it needs, how the package is called, the extra to install)
 _LOGGERS = {
-    "tensorboard": ("grokkit.loggers.tensorboard", "TensorBoardLogger", "tensorboard",
-                    "TensorBoard", "tensorboard"),
+    "tensorboard": (
+        "grokkit.loggers.tensorboard",
+        "TensorBoardLogger",
+        "tensorboard",
+        "TensorBoard",
+        "tensorboard",
+    ),
     "wandb": ("grokkit.loggers.wandb", "WandbLogger", "wandb", "Weights & Biases", "wandb"),
-}  # fmt: skip
+}
 
 
 def logger_factory(name: str) -> LoggerFactory:
@@ -79,4 +84,3 @@ def logger_factory(name: str) -> LoggerFactory:
         problem = f"{title} is installed but cannot be imported ({first})"
         raise InputError(f"--log {name}: {problem}") from None
     return getattr(module, class_name)
-

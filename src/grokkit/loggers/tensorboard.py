@@ -45,9 +45,16 @@ LOG_DIR = "tensorboard"
 
 # Summary fields recorded as final metrics (when not None): TensorBoard's HParams table shows them.
 FINAL_METRICS = (
-    "val_accuracy", "best_val_accuracy", "val_loss", "train_accuracy", "train_loss",
-    "steps_to_val_99", "steps_to_train_99", "steps_done", "wall_seconds",
-)  # fmt: skip
+    "val_accuracy",
+    "best_val_accuracy",
+    "val_loss",
+    "train_accuracy",
+    "train_loss",
+    "steps_to_val_99",
+    "steps_to_train_99",
+    "steps_done",
+    "wall_seconds",
+)
 
 
 def resume_step(run_dir: Path) -> int | None:
@@ -121,9 +128,10 @@ class TensorBoardLogger:
     def close(self, summary: dict) -> None:
         step = summary.get("steps_done", 0)
         metrics = {
-            f"final/{name}": float(summary[name]) for name in FINAL_METRICS
+            f"final/{name}": float(summary[name])
+            for name in FINAL_METRICS
             if isinstance(summary.get(name), (int, float)) and math.isfinite(summary[name])
-        }  # fmt: skip
+        }
         for tag, value in metrics.items():
             self._writer.add_scalar(tag, value, step)
         hparam_dict = {k: hparam_value(v) for k, v in self.config.flat_dict().items()}

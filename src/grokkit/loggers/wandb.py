@@ -65,8 +65,11 @@ def default_mode() -> str | None:
     WANDB_IDENTITY_TOKEN_FILE, an api_key in its settings, or the .netrc entry that
     ``wandb login`` writes. All of this is read from the environment and files, without network.
     """
-    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY") or \
-            os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):  # fmt: skip
+    if (
+        os.environ.get("WANDB_MODE")
+        or os.environ.get("WANDB_API_KEY")
+        or os.environ.get("WANDB_IDENTITY_TOKEN_FILE")
+    ):
         return None
     try:  # wandb's own reading of its settings files and .netrc, as in wandb 0.31
         from wandb.sdk import wandb_setup
@@ -98,7 +101,7 @@ class WandbLogger:
             mode=default_mode(),
             # The console is the population's, shared by all its runs: it belongs to none of them.
             settings=wandb.Settings(console="off"),
-        )  # fmt: skip
+        )
         # Online and resumed: the step after the last one W&B holds; otherwise 0.
         self._first_step = self._run.starting_step
 
@@ -112,8 +115,13 @@ class WandbLogger:
         if step < self._first_step:
             return
         values = {tag: row[c] for c, tag in METRIC_TAGS.items() if row.get(c) is not None}
-        values.update({"weight_norm/" + c.removeprefix("norm_"): v for c, v in row.items()
-                       if c.startswith("norm_") and v is not None})  # fmt: skip
+        values.update(
+            {
+                "weight_norm/" + c.removeprefix("norm_"): v
+                for c, v in row.items()
+                if c.startswith("norm_") and v is not None
+            }
+        )
         self._run.log(values, step=step)
 
     def close(self, summary: dict) -> None:

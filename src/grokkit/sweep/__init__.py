@@ -3,8 +3,8 @@
 A sweep folder holds one ordinary run folder per run plus an index of all of them::
 
     OUT/runs/<run_name>/   config.json, metrics.csv, summary.json, checkpoints/latest.pt
-    OUT/index.csv          one row per run folder in OUT/runs (from this sweep or any earlier command):
-                           name, folder, main and method settings, status, summary numbers
+    OUT/index.csv          one row per run folder in OUT/runs (from this sweep or any earlier
+                           command): name, folder, main and method settings, status, summary numbers
     OUT/index.json         the same rows as a JSON list
 
 Running the same sweep again into the same folder is how it resumes: finished runs are skipped,
@@ -34,17 +34,25 @@ from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.loggers import logger_factory
 from grokkit.population import population_key
-from grokkit.sweep.executors import core_budget, cpu_count, import_ray, run_in_process, run_pool, run_ray, visible_gpus
 from grokkit.runs import FINISHED
+from grokkit.sweep.executors import (
+    core_budget,
+    cpu_count,
+    import_ray,
+    run_in_process,
+    run_pool,
+    run_ray,
+    visible_gpus,
+)
 from grokkit.sweep.folder import (
     INDEX_COLUMNS,
+    RunState,
     SweepError,
+    SweepIndex,
+    adopt_untagged_folders,
     check_out_dir,
     clear_run_dir,
     index_row,
-    RunState,
-    SweepIndex,
-    adopt_untagged_folders,
     inspect_run,
     untagged_folder,
     write_index,
@@ -53,10 +61,25 @@ from grokkit.sweep.grid import config_hash, expand_grid, group, plan, run_name
 from grokkit.sweep.progress import SweepProgress, describe
 
 __all__ = [
-    "FINISHED", "INDEX_COLUMNS", "SweepError", "SweepPlan", "SweepResult", "check_out_dir", "config_hash", "cpu_count",
-    "default_jobs", "default_max_population", "describe", "expand_grid", "import_ray", "plan", "plan_sweep",
-    "run_name", "run_sweep", "write_index",
-]  # fmt: skip
+    "FINISHED",
+    "INDEX_COLUMNS",
+    "SweepError",
+    "SweepPlan",
+    "SweepResult",
+    "check_out_dir",
+    "config_hash",
+    "cpu_count",
+    "default_jobs",
+    "default_max_population",
+    "describe",
+    "expand_grid",
+    "import_ray",
+    "plan",
+    "plan_sweep",
+    "run_name",
+    "run_sweep",
+    "write_index",
+]
 
 
 @dataclass(frozen=True)
@@ -85,11 +108,12 @@ def run_sweep(
     is written. Identical configs given twice are trained once.
 
     executor: "local" (``jobs`` worker processes, default one per core of this process's torch
-    threads (``core_budget``; set them with torch.set_num_threads) but never more than groups; ``jobs=1`` trains in this process, leaving its thread setting alone) or "ray"
-    (one task per group on ``ray.init()``, or on the cluster at $RAY_ADDRESS; out_dir must then be
-    on a filesystem every node sees). max_population: default 16 on the CPU, 256 elsewhere.
-    On CUDA, jobs defaults to one worker per visible GPU (CUDA_VISIBLE_DEVICES), each seeing only its
-    own; on another accelerator, to 1 (one process feeding it).
+    threads (``core_budget``; set them with torch.set_num_threads) but never more than groups;
+    ``jobs=1`` trains in this process, leaving its thread setting alone) or "ray" (one task per
+    group on ``ray.init()``, or on the cluster at $RAY_ADDRESS; out_dir must then be on a
+    filesystem every node sees). max_population: default 16 on the CPU, 256 elsewhere.
+    On CUDA, jobs defaults to one worker per visible GPU (CUDA_VISIBLE_DEVICES), each seeing only
+    its own; on another accelerator, to 1 (one process feeding it).
     progress: one bar over every run's steps (across all workers) with an ETA, and a line per run
     as it ends. loggers: viewer names (grokkit.loggers.LOGGER_NAMES); each run logs under its name.
     """
@@ -114,9 +138,13 @@ def run_sweep(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise SweepError(f"--out {out_dir} cannot be created: {e.strerror}; choose another path") from None
+        raise SweepError(
+            f"--out {out_dir} cannot be created: {e.strerror}; choose another path"
+        ) from None
     with runs.folder_lock(out_dir, "sweep folder"):
-        return _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers)
+        return _run_locked(
+            configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers
+        )
 
 
 @dataclass(frozen=True)
@@ -133,24 +161,37 @@ class SweepPlan:
         return [n for g, _ in self.groups for n in g]
 
 
-def plan_sweep(configs: list[RunConfig], out_dir: Path | None, max_population: int, device: str = "cpu",
-               jobs: int | None = None) -> SweepPlan:  # fmt: skip
+def plan_sweep(
+    configs: list[RunConfig],
+    out_dir: Path | None,
+    max_population: int,
+    device: str = "cpu",
+    jobs: int | None = None,
+) -> SweepPlan:
     """The plan ``run_sweep`` follows, computed from the folders as they are (``out_dir`` None:
     a folder not written yet, every run fresh); reads only. On the CPU, with fewer populations
-    than the ``jobs`` workers (default one per core of ``core_budget``), the largest are split until every worker
-    has one (``fill_workers``); ``jobs=1`` trains in this process and splits nothing."""
+    than the ``jobs`` workers (default one per core of ``core_budget``), the largest are split
+    until every worker has one (``fill_workers``); ``jobs=1`` trains in this process and splits
+    nothing."""
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(run_name(c), c)
     run_names = list(unique)
-    states = {n: RunState("fresh") if out_dir is None else inspect_run(unique[n], _run_folder(out_dir, n, unique[n]))
-              for n in run_names}  # fmt: skip
+    states = {
+        n: RunState("fresh")
+        if out_dir is None
+        else inspect_run(unique[n], _run_folder(out_dir, n, unique[n]))
+        for n in run_names
+    }
     todo_fresh = [n for n in run_names if states[n].kind == "fresh"]
     todo_resume = [n for n in run_names if states[n].kind == "resume"]
     groups: list[tuple[list[str], bool]] = []
     keys = [(population_key(unique[n]), states[n].step) for n in todo_resume]
     groups += [([todo_resume[i] for i in g], True) for g in group(keys, max_population)]
-    groups += [([todo_fresh[i] for i in g], False) for g in plan([unique[n] for n in todo_fresh], max_population)]
+    groups += [
+        ([todo_fresh[i] for i in g], False)
+        for g in plan([unique[n] for n in todo_fresh], max_population)
+    ]
     workers = (jobs or core_budget()) if device == "cpu" else 1
     return SweepPlan(unique, states, fill_workers(groups, workers))
 
@@ -159,10 +200,15 @@ def _run_folder(out_dir: Path, name: str, config: RunConfig) -> Path:
     """Where run ``name`` is: its folder, or the folder of the same run named before method
     settings were in run names (``run_sweep`` renames that one before training)."""
     runs_dir = Path(out_dir) / "runs"
-    return untagged_folder(runs_dir, name, run_name(config, method_tags=False), config) or runs_dir / name
+    return (
+        untagged_folder(runs_dir, name, run_name(config, method_tags=False), config)
+        or runs_dir / name
+    )
 
 
-def fill_workers(groups: list[tuple[list[str], bool]], workers: int) -> list[tuple[list[str], bool]]:
+def fill_workers(
+    groups: list[tuple[list[str], bool]], workers: int
+) -> list[tuple[list[str], bool]]:
     """Split the largest populations in two until there are ``workers`` of them (or every one
     has a single run). On a CPU a population's cost per member is flat (benchmarks/RESULTS.md),
     so one population of 16 on two threads (90 member-steps/s) is slower than two of 8 on one
@@ -175,7 +221,7 @@ def fill_workers(groups: list[tuple[list[str], bool]], workers: int) -> list[tup
         if i is None or len(groups[i][0]) < 2:
             break
         names, resume = groups[i]
-        groups[i:i + 1] = [(names[0::2], resume), (names[1::2], resume)]
+        groups[i : i + 1] = [(names[0::2], resume), (names[1::2], resume)]
     return groups
 
 
@@ -196,15 +242,18 @@ def default_jobs(device: str, n_groups: int, jobs: int | None) -> int:
     return max(1, min(jobs, n_groups))
 
 
-def _run_locked(configs, out_dir, executor, jobs, device, max_population, progress, ray,
-                loggers) -> list[SweepResult]:  # fmt: skip
+def _run_locked(
+    configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers
+) -> list[SweepResult]:
     # Unique runs, in order of first appearance; inspect every folder before writing anything.
     names = [run_name(c) for c in configs]
     sweep_plan = plan_sweep(configs, out_dir, max_population, device, jobs)
     # Every folder checked: a run trained before method settings were in run names (planned from
     # its old folder) now takes its name.
-    adopt_untagged_folders(out_dir / "runs", [(n, run_name(c, method_tags=False), c)
-                                              for n, c in sweep_plan.configs.items()])  # fmt: skip
+    adopt_untagged_folders(
+        out_dir / "runs",
+        [(n, run_name(c, method_tags=False), c) for n, c in sweep_plan.configs.items()],
+    )
     unique, plans, groups = sweep_plan.configs, sweep_plan.states, sweep_plan.groups
     run_names = list(unique)
     dirs = {n: out_dir / "runs" / n for n in run_names}
@@ -225,7 +274,9 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
         # Runs not finished yet: what their folders say now ("running" once they checkpointed).
         for n in run_names:
             s = summaries[n]
-            if (s is None or s.get("status") not in FINISHED) and (dirs[n] / "summary.json").is_file():
+            if (s is None or s.get("status") not in FINISHED) and (
+                dirs[n] / "summary.json"
+            ).is_file():
                 summaries[n] = runs.read_summary(dirs[n])
         sweep_index.write([index_row(n, unique[n], summaries[n]) for n in run_names])
 
@@ -246,17 +297,22 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
             index()
 
     watcher = SweepProgress(
-        {keys[n]: (n, plans[n].step, unique[n].steps) for n in todo}, on_run_ended=run_ended,
-        description=f"sweep {out_dir.name}", enabled=progress,
-        runs_done=len(run_names) - len(todo), runs_total=len(run_names), on_checkpoint=checkpointed,
-    )  # fmt: skip
+        {keys[n]: (n, plans[n].step, unique[n].steps) for n in todo},
+        on_run_ended=run_ended,
+        description=f"sweep {out_dir.name}",
+        enabled=progress,
+        runs_done=len(run_names) - len(todo),
+        runs_total=len(run_names),
+        on_checkpoint=checkpointed,
+    )
 
     def finished(group_names: list[str], results: list[dict]) -> None:
         for n, s in zip(group_names, results):  # runs already reported as they ended are skipped
             watcher.run_ended(keys[n], s)
 
-    tasks = [([unique[n].to_dict() for n in g], [keys[n] for n in g], resume)
-             for g, resume in groups]  # fmt: skip
+    tasks = [
+        ([unique[n].to_dict() for n in g], [keys[n] for n in g], resume) for g, resume in groups
+    ]
     group_names = [g for g, _ in groups]
     errors: list[BaseException] = []
     try:
@@ -278,8 +334,11 @@ def _run_locked(configs, out_dir, executor, jobs, device, max_population, progre
     if errors:
         raise errors[0]
     if progress and groups:
-        print(f"sweep: {sum(len(g) for g in group_names)} runs trained in "
-              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+        print(
+            f"sweep: {sum(len(g) for g in group_names)} runs trained in "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
 
     results = []
     for n, c in zip(names, configs):

@@ -43,9 +43,15 @@ _parent_pid = None  # the sweep's process, as a pool worker saw it at start
 _busy = threading.Event()  # a pool worker is inside train_group
 
 
-def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device: str,
-                loggers: tuple[str, ...] = (), threads: int | None = None,
-                watcher: ProgressWatcher | None = None) -> list[dict]:
+def train_group(
+    config_dicts: list[dict],
+    dirs: list[str],
+    resume: bool,
+    device: str,
+    loggers: tuple[str, ...] = (),
+    threads: int | None = None,
+    watcher: ProgressWatcher | None = None,
+) -> list[dict]:
     """Train one population (in this process, a pool worker or a Ray task); returns summaries.
     ``loggers``: viewer names (grokkit.loggers), resolved here since factories do not pickle."""
     if threads is not None:  # a worker process: its warnings (a checkpoint fallback) on one line
@@ -59,8 +65,15 @@ def train_group(config_dicts: list[dict], dirs: list[str], resume: bool, device:
     try:
         configs = [RunConfig.from_dict(d) for d in config_dicts]
         states = [runs.load_checkpoint(Path(d)) for d in dirs] if resume else None
-        return train_runs(configs, [Path(d) for d in dirs], states=states, device=device, progress=False,
-                          loggers=[logger_factory(name) for name in loggers], watcher=watcher)  # fmt: skip
+        return train_runs(
+            configs,
+            [Path(d) for d in dirs],
+            states=states,
+            device=device,
+            progress=False,
+            loggers=[logger_factory(name) for name in loggers],
+            watcher=watcher,
+        )
     finally:
         _busy.clear()
         if _orphaned():  # the runs are checkpointed; nobody is left to send a result to
@@ -168,14 +181,20 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
         gpu_queue = context.Queue()
         for gpu in visible_gpus()[:jobs]:
             gpu_queue.put(gpu)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(progress_queue, gpu_queue, stop_requested, os.getpid()))  # fmt: skip
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(progress_queue, gpu_queue, stop_requested, os.getpid()),
+    )
     completed = False
     try:
         # The workers start here (in submit): a Ctrl-C waits until they have (_sigint_deferred).
         with _sigint_deferred(), _main_module_hidden():
-            pending = {pool.submit(train_group, *task, device, loggers, threads): g
-                       for task, g in zip(tasks, groups)}  # fmt: skip
+            pending = {
+                pool.submit(train_group, *task, device, loggers, threads): g
+                for task, g in zip(tasks, groups)
+            }
         while pending:
             done, _ = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
             if progress is not None:
@@ -199,7 +218,9 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
                     progress.drain(progress_queue)
 
 
-def _stop_workers(pool: ProcessPoolExecutor, stop_requested, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+def _stop_workers(
+    pool: ProcessPoolExecutor, stop_requested, grace_seconds: float = STOP_GRACE_SECONDS
+) -> None:
     """Interrupted: each worker checkpoints its population at the step it is on and exits; a
     population not started yet never starts. Workers still alive after the grace period are
     terminated (their last checkpoints are whole files, so nothing is damaged)."""
@@ -234,7 +255,11 @@ def _main_module_hidden():
     then calls run_sweep again in every worker (which finds the folder locked, and the pool
     breaks). The workers need nothing from it: their tasks are grokkit functions and plain data."""
     main = sys.modules.get("__main__")
-    hidden = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    hidden = {
+        k: getattr(main, k)
+        for k in ("__file__", "__spec__")
+        if main is not None and hasattr(main, k)
+    }
     try:
         for k in hidden:
             if k == "__file__":
@@ -253,7 +278,9 @@ def _sigint_deferred():
     spawned would leave it reading a truncated start message, and print its traceback), then
     raised as KeyboardInterrupt; SIGINT is blocked in this thread, and so in the workers it starts,
     until their imports are done (see _init_worker)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
         yield
         return
     requested = []
@@ -298,7 +325,10 @@ def run_ray(ray, tasks, groups, jobs, device, loggers, finished, errors, progres
             from ray.util.queue import Queue
 
             progress_queue = Queue()
-        pending = {remote.remote(*task, device, loggers, progress_queue): g for task, g in zip(tasks, groups)}
+        pending = {
+            remote.remote(*task, device, loggers, progress_queue): g
+            for task, g in zip(tasks, groups)
+        }
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)

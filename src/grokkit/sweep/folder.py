@@ -1,9 +1,9 @@
 """The sweep folder: what each run's folder says (fresh, resume or done) and the index of runs.
 
-    OUT/runs/<run_name>/   an ordinary run folder per run
-    OUT/index.csv          one row per run folder in OUT/runs (whichever command wrote it): name,
-                           folder, main and method settings, status, summary numbers
-    OUT/index.json         the same rows as a JSON list
+OUT/runs/<run_name>/   an ordinary run folder per run
+OUT/index.csv          one row per run folder in OUT/runs (whichever command wrote it): name,
+                       folder, main and method settings, status, summary numbers
+OUT/index.json         the same rows as a JSON list
 """
 
 from __future__ import annotations
@@ -20,19 +20,61 @@ from grokkit.errors import InputError, warn
 from grokkit.experiments import FIGURE_NAMES
 
 INDEX_CONFIG_FIELDS = (
-    "operation", "modulus", "train_fraction", "seed", "split_seed", "preset", "outliers",
-    "outlier_seed", "steps", "lr", "weight_decay", "decay_target", "beta1", "beta2",
-    "warmup_steps", "batch_size", "update_noise", "weight_noise", "dropout", "n_layers",
-    "d_model", "n_heads", "d_mlp", "norm", "activation", "eval_every", "checkpoint_every",
-    "stop_after_val_99", "arch", "eps", "snapshot_every",
+    "operation",
+    "modulus",
+    "train_fraction",
+    "seed",
+    "split_seed",
+    "preset",
+    "outliers",
+    "outlier_seed",
+    "steps",
+    "lr",
+    "weight_decay",
+    "decay_target",
+    "beta1",
+    "beta2",
+    "warmup_steps",
+    "batch_size",
+    "update_noise",
+    "weight_noise",
+    "dropout",
+    "n_layers",
+    "d_model",
+    "n_heads",
+    "d_mlp",
+    "norm",
+    "activation",
+    "eval_every",
+    "checkpoint_every",
+    "stop_after_val_99",
+    "arch",
+    "eps",
+    "snapshot_every",
     # the methods that followed the paper (config.METHOD_FIELDS)
-    "grad_filter", "grad_filter_alpha", "grad_filter_lambda", "grad_filter_window", "l2", "loss",
-    "orthogonal_grad", "init", "init_scale", "tf32",
-)  # fmt: skip
+    "grad_filter",
+    "grad_filter_alpha",
+    "grad_filter_lambda",
+    "grad_filter_window",
+    "l2",
+    "loss",
+    "orthogonal_grad",
+    "init",
+    "init_scale",
+    "tf32",
+)
 INDEX_SUMMARY_FIELDS = (
-    "status", "steps_done", "best_val_accuracy", "steps_to_train_99", "steps_to_val_99",
-    "val_accuracy", "train_accuracy", "val_loss", "train_loss", "wall_seconds",
-)  # fmt: skip
+    "status",
+    "steps_done",
+    "best_val_accuracy",
+    "steps_to_train_99",
+    "steps_to_val_99",
+    "val_accuracy",
+    "train_accuracy",
+    "val_loss",
+    "train_loss",
+    "wall_seconds",
+)
 INDEX_COLUMNS = ("run_name", "folder", *INDEX_CONFIG_FIELDS, *INDEX_SUMMARY_FIELDS)
 # The files train_runs writes into a run folder (what a restart may clear; nothing else).
 _RUN_FILES = ("config.json", "metrics.csv", "summary.json", "curves.png", "curves.pdf")
@@ -52,18 +94,32 @@ def check_out_dir(out_dir: Path) -> None:
         return
     if not out_dir.is_dir():
         raise SweepError(f"--out {out_dir} exists and is not a folder; choose a new path")
-    if (out_dir / "index.csv").is_file() or (out_dir / "runs").is_dir() or grokkit_outputs_only(out_dir) \
-            or runs.holds_only_leftovers(out_dir):  # fmt: skip
+    if (
+        (out_dir / "index.csv").is_file()
+        or (out_dir / "runs").is_dir()
+        or grokkit_outputs_only(out_dir)
+        or runs.holds_only_leftovers(out_dir)
+    ):
         return
-    raise SweepError(f"--out {out_dir} is a non-empty folder that is not a sweep folder and holds files "
-                     "grokkit did not write; nothing was touched")  # fmt: skip
+    raise SweepError(
+        f"--out {out_dir} is a non-empty folder that is not a sweep folder and holds files "
+        "grokkit did not write; nothing was touched"
+    )
 
 
 # Files grokkit writes into an output folder, besides run folders: a sweep's index, reproduce's
 # report and figures (<figure>.png/.pdf/.csv/.json), analyze fourier's files, compare's figure.
-_OUTPUT_FILES = {"index.csv", "index.json", "REPORT.md", runs.LOCK_FILE,
-                 *(f"{stem}.{ext}" for stem in (*FIGURE_NAMES, "fourier", "compare", "curves")
-                   for ext in ("png", "pdf", "csv", "json"))}  # fmt: skip
+_OUTPUT_FILES = {
+    "index.csv",
+    "index.json",
+    "REPORT.md",
+    runs.LOCK_FILE,
+    *(
+        f"{stem}.{ext}"
+        for stem in (*FIGURE_NAMES, "fourier", "compare", "curves")
+        for ext in ("png", "pdf", "csv", "json")
+    ),
+}
 
 
 def grokkit_outputs_only(folder: Path, depth: int = 3) -> bool:
@@ -73,9 +129,14 @@ def grokkit_outputs_only(folder: Path, depth: int = 3) -> bool:
     for entry in Path(folder).iterdir():
         name = entry.name
         if entry.is_dir() and not entry.is_symlink():
-            if not (runs.is_run_dir(entry) or (depth > 0 and grokkit_outputs_only(entry, depth - 1))):
+            if not (
+                runs.is_run_dir(entry) or (depth > 0 and grokkit_outputs_only(entry, depth - 1))
+            ):
                 return False
-        elif not (entry.is_file() and (name in _OUTPUT_FILES or (name.startswith(".") and name.endswith(".tmp")))):
+        elif not (
+            entry.is_file()
+            and (name in _OUTPUT_FILES or (name.startswith(".") and name.endswith(".tmp")))
+        ):
             return False
     return True
 
@@ -104,7 +165,9 @@ def untagged_folder(runs_dir: Path, name: str, untagged: str, config: RunConfig)
         return None
 
 
-def adopt_untagged_folders(runs_dir: Path, runs_named: Sequence[tuple[str, str, RunConfig]]) -> None:
+def adopt_untagged_folders(
+    runs_dir: Path, runs_named: Sequence[tuple[str, str, RunConfig]]
+) -> None:
     """Rename each ``untagged_folder`` of (name, untagged name, config) to its run's name, saying
     so, so that a sweep or reproduce started before method settings were in run names resumes or
     skips its runs instead of training them again. Nothing in the folders changes."""
@@ -133,7 +196,8 @@ def inspect_run(config: RunConfig, run_dir: Path) -> RunState:
     stored = _stored_config(run_dir)
     if stored is not None and stored != config:
         raise SweepError(
-            f"{run_dir}/config.json differs from the sweep's run ({', '.join(_differences(config, stored))}); "
+            f"{run_dir}/config.json differs from the sweep's run "
+            f"({', '.join(_differences(config, stored))}); "
             "move that folder away or use another --out"
         )
     summary = runs.read_summary(run_dir) if (run_dir / "summary.json").is_file() else None
@@ -145,7 +209,8 @@ def inspect_run(config: RunConfig, run_dir: Path) -> RunState:
         if ckpt_config != config:
             raise SweepError(
                 f"{run_dir}/{runs.CHECKPOINT} belongs to another run "
-                f"({', '.join(_differences(config, ckpt_config))}); move that folder away or use another --out"
+                f"({', '.join(_differences(config, ckpt_config))}); "
+                "move that folder away or use another --out"
             )
         return RunState("resume", step=int(state["step"]), summary=summary)
     return RunState("fresh", clear=True)
@@ -153,13 +218,15 @@ def inspect_run(config: RunConfig, run_dir: Path) -> RunState:
 
 def clear_run_dir(run_dir: Path) -> None:
     """Remove what grokkit wrote into a run folder (and leftover temporaries); nothing else."""
+
     def ours(folder: Path, names: tuple[str, ...]) -> None:
         if not folder.is_dir():
             return
         for p in folder.iterdir():
-            if p.is_file() and (p.name in names or any(
-                p.name.startswith(f".{n}.") and p.name.endswith(".tmp") for n in names
-            )):  # fmt: skip
+            if p.is_file() and (
+                p.name in names
+                or any(p.name.startswith(f".{n}.") and p.name.endswith(".tmp") for n in names)
+            ):
                 p.unlink()
 
     ours(run_dir, _RUN_FILES)
@@ -188,8 +255,12 @@ def folder_row(run_dir: Path) -> dict | None:
     try:
         config = runs.read_config(run_dir)
     except InputError:
-        return {**dict.fromkeys(INDEX_COLUMNS), "run_name": run_dir.name, "folder": f"runs/{run_dir.name}",
-                "status": "unreadable"}  # fmt: skip
+        return {
+            **dict.fromkeys(INDEX_COLUMNS),
+            "run_name": run_dir.name,
+            "folder": f"runs/{run_dir.name}",
+            "status": "unreadable",
+        }
     try:
         summary = runs.read_summary(run_dir) if (run_dir / "summary.json").is_file() else None
     except InputError:
@@ -212,13 +283,22 @@ class SweepIndex:
         self.previous = previous_index_names(self.out_dir)
         runs_dir = self.out_dir / "runs"
         ours = set(names)
-        others = sorted(p for p in runs_dir.iterdir() if p.name not in ours) if runs_dir.is_dir() else []
+        others = (
+            sorted(p for p in runs_dir.iterdir() if p.name not in ours) if runs_dir.is_dir() else []
+        )
         self.others = {p.name: row for p in others if (row := folder_row(p)) is not None}
 
     def rows(self, current: Sequence[dict]) -> list[dict]:
         by_name = {**self.others, **{r["run_name"]: r for r in current}}
-        order = list(dict.fromkeys([*(n for n in self.previous if n in by_name),
-                                    *(r["run_name"] for r in current), *self.others]))  # fmt: skip
+        order = list(
+            dict.fromkeys(
+                [
+                    *(n for n in self.previous if n in by_name),
+                    *(r["run_name"] for r in current),
+                    *self.others,
+                ]
+            )
+        )
         return [by_name[n] for n in order]
 
     def write(self, current: Sequence[dict]) -> None:
@@ -237,7 +317,9 @@ def previous_index_names(out_dir: Path) -> list[str]:
         return []
     if not isinstance(rows, list):
         return []
-    return [r["run_name"] for r in rows if isinstance(r, dict) and isinstance(r.get("run_name"), str)]
+    return [
+        r["run_name"] for r in rows if isinstance(r, dict) and isinstance(r.get("run_name"), str)
+    ]
 
 
 def write_index(out_dir: Path, rows: list[dict]) -> None:
@@ -246,7 +328,11 @@ def write_index(out_dir: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else (repr(row[k]) if isinstance(row[k], float) else row[k])
-                         for k in INDEX_COLUMNS})  # fmt: skip
+        writer.writerow(
+            {
+                k: "" if row[k] is None else (repr(row[k]) if isinstance(row[k], float) else row[k])
+                for k in INDEX_COLUMNS
+            }
+        )
     runs.atomic_write_text(Path(out_dir) / "index.csv", buf.getvalue())
     runs.write_json(Path(out_dir) / "index.json", rows)

@@ -31,7 +31,9 @@ def expand_grid(base: RunConfig, grid: dict[str, Sequence]) -> list[RunConfig]:
     keys = list(grid)
     for k in keys:
         if k != "preset" and k not in _RUN_FIELDS and k not in _OPT_FIELDS:
-            raise InputError(f"unknown sweep key {k!r}; use RunConfig or OptimizerConfig field names or 'preset'")
+            raise InputError(
+                f"unknown sweep key {k!r}; use RunConfig or OptimizerConfig field names or 'preset'"
+            )
     values = []
     for k in keys:
         v = grid[k]
@@ -74,7 +76,12 @@ def run_name(config: RunConfig, method_tags: bool = True) -> str:
     parts = [_safe_operation(config.operation)]
     if not config.operation.startswith("s5"):
         parts.append(f"p{config.modulus}")
-    parts += [f"f{config.train_fraction:.3f}", config.preset or "custom", f"k{config.outliers}", f"s{config.seed}"]
+    parts += [
+        f"f{config.train_fraction:.3f}",
+        config.preset or "custom",
+        f"k{config.outliers}",
+        f"s{config.seed}",
+    ]
     if config.arch != "grokkit":  # the default architecture keeps the names runs always had
         parts.append(config.arch)
     if method_tags:
@@ -102,7 +109,9 @@ def group(keys: list, max_population: int) -> list[list[int]]:
     by_key: dict = {}
     for i, k in enumerate(keys):
         by_key.setdefault(k, []).append(i)
-    return [chunk for members in by_key.values() for chunk in _balanced_chunks(members, max_population)]
+    return [
+        chunk for members in by_key.values() for chunk in _balanced_chunks(members, max_population)
+    ]
 
 
 def plan(configs: list[RunConfig], max_population: int) -> list[list[int]]:

@@ -25,9 +25,16 @@ class SweepProgress:
     step it starts from, its budget). A run that ends early (a stop rule, divergence) takes its
     unused steps off the total, so the ETA stays honest."""
 
-    def __init__(self, todo: dict[str, tuple[str, int, int]], on_run_ended: Callable[[str, dict], None],
-                 description: str, enabled: bool, runs_done: int, runs_total: int,
-                 on_checkpoint: Callable[[str, dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        todo: dict[str, tuple[str, int, int]],
+        on_run_ended: Callable[[str, dict], None],
+        description: str,
+        enabled: bool,
+        runs_done: int,
+        runs_total: int,
+        on_checkpoint: Callable[[str, dict], None] | None = None,
+    ) -> None:
         self.on_checkpoint = on_checkpoint
         self.names = {key: name for key, (name, _, _) in todo.items()}
         self.started_at = {key: start for key, (_, start, _) in todo.items()}
@@ -36,9 +43,19 @@ class SweepProgress:
         self.enabled = enabled
         self.runs_done, self.runs_total = runs_done, runs_total
         self.ended: set[str] = set()
-        self.steps_done, self.steps_total = 0, sum(self.planned.values())  # a disabled bar counts none
-        self.bar = tqdm(total=self.steps_total, unit="step", desc=description,
-                        file=sys.stderr, disable=not enabled, dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+        self.steps_done, self.steps_total = (
+            0,
+            sum(self.planned.values()),
+        )  # a disabled bar counts none
+        self.bar = tqdm(
+            total=self.steps_total,
+            unit="step",
+            desc=description,
+            file=sys.stderr,
+            disable=not enabled,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
         self._postfix()
 
     # ProgressWatcher

@@ -31,11 +31,15 @@ from grokkit.population import Population, population_key
 from grokkit.sweep.executors import worker_threads
 from grokkit.train import evaluation_count
 
-MEASURE_SECONDS = 1.0  # time measured steps for about this long (at least MIN_STEPS, at most MAX_STEPS)
+MEASURE_SECONDS = (
+    1.0  # time measured steps for about this long (at least MIN_STEPS, at most MAX_STEPS)
+)
 MIN_STEPS, MAX_STEPS, WARMUP_STEPS = 3, 20, 2
-CAVEAT = ("Costs are measured one process at a time; two workers sharing a 2-core CPU trained "
-          "up to 8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
-          "are not included.")
+CAVEAT = (
+    "Costs are measured one process at a time; two workers sharing a 2-core CPU trained "
+    "up to 8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
+    "are not included."
+)
 
 
 def measured_members(device: str) -> int:
@@ -82,7 +86,9 @@ def measure(config: RunConfig, members: int, threads: int, device: str = "cpu") 
         for _ in range(WARMUP_STEPS):
             pop.step()
         times, started = [], time.perf_counter()
-        while len(times) < MAX_STEPS and (len(times) < MIN_STEPS or time.perf_counter() - started < MEASURE_SECONDS):
+        while len(times) < MAX_STEPS and (
+            len(times) < MIN_STEPS or time.perf_counter() - started < MEASURE_SECONDS
+        ):
             times.append(wall_seconds(pop.step, pop.device))
         pop.evaluate()  # warm-up: the first evaluation allocates its buffers
         evaluation = wall_seconds(pop.evaluate, pop.device)
@@ -110,8 +116,13 @@ class Projection:
         return {n: g.seconds / len(g.runs) for g in self.groups for n in g.runs}
 
 
-def project(configs: dict[str, RunConfig], groups: list[tuple[list[str], bool]], start_steps: dict[str, int],
-            jobs: int, meter: CostMeter) -> Projection:  # fmt: skip
+def project(
+    configs: dict[str, RunConfig],
+    groups: list[tuple[list[str], bool]],
+    start_steps: dict[str, int],
+    jobs: int,
+    meter: CostMeter,
+) -> Projection:
     """The wall time of training ``groups`` (run names; from ``sweep.plan_sweep``) on ``jobs``
     workers, each with the threads the executor gives it (``worker_threads``)."""
     threads = worker_threads(jobs) if meter.device == "cpu" else torch.get_num_threads()
@@ -124,7 +135,9 @@ def project(configs: dict[str, RunConfig], groups: list[tuple[list[str], bool]],
         step_seconds = sum((c.steps - start) * cost.step_seconds for c in members)
         eval_seconds = sum(evaluation_count(c, start) * cost.eval_seconds for c in members)
         projected.append(GroupProjection(list(names), step_seconds + eval_seconds))
-    return Projection(_list_schedule([g.seconds for g in projected], jobs), projected, jobs, threads)
+    return Projection(
+        _list_schedule([g.seconds for g in projected], jobs), projected, jobs, threads
+    )
 
 
 def _list_schedule(durations: list[float], workers: int) -> float:
