@@ -218,6 +218,7 @@ class _Queue:
         return self.items.pop(0)
 
 
+@pytest.mark.slow
 def test_sweep_progress_across_worker_processes(tmp_path, capsys):
     configs = expand_grid(tiny_run(steps=30), {"operation": ["x+y", "x-y"]})
     configs.append(

@@ -14,6 +14,7 @@ from grokkit.cli import main
 from grokkit.experiments import FIGURES
 from grokkit.experiments.common import censored_median
 from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
+from grokkit.sweep.projection import CostMeter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -23,8 +24,9 @@ def smoke_dir(tmp_path_factory) -> Path:
     """One smoke sweep folder holding every figure (fig1-left and fig4 share their run)."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("smoke")
+    meter = CostMeter("cpu")  # the figures share their cost measurements, as in `reproduce all`
     for name in FIGURES:
-        reproduce_figure(name, "smoke", out, jobs=1, device="cpu", progress=False)
+        reproduce_figure(name, "smoke", out, jobs=1, device="cpu", progress=False, meter=meter)
     return out
 
 

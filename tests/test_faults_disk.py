@@ -496,6 +496,7 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
         assert_one_line(err, "interrupted")
 
 
+@pytest.mark.slow
 @pytest_proc
 def test_ctrl_c_while_sweep_workers_start_is_one_line(tmp_path):
     proc = subprocess.Popen(

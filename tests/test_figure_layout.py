@@ -345,8 +345,9 @@ def best_val(config, i: int) -> float:
     )
 
 
-SCALES = ("smoke", "laptop")
-ALL_SCALES = ("smoke", "laptop", "paper")
+# The larger scales' layouts are slow to draw: the default suite checks smoke, -m slow the rest.
+SCALES = ("smoke", pytest.param("laptop", marks=pytest.mark.slow))
+ALL_SCALES = (*SCALES, pytest.param("paper", marks=pytest.mark.slow))
 
 
 # ---------------------------------------------------------------- the figures

@@ -505,6 +505,7 @@ print(",".join(r.summary["status"] for r in results))
 """
 
 
+@pytest.mark.slow
 def test_run_sweep_with_workers_from_a_script_without_a_main_guard(tmp_path):
     import subprocess
     import sys

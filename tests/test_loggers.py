@@ -354,6 +354,7 @@ def test_train_log_tensorboard_from_the_command_line(tmp_path, capsys):
     _assert_scalars_equal_metrics(_accumulator(out / "tensorboard"), out)
 
 
+@pytest.mark.slow
 def test_sweep_workers_log_each_run_under_its_own_folder(tmp_path, capsys):
     from grokkit.cli import main
 

@@ -74,6 +74,7 @@ def test_projection_is_steps_and_evaluations_times_their_measured_cost():
     assert resumed.seconds == pytest.approx(0.01 * 600 + 0.5 * evaluation_count(a, 400))
 
 
+@pytest.mark.slow
 def test_the_plan_lists_exactly_the_runs_a_real_call_trains(tmp_path):
     torch.set_num_threads(1)
     # fig3: runs of both architectures (its analysis takes seconds, fig7's sharpness minutes)

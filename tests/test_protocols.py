@@ -79,6 +79,7 @@ def test_accuracy_at_reads_the_evaluation_of_that_step():
 # ---------------------------------------------------------------- Figure 7: statistics
 
 
+@pytest.mark.slow
 def test_spearman_of_a_perfectly_decreasing_relation():
     phi = [0.1, 0.2, 0.3, 0.5, 0.8, 1.3, 2.1, 3.4]
     acc = [1.0, 0.99, 0.9, 0.7, 0.5, 0.3, 0.2, 0.1]
@@ -92,6 +93,7 @@ def test_spearman_of_a_perfectly_decreasing_relation():
     assert permutation_p(phi, acc) < 1e-3
 
 
+@pytest.mark.slow
 def test_unrelated_values_give_a_wide_interval_and_a_large_p():
     rng = np.random.default_rng(1)
     phi, acc = rng.random(16), rng.random(16)

@@ -248,6 +248,7 @@ def test_folder_of_another_run_is_refused(tmp_path):
         run_sweep([config], tmp_path / "other", jobs=1, progress=False)
 
 
+@pytest.mark.slow
 def test_two_worker_processes_match_one(first_sweep, tmp_path):
     configs, _, results = first_sweep
     parallel = run_sweep(configs, tmp_path, jobs=2, progress=False)
@@ -260,6 +261,7 @@ def test_two_worker_processes_match_one(first_sweep, tmp_path):
 # ---------------------------------------------------------------- Ray
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_local(first_sweep, tmp_path, capsys):
     ray = pytest.importorskip("ray")
     configs, _, results = first_sweep
