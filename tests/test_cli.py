@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_harness import run_cli
 
 from grokkit.cli import main
 
@@ -59,13 +60,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()  # drop anything printed before
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def train(capsys, out: Path, *extra: str, steps: int = 20) -> tuple[int, str, str]:

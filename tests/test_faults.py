@@ -11,7 +11,6 @@ every numeric flag of ``train``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -25,79 +24,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_harness import SWEEP_TINY, TINY, assert_one_line, run_cli, snapshot
 
 from grokkit import runs
 from grokkit.cli import main
 from grokkit.population import Population
-
-TINY = [
-    "--op",
-    "x+y",
-    "--modulus",
-    "11",
-    "--d-model",
-    "32",
-    "--heads",
-    "2",
-    "--d-mlp",
-    "64",
-    "--layers",
-    "1",
-    "--quiet",
-    "--no-plot",
-    "--device",
-    "cpu",
-    "--checkpoint-every",
-    "10",
-]
-SWEEP_TINY = [
-    "--op",
-    "x+y",
-    "--modulus",
-    "11",
-    "--d-model",
-    "32",
-    "--heads",
-    "2",
-    "--d-mlp",
-    "64",
-    "--layers",
-    "1",
-    "--quiet",
-    "--device",
-    "cpu",
-    "--checkpoint-every",
-    "10",
-    "--steps",
-    "20",
-    "--jobs",
-    "1",
-]
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file below ``folder`` (lock files aside) and a hash of its bytes."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != runs.LOCK_FILE
-    }
-
-
-def assert_one_line(err: str, *keywords: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got: {err!r}"
-    assert "Traceback" not in err
-    assert lines[0].startswith("grokkit: ")
-    for k in keywords:
-        assert k in lines[0], f"{k!r} not in {lines[0]!r}"
 
 
 @pytest.fixture(scope="module")

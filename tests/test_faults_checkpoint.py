@@ -13,7 +13,6 @@ Grokfast-MA with decay towards the initial weights), so each case costs a load o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_harness import TINY, assert_one_line, run_cli, snapshot
 
 from grokkit import checkpoint_check, runs
 from grokkit.cli import main
@@ -30,26 +30,6 @@ from grokkit.config import RunConfig
 from grokkit.errors import ConfigError
 from grokkit.optim import OptimizerConfig
 
-TINY = [
-    "--op",
-    "x+y",
-    "--modulus",
-    "11",
-    "--d-model",
-    "32",
-    "--heads",
-    "2",
-    "--d-mlp",
-    "64",
-    "--layers",
-    "1",
-    "--quiet",
-    "--no-plot",
-    "--device",
-    "cpu",
-    "--checkpoint-every",
-    "10",
-]
 VARIANTS = {
     "plain": [],
     "ema": ["--grad-filter", "ema", "--orthogonal-grad", "--dropout", "0.1"],  # noise drawn
@@ -57,31 +37,6 @@ VARIANTS = {
 }
 N_TRAIN = 60  # round(0.5 * 121) equations of x+y mod 11
 LATEST, PREVIOUS = runs.CHECKPOINT, runs.PREVIOUS_CHECKPOINT
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file below ``folder`` (lock files aside) and a hash of its bytes."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != runs.LOCK_FILE
-    }
-
-
-def assert_one_line(err: str, *keywords: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got: {err!r}"
-    assert "Traceback" not in err
-    assert lines[0].startswith("grokkit: ")
-    for k in keywords:
-        assert k in lines[0], f"{k!r} not in {lines[0]!r}"
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_faults import SWEEP_TINY, TINY, _fail_writes_of, _holder, _stop, assert_one_line, run_cli
+from cli_harness import SWEEP_TINY, TINY, assert_one_line, run_cli
+from test_faults import _fail_writes_of, _holder, _stop
 
 from grokkit import runs
 from grokkit.experiments.common import write_csv
@@ -272,11 +273,12 @@ def test_temporaries_of_a_killed_write_are_removed_by_the_next_writer(run_copy, 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_follow_the_umask(umask, tmp_path):
-    old = os.umask(umask)
-    try:
-        runs.write_json(tmp_path / "a.json", {"x": 1})
-    finally:
-        os.umask(old)
+    # A process's umask, as a user's shell sets it (grokkit reads it once, at import).
+    write = f"from grokkit import files; files.write_json({str(tmp_path / 'a.json')!r}, {{'x': 1}})"
+    done = subprocess.run(
+        [sys.executable, "-c", write], preexec_fn=lambda: os.umask(umask), capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
 
 

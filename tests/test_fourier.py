@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_harness import run_cli
 from conftest import tiny_run
 
 from grokkit.analysis.fourier import (
@@ -29,7 +30,6 @@ from grokkit.analysis.fourier import (
     write_progress_measures,
 )
 from grokkit.api import load_run
-from grokkit.cli import main
 from grokkit.errors import InputError
 from grokkit.losses import LOSSES
 from grokkit.train import train_runs
@@ -249,13 +249,6 @@ def test_the_files_hold_the_curves_the_key_frequencies_and_the_phases(measures, 
 
 
 # ---------------------------------------------------------------- the command
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, keyword: str) -> None:

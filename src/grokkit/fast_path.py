@@ -69,37 +69,33 @@ def _attend(q: Tensor, keys: list[Tensor], values: list[Tensor], scale: float) -
 
 # ---------------------------------------------------------------- grokkit's architecture
 
+Params = dict[str, Tensor]  # named [E, ...] weights, as grokkit.model.unflatten makes them
+Heads = tuple[int, int]  # (H, dh): the shape a row's last axis d unflattens to
 
-def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor) -> Tensor:
-    """Logits at the answer position for equations ``x op y =``. x, y: [E, B] -> [E, B, vocab].
 
-    Same function as ``grokkit.model.forward_reference`` without dropout (see the module docstring
-    for why it is cheaper). Rows are kept in one tensor per layer: [per-x position 0 | per-x
-    position 1 | per-example position 2 | per-example position 3], so each projection is a single
-    bmm.
-    """
-    E, B = x.shape
-    n, d, H, dh = cfg.n_elements, cfg.d_model, cfg.n_heads, cfg.d_head
-    scale = 1.0 / math.sqrt(dh)
-    member_offsets = (torch.arange(E, device=x.device) * n).view(E, 1)
-    fx = (x + member_offsets).view(-1)  # row of each example's x in a flattened [E*n] table
-    fy = (y + member_offsets).view(-1)
-    W_E, W_pos = params["W_E"], params["W_pos"]
+def _heads(t: Tensor, hd: Heads) -> Tensor:
+    """[E, R, d] -> [E, R, H, dh], for hd = (H, dh)."""
+    return t.unflatten(-1, hd)
 
-    def heads(t: Tensor) -> Tensor:  # [E, R, d] -> [E, R, H, dh]
-        return t.unflatten(-1, (H, dh))
 
-    # Layer 0: every position's input is a single token plus its position embedding, so the layer's
-    # input rows are tables: position 0 and 2 by element, positions 1 and 3 constant.
+def _input_tables(p: Params, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Layer 0's input rows as tables. Every position's input is a single token plus its position
+    embedding: positions 0 and 2 by element ([E, n, d] each), positions 1 and 3 constant ([E, 1, d]
+    each)."""
+    W_E, W_pos = p["W_E"], p["W_pos"]
     t0 = W_E[:, :n] + W_pos[:, 0:1]  # [E, n, d]
     t1 = W_E[:, n : n + 1] + W_pos[:, 1:2]  # [E, 1, d]
     t2 = W_E[:, :n] + W_pos[:, 2:3]  # [E, n, d]
     t3 = W_E[:, n + 1 : n + 2] + W_pos[:, 3:4]  # [E, 1, d]
-    tables = torch.cat([t0, t1, t2, t3], dim=1)  # [E, 2n+2, d]
+    return t0, t1, t2, t3
 
-    norms = _Norms(cfg, params, 0)
-    b = "blocks.0."
-    qkv = fast_linear(norms.attn_in(tables), *_fused(params, b, "QKV"))  # [E, 2n+2, 3d]
+
+def _first_attention(
+    qkv: Tensor, fx: Tensor, fy: Tensor, n: int, B: int, hd: Heads, scale: float
+) -> Tensor:
+    """Layer 0's attention, from the queries, keys and values of the input tables' rows
+    ([E, 2n+2, 3d], rows as in ``_input_tables``) -> the outputs of all rows z [E, 2n+2B, d]."""
+    E = qkv.shape[0]
     # One split, not four slices: its backward is one concatenation instead of four zero-filled
     # full-size gradients added together.
     qkv0, qkv1, qkv2, qkv3 = qkv.split([n, 1, n, 1], dim=1)
@@ -110,80 +106,155 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
     q3, k3, v3 = qkv3.chunk(3, dim=-1)  # constant: [E, 1, d] each
     kv0x = _gather_rows(torch.cat([k0, v0], dim=-1), fx, E, B)  # [E, B, 2d]
     k0x, v0x = kv0x.chunk(2, dim=-1)
-
-    z = torch.cat(
+    return torch.cat(
         [
             v0,  # position 0 attends only to itself
-            _attend(heads(q1), [heads(k0), heads(k1)], [heads(v0), heads(v1)], scale),
             _attend(
-                heads(q2),
-                [heads(k0x), heads(k1), heads(k2)],
-                [heads(v0x), heads(v1), heads(v2)],
+                _heads(q1, hd),
+                [_heads(k0, hd), _heads(k1, hd)],
+                [_heads(v0, hd), _heads(v1, hd)],
                 scale,
             ),
             _attend(
-                heads(q3),
-                [heads(k0x), heads(k1), heads(k2), heads(k3)],
-                [heads(v0x), heads(v1), heads(v2), heads(v3)],
+                _heads(q2, hd),
+                [_heads(k0x, hd), _heads(k1, hd), _heads(k2, hd)],
+                [_heads(v0x, hd), _heads(v1, hd), _heads(v2, hd)],
+                scale,
+            ),
+            _attend(
+                _heads(q3, hd),
+                [_heads(k0x, hd), _heads(k1, hd), _heads(k2, hd), _heads(k3, hd)],
+                [_heads(v0x, hd), _heads(v1, hd), _heads(v2, hd), _heads(v3, hd)],
                 scale,
             ),
         ],
         dim=1,
     )  # [E, 2n+2B, d]
+
+
+def _first_block(
+    p: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, B: int, hd: Heads, scale: float
+) -> Tensor:
+    """Layer 0, computed on the input tables (each position's queries, keys and values depend on
+    one token only) -> h [E, 2n+2B, d]: [per-x position 0 | per-x position 1 | per-example
+    position 2 | per-example position 3]."""
+    n, d = cfg.n_elements, cfg.d_model
+    t0, t1, t2, t3 = _input_tables(p, n)
+    E = t0.shape[0]
+    tables = torch.cat([t0, t1, t2, t3], dim=1)  # [E, 2n+2, d]
+    norms = _Norms(cfg, p, 0)
+    b = "blocks.0."
+    qkv = fast_linear(norms.attn_in(tables), *_fused(p, b, "QKV"))  # [E, 2n+2, 3d]
+    z = _first_attention(qkv, fx, fy, n, B, hd, scale)  # [E, 2n+2B, d]
     residual = torch.cat(
         [t0, t1.expand(E, n, d), _gather_rows(t2, fy, E, B), t3.expand(E, B, d)], dim=1
     )  # [E, 2n+2B, d]
-    h = norms.after_attn(residual, fast_linear(z, params[b + "W_O"], params[b + "b_O"]))
-    mlp = _mlp(norms.mlp_in(h), params, b, cfg.activation, fast_linear)
-    h = norms.after_mlp(h, mlp)  # [E, 2n+2B, d]
+    h = norms.after_attn(residual, fast_linear(z, p[b + "W_O"], p[b + "b_O"]))
+    mlp = _mlp(norms.mlp_in(h), p, b, cfg.activation, fast_linear)
+    return norms.after_mlp(h, mlp)  # [E, 2n+2B, d]
 
-    for layer in range(1, cfg.n_layers):
-        b, norms = f"blocks.{layer}.", _Norms(cfg, params, layer)
-        last = layer == cfg.n_layers - 1
-        a_in = norms.attn_in(h)  # [E, 2n+2B, d]
-        rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
-        if last:
-            # Only "=" needs a query: keys and values for every row, the query for position 3 only.
-            k, v = fast_linear(a_in, *_fused(params, b, "KV")).chunk(2, dim=-1)  # [E, 2n+2B, d]
-            a_in3 = a_in.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
-            q3 = fast_linear(a_in3, params[b + "W_Q"], params[b + "b_Q"])  # [E, B, d]
-        else:
-            q, k, v = fast_linear(a_in, *_fused(params, b, "QKV")).chunk(3, dim=-1)
-            _, q1, q2, q3 = q.split(rows, dim=1)  # position 0 needs no query
-        k0, k1, k2, k3 = k.split(rows, dim=1)
-        v0, v1, v2, v3 = v.split(rows, dim=1)
-        # Keys and values of positions 0 and 1 live in per-x tables; fetch each example's rows.
-        per_x = torch.cat([k0, k1, v0, v1], dim=-1)  # [E, n, 4d]
-        k0x, k1x, v0x, v1x = _gather_rows(per_x, fx, E, B).chunk(4, dim=-1)  # [E, B, d] each
-        z3 = _attend(
-            heads(q3),
-            [heads(k0x), heads(k1x), heads(k2), heads(k3)],
-            [heads(v0x), heads(v1x), heads(v2), heads(v3)],
-            scale,
-        )  # [E, B, d]
-        if last:
-            h3 = h.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
-            h3 = norms.after_attn(h3, fast_linear(z3, params[b + "W_O"], params[b + "b_O"]))
-            mlp = _mlp(norms.mlp_in(h3), params, b, cfg.activation, fast_linear)
-            h = norms.after_mlp(h3, mlp)  # [E, B, d]
-            return _unembed(cfg, params, h, fast_linear)  # [E, B, vocab]
-        z = torch.cat(
-            [
-                v0,
-                _attend(heads(q1), [heads(k0), heads(k1)], [heads(v0), heads(v1)], scale),
-                _attend(
-                    heads(q2),
-                    [heads(k0x), heads(k1x), heads(k2)],
-                    [heads(v0x), heads(v1x), heads(v2)],
-                    scale,
-                ),
-                z3,
-            ],
-            dim=1,
-        )  # [E, 2n+2B, d]
-        h = norms.after_attn(h, fast_linear(z, params[b + "W_O"], params[b + "b_O"]))
-        h = norms.after_mlp(h, _mlp(norms.mlp_in(h), params, b, cfg.activation, fast_linear))
-    # Only reached with a single layer: position 3's rows are the last B.
+
+def _per_example_kv(
+    k0: Tensor, k1: Tensor, v0: Tensor, v1: Tensor, fx: Tensor, E: int, B: int
+) -> tuple[Tensor, ...]:
+    """Keys and values of positions 0 and 1 live in per-x tables [E, n, d]; each example's rows:
+    k0x, k1x, v0x, v1x [E, B, d]."""
+    per_x = torch.cat([k0, k1, v0, v1], dim=-1)  # [E, n, 4d]
+    return _gather_rows(per_x, fx, E, B).chunk(4, dim=-1)  # [E, B, d] each
+
+
+def _middle_block(
+    p: Params, cfg: ModelConfig, layer: int, h: Tensor, fx: Tensor, B: int, hd: Heads, scale: float
+) -> Tensor:
+    """A block after the first and before the last: h [E, 2n+2B, d] -> the same rows."""
+    E, n = h.shape[0], cfg.n_elements
+    b, norms = f"blocks.{layer}.", _Norms(cfg, p, layer)
+    rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
+    a_in = norms.attn_in(h)  # [E, 2n+2B, d]
+    q, k, v = fast_linear(a_in, *_fused(p, b, "QKV")).chunk(3, dim=-1)
+    _, q1, q2, q3 = q.split(rows, dim=1)  # position 0 needs no query
+    k0, k1, k2, k3 = k.split(rows, dim=1)
+    v0, v1, v2, v3 = v.split(rows, dim=1)
+    k0x, k1x, v0x, v1x = _per_example_kv(k0, k1, v0, v1, fx, E, B)
+    z3 = _attend(
+        _heads(q3, hd),
+        [_heads(k0x, hd), _heads(k1x, hd), _heads(k2, hd), _heads(k3, hd)],
+        [_heads(v0x, hd), _heads(v1x, hd), _heads(v2, hd), _heads(v3, hd)],
+        scale,
+    )  # [E, B, d]
+    z = torch.cat(
+        [
+            v0,
+            _attend(
+                _heads(q1, hd),
+                [_heads(k0, hd), _heads(k1, hd)],
+                [_heads(v0, hd), _heads(v1, hd)],
+                scale,
+            ),
+            _attend(
+                _heads(q2, hd),
+                [_heads(k0x, hd), _heads(k1x, hd), _heads(k2, hd)],
+                [_heads(v0x, hd), _heads(v1x, hd), _heads(v2, hd)],
+                scale,
+            ),
+            z3,
+        ],
+        dim=1,
+    )  # [E, 2n+2B, d]
+    h = norms.after_attn(h, fast_linear(z, p[b + "W_O"], p[b + "b_O"]))
+    return norms.after_mlp(h, _mlp(norms.mlp_in(h), p, b, cfg.activation, fast_linear))
+
+
+def _last_block(
+    p: Params, cfg: ModelConfig, h: Tensor, fx: Tensor, B: int, hd: Heads, scale: float
+) -> Tensor:
+    """The last block, restricted to the answer position, and the unembedding: keys and values for
+    every row, a query, attention output and MLP for position 3 ("=") only. h [E, 2n+2B, d] ->
+    logits [E, B, vocab]."""
+    E, n = h.shape[0], cfg.n_elements
+    layer = cfg.n_layers - 1
+    b, norms = f"blocks.{layer}.", _Norms(cfg, p, layer)
+    rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
+    a_in = norms.attn_in(h)  # [E, 2n+2B, d]
+    k, v = fast_linear(a_in, *_fused(p, b, "KV")).chunk(2, dim=-1)  # [E, 2n+2B, d]
+    a_in3 = a_in.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
+    q3 = fast_linear(a_in3, p[b + "W_Q"], p[b + "b_Q"])  # [E, B, d]
+    k0, k1, k2, k3 = k.split(rows, dim=1)
+    v0, v1, v2, v3 = v.split(rows, dim=1)
+    k0x, k1x, v0x, v1x = _per_example_kv(k0, k1, v0, v1, fx, E, B)
+    z3 = _attend(
+        _heads(q3, hd),
+        [_heads(k0x, hd), _heads(k1x, hd), _heads(k2, hd), _heads(k3, hd)],
+        [_heads(v0x, hd), _heads(v1x, hd), _heads(v2, hd), _heads(v3, hd)],
+        scale,
+    )  # [E, B, d]
+    h3 = h.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
+    h3 = norms.after_attn(h3, fast_linear(z3, p[b + "W_O"], p[b + "b_O"]))
+    mlp = _mlp(norms.mlp_in(h3), p, b, cfg.activation, fast_linear)
+    h = norms.after_mlp(h3, mlp)  # [E, B, d]
+    return _unembed(cfg, p, h, fast_linear)  # [E, B, vocab]
+
+
+def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor) -> Tensor:
+    """Logits at the answer position for equations ``x op y =``. x, y: [E, B] -> [E, B, vocab].
+
+    Same function as ``grokkit.model.forward_reference`` without dropout (see the module docstring
+    for why it is cheaper). Rows are kept in one tensor per layer: [per-x position 0 | per-x
+    position 1 | per-example position 2 | per-example position 3], so each projection is a single
+    bmm.
+    """
+    E, B = x.shape
+    n, hd = cfg.n_elements, (cfg.n_heads, cfg.d_head)
+    scale = 1.0 / math.sqrt(cfg.d_head)
+    member_offsets = (torch.arange(E, device=x.device) * n).view(E, 1)
+    fx = (x + member_offsets).view(-1)  # row of each example's x in a flattened [E*n] table
+    fy = (y + member_offsets).view(-1)
+    h = _first_block(params, cfg, fx, fy, B, hd, scale)  # [E, 2n+2B, d]
+    for layer in range(1, cfg.n_layers - 1):
+        h = _middle_block(params, cfg, layer, h, fx, B, hd, scale)
+    if cfg.n_layers > 1:
+        return _last_block(params, cfg, h, fx, B, hd, scale)  # [E, B, vocab]
+    # A single layer: position 3's rows are the last B.
     return _unembed(cfg, params, h[:, 2 * n + B :], fast_linear)  # [E, B, vocab]
 
 

@@ -31,10 +31,22 @@ class NotAFileError(InputError):
     """A path grokkit would read is not a regular file (a FIFO, a device, a folder)."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it; set straight back
+def _read_umask() -> int:
+    """This process's umask, read once: setting it to read it (the portable way) would, for that
+    instant, let another thread's new file get mode 0666, so Linux's own record is read instead."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # at import, before any other thread of ours exists
     os.umask(mask)
     return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
 
 
 def temporary_name_of(path: Path) -> tuple[str, str]:
@@ -53,7 +65,7 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix, suffix = temporary_name_of(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a program's files follow the umask
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; a program's files follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

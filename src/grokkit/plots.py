@@ -225,9 +225,49 @@ def _load_metrics(metrics: Sequence[dict] | str | Path) -> dict[str, np.ndarray]
     }
 
 
+def _on_log_steps(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows of ``data`` a log step axis can show: those with step > 0."""
+    keep = data["step"] > 0
+    return {name: values[keep] for name, values in data.items()}
+
+
+def _finite_losses(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Every finite train and validation loss in ``data``."""
+    losses = np.concatenate([data["train_loss"], data["val_loss"]])
+    return losses[np.isfinite(losses)]
+
+
 def _plot_series(axis: plt.Axes, step: np.ndarray, values: np.ndarray, **style) -> None:
     keep = np.isfinite(values)  # train and validation may be logged at different steps
     axis.plot(step[keep], values[keep], **style)
+
+
+def _plot_curves(
+    accuracy_axis: plt.Axes,
+    loss_axis: plt.Axes,
+    data: dict[str, np.ndarray],
+    styles: Sequence[tuple[str, dict]],
+) -> None:
+    """One run's accuracy (in %) on ``accuracy_axis`` and loss on ``loss_axis`` against the step:
+    a curve per (split, line style) in ``styles``, split "train" or "val", drawn in that order."""
+    for axis, scale, metric in ((accuracy_axis, 100, "accuracy"), (loss_axis, 1, "loss")):
+        for split, style in styles:
+            _plot_series(axis, data["step"], scale * data[f"{split}_{metric}"], **style)
+
+
+def _style_curve_axes(
+    accuracy_axis: plt.Axes, loss_axis: plt.Axes, step_label: str, log_loss: bool
+) -> None:
+    """Axis scales and labels shared by the curve figures: log step axes, accuracy in %."""
+    # A little headroom so that curves sitting at 0 % or 100 % are not hidden by the frame.
+    accuracy_axis.set_ylim(-2, 102)
+    accuracy_axis.set_ylabel("accuracy (%)")
+    loss_axis.set_ylabel("loss")
+    if log_loss:
+        loss_axis.set_yscale("log")
+    for axis in (accuracy_axis, loss_axis):
+        axis.set_xscale("log")
+        axis.set_xlabel(step_label)
 
 
 def plot_run_curves(
@@ -242,42 +282,60 @@ def plot_run_curves(
     logarithmic, so rows at step 0 are omitted. Loss is drawn on a log axis when all values are
     positive. Writes ``out_png`` and a PDF beside it; returns ``out_png``.
     """
-    data = _load_metrics(metrics)
-    on_log_axis = data["step"] > 0
-    if not np.any(on_log_axis):
+    data = _on_log_steps(_load_metrics(metrics))
+    if not data["step"].size:
         raise ValueError("metrics have no rows with step > 0 to draw on a log step axis")
-    step = data["step"][on_log_axis]
-    series = {name: data[name][on_log_axis] for name in REQUIRED_COLUMNS[1:]}
 
     apply_style()
     fig, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10.0, 4.0))
-
-    train_percent, validation_percent = 100 * series["train_accuracy"], 100 * series["val_accuracy"]
-    _plot_series(accuracy_axis, step, train_percent, color=TRAIN_COLOR, label="train")
-    _plot_series(
-        accuracy_axis, step, validation_percent, color=VALIDATION_COLOR, label="validation"
+    styles = (
+        ("train", {"color": TRAIN_COLOR, "label": "train"}),
+        ("val", {"color": VALIDATION_COLOR, "label": "validation"}),
     )
-    # A little headroom so that curves sitting at 0 % or 100 % are not hidden by the frame.
-    accuracy_axis.set_ylim(-2, 102)
+    _plot_curves(accuracy_axis, loss_axis, data, styles)
+    losses = _finite_losses(data)
+    log_loss = bool(losses.size) and bool(np.all(losses > 0))
+    _style_curve_axes(accuracy_axis, loss_axis, "optimization step (step 0 omitted)", log_loss)
     accuracy_axis.set_yticks(range(0, 101, 20))
-    accuracy_axis.set_ylabel("accuracy (%)")
-
-    _plot_series(loss_axis, step, series["train_loss"], color=TRAIN_COLOR, label="train")
-    _plot_series(loss_axis, step, series["val_loss"], color=VALIDATION_COLOR, label="validation")
-    losses = np.concatenate([series["train_loss"], series["val_loss"]])
-    losses = losses[np.isfinite(losses)]
-    if losses.size and np.all(losses > 0):
-        loss_axis.set_yscale("log")
-    loss_axis.set_ylabel("loss")
-
     for axis in (accuracy_axis, loss_axis):
-        axis.set_xscale("log")
-        axis.set_xlabel("optimization step (step 0 omitted)")
         axis.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, Path(out_png))
+
+
+_TRAINING_LINE = {"linestyle": "--", "linewidth": 1.0}  # training curves beside validation ones
+
+
+def _label_colors(labels: Sequence[str]) -> dict[str, object]:
+    """A colour per label: the category colours, or viridis when there are more labels."""
+    if len(labels) > len(CATEGORY_COLORS):
+        cmap = plt.get_cmap("viridis")
+        return {lab: cmap(0.9 * i / max(1, len(labels) - 1)) for i, lab in enumerate(labels)}
+    return dict(zip(labels, CATEGORY_COLORS))
+
+
+def _comparison_legend(axis: plt.Axes, colors: dict[str, object], legend_title: str) -> None:
+    """A legend right of ``axis``: a line per label in ``colors`` (a note instead when there are
+    too many to name), then the line styles of validation and training."""
+    if len(colors) > MAX_LEGEND_ENTRIES:  # a legend taller than the figure names nothing readably
+        note = f"{len(colors)} runs: too many to name;\ngroup them with --by FIELD"
+        handles = [plt.Line2D([], [], color="none", label=note)]
+    else:
+        handles = [plt.Line2D([], [], color=color, label=lab) for lab, color in colors.items()]
+    handles += [
+        plt.Line2D([], [], color="0.3", label="validation"),
+        plt.Line2D([], [], color="0.3", label="training", **_TRAINING_LINE),
+    ]
+    axis.legend(
+        handles=handles,
+        title=legend_title or None,
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+    )
 
 
 def plot_comparison(
@@ -291,77 +349,22 @@ def plot_comparison(
     share a label share a colour and one legend entry (a sweep's runs grouped by a field). The
     legend stands right of the panels, so it never hides a curve.
     Writes ``out_png`` and a PDF beside it; returns ``out_png``."""
-    labels = list(dict.fromkeys(label for label, _ in curves))
-    if not labels:
+    colors = _label_colors(list(dict.fromkeys(label for label, _ in curves)))
+    if not colors:
         raise ValueError("no runs to compare")
-    if len(labels) > len(CATEGORY_COLORS):
-        cmap = plt.get_cmap("viridis")
-        colors = {lab: cmap(0.9 * i / max(1, len(labels) - 1)) for i, lab in enumerate(labels)}
-    else:
-        colors = dict(zip(labels, CATEGORY_COLORS))
+    alpha = 0.9 if len(curves) == len(colors) else 0.6  # grouped runs overlap: fainter
+    runs = [(label, _on_log_steps(_load_metrics(rows))) for label, rows in curves]
     apply_style()
     fig, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11.0, 4.2))
-    positive_loss = True
-    for label, rows in curves:
-        data = _load_metrics(rows)
-        keep = data["step"] > 0  # log step axis
-        step = data["step"][keep]
-        color = colors[label]
-        alpha = 0.9 if len(curves) == len(labels) else 0.6
-        _plot_series(
-            accuracy_axis, step, 100 * data["val_accuracy"][keep], color=color, alpha=alpha
+    for label, data in runs:
+        style = {"color": colors[label], "alpha": alpha}
+        _plot_curves(
+            accuracy_axis, loss_axis, data, (("val", style), ("train", style | _TRAINING_LINE))
         )
-        _plot_series(
-            accuracy_axis,
-            step,
-            100 * data["train_accuracy"][keep],
-            color=color,
-            alpha=alpha,
-            linestyle="--",
-            linewidth=1.0,
-        )
-        _plot_series(loss_axis, step, data["val_loss"][keep], color=color, alpha=alpha)
-        _plot_series(
-            loss_axis,
-            step,
-            data["train_loss"][keep],
-            color=color,
-            alpha=alpha,
-            linestyle="--",
-            linewidth=1.0,
-        )
-        losses = np.concatenate([data["val_loss"][keep], data["train_loss"][keep]])
-        positive_loss &= bool(np.all(losses[np.isfinite(losses)] > 0))
-    accuracy_axis.set_ylim(-2, 102)
-    accuracy_axis.set_ylabel("accuracy (%)")
-    loss_axis.set_ylabel("loss")
-    if positive_loss:
-        loss_axis.set_yscale("log")
-    for axis in (accuracy_axis, loss_axis):
-        axis.set_xscale("log")
-        axis.set_xlabel("optimization step")
-    handles = [plt.Line2D([], [], color=colors[lab], label=lab) for lab in labels]
-    if len(labels) > MAX_LEGEND_ENTRIES:  # a legend taller than the figure names nothing readably
-        handles = [
-            plt.Line2D(
-                [],
-                [],
-                color="none",
-                label=f"{len(labels)} runs: too many to name;\ngroup them with --by FIELD",
-            )
-        ]
-    handles += [
-        plt.Line2D([], [], color="0.3", label="validation"),
-        plt.Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label="training"),
-    ]
-    loss_axis.legend(
-        handles=handles,
-        title=legend_title or None,
-        fontsize=8,
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1.0),
-        borderaxespad=0.0,
-    )
+    losses = np.concatenate([_finite_losses(data) for _, data in runs])
+    log_loss = bool(losses.size) and bool(np.all(losses > 0))  # no losses past step 0: linear
+    _style_curve_axes(accuracy_axis, loss_axis, "optimization step", log_loss)
+    _comparison_legend(loss_axis, colors, legend_title)
     if title:
         fig.suptitle(textwrap.fill(title, 110))
     fig.tight_layout()
@@ -396,31 +399,33 @@ def _value_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def comparison_labels(
-    settings: Sequence[dict], names: Sequence[str], by: str = ""
-) -> tuple[str, list[str]]:
-    """(title, one legend label per run) for runs compared in one figure: the title names what
-    every run shares (task, data fraction, optimizer preset) and what is compared; each label
-    gives the settings that differ between the runs (``train_fraction 0.3, seed 1``), or the
-    folder name where the runs' settings are the same. ``settings``: each run's
-    ``RunConfig.flat_dict()``; ``names``: its folder name; ``by``: the field runs are grouped by
-    (then the label is ``by = value`` and the title lists the other settings that differ)."""
+def _set_by_preset(settings: Sequence[dict], key: str) -> bool:
+    """Whether ``key`` is an optimizer setting the runs' presets decide: runs with the same
+    preset agree on it."""
+    return key in _PRESET_FIELDS and len(
+        {(s.get("preset"), repr(s.get(key))) for s in settings}
+    ) <= len({s.get("preset") for s in settings})
+
+
+def _differing_settings(settings: Sequence[dict]) -> list[str]:
+    """The settings a comparison names, in first-seen order: those that differ between the runs,
+    bookkeeping left out, optimizer settings left to the preset when presets differ, and the
+    modulus left to the task's name when operations differ."""
     keys = list(dict.fromkeys(k for s in settings for k in s))
     differ = [
         k for k in keys if k not in _BOOKKEEPING and len({repr(s.get(k)) for s in settings}) > 1
     ]
     if "preset" in differ:  # presets fix their optimizer settings: name the preset alone
-        differ = [
-            k
-            for k in differ
-            if k not in _PRESET_FIELDS
-            or len({(s.get("preset"), repr(s.get(k))) for s in settings})
-            > len({s.get("preset") for s in settings})
-        ]
+        differ = [k for k in differ if not _set_by_preset(settings, k)]
     if "operation" in differ and "modulus" in differ:
         differ.remove("modulus")  # the task's name carries it
+    return differ
+
+
+def _shared_settings_text(first: dict, differ: list[str]) -> str:
+    """What every run shares (task, data fraction, optimizer preset), read from the first run's
+    settings: ``x/y mod 97, 50% data, adamw``; "" when the runs share none of these."""
     shared = []
-    first = settings[0]
     if "operation" not in differ:
         op = first.get("operation", "?")
         shared.append(
@@ -432,30 +437,56 @@ def comparison_labels(
         shared.append(f"{100 * first['train_fraction']:.0f}% data")
     if "preset" not in differ and first.get("preset"):
         shared.append(str(first["preset"]))
-    head = ", ".join(shared)
-    n = len(settings)
+    return ", ".join(shared)
 
-    def listing(keys: list[str]) -> str:
-        if len(keys) <= MAX_NAMED_SETTINGS:
-            return ", ".join(keys)
-        return (
-            f"{', '.join(keys[: MAX_NAMED_SETTINGS - 1])} "
-            f"and {len(keys) - MAX_NAMED_SETTINGS + 1} other settings"
-        )
 
+def _listing(keys: list[str]) -> str:
+    """Setting names for a title: all of them, or the first few and a count of the others."""
+    if len(keys) <= MAX_NAMED_SETTINGS:
+        return ", ".join(keys)
+    return (
+        f"{', '.join(keys[: MAX_NAMED_SETTINGS - 1])} "
+        f"and {len(keys) - MAX_NAMED_SETTINGS + 1} other settings"
+    )
+
+
+def _compared_text(n: int, differ: list[str], by: str) -> str:
+    """What a comparison of ``n`` runs compares: ``4 runs differing in seed, lr``."""
     if by:
         others = [k for k in differ if k != by]
-        what = f"{n} runs by {by}" + (f" (also differing: {listing(others)})" if others else "")
-        labels = [f"{by} = {_value_text(s.get(by))}" for s in settings]
-    elif differ:
-        what = f"{n} runs differing in {listing(differ)}"
-        if len(differ) <= MAX_NAMED_SETTINGS:
-            labels = [", ".join(f"{k} {_value_text(s.get(k))}" for k in differ) for s in settings]
-        else:  # too many settings for a label: the run names carry them
-            labels = list(names)
-    else:
-        what = f"{n} runs with the same settings"
+        return f"{n} runs by {by}" + (f" (also differing: {_listing(others)})" if others else "")
+    if differ:
+        return f"{n} runs differing in {_listing(differ)}"
+    return f"{n} runs with the same settings"
+
+
+def _run_labels(
+    settings: Sequence[dict], names: Sequence[str], differ: list[str], by: str
+) -> list[str]:
+    """One legend label per run: ``by = value``, else the differing settings and their values,
+    else (too many settings differ, or none) the folder name; folders whose labels would be
+    equal have their names added."""
+    if by:
+        return [f"{by} = {_value_text(s.get(by))}" for s in settings]
+    if differ and len(differ) <= MAX_NAMED_SETTINGS:
+        labels = [", ".join(f"{k} {_value_text(s.get(k))}" for k in differ) for s in settings]
+    else:  # no setting differs, or too many for a label: the run names carry them
         labels = list(names)
-    if not by and len(set(labels)) < len(labels):  # equal settings in several folders
+    if len(set(labels)) < len(labels):  # equal settings in several folders
         labels = [f"{lab} ({name})" for lab, name in zip(labels, names)]
-    return (f"{head}: {what}" if head else what), labels
+    return labels
+
+
+def comparison_labels(
+    settings: Sequence[dict], names: Sequence[str], by: str = ""
+) -> tuple[str, list[str]]:
+    """(title, one legend label per run) for runs compared in one figure: the title names what
+    every run shares (task, data fraction, optimizer preset) and what is compared; each label
+    gives the settings that differ between the runs (``train_fraction 0.3, seed 1``), or the
+    folder name where the runs' settings are the same. ``settings``: each run's
+    ``RunConfig.flat_dict()``; ``names``: its folder name; ``by``: the field runs are grouped by
+    (then the label is ``by = value`` and the title lists the other settings that differ)."""
+    differ = _differing_settings(settings)
+    head = _shared_settings_text(settings[0], differ)
+    what = _compared_text(len(settings), differ, by)
+    return (f"{head}: {what}" if head else what), _run_labels(settings, names, differ, by)

@@ -195,48 +195,64 @@ class Member:
             )
 
 
+def _check_compatible(configs: list[RunConfig]) -> None:
+    """ValueError unless there is at least one run and all can share a population."""
+    if not configs:
+        raise ValueError("a population needs at least one run")
+    keys = {population_key(c) for c in configs}
+    if len(keys) > 1:
+        raise ValueError(
+            "runs in one population must share operation, model shape, batch size, "
+            "evaluation interval and whether they use dropout"
+        )
+
+
 class Population:
     """A stack of E runs. ``step()`` makes one update of every member; ``evaluate()`` scores all."""
 
     def __init__(self, configs: list[RunConfig], device: str | torch.device = "cpu"):
-        if not configs:
-            raise ValueError("a population needs at least one run")
-        keys = {population_key(c) for c in configs}
-        if len(keys) > 1:
-            raise ValueError(
-                "runs in one population must share operation, model shape, batch size, "
-                "evaluation interval and whether they use dropout"
-            )
+        _check_compatible(configs)
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            # Allocator thresholds, and the GEMM path (measured once per machine) before any step.
-            tuning.tune_cpu(time_gemm_paths)
         first = configs[0]
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = first.tf32
+        self._prepare_device(first)
         self.table: Table = make_table(first.operation, first.modulus, first.arch)
         self.model_config: ModelConfig = first.model_config(self.table.n_elements)
         self.shapes = parameter_shapes(self.model_config)
         self.configs = list(configs)
-        E, N = len(configs), self.table.n_equations
+        train_positions, train_labels = self._build_members()
+        flat = self._initial_weights()  # [E, P] on the CPU
+        self.batch_size = self._shared_batch_size()
+        # Training sets padded to one width so a batch is one gather for all members.
+        self.train_equations, self.train_labels = _padded(train_positions), _padded(train_labels)
+        self._move_to_device(flat)
+        self._build_training()
+        self._refresh_hyperparameters()
+        self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
 
+    def _prepare_device(self, first: RunConfig) -> None:
+        """Process-wide settings for the device, made before any tensor is built."""
+        if self.device.type == "cpu":
+            # Allocator thresholds, and the GEMM path (measured once per machine) before any step.
+            tuning.tune_cpu(time_gemm_paths)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = first.tf32
+
+    def _build_members(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Each member's data split, trained answers (outliers included) and generators: sets
+        ``members``, ``eval_targets`` and ``train_mask`` (on the CPU) and returns each member's
+        training-set positions and labels."""
+        E, N = len(self.configs), self.table.n_equations
         self.members: list[Member] = []
-        train_positions, train_labels, flat_rows = [], [], []
+        train_positions, train_labels = [], []
         self.eval_targets = self.table.result.repeat(E, 1)  # [E, N]; outliers change train answers
         self.train_mask = torch.zeros(E, N, dtype=torch.bool)
-        for i, c in enumerate(configs):
+        for i, c in enumerate(self.configs):
             train_idx, _ = c.split(N)
             labels = c.trained_answers(self.table.result, train_idx)
             self.eval_targets[i, train_idx] = labels
             self.train_mask[i, train_idx] = True
             train_positions.append(train_idx)
             train_labels.append(labels)
-            init = init_parameters(
-                self.model_config, _generator(derive_seed(c.seed, "init")), c.init
-            )
-            flat_rows.append(
-                torch.cat([init[name].reshape(-1) for name in self.shapes]) * c.init_scale
-            )
             self.members.append(
                 Member(
                     config=c,
@@ -246,30 +262,49 @@ class Population:
                     device=self.device,
                 )
             )
-        self.batch_size = first.optimizer.resolve_batch_size(self.members[0].n_train)
+        return train_positions, train_labels
+
+    def _initial_weights(self) -> Tensor:
+        """[E, P] on the CPU: each member's initial weights, drawn from its own init seed,
+        flattened in parameter order and scaled by its init_scale."""
+        flat_rows = []
+        for c in self.configs:
+            init = init_parameters(
+                self.model_config, _generator(derive_seed(c.seed, "init")), c.init
+            )
+            flat_rows.append(
+                torch.cat([init[name].reshape(-1) for name in self.shapes]) * c.init_scale
+            )
+        return torch.stack(flat_rows)
+
+    def _shared_batch_size(self) -> int:
+        """The batch size every member uses (ValueError if their training sets give others)."""
+        optimizer = self.configs[0].optimizer
+        batch_size = optimizer.resolve_batch_size(self.members[0].n_train)
         for m in self.members:
-            if first.optimizer.resolve_batch_size(m.n_train) != self.batch_size:
+            if optimizer.resolve_batch_size(m.n_train) != batch_size:
                 raise ValueError("runs in one population must share the batch size")
+        return batch_size
 
-        # Training sets padded to one width so a batch is one gather for all members.
-        self.train_equations, self.train_labels = _padded(train_positions), _padded(train_labels)
-
+    def _move_to_device(self, flat: Tensor) -> None:
+        """The tables, the training sets, the targets and the weights ``flat`` on the device."""
         dev = self.device
         self.x, self.y = self.table.x.to(dev), self.table.y.to(dev)
         self.train_equations = self.train_equations.to(dev)
         self.train_labels = self.train_labels.to(dev)
         self.eval_targets, self.train_mask = self.eval_targets.to(dev), self.train_mask.to(dev)
-        self.flat = torch.stack(flat_rows).to(dev)  # [E, P]: every member's weights, one row each
-        self.optimizer = BatchedAdamW([c.optimizer for c in configs], self.flat)
-        self.interventions = _interventions(
-            configs, self.model_config, self.device
-        )  # none: the paper
+        self.flat = flat.to(dev)  # [E, P]: every member's weights, one row each
+
+    def _build_training(self) -> None:
+        """The optimizer over ``flat``, the gradient interventions (none: the paper), the loss, and
+        what the openai-grok forward pass needs built before any step."""
+        first = self.configs[0]
+        self.optimizer = BatchedAdamW([c.optimizer for c in self.configs], self.flat)
+        self.interventions = _interventions(self.configs, self.model_config, self.device)
         self.loss = LOSSES[first.loss]
         self.openai = first.arch == "openai-grok"
         if self.openai:  # built on the CPU once, here, so no step ever makes a host tensor
             openai_positions(OPENAI_SEQUENCE_LENGTH, self.model_config.d_model, str(self.device))
-        self._refresh_hyperparameters()
-        self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
 
     # ------------------------------------------------------------ parameters
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.interrupts import HeldInterrupt
 from grokkit.loggers import LoggerFactory, RunLogger
 from grokkit.model import count_parameters
 from grokkit.population import Member, Population
@@ -196,26 +195,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: every run was checkpointed at the step it had completed."""
 
 
-class _InterruptRequest:
-    """While active (main thread only), Ctrl-C asks the loop to stop after the current step
-    instead of raising in the middle of an update; further Ctrl-Cs are ignored until it does."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _finished_summary(run_dir: Path, state: dict, config: RunConfig) -> dict | None:
     """The summary of a run that is already over (runs.is_finished) at this very checkpoint,
     else None. A checkpoint behind the summary (a fallback to previous.pt, a diverged run's last
@@ -354,7 +333,7 @@ class _TrainingSession:
         self.begin()
         total = max(run.config.steps for run in self.all_runs)
         bar = _progress_bar(progress, description, total, self.step)
-        interrupt = _InterruptRequest()
+        interrupt = HeldInterrupt()  # a Ctrl-C ends the loop between two steps
         with interrupt, contextlib.closing(bar):
             while self.training:
                 # Stop requested? Ctrl-C waits for a whole step, so checkpoints hold no half update.

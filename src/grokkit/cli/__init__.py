@@ -10,11 +10,8 @@ stderr and exit code 2, with nothing written or overwritten.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
 import warnings
 
 from grokkit import __version__
@@ -41,20 +38,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
-@contextlib.contextmanager
-def _sigint_held():
-    """A Ctrl-C within is recorded (the list yielded), not raised; main thread only."""
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         from grokkit.errors import GrokkitWarning, show_warnings_as_one_line
@@ -78,9 +61,11 @@ def _main(argv: list[str] | None) -> int:
         # The command's module is imported here, not at the top, and a Ctrl-C in the seconds that
         # torch takes to import is held until it is done: raised inside an import, it can be
         # swallowed by a library's bare `except:` and the command would carry on regardless.
-        with _sigint_held() as held:
+        from grokkit.interrupts import HeldInterrupt
+
+        with HeldInterrupt() as held:
             args = build_parser(argv).parse_args(argv)
-        if held:
+        if held.requested:
             args = None  # nothing started: no checkpoint, no resume hint
             raise KeyboardInterrupt
         return args.func(args)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED  # noqa: F401  (shared)
-from grokkit.devices import DEVICE_CHOICES
+from grokkit.devices import DEVICE_CHOICES, default_threads
 from grokkit.errors import InputError
 from grokkit.loggers import LOGGER_NAMES, logger_factory
 from grokkit.runs import read_metrics
@@ -50,11 +52,6 @@ def chosen_threads(args: argparse.Namespace) -> int | None:
     """The --threads value (checked), else None when OMP_NUM_THREADS already chose (torch read it
     at import), else the free cores now, saying in one line on stderr when those are fewer than
     the cores. Call it when the work is about to start: it samples the machine's load."""
-    import os
-    import sys
-
-    from grokkit.devices import default_threads
-
     if getattr(args, "threads", None) is not None:
         require_at_least("--threads", args.threads, 1)
         return args.threads

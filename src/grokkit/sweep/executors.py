@@ -30,6 +30,7 @@ from grokkit import runs
 from grokkit.config import RunConfig
 from grokkit.devices import cpu_count
 from grokkit.errors import InputError, show_warnings_as_one_line
+from grokkit.interrupts import HeldInterrupt
 from grokkit.loggers import logger_factory
 from grokkit.sweep.progress import QueueWatcher
 from grokkit.train import ProgressWatcher, TrainingInterrupted, train_runs
@@ -189,12 +190,15 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
     )
     completed = False
     try:
-        # The workers start here (in submit): a Ctrl-C waits until they have (_sigint_deferred).
-        with _sigint_deferred(), _main_module_hidden():
+        # The workers start here (in submit). A Ctrl-C waits until they have: one arriving while
+        # a worker is half spawned leaves it reading a truncated start message (a traceback).
+        with HeldInterrupt(block_children=True) as held, _main_module_hidden():
             pending = {
                 pool.submit(train_group, *task, device, loggers, threads): g
                 for task, g in zip(tasks, groups)
             }
+        if held.requested:
+            raise KeyboardInterrupt
         while pending:
             done, _ = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
             if progress is not None:
@@ -212,7 +216,7 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
         if completed:
             pool.shutdown(wait=True)
         else:
-            with _sigint_ignored():  # a second Ctrl-C must not cut the workers' checkpoints short
+            with HeldInterrupt():  # a second Ctrl-C must not cut the workers' checkpoints short
                 _stop_workers(pool, stop_requested)
                 if progress is not None:  # the interrupted runs' last checkpoints, for the index
                     progress.drain(progress_queue)
@@ -270,41 +274,6 @@ def _main_module_hidden():
     finally:
         for k, v in hidden.items():
             setattr(main, k, v)
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """While workers start: a Ctrl-C is held until they have (one arriving while a worker is half
-    spawned would leave it reading a truncated start message, and print its traceback), then
-    raised as KeyboardInterrupt; SIGINT is blocked in this thread, and so in the workers it starts,
-    until their imports are done (see _init_worker)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "pthread_sigmask"
-    ):
-        yield
-        return
-    requested = []
-    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: requested.append(signum))
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a held Ctrl-C is recorded now
-        signal.signal(signal.SIGINT, previous_handler)
-    if requested:
-        raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def run_ray(ray, tasks, groups, jobs, device, loggers, finished, errors, progress=None) -> None:

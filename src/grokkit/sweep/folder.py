@@ -97,8 +97,7 @@ def check_out_dir(out_dir: Path) -> None:
     if (
         (out_dir / "index.csv").is_file()
         or (out_dir / "runs").is_dir()
-        or grokkit_outputs_only(out_dir)
-        or runs.holds_only_leftovers(out_dir)
+        or grokkit_outputs_only(out_dir)  # a failed start's leftovers (lock, temporaries) too
     ):
         return
     raise SweepError(
