@@ -22,8 +22,8 @@ from grokkit.export import (  # noqa: E402 - after the skip: these tests need Tr
     load_hooked_transformer,
     save_hooked_transformer,
     to_hooked_transformer,
+    transformer_lens as export_tl,
 )
-from grokkit.export import transformer_lens as export_tl  # noqa: E402
 
 N = 7
 CASES = [(norm, act) for norm in ("pre", "post") for act in ("relu", "gelu")] + [("none", "relu")]

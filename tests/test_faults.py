@@ -573,8 +573,12 @@ def test_resume_with_a_lost_summary_writes_it_again_without_a_duplicate_row(
 
 # ------------------------------------------------------------- random values for every numeric flag
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
 
 # Every numeric flag of `train`, with values around and far outside its valid range. Budgets stay
 # small so that a valid draw trains in well under a second.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import grokkit
 from grokkit import experiments, runs, tuning
 from grokkit.analysis import fourier
 from grokkit.cli import main
-from grokkit.cli.reproduce import print_plan
+from grokkit.cli.reproduce_figures import print_plan
 from grokkit.cli.train import summary_line
 from grokkit.config import METHOD_FIELDS, RunConfig
 from grokkit.experiments import fig1_left, fig2_right, fig6, progress_measures
@@ -518,3 +520,50 @@ def test_run_sweep_with_workers_from_a_script_without_a_main_guard(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "completed,completed"
     assert "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------- commands that answer at once
+
+# What made `grokkit --help` and `reproduce --list` take seconds: importing these (PyTorch alone
+# takes 1.5-2 s). The time follows from the imports, so the imports are what is tested: a timing
+# would depend on the machine and its load.
+_HEAVY = ("torch", "matplotlib", "scipy", "sklearn", "pandas")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["reproduce", "--list"], ["data", "--op", "x+y", "--modulus", "5"]],
+    ids=["help", "reproduce-list", "data"],
+)
+def test_listings_and_help_start_without_the_heavy_libraries(argv):
+    code = (
+        "import contextlib, io, sys\n"
+        "from grokkit.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))\n" % (_HEAVY,)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"grokkit {' '.join(argv)} imported {out.stdout.strip()}"
+
+
+def test_reproduce_list_counts_every_figures_runs(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    rows = {line.split()[0]: line.split()[1:4] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert list(rows) == list(experiments.FIGURES)
+    for name, module in experiments.FIGURES.items():
+        runs_per_scale = [len(figure_runs(name, scale)) for scale in experiments.SCALES]
+        assert [int(n) for n in rows[name]] == runs_per_scale, name
+
+
+def test_the_torch_free_setting_names_match_the_functions():
+    from grokkit.config import LOSS_NAMES
+    from grokkit.losses import LOSSES
+    from grokkit.model import ACTIVATIONS
+    from grokkit.model_config import ACTIVATION_NAMES
+
+    assert tuple(LOSSES) == LOSS_NAMES
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES

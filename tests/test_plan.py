@@ -11,8 +11,9 @@ import torch
 from grokkit.cli import main
 from grokkit.config import RunConfig
 from grokkit.experiments.reproduce import figure_runs, plan_figure, plan_figures, reproduce_figure
-from grokkit.sweep import fill_workers, plan_sweep, run_name
-from grokkit.sweep.projection import CostMeter, StepCost, _list_schedule, project
+from grokkit.sweep import plan_sweep, run_name
+from grokkit.sweep.grid import balance_workers, list_schedule
+from grokkit.sweep.projection import CostMeter, StepCost, project
 from grokkit.train import evaluation_count, needs_evaluation
 
 
@@ -35,19 +36,37 @@ def test_evaluation_count_equals_the_schedule_walked_step_by_step():
 
 
 def test_populations_go_to_the_worker_that_is_free_first():
-    assert _list_schedule([3.0, 1.0, 1.0, 1.0], 2) == 3.0
-    assert _list_schedule([2.0, 2.0, 2.0], 2) == 4.0
-    assert _list_schedule([2.0, 2.0, 2.0], 1) == 6.0
+    assert list_schedule([3.0, 1.0, 1.0, 1.0], 2) == 3.0
+    assert list_schedule([2.0, 2.0, 2.0], 2) == 4.0
+    assert list_schedule([2.0, 2.0, 2.0], 1) == 6.0
 
 
-def test_fill_workers_splits_the_largest_population_until_each_worker_has_one():
+def test_balance_workers_splits_the_largest_population_until_each_worker_has_one():
     names = [f"r{i}" for i in range(16)]
-    assert fill_workers([(names, False)], 2) == [(names[0::2], False), (names[1::2], False)]
-    split = fill_workers([(names[:3], True), (["a"], False)], 4)
+    equal = dict.fromkeys([*names, "a"], 1.0)
+    assert balance_workers([(names, False)], 2, equal) == [
+        (names[0::2], False),
+        (names[1::2], False),
+    ]
+    split = balance_workers([(names[:3], True), (["a"], False)], 4, equal)
     assert sorted(n for g, _ in split for n in g) == sorted([*names[:3], "a"]) and len(split) == 4
     assert all(resume for g, resume in split if g[0] in names)
-    assert fill_workers([(["a"], False)], 2) == [(["a"], False)]  # one run cannot be split
-    assert fill_workers([(names, False)], 1) == [(names, False)]
+    assert balance_workers([(["a"], False)], 2, equal) == [(["a"], False)]  # one run: no split
+    assert balance_workers([(names, False)], 1, equal) == [(names, False)]
+
+
+def test_balance_workers_gives_each_worker_the_same_work_not_the_same_runs():
+    """fig7's case: 8 runs of a network twice as costly per step beside 8 of the other. Split by
+    count, one worker trains the costly population alone (16 units) while the other finishes
+    at 8; split by work, each worker gets 12."""
+    costly, cheap = [f"o{i}" for i in range(8)], [f"g{i}" for i in range(8)]
+    cost = {**dict.fromkeys(costly, 2.0), **dict.fromkeys(cheap, 1.0)}
+    groups = balance_workers([(cheap, False), (costly, False)], 2, cost)
+    loads = [sum(cost[n] for n in g) for g, _ in groups]
+    assert loads == sorted(loads, reverse=True)  # largest first: the list schedule's best order
+    assert list_schedule(loads, 2) == 12.0
+    assert sorted(n for g, _ in groups for n in g) == sorted(costly + cheap)
+    assert all(len(set(n[0] for n in g)) == 1 for g, _ in groups)  # never mixes two populations
 
 
 def test_a_sweep_of_one_kind_fills_both_workers():

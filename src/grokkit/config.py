@@ -10,10 +10,8 @@ import numpy as np
 from grokkit import openai_grok
 from grokkit.data import DataError, add_outliers, split_indices
 from grokkit.errors import ConfigError
-from grokkit.interventions import DEFAULT_ALPHA, DEFAULT_LAMBDA, DEFAULT_WINDOW, GRAD_FILTERS
-from grokkit.losses import LOSSES
-from grokkit.model import (
-    ACTIVATIONS,
+from grokkit.model_config import (
+    ACTIVATION_NAMES,
     ARCHS,
     INIT_SCHEMES,
     NORMS,
@@ -23,9 +21,27 @@ from grokkit.model import (
 )
 from grokkit.openai_grok import THEIR_OPERATOR
 from grokkit.ops import PAPER_OPERATIONS, get_operation, physical_memory
-from grokkit.optim import DEFAULT_PRESET, PRESETS, OptimizerConfig, check_field_types
-from grokkit.optim import LATER_FIELDS as OPTIMIZER_LATER_FIELDS
-from grokkit.settings import setting
+from grokkit.optim_config import (
+    DEFAULT_PRESET,
+    LATER_FIELDS as OPTIMIZER_LATER_FIELDS,
+    PRESETS,
+    OptimizerConfig,
+)
+from grokkit.settings import check_field_types, setting
+
+# Nothing here imports PyTorch: the command line's listings (reproduce --list, --plan) build
+# RunConfigs and must start in well under a second.
+
+# Grokfast's filters (Lee et al. 2024; run by grokkit.interventions).
+GRAD_FILTERS = ("none", "ema", "ma")
+# The authors' recipe for the algorithmic data (their main.py): EMA alpha 0.98, lambda 2; MA a
+# window of 100, lambda 5. (Their functions' own defaults differ between versions of their
+# repository; grokkit follows the recipe, and every value is a flag.)
+DEFAULT_ALPHA = 0.98
+DEFAULT_LAMBDA = {"ema": 2.0, "ma": 5.0}
+DEFAULT_WINDOW = 100
+# The losses (grokkit.losses.LOSSES holds the functions).
+LOSS_NAMES = ("softmax", "stablemax")
 
 # Each use of randomness draws from its own stream, derived from (seed, purpose), so that e.g.
 # changing the split seed never changes the initial weights or the batch order.
@@ -147,7 +163,7 @@ class RunConfig:
         "LayerNorm placement: pre (GPT-2), post (Vaswani et al.) or none (Nanda et al. 2023)",
         choices=NORMS,
     )
-    activation: str = setting("relu", "model", "MLP activation", choices=ACTIVATIONS)
+    activation: str = setting("relu", "model", "MLP activation", choices=ACTIVATION_NAMES)
     init: str = setting(  # see model.init_parameters
         "pytorch",
         "model",
@@ -185,7 +201,7 @@ class RunConfig:
         "softmax",
         "methods",
         "softmax cross-entropy or stablemax (Prieto et al. 2025)",
-        choices=LOSSES,
+        choices=LOSS_NAMES,
     )
     orthogonal_grad: bool = setting(
         False,
@@ -248,8 +264,8 @@ class RunConfig:
             raise ConfigError(f"grad filter lambda must be finite, got {self.grad_filter_lambda}")
         if self.grad_filter_window < 1:
             raise ConfigError(f"grad filter window must be >= 1, got {self.grad_filter_window}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss not in LOSS_NAMES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
         check_init_scheme(self.init)
         if self.arch not in ARCHS:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")

@@ -6,21 +6,27 @@ import os
 import platform
 import time
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from grokkit.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
+    import torch  # in each function: the command line's flags and listings start without it
+
     mps = getattr(torch.backends, "mps", None)
     return bool(mps and mps.is_available())
 
 
 def resolve_device(name: str) -> str:
     """``auto`` -> cuda, mps or cpu (the first PyTorch sees); an asked-for device must exist."""
+    import torch  # in each function: the command line's flags and listings start without it
+
     if name not in DEVICE_CHOICES:
         raise InputError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
@@ -37,6 +43,8 @@ def resolve_device(name: str) -> str:
 def device_name(device: str) -> str:
     """The hardware behind ``device``, for reports: the GPU's name, or the CPU model and its cores
     (what every measured time in grokkit is quoted with)."""
+    import torch  # in each function: the command line's flags and listings start without it
+
     if device == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name()
     if device == "mps":
@@ -150,6 +158,8 @@ def describe_cpuinfo(text: str) -> str | None:
 
 def synchronize(device: torch.device | str) -> None:
     """Wait until the work queued on ``device`` is done (a CUDA GPU runs asynchronously)."""
+    import torch  # in each function: the command line's flags and listings start without it
+
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 

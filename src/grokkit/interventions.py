@@ -63,14 +63,7 @@ class Interventions:
 
 
 # ---------------------------------------------------------------- Grokfast (Lee et al. 2024)
-
-GRAD_FILTERS = ("none", "ema", "ma")
-# The authors' recipe for the algorithmic data (their main.py): EMA alpha 0.98, lambda 2; MA a
-# window of 100, lambda 5. (Their functions' own defaults differ between versions of their
-# repository; grokkit follows the recipe, and every value is a flag.)
-DEFAULT_ALPHA = 0.98
-DEFAULT_LAMBDA = {"ema": 2.0, "ma": 5.0}
-DEFAULT_WINDOW = 100
+# Its settings and the authors' recipe: grokkit.config (GRAD_FILTERS, DEFAULT_*).
 
 
 def _column(values: Sequence[float], like: Tensor) -> Tensor:

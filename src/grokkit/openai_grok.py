@@ -28,11 +28,14 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from grokkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 ARCH = "openai-grok"
 SEQUENCE_LENGTH = 6  # <eos> x op y = c  (the closing <eos> is only ever a target)
@@ -120,6 +123,8 @@ def position_encoding(length: int, d_model: int) -> torch.Tensor:
     even = i - (i % 2)
     angle = pos / np.power(10000.0, even / d_model)
     table = np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
+    import torch  # here, not at the top: grokkit.config reads this module without PyTorch
+
     return torch.from_numpy(table).float()
 
 
@@ -163,6 +168,8 @@ def split_indices(
     shuffled = order.copy()
     np.random.RandomState(seed).shuffle(shuffled)
     n_train = round(n_equations * train_fraction)  # theirs: round(len * (pct / 100.0))
+    import torch  # here, not at the top: grokkit.config reads this module without PyTorch
+
     train = torch.from_numpy(np.sort(shuffled[:n_train]))
     val = torch.from_numpy(np.sort(shuffled[n_train:]))
     return train, val

@@ -18,26 +18,14 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation
 
 from grokkit.files import atomic_write_bytes, open_regular  # noqa: E402
-
-TRAIN_COLOR = "tab:red"
-VALIDATION_COLOR = "tab:green"
-# Categories (cosets, operations, optimisers): colours that stand out on white, red left out (the
-# figures use it for highlights), then three darker ones; beyond 9, markers tell them apart too.
-CATEGORY_COLORS = (
-    "tab:blue",
-    "tab:orange",
-    "tab:green",
-    "tab:purple",
-    "tab:brown",
-    "tab:pink",
-    "tab:cyan",
-    "tab:olive",
-    "tab:gray",
-    "black",
-    "darkgoldenrod",
-    "navy",
+from grokkit.plot_style import (  # noqa: F401  (re-exported: ``from grokkit.plots import X``)
+    CAPTION_GID,
+    CATEGORY_COLORS,
+    MARKERS,
+    TRAIN_COLOR,
+    VALIDATION_COLOR,
 )
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+
 REQUIRED_COLUMNS = ("step", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
@@ -126,9 +114,6 @@ def readable_log_ticks(fig: plt.Figure) -> None:
                             minor_thresholds=formatter.minor_thresholds,
                         )
                     )
-
-
-CAPTION_GID = "grokkit-caption"  # a figure text that ``fit_captions`` wraps to the panels' width
 
 
 def _panels_right_edge(fig: plt.Figure, renderer) -> float:

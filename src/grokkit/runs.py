@@ -24,10 +24,8 @@ import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from grokkit.checkpoint_check import CheckpointProblem, check_training_state
 from grokkit.config import RunConfig, validate_run
 from grokkit.errors import InputError, warn
 from grokkit.files import (  # noqa: F401  (atomic_write_*, write_json: used as runs.* elsewhere)
@@ -40,8 +38,11 @@ from grokkit.files import (  # noqa: F401  (atomic_write_*, write_json: used as 
     remove_stale_temporaries,
     write_json,
 )
-from grokkit.model import count_parameters
+from grokkit.model_config import count_parameters
 from grokkit.ops import get_operation
+
+if TYPE_CHECKING:
+    import torch
 
 try:  # advisory locks; POSIX only (Linux, macOS)
     import fcntl
@@ -133,6 +134,8 @@ def _fmt(value) -> str:
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
     """latest.pt <- state; the former latest.pt becomes previous.pt."""
+    import torch  # in each checkpoint function: metrics and summaries are read without it
+
     buf = io.BytesIO()
     torch.save(state, buf)
     run_dir = Path(run_dir)
@@ -145,6 +148,8 @@ def snapshot_path(run_dir: Path, step: int) -> Path:
 
 def save_snapshot(run_dir: Path, step: int, flat: torch.Tensor) -> None:
     """The weights at ``step`` (RunConfig.snapshot_every); a snapshot cannot resume training."""
+    import torch  # in each checkpoint function: metrics and summaries are read without it
+
     buf = io.BytesIO()
     torch.save({"step": step, "flat": flat}, buf)
     atomic_write_bytes(snapshot_path(run_dir, step), buf.getvalue())
@@ -265,23 +270,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return rows
 
 
-# The checkpoint's top-level keys and what each must be (tensors, plain containers, numbers).
-_CHECKPOINT_KEYS = {
-    "config": dict,
-    "step": int,
-    "flat": torch.Tensor,
-    "optimizer": dict,
-    "batch_generator": torch.Tensor,
-    "noise_generator": torch.Tensor,
-    "position": int,
-    "tracker": dict,
-}
-
-
 def load_tensors(path: Path, what: str = "checkpoint"):
     """``torch.load`` of an untrusted file: ``weights_only=True``, so a file holding anything but
     tensors and plain containers is refused unread (loading it could run code), and whatever goes
     wrong is one RunFolderError line naming the file."""
+    import torch  # in each checkpoint function: metrics and summaries are read without it
+
     try:
         with warnings.catch_warnings():
             # On a plain pickle (not torch.save's format) PyTorch warns about its protocol before
@@ -312,12 +306,27 @@ def load_tensors(path: Path, what: str = "checkpoint"):
 
 def _read_checkpoint(path: Path) -> dict:
     """One checkpoint file, loaded without running code and checked for shape and content."""
+    import torch  # in each checkpoint function: metrics and summaries are read without it
+
+    from grokkit.checkpoint_check import CheckpointProblem, check_training_state
+
+    # The checkpoint's top-level keys and what each must be (tensors, plain containers, numbers).
+    keys = {
+        "config": dict,
+        "step": int,
+        "flat": torch.Tensor,
+        "optimizer": dict,
+        "batch_generator": torch.Tensor,
+        "noise_generator": torch.Tensor,
+        "position": int,
+        "tracker": dict,
+    }
     state = load_tensors(path, "checkpoint")
     if not isinstance(state, dict):
         raise _damaged(
             path, f"expected a dictionary of training state, found {type(state).__name__}"
         )
-    for key, kind in _CHECKPOINT_KEYS.items():
+    for key, kind in keys.items():
         if key not in state:
             raise _damaged(path, f"the key {key!r} is missing")
         if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
@@ -357,6 +366,8 @@ def snapshot_steps(run_dir: Path) -> list[int]:
 
 def load_snapshot(run_dir: Path, step: int) -> torch.Tensor:
     """The flat weights kept at ``step``, validated like a checkpoint's."""
+    import torch  # in each checkpoint function: metrics and summaries are read without it
+
     path = snapshot_path(run_dir, step)
     config = read_config(run_dir)
     if not path.is_file():
@@ -382,6 +393,8 @@ def _step_list(steps: list[int]) -> str:
 
 
 def _check_weights(path: Path, flat: torch.Tensor, config: RunConfig) -> None:
+    import torch  # in each checkpoint function: metrics and summaries are read without it
+
     n_elements = get_operation(config.operation, config.modulus).n_elements
     n_params = count_parameters(config.model_config(n_elements))
     if flat.dim() != 1 or flat.numel() != n_params or not flat.is_floating_point():

@@ -17,9 +17,13 @@ table the declarations give). This module knows nothing of argparse.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import numbers
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from grokkit.errors import ConfigError
 
 _KEY = "grokkit.setting"
 
@@ -124,3 +128,51 @@ def declared(*classes: type) -> tuple[Setting, ...]:
                 )
             )
     return tuple(out)
+
+
+# ---------------------------------------------------------------- types of a settings dataclass
+
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    type(None): "null",
+}
+
+
+@functools.cache
+def _field_kinds(cls) -> tuple[tuple[str, tuple], ...]:
+    """(name, accepted types) of each field of a settings dataclass, from its annotations."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        out.append((f.name, typing.get_args(hint) if union else (hint,)))
+    return tuple(out)
+
+
+def _fits(value, kind) -> bool:
+    if kind is int:  # a bool is an int to Python, and 1e18 a float: neither is a count
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:  # an integer is a number
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind is type(None):
+        return value is None
+    return isinstance(value, kind)
+
+
+def check_field_types(settings) -> None:
+    """Refuse a setting of the wrong type, as a hand-edited config.json can hold: a float or a
+    bool where an integer belongs (``"steps": 1e18``, ``"n_layers": true``), text where a number
+    belongs. ConfigError names the field (as config.json names it) and the value."""
+    for name, kinds in _field_kinds(type(settings)):
+        value = getattr(settings, name)
+        if type(value) in kinds:  # exactly a declared type (a bool is not an int here): fits
+            continue
+        if not any(_fits(value, kind) for kind in kinds):
+            expected = " or ".join(_KINDS.get(kind, kind.__name__) for kind in kinds)
+            raise ConfigError(
+                f"{name} has the wrong type: expected {expected}, got {value!r}"[:200]
+            )

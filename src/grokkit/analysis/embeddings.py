@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
-from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 Permutation = tuple[int, ...]
@@ -34,6 +33,10 @@ def tsne_2d(vectors: np.ndarray, seed: int = 0, perplexity: float | None = None)
         perplexity = min(30.0, (n - 1) / 3)
     if not 0 < perplexity < n:
         raise ValueError(f"perplexity must lie in (0, {n}), got {perplexity}")
+    # Imported here: figure modules import this one, and `reproduce --list` and `--plan` import
+    # every figure module and must not wait for sklearn.
+    from sklearn.manifold import TSNE
+
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     # One thread: a few hundred points need no more, and OpenMP threads that spin on a busy
     # machine made one 120-point t-SNE take 6-10 s instead of under 1 s (same output).

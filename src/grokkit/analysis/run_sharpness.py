@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from grokkit import runs
-from grokkit.analysis.sharpness import TorchMeanLoss, sharpness, sharpness_definition
+from grokkit.analysis.sharpness import sharpness, sharpness_definition
+from grokkit.analysis.sharpness_torch import TorchMeanLoss
 from grokkit.population import Population
 
 CACHE = "sharpness.json"

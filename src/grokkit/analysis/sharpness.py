@@ -30,7 +30,9 @@ inside the box (seen on grokked S5 networks: φ = 0 reported, the loss at a corn
 Every definition is a function ``(objective, x0, generator, *, epsilon, max_iterations) -> φ``:
 ``objective(x, examples)`` is the mean training loss over the examples with the given indices
 (``None``: all ``objective.n_examples`` of them) at the flat float64 parameter vector x, and its
-gradient (``Objective``; ``TorchMeanLoss`` builds one from a PyTorch loss). Every random draw comes
+gradient (``Objective``; ``grokkit.analysis.sharpness_torch.TorchMeanLoss`` builds one from a
+PyTorch loss, apart so that this module, and the figure listing that reads its names, start
+without PyTorch). Every random draw comes
 from ``generator`` (a ``numpy.random.Generator``), so a seed fixes the result.
 """
 
@@ -38,12 +40,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import torch
-from scipy.optimize import fmin_l_bfgs_b, minimize
 
 from grokkit.errors import InputError
 
@@ -63,72 +62,6 @@ class Objective(Protocol):
         ``examples`` (indices into the training set; None: all of it), the gradient a float64
         array shaped like x."""
         ...
-
-
-@dataclass
-class TorchMeanLoss:
-    """An ``Objective`` from a PyTorch loss.
-
-    ``loss_fn(flat, examples)`` maps a flat parameter tensor (``dtype``, ``device``) and a 1-D
-    long tensor of example indices (or None: every example) to the differentiable scalar mean
-    loss over those examples. Parameters arrive as float64 and are rounded to ``dtype``."""
-
-    loss_fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-    n_examples: int
-    dtype: torch.dtype = torch.float32
-    device: torch.device | str = "cpu"
-
-    def __call__(
-        self, x: np.ndarray, examples: np.ndarray | None = None
-    ) -> tuple[float, np.ndarray]:
-        point = (
-            torch.as_tensor(np.asarray(x), device=self.device).to(self.dtype).requires_grad_(True)
-        )
-        index = (
-            None
-            if examples is None
-            else torch.as_tensor(examples, dtype=torch.long, device=self.device)
-        )
-        loss = self.loss_fn(point, index)
-        if loss.numel() != 1:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
-        gradient = None
-        if loss.requires_grad:
-            (gradient,) = torch.autograd.grad(loss, point, allow_unused=True)
-        if gradient is None:  # the loss does not depend on the parameters at all
-            gradient = torch.zeros_like(point)
-        return float(loss.detach()), gradient.detach().double().cpu().numpy()
-
-
-def flatten_parameters(
-    tensors: dict[str, torch.Tensor],
-) -> tuple[torch.Tensor, Callable[[torch.Tensor], dict[str, torch.Tensor]]]:
-    """Concatenate named tensors into one flat vector and return a function that undoes it.
-
-    The flat vector is detached (it is the point x at which sharpness is measured). The unflatten
-    function keeps the autograd graph of its input, so a loss built as
-    ``lambda w: loss(functional_call(model, unflatten(w), inputs))`` is differentiable in w.
-    """
-    if not tensors:
-        raise ValueError("flatten_parameters needs at least one tensor")
-    names = list(tensors)
-    dtypes = {tensors[name].dtype for name in names}
-    if len(dtypes) != 1:
-        found = sorted(map(str, dtypes))
-        raise ValueError(f"all tensors must share one dtype to be flattened, got {found}")
-    shapes = [tensors[name].shape for name in names]
-    sizes = [tensors[name].numel() for name in names]
-    flat = torch.cat([tensors[name].detach().reshape(-1) for name in names])
-
-    def unflatten(vector: torch.Tensor) -> dict[str, torch.Tensor]:
-        if vector.shape != flat.shape:
-            raise ValueError(
-                f"expected a flat vector of shape {tuple(flat.shape)}, got {tuple(vector.shape)}"
-            )
-        pieces = torch.split(vector, sizes)
-        return {name: piece.view(shape) for name, piece, shape in zip(names, pieces, shapes)}
-
-    return flat, unflatten
 
 
 # ---------------------------------------------------------------- the definitions
@@ -168,6 +101,10 @@ def _maximise_in_box(
         if math.isfinite(value):
             best = max(best, value)
         return -value, -gradient
+
+    # Imported here: fig7 imports this module, and `reproduce --list` and `--plan` import every
+    # figure module and must not wait for scipy.
+    from scipy.optimize import minimize
 
     if np.any(gradient0 != 0):
         start = np.zeros_like(half_width)
@@ -336,6 +273,8 @@ def openai_grok_sharpness(
         value, gradient = epoch_loss_and_gradient(x + A @ y)
         return value, A.T @ gradient
 
+    from scipy.optimize import fmin_l_bfgs_b
+
     _, minimum, _ = fmin_l_bfgs_b(
         subspace_loss,
         np.zeros(subspace_dim),
@@ -378,39 +317,3 @@ def sharpness(
     function = sharpness_definition(name)
     generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return function(objective, x0, generator, epsilon=epsilon, max_iterations=max_iterations)
-
-
-def keskar_sharpness(
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    parameters: torch.Tensor,
-    epsilon: float = EPSILON,
-    max_iterations: int = MAX_ITERATIONS,
-    seed: int = 0,
-) -> float:
-    """The ``keskar`` definition (A = identity) of a PyTorch loss at ``parameters``.
-
-    Args:
-        loss_fn: maps a flat parameter vector (1-D, same shape, dtype and device as
-            ``parameters``) to a differentiable scalar loss. It should be deterministic
-            (put models in eval mode), since L-BFGS-B assumes a fixed function.
-        parameters: the flat point x at which φ is measured.
-        epsilon: relative box size ε.
-        max_iterations: L-BFGS-B iterations for the inner maximisation (Keskar et al. use 10).
-        seed: seeds the random start used only when the gradient at x vanishes (e.g. at an exact
-            stationary point, where L-BFGS-B started at y = 0 could not move).
-
-    Returns:
-        φ = (max_{y in C_ε} f(x + y) − f(x)) / (1 + f(x)) × 100, with the max approximated.
-    """
-    if parameters.dim() != 1:
-        shape = tuple(parameters.shape)
-        raise ValueError(f"parameters must be a flat 1-D vector, got shape {shape}")
-    if not parameters.is_floating_point():
-        raise ValueError(f"parameters must be floating point, got {parameters.dtype}")
-    objective = TorchMeanLoss(
-        lambda flat, _examples: loss_fn(flat), 1, parameters.dtype, parameters.device
-    )
-    x0 = parameters.detach().double().cpu().numpy()
-    return keskar(
-        objective, x0, np.random.default_rng(seed), epsilon=epsilon, max_iterations=max_iterations
-    )

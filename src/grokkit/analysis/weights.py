@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import Tensor
-
-from grokkit import runs
-from grokkit.checkpoint_check import config_differences
 from grokkit.config import RunConfig
 from grokkit.data import make_table
-from grokkit.model import ModelConfig, unflatten
+from grokkit.model_config import ModelConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, Tensor]]:
@@ -20,6 +20,11 @@ def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, T
     comes back as [d_model, vocab] and its element rows are W_U[:, model_config.element_tokens()].T
     (tokens 0..n-1 for grokkit's vocabulary, a later range for openai-grok's shared one).
     """
+    # Imported here: fig3 imports this module, and `reproduce --list` imports fig3 without PyTorch.
+    from grokkit import runs
+    from grokkit.checkpoint_check import config_differences
+    from grokkit.model import unflatten
+
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     model_config = config.model_config(

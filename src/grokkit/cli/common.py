@@ -12,7 +12,6 @@ from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from grokkit.devices import DEVICE_CHOICES, default_threads
 from grokkit.errors import InputError
 from grokkit.loggers import LOGGER_NAMES, logger_factory
-from grokkit.runs import read_metrics
 
 if TYPE_CHECKING:
     from grokkit.config import RunConfig
@@ -118,7 +117,7 @@ def plot_curves(run_dir: Path, summary: dict) -> None:
     if not summary.get("steps_done"):
         print("curves: skipped (the run has no steps yet)")
         return
-    from grokkit.runs import read_config
+    from grokkit.runs import read_config, read_metrics
 
     # The config names the run's methods in the title; rows read through runs: a damaged
     # metrics.csv or config.json is one line naming it.

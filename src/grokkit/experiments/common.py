@@ -34,8 +34,8 @@ from grokkit.config import RunConfig
 from grokkit.errors import InputError
 from grokkit.experiments import SCALES
 from grokkit.files import atomic_write_text
-from grokkit.optim import preset
-from grokkit.plots import CAPTION_GID, save_figure
+from grokkit.optim_config import preset
+from grokkit.plot_style import CAPTION_GID
 
 # Seconds-long runs that still go through every code path: one tiny layer, tens of steps.
 SMOKE_MODEL = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32}
@@ -206,5 +206,9 @@ def caption(reductions: dict[str, str], scale: str, extra: str = "") -> str:
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module (and this one) and
+    # must not wait for matplotlib.
+    from grokkit.plots import save_figure
+
     png = save_figure(fig, Path(out_dir) / f"{name}.png")
     return [png, png.with_suffix(".pdf")]

@@ -6,11 +6,9 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common
-from grokkit.plots import TRAIN_COLOR, VALIDATION_COLOR, apply_style
+from grokkit.plot_style import TRAIN_COLOR, VALIDATION_COLOR
 
 NAME = "fig1-center"
 DESCRIPTION = "S5 x·y: median steps to 99 % validation/train accuracy vs data fraction (7 seeds)"
@@ -104,6 +102,12 @@ def measure(results, scale: str) -> Medians:
 
 
 def plot(medians: Medians, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     rows = medians.rows
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common
-from grokkit.plots import TRAIN_COLOR, VALIDATION_COLOR, apply_style
+from grokkit.plot_style import TRAIN_COLOR, VALIDATION_COLOR
 from grokkit.runs import read_metrics
 
 NAME = "fig1-left"
@@ -65,6 +63,12 @@ def measure(results, scale: str) -> Curve:
 
 
 def plot(curve: Curve, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     rows = curve.rows
     common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     pts = [r for r in rows if r[0] > 0]

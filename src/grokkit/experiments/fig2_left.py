@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common
-from grokkit.optim import PRESET_DESCRIPTIONS, PRESETS
-from grokkit.plots import CATEGORY_COLORS, MARKERS, apply_style
+from grokkit.optim_config import PRESET_DESCRIPTIONS, PRESETS
+from grokkit.plot_style import CATEGORY_COLORS, MARKERS
 
 NAME = "fig2-left"
 DESCRIPTION = "S5 x·y: best validation accuracy within 10^5 steps vs data fraction, 9 optimisers"
@@ -96,6 +94,12 @@ def measure(results, scale: str) -> Scores:
 
 
 def plot(scores: Scores, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     rows = scores.rows
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common
 from grokkit.ops import PAPER_OPERATIONS as OPERATIONS
-from grokkit.plots import apply_style
 
 NAME = "fig2-right"
 DESCRIPTION = "best validation accuracy within 10^5 steps vs data fraction, all 12 operations"
@@ -105,6 +102,12 @@ def measure(results, scale: str) -> Scores:
 
 
 def plot(scores: Scores, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     rows = scores.rows
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()

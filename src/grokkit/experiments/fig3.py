@@ -25,9 +25,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.lines import Line2D
 
 from grokkit.analysis.embeddings import (
     PAPER_S5_GENERATORS,
@@ -50,7 +48,7 @@ from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
 from grokkit.errors import InputError
 from grokkit.experiments import common
-from grokkit.plots import CATEGORY_COLORS, apply_style
+from grokkit.plot_style import CATEGORY_COLORS
 
 NAME = "fig3"
 DESCRIPTION = (
@@ -429,6 +427,12 @@ def _wrap(text: str, width: int = 78) -> str:
 
 
 def plot(panels: Panels, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     apply_style()
     archs = list(dict.fromkeys(a for a, _ in panels.groups))
     tasks = list(dict.fromkeys(t for _, t in panels.groups))
@@ -467,6 +471,8 @@ def _colours(analysis: dict, g: dict) -> np.ndarray:
 
 
 def _draw(ax, result, analysis: dict, g: dict) -> None:
+    from matplotlib.lines import Line2D
+
     cfg = result.config
     points, own = analysis["points"], analysis["own"]
     labels = _colours(analysis, g)

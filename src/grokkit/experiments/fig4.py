@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common, fig1_left
-from grokkit.plots import TRAIN_COLOR, VALIDATION_COLOR, apply_style
+from grokkit.plot_style import TRAIN_COLOR, VALIDATION_COLOR
 
 NAME = "fig4"
 DESCRIPTION = "loss curves of the Figure 1 (left) run (shares its run folder)"
@@ -32,6 +30,12 @@ def measure(results, scale: str) -> fig1_left.Curve:
 
 
 def plot(curve: fig1_left.Curve, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     rows = curve.rows
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", fig1_left.CSV_HEADER, rows)
     pts = [r for r in rows if r[0] > 0]

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
-from grokkit.data import make_table
 from grokkit.experiments import common
-from grokkit.plots import MARKERS, apply_style
+from grokkit.ops import get_operation
+from grokkit.plot_style import MARKERS
 
 NAME = "fig6"
 DESCRIPTION = "outliers k in {0,10,100,1000,2000,3000}: best validation accuracy vs data fraction"
@@ -53,7 +51,7 @@ def _settings(scale: str, operation: str | None):
         return base, SMOKE_OUTLIERS, (0.3, 0.6), range(1)
     if scale == "laptop":
         base = common.base_config(op, scale, modulus=31, steps=10_000, stop_after_val_99=200)
-        ratio = make_table(op, 31).n_equations / make_table(op, 97).n_equations
+        ratio = get_operation(op, 31).n_equations / get_operation(op, 97).n_equations
         ks = tuple(sorted({round(k * ratio) for k in PAPER_OUTLIERS}))
         return base, ks, (0.3, 0.5, 0.7, 0.9), range(1)
     return common.base_config(op, scale), PAPER_OUTLIERS, common.PAPER_FRACTIONS, range(3)
@@ -62,7 +60,7 @@ def _settings(scale: str, operation: str | None):
 def grid(scale: str, operation: str | None = None) -> tuple[list[RunConfig], list[dict]]:
     """(runs to train, skipped (k, fraction) combinations with the reason)."""
     base, ks, fractions, seeds = _settings(scale, operation)
-    n_equations = make_table(base.operation, base.modulus).n_equations
+    n_equations = get_operation(base.operation, base.modulus).n_equations
     configs, skipped = [], []
     for k in ks:
         for f in fractions:
@@ -143,6 +141,12 @@ def measure(results, scale: str, operation: str | None = None) -> Outliers:
 
 
 def plot(outliers: Outliers, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     rows = outliers.rows
     csv_path = common.write_csv(Path(out_dir) / f"{NAME}.csv", CSV_HEADER, rows)
     apply_style()

@@ -29,16 +29,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import permutation_test, spearmanr
 
-from grokkit.analysis.run_sharpness import run_sharpness
 from grokkit.analysis.sharpness import SHARPNESS_DEFINITIONS
 from grokkit.config import RunConfig
 from grokkit.errors import InputError
 from grokkit.experiments import common
-from grokkit.plots import apply_style
 from grokkit.runs import read_metrics, snapshot_steps
 
 NAME = "fig7"
@@ -154,6 +150,10 @@ def spearman(a, b) -> tuple[float, float]:
     """Spearman's rho and its two-sided p (scipy's t approximation); NaN for constant inputs."""
     if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return math.nan, math.nan
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for scipy (or, in plot, matplotlib).
+    from scipy.stats import spearmanr
+
     result = spearmanr(a, b)
     return float(result.statistic), float(result.pvalue)
 
@@ -163,6 +163,8 @@ def permutation_p(a, b, resamples: int = PERMUTATIONS, seed: int = 0) -> float:
     sharpnesses."""
     if math.isnan(spearman(a, b)[0]):
         return math.nan
+    from scipy.stats import permutation_test, spearmanr
+
     result = permutation_test(
         (np.asarray(a), np.asarray(b)),
         lambda x, y: spearmanr(x, y).statistic,
@@ -252,6 +254,9 @@ def table(results) -> dict:
     T = half_grokked_step(first, common_snapshot_step_list(results))
     metrics = [read_metrics(r.run_dir) for r in results]
     vals = [accuracy_at(m, T) for m in metrics]
+    # Imported here: it trains nothing but needs PyTorch, which `reproduce --list` does without.
+    from grokkit.analysis.run_sharpness import run_sharpness
+
     # Each run's loss is its own architecture's (run_sharpness reads the run's config).
     phis = {
         d: [run_sharpness(r.run_dir, EPSILON, ITERATIONS, step=T, definition=d) for r in results]
@@ -341,6 +346,10 @@ def _panel_stats(s: dict) -> str:
 
 
 def plot(sharpness: Sharpness, out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     tables = sharpness.tables
     csv_path = common.write_csv(
         Path(out_dir) / f"{NAME}.csv",

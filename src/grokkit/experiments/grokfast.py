@@ -22,11 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common
-from grokkit.plots import apply_style
 from grokkit.runs import read_metrics
 
 NAME = "grokfast"
@@ -111,6 +108,12 @@ def measure(results, scale: str) -> Methods:
 
 
 def plot(methods: Methods, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     groups = {LABELS[m]: members for m, members in methods.curves.items()}

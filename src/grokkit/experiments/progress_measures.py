@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grokkit.api import load_run
 from grokkit.config import RunConfig
 from grokkit.experiments import common
 from grokkit.files import atomic_write_text
@@ -92,9 +91,10 @@ class Progress:
 
 
 def measure(results, scale: str) -> Progress:
-    from grokkit.analysis import (
-        fourier,
-    )  # loads sklearn (the analysis package): only when measuring
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for torch and pandas (grokkit.api, the Fourier analysis).
+    from grokkit.analysis import fourier
+    from grokkit.api import load_run
 
     (result,) = results
     return Progress(fourier.progress_measures(load_run(result.run_dir)), result.config, scale)

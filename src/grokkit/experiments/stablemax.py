@@ -38,11 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from grokkit.config import RunConfig
 from grokkit.experiments import common
-from grokkit.plots import apply_style
 from grokkit.runs import read_metrics
 
 NAME = "stablemax"
@@ -148,6 +145,12 @@ def measure(results, scale: str) -> Methods:
 
 
 def plot(methods: Methods, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
+    # for matplotlib.
+    import matplotlib.pyplot as plt
+
+    from grokkit.plots import apply_style
+
     apply_style()
     fig, (acc_ax, sc_ax) = plt.subplots(1, 2, figsize=(12.0, 4.6), layout="constrained")
     groups = {display(m): members for m, members in methods.curves.items()}

@@ -35,6 +35,7 @@ from grokkit.errors import InputError
 from grokkit.loggers import logger_factory
 from grokkit.population import population_key
 from grokkit.runs import FINISHED
+from grokkit.step_flops import run_flops
 from grokkit.sweep.executors import (
     core_budget,
     cpu_count,
@@ -57,7 +58,14 @@ from grokkit.sweep.folder import (
     untagged_folder,
     write_index,
 )
-from grokkit.sweep.grid import config_hash, expand_grid, group, plan, run_name
+from grokkit.sweep.grid import (
+    balance_workers,
+    config_hash,
+    expand_grid,
+    group,
+    plan,
+    run_name,
+)
 from grokkit.sweep.progress import SweepProgress, describe
 
 __all__ = [
@@ -169,9 +177,9 @@ def plan_sweep(
     jobs: int | None = None,
 ) -> SweepPlan:
     """The plan ``run_sweep`` follows, computed from the folders as they are (``out_dir`` None:
-    a folder not written yet, every run fresh); reads only. On the CPU, with fewer populations
-    than the ``jobs`` workers (default one per core of ``core_budget``), the largest are split
-    until every worker has one (``fill_workers``); ``jobs=1`` trains in this process and splits
+    a folder not written yet, every run fresh); reads only. On the CPU, populations are split
+    until the ``jobs`` workers (default one per core of ``core_budget``) share the work evenly
+    (``balance_workers``, by each run's FLOPs); ``jobs=1`` trains in this process and splits
     nothing."""
     unique: dict[str, RunConfig] = {}
     for c in configs:
@@ -193,7 +201,12 @@ def plan_sweep(
         for g in plan([unique[n] for n in todo_fresh], max_population)
     ]
     workers = (jobs or core_budget()) if device == "cpu" else 1
-    return SweepPlan(unique, states, fill_workers(groups, workers))
+    if workers == 1:
+        return SweepPlan(unique, states, groups)
+    work = {
+        n: run_flops(unique[n], states[n].step if states[n].kind == "resume" else 0) for n in unique
+    }
+    return SweepPlan(unique, states, balance_workers(groups, workers, work))
 
 
 def _run_folder(out_dir: Path, name: str, config: RunConfig) -> Path:
@@ -204,25 +217,6 @@ def _run_folder(out_dir: Path, name: str, config: RunConfig) -> Path:
         untagged_folder(runs_dir, name, run_name(config, method_tags=False), config)
         or runs_dir / name
     )
-
-
-def fill_workers(
-    groups: list[tuple[list[str], bool]], workers: int
-) -> list[tuple[list[str], bool]]:
-    """Split the largest populations in two until there are ``workers`` of them (or every one
-    has a single run). On a CPU a population's cost per member is flat (benchmarks/RESULTS.md),
-    so one population of 16 on two threads (90 member-steps/s) is slower than two of 8 on one
-    thread each (2 x 62), and a lone population would leave the other workers idle. The halves
-    take every other run: a grid's neighbours (say, seeds of one data fraction) tend to take
-    equally long, so each half gets a mix and the workers finish together."""
-    groups = [(list(g), resume) for g, resume in groups]
-    while len(groups) < workers:
-        i = max(range(len(groups)), key=lambda k: len(groups[k][0]), default=None)
-        if i is None or len(groups[i][0]) < 2:
-            break
-        names, resume = groups[i]
-        groups[i : i + 1] = [(names[0::2], resume), (names[1::2], resume)]
-    return groups
 
 
 def default_max_population(device: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import json
 import math
@@ -119,3 +120,51 @@ def plan(configs: list[RunConfig], max_population: int) -> list[list[int]]:
     ``population_key``, at most ``max_population`` each (a key's runs are split into as few
     chunks as possible, of equal sizes to within one). Groups come in order of their first run."""
     return group([population_key(c) for c in configs], max_population)
+
+
+def list_schedule(durations: list[float], workers: int) -> float:
+    """Makespan of tasks handed out in order, each to the worker that is free first (how a
+    process pool and Ray's queue hand out the populations)."""
+    free_at = [0.0] * max(1, workers)
+    heapq.heapify(free_at)
+    for d in durations:
+        heapq.heappush(free_at, heapq.heappop(free_at) + d)
+    return max(free_at)
+
+
+def balance_workers(
+    groups: list[tuple[list[str], bool]], workers: int, cost: dict[str, float]
+) -> list[tuple[list[str], bool]]:
+    """Populations split so that ``workers`` workers finish together, largest first.
+
+    ``cost``: each run's remaining work (``grokkit.step_flops.run_flops``). A population costs
+    the sum of its members' work (on a CPU the cost per member is flat in the population's size,
+    benchmarks/RESULTS.md), and the pool hands populations out in order to the first free worker
+    (``list_schedule``). The costliest population is halved, again and again (up to four
+    populations per worker), and the first of these splittings whose schedule ends soonest is
+    kept: the fewest splits for the best balance. One halving alone may not help (two workers, a
+    population of 16 units beside one of 8: halving either still leaves 16 or 8 + 8 on one worker)
+    where two do (4 + 8 and 4 + 8). The halves take every other run, because a grid's neighbours
+    (seeds of one data fraction) tend to take equally long. The result is ordered by decreasing
+    cost, the order in which a list schedule finishes soonest. Counting runs instead of their
+    work left a population of the authors' network (twice the cost per step) training alone for
+    an hour while the other worker idled."""
+    groups = [(list(g), resume) for g, resume in groups]
+
+    def total(g: tuple[list[str], bool]) -> float:
+        return sum(cost[n] for n in g[0])
+
+    def makespan(gs: list[tuple[list[str], bool]]) -> float:
+        return list_schedule(sorted(map(total, gs), reverse=True), workers)
+
+    best, best_span = groups, makespan(groups)
+    while len(groups) < 4 * workers:
+        splittable = [i for i, (g, _) in enumerate(groups) if len(g) > 1]
+        if not splittable:
+            break
+        i = max(splittable, key=lambda k: total(groups[k]))
+        g, resume = groups[i]
+        groups = groups[:i] + [(g[0::2], resume), (g[1::2], resume)] + groups[i + 1 :]
+        if makespan(groups) < best_span * (1 - 1e-9):
+            best, best_span = groups, makespan(groups)
+    return sorted(best, key=total, reverse=True)

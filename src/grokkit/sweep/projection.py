@@ -18,7 +18,6 @@ than projected.
 
 from __future__ import annotations
 
-import heapq
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from grokkit.config import RunConfig
 from grokkit.devices import wall_seconds
 from grokkit.population import Population, population_key
 from grokkit.sweep.executors import worker_threads
+from grokkit.sweep.grid import list_schedule
 from grokkit.train import evaluation_count
 
 MEASURE_SECONDS = (
@@ -135,16 +135,4 @@ def project(
         step_seconds = sum((c.steps - start) * cost.step_seconds for c in members)
         eval_seconds = sum(evaluation_count(c, start) * cost.eval_seconds for c in members)
         projected.append(GroupProjection(list(names), step_seconds + eval_seconds))
-    return Projection(
-        _list_schedule([g.seconds for g in projected], jobs), projected, jobs, threads
-    )
-
-
-def _list_schedule(durations: list[float], workers: int) -> float:
-    """Makespan of tasks handed out in order, each to the worker that is free first (how a
-    process pool and Ray's queue hand out the populations)."""
-    free_at = [0.0] * max(1, workers)
-    heapq.heapify(free_at)
-    for d in durations:
-        heapq.heappush(free_at, heapq.heappop(free_at) + d)
-    return max(free_at)
+    return Projection(list_schedule([g.seconds for g in projected], jobs), projected, jobs, threads)
