@@ -127,6 +127,8 @@ def test_a_field_added_later_keeps_existing_run_names():
         {"orthogonal_grad": True},
         {"init_scale": 2.0},
         {"l2": 0.005},
+        {"muon": True},
+        {"fixed_norm": True},
     ):
         assert config_hash(RunConfig().with_changes(**changed)) != "10fe3bcc", changed
 

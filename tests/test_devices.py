@@ -39,6 +39,10 @@ VARIANTS = {
     "post-ln, gelu": TINY.with_changes(norm="post", activation="gelu"),
     "openai-grok": TINY.with_changes(arch="openai-grok"),
     "openai-grok, dropout": TINY.with_changes(arch="openai-grok", optimizer=preset("adam-dropout")),
+    "muon, fixed norm, update noise": TINY.with_changes(
+        muon=True, fixed_norm=True, update_noise=1.0, l2=0.01
+    ),
+    "openai-grok, muon": TINY.with_changes(arch="openai-grok", muon=True),
 }
 
 

@@ -235,9 +235,8 @@ def test_reproduce_list_names_every_target(capsys):
     out = capsys.readouterr().out
     for name in FIGURES:
         assert name in out
-    assert (
-        len(FIGURES) == 11
-    )  # the paper's eight figures, then grokfast, stablemax, progress-measures
+    # the paper's eight figures, then grokfast, stablemax, progress-measures and the benchmark
+    assert len(FIGURES) == 12
 
 
 def test_reproduce_cli_writes_figure_and_report(tmp_path, capsys):
@@ -344,3 +343,30 @@ def test_progress_measures_counts_only_a_real_fall():
     assert falls(fourier, steps, [5.0, 4.0, 6.0, 3.0, 3.5], after=None) == (None, 6.0 / 3.5)
     step, factor = falls(fourier, steps, [5.0, 4.0, 0.5, 0.02, 0.01], after=100)
     assert (step, factor) == (300, 400.0)  # geometric mean of 4 and 0.01 is 0.2: first below at 300
+
+
+def test_the_smoke_benchmark_runs_end_to_end_and_its_report_follows_its_csv(smoke_dir):
+    from grokkit.experiments import benchmark as bm
+
+    rows = read_csv(smoke_dir / "benchmark.csv")
+    assert list(rows[0]) == bm.CSV_HEADER
+    assert {(r["method"], r["variant"]) for r in rows} == {
+        (m, v) for m in bm.METHODS for v in bm.VARIANTS
+    }
+    for r in rows:  # a time not reached within the budget is censored, never a number
+        if int(r["grokked_95"]) < int(r["seeds"]) / 2:
+            assert r["median_steps_95"] == f">{r['budget']}"
+    meta = json.loads((smoke_dir / "benchmark.json").read_text())
+    assert len(meta["cells"]) == len(rows) and meta["budget"] == int(rows[0]["budget"])
+    tuned = {r["method"]: r for r in rows if r["variant"] == "tuned"}
+    verdict = json.loads((smoke_dir / "benchmark.json").read_text())
+    words = (smoke_dir / REPORT).read_text()
+    for method, r in tuned.items():  # the report's words come from the CSV's intervals
+        if method == bm.BASELINE:
+            continue
+        label = bm.LABELS[method]
+        if not r["speedup_95"]:
+            assert f"{label} not measurable" in words
+        elif r["speedup_95_low"] and float(r["speedup_95_low"]) > 1:
+            assert f"{label} {float(r['speedup_95']):.2f}x" in words and "faster" in words
+    assert verdict["definition"].startswith("first evaluated step")

@@ -7,8 +7,9 @@ ends exactly where an uninterrupted run does; with both damaged it is one line o
 config.json, on the command line, from Python), summary.json with missing or wrongly typed
 keys, and a config.json edited to another model shape under export and ``Run.model()``.
 
-Three tiny runs are trained once per module (plain; Grokfast-EMA with ⊥Grad and dropout;
-Grokfast-MA with decay towards the initial weights), so each case costs a load or ten steps.
+Four tiny runs are trained once per module (plain; Grokfast-EMA with ⊥Grad and dropout;
+Grokfast-MA with decay towards the initial weights; Muon with the weight norm fixed), so each case
+costs a load or ten steps.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ VARIANTS = {
     "plain": [],
     "ema": ["--grad-filter", "ema", "--orthogonal-grad", "--dropout", "0.1"],  # noise drawn
     "ma": ["--grad-filter", "ma", "--grad-filter-window", "7", "--decay-target", "init"],
+    "muon": ["--muon", "--fixed-norm"],
 }
 N_TRAIN = 60  # round(0.5 * 121) equations of x+y mod 11
 LATEST, PREVIOUS = runs.CHECKPOINT, runs.PREVIOUS_CHECKPOINT
@@ -201,6 +203,41 @@ _case(
     _put("optimizer", "initial", lambda t: t[:5].clone()),
     "ma",
 )
+_case(
+    "muon momentum with NaN",
+    "'muon_momentum' holds non-finite",
+    _put("optimizer", "muon_momentum", _nan_at),
+    "muon",
+)
+_case(
+    "muon momentum of another shape",
+    "'muon_momentum' should be a float tensor",
+    _put("optimizer", "muon_momentum", lambda t: t[:-1].clone()),
+    "muon",
+)
+_case(
+    "muon momentum missing",
+    "'muon_momentum' is missing",
+    _pop("optimizer", "muon_momentum"),
+    "muon",
+)
+_case(
+    "muon momentum in a run without Muon",
+    "unknown key 'muon_momentum'",
+    _put("optimizer", "muon_momentum", torch.zeros(3)),
+)
+# the fixed norm
+_case("norm target missing", "'norm_target' is missing", _pop("norm_target"), "muon")
+_case("norm target negative", "'norm_target' is -1.0", _put("norm_target", -1.0), "muon")
+_case("norm target NaN", "'norm_target' is nan", _put("norm_target", math.nan), "muon")
+_case("norm target a tensor", "'norm_target' is tensor", _put("norm_target", torch.ones(2)), "muon")
+_case(
+    "norm target not the weights' norm",
+    "the weights' norm",
+    _put("norm_target", lambda v: 1.5 * v),
+    "muon",
+)
+_case("norm target in a run without it", "without --fixed-norm", _put("norm_target", 1.0))
 # interventions
 _case(
     "intervention state in a run without any",
@@ -367,6 +404,8 @@ def test_the_corpus_covers_every_field(built):
         "exp_avg_sq",
         "step_count",
         "initial",
+        "muon momentum",
+        "norm target",
         "interventions",
         "ema",
         "ma ",
@@ -395,7 +434,7 @@ def test_the_checked_fields_are_the_ones_training_writes(built):
     for variant in VARIANTS:
         state = _load(built[variant] / LATEST)
         known = set(checkpoint_check.REQUIRED_KEYS) | set(checkpoint_check.OPTIONAL_KEYS)
-        assert set(state) == known
+        assert set(state) == known - ({"norm_target"} if variant != "muon" else set())
 
 
 def test_valid_checkpoints_of_every_kind_pass(built, tmp_path):

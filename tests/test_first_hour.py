@@ -27,6 +27,7 @@ from grokkit.cli.reproduce_figures import print_plan
 from grokkit.cli.train import summary_line
 from grokkit.config import METHOD_FIELDS, RunConfig
 from grokkit.experiments import fig1_left, fig2_right, fig6, progress_measures
+from grokkit.experiments.common import planned_runs
 from grokkit.experiments.reproduce import figure_runs, plan_figure
 from grokkit.sweep import SweepResult, config_hash, expand_grid, run_name, run_sweep
 from grokkit.sweep.folder import INDEX_COLUMNS, SweepError, check_out_dir, index_row
@@ -66,6 +67,8 @@ METHOD_VALUES = {
     "init": "nanda",
     "init_scale": 2.0,
     "tf32": True,
+    "muon": True,
+    "fixed_norm": True,
 }
 
 
@@ -555,7 +558,8 @@ def test_reproduce_list_counts_every_figures_runs(capsys):
     rows = {line.split()[0]: line.split()[1:4] for line in capsys.readouterr().out.splitlines()[1:]}
     assert list(rows) == list(experiments.FIGURES)
     for name, module in experiments.FIGURES.items():
-        runs_per_scale = [len(figure_runs(name, scale)) for scale in experiments.SCALES]
+        # the runs, and a figure's second-stage runs (the benchmark's tuned runs) as planned
+        runs_per_scale = [len(planned_runs(module, scale)) for scale in experiments.SCALES]
         assert [int(n) for n in rows[name]] == runs_per_scale, name
 
 

@@ -118,6 +118,8 @@ def test_init_scale_multiplies_every_initial_weight():
         {"grad_filter": "ma", "grad_filter_window": 4},
         {"orthogonal_grad": True, "grad_filter": "ema"},
         {"loss": "stablemax"},
+        {"muon": True, "l2": 0.01},
+        {"fixed_norm": True, "init_scale": 2.0},
     ],
 )
 def test_resume_with_a_method_equals_a_straight_run(tmp_path, changes):

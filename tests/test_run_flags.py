@@ -99,6 +99,7 @@ def test_a_sweep_varies_its_axes_in_the_order_it_always_has():
         ("update_noise", "update_noise"),
         ("weight_noise", "weight_noise"),
         ("dropout", "dropout"),
+        ("muon", "muon"),  # an optimizer setting: in their declared order
         ("init", "init"),
         ("init_scale", "init_scale"),
         ("grad_filter", "grad_filter"),
@@ -109,6 +110,7 @@ def test_a_sweep_varies_its_axes_in_the_order_it_always_has():
         ("orthogonal_grad", "orthogonal_grad"),
         ("tf32", "tf32"),
         ("arch", "arch"),
+        ("fixed_norm", "fixed_norm"),
     ]
     single = ["steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_after_val_99"]
     assert list(SINGLE_FLAGS) == single

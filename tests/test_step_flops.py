@@ -15,7 +15,13 @@ from grokkit.model import (
     openai_tokens,
 )
 from grokkit.ops import get_operation
-from grokkit.step_flops import forward_flops_per_example, run_flops, training_step_flops
+from grokkit.population import Population
+from grokkit.step_flops import (
+    forward_flops_per_example,
+    muon_flops,
+    run_flops,
+    training_step_flops,
+)
 from grokkit.train import evaluation_count
 
 
@@ -67,3 +73,15 @@ def test_a_runs_flops_are_its_steps_and_evaluations():
     assert run_flops(config, 1000) == evaluation_count(
         config, 1000
     ) * n * forward_flops_per_example(cfg)
+
+
+@pytest.mark.parametrize("arch", ["grokkit", "openai-grok"])
+def test_muons_flops_are_what_torch_counts_in_its_update(arch):
+    config = RunConfig(operation="x+y", modulus=11, d_model=32, n_heads=4, d_mlp=128)
+    config = config.with_changes(arch=arch, muon=True)
+    pop = Population([config])
+    with FlopCounterMode(display=False) as counter:  # AdamW's part multiplies no matrices
+        pop.optimizer.step(pop.flat, torch.randn_like(pop.flat))
+    assert counter.get_total_flops() == muon_flops(pop.model_config)
+    plain = config.with_changes(muon=False)
+    assert run_flops(config) == run_flops(plain) + config.steps * muon_flops(pop.model_config)

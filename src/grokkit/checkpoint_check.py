@@ -25,6 +25,7 @@ from grokkit.ops import get_operation
 
 # Top-level keys of a checkpoint: always written, and written only by some versions or settings.
 # ``noise_device`` and ``interventions`` came later; a checkpoint without them resumes as before.
+# ``norm_target``: only --fixed-norm runs write it.
 REQUIRED_KEYS = (
     "config",
     "step",
@@ -36,7 +37,7 @@ REQUIRED_KEYS = (
     "position",
     "tracker",
 )
-OPTIONAL_KEYS = ("noise_device", "interventions")
+OPTIONAL_KEYS = ("noise_device", "interventions", "norm_target")
 
 # train.Tracker's fields: the exact set a checkpoint's tracker holds.
 TRACKER_FIELDS = (
@@ -94,6 +95,7 @@ def check_training_state(state: dict, config: RunConfig) -> None:
     _check_generator("noise_generator", state["noise_generator"], noise_device)
     _check_batch_order(state["permutation"], state["position"], config, step)
     _check_interventions(state.get("interventions"), config, flat, step)
+    _check_norm_target(state.get("norm_target"), config, flat)
     _check_tracker(state["tracker"], step)
 
 
@@ -152,10 +154,12 @@ def _check_vector(name: str, value, shape: tuple[int, ...]) -> Tensor:
 def _check_optimizer(opt: dict, config: RunConfig, flat: Tensor, step: int) -> None:
     # "initial" (the weights decay pulls towards) is written for every member of a population in
     # which any member decays towards its initial weights, so it is required only for those.
+    # Muon's momentum, like Adam's moments, is laid out as the weights (optim.BatchedMuon).
     to_init = config.optimizer.decay_target == "init"
-    required = ("exp_avg", "exp_avg_sq", "step_count", *(("initial",) if to_init else ()))
+    muon = ("muon_momentum",) if config.optimizer.muon else ()
+    required = ("exp_avg", "exp_avg_sq", "step_count", *(("initial",) if to_init else ()), *muon)
     _check_keys(opt, required, ("initial",), "the optimizer's ")
-    for key in ("exp_avg", "exp_avg_sq", "initial"):
+    for key in ("exp_avg", "exp_avg_sq", "initial", *muon):
         if key in opt:
             _check_vector(f"the optimizer's {key!r}", opt[key], tuple(flat.shape))
     if bool((opt["exp_avg_sq"] < 0).any()):
@@ -275,6 +279,26 @@ def _check_interventions(states, config: RunConfig, flat: Tensor, step: int) -> 
                 _check_vector(f"{where}'total'", s["total"], (P,))
         else:  # orthogonal_grad: stateless
             _check_keys(s, (), (), where)
+
+
+def _check_norm_target(target, config: RunConfig, flat: Tensor) -> None:
+    """A --fixed-norm run's initial weight norm: a positive number, which the weights keep."""
+    if target is None:
+        if config.fixed_norm:
+            raise CheckpointProblem(
+                "'norm_target' is missing (the run keeps its weight norm fixed)"
+            )
+        return
+    if not config.fixed_norm:
+        raise CheckpointProblem("'norm_target' is set in a run without --fixed-norm")
+    if not _is_number(target) or not math.isfinite(target) or target <= 0:
+        raise CheckpointProblem(f"'norm_target' is {target!r}, not a positive finite number")
+    norm = float(flat.double().norm())
+    # Rescaled after every update, the weights hold the target up to float32 rounding.
+    if abs(norm - target) > 1e-4 * target:
+        raise CheckpointProblem(
+            f"'norm_target' is {target:g}, the weights' norm {norm:g} (the run keeps them equal)"
+        )
 
 
 def _check_step(name: str, value, step: int, optional: bool = True) -> None:

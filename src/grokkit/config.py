@@ -70,10 +70,12 @@ LATER_FIELDS = (
     "orthogonal_grad",
     "tf32",
     "arch",
+    "fixed_norm",
 )
-# The settings of the methods that followed the paper (l2 is the optimizer's): each one that
-# differs from its default becomes a tag of the run's name (RunConfig.method_tags). All are later
-# fields, so a run that leaves them at their defaults keeps its name and hash.
+# The settings of the methods that followed the paper (those of OPTIMIZER_METHOD_FIELDS are the
+# optimizer's): each one that differs from its default becomes a tag of the run's name
+# (RunConfig.method_tags). All are later fields, so a run that leaves them at their defaults keeps
+# its name and hash.
 METHOD_FIELDS = (
     "grad_filter",
     "grad_filter_alpha",
@@ -85,7 +87,10 @@ METHOD_FIELDS = (
     "init",
     "init_scale",
     "tf32",
+    "muon",
+    "fixed_norm",
 )
+OPTIMIZER_METHOD_FIELDS = ("l2", "muon")
 _METHOD_TAGS = {
     "grad_filter": lambda v: f"grokfast_{v}",
     "grad_filter_alpha": lambda v: f"alpha{v:g}",
@@ -97,6 +102,8 @@ _METHOD_TAGS = {
     "init": lambda v: f"init_{v}",
     "init_scale": lambda v: f"init_scale{v:g}",
     "tf32": "tf32",
+    "muon": "muon",
+    "fixed_norm": "fixed_norm",
 }
 
 
@@ -209,6 +216,12 @@ class RunConfig:
         "⊥Grad (Prieto et al. 2025): remove from each weight tensor's gradient its component "
         "along the tensor, keeping the gradient's norm",
     )
+    fixed_norm: bool = setting(
+        False,
+        "methods",
+        "Omnigrok (Liu et al. 2022): after every update, rescale all the weights to their global "
+        "L2 norm at initialisation (after --init-scale)",
+    )
     # The authors' released code: their network, tokens, S5 convention, split and epoch
     # batches (grokkit.openai_grok).
     arch: str = setting(
@@ -310,11 +323,11 @@ class RunConfig:
         that differs from its default, e.g. ``["grokfast_ema", "lambda2", "l2_0.005"]``: what
         tells apart, in run names and ``--plan`` rows, runs that differ only in a method. Empty
         for the paper's runs, so their names stay what they always were."""
-        defaults = {f.name: f.default for f in fields(RunConfig)}
         tags = []
         for name in METHOD_FIELDS:
-            value = self.optimizer.l2 if name == "l2" else getattr(self, name)
-            if value == (OptimizerConfig.l2 if name == "l2" else defaults[name]):
+            owner = self.optimizer if name in OPTIMIZER_METHOD_FIELDS else self
+            value = getattr(owner, name)
+            if value == getattr(type(owner), name):  # the field's default
                 continue
             tag = _METHOD_TAGS[name]
             tags.append(tag if isinstance(tag, str) else tag(value))
@@ -342,6 +355,10 @@ class RunConfig:
             parts.append(f"init × {self.init_scale:g}")
         if self.tf32:
             parts.append("TF32")
+        if self.optimizer.muon:
+            parts.append("Muon (hidden matrices)")
+        if self.fixed_norm:
+            parts.append("weight norm fixed at init")
         return ", ".join(parts)
 
     @property

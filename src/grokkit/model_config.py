@@ -187,6 +187,22 @@ def parameter_layout(cfg: ModelConfig) -> tuple[tuple[str, int, int, tuple[int, 
     return tuple(layout)
 
 
+HIDDEN_MATRICES = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out")
+
+
+def hidden_matrices(cfg: ModelConfig) -> tuple[tuple[str, int, tuple[int, int], int], ...]:
+    """(name, offset, shape, pieces) of each 2-D weight matrix of the blocks (``HIDDEN_MATRICES``),
+    in layout order: what ``--muon`` updates by Muon. ``pieces``: how many PyTorch modules' weights
+    the matrix holds side by side as blocks of columns: openai-grok's W_Q, W_K and W_V hold one
+    ``Linear(d_model, d_key)`` per head (grok/transformer.py's AttentionHead); 1 otherwise."""
+    heads = cfg.n_heads if cfg.openai else 1
+    return tuple(
+        (name, offset, shape, heads if leaf in ("W_Q", "W_K", "W_V") else 1)
+        for name, offset, _, shape in parameter_layout(cfg)
+        if name.startswith("blocks.") and (leaf := name.rsplit(".", 1)[-1]) in HIDDEN_MATRICES
+    )
+
+
 def norm_groups(cfg: ModelConfig) -> dict[str, list[str]]:
     """The model's parts whose weight norms metrics.csv records: ``embed`` (W_E, W_pos), each
     ``block_L``, and ``unembed`` (the final LayerNorm, if any, and W_U)."""

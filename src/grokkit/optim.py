@@ -12,6 +12,8 @@ hyperparameters in a handful of tensor operations; for each member it computes e
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -113,15 +115,28 @@ class BatchedAdamW:
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
         self.step_count += 1
+        grad = self.with_l2(flat, grad)
+        self.adam_update(flat, grad)
+        self.add_update_noise(flat, noise)
+
+    def with_l2(self, flat: Tensor, grad: Tensor) -> Tensor:
+        """The gradient plus each member's coupled L2 term, l2 * W."""
+        if not self.any_l2:
+            return grad
+        return grad + self.l2 * flat  # a new tensor: the caller's gradient stays as it was
+
+    def adam_update(self, flat: Tensor, grad: Tensor) -> None:
+        """Weight decay and Adam's step of the current update (``step_count``) on ``flat``."""
         u = self.step_count
-        if self.any_l2:
-            grad = grad + self.l2 * flat  # a new tensor: the caller's gradient stays as it was
         if self.fused:
             self._fused_step(flat, grad, u)
         else:
             self._tensor_step(flat, grad, u, self.scheduled_lr(u))
+
+    def add_update_noise(self, flat: Tensor, noise: list[torch.Generator] | None) -> None:
+        """W <- W + lr * update_noise * N(0, 1) for the members with update noise."""
         if self.any_update_noise:
-            lr = self.scheduled_lr(u)
+            lr = self.scheduled_lr(self.step_count)
             # Only members with update noise draw, so the others' generators stay as if alone.
             eps = torch.stack(
                 [
@@ -220,3 +235,149 @@ class BatchedAdamW:
         if self.initial is not None:
             self.initial = self.initial[idx].contiguous()
         self._derive_from_configs()
+
+
+# ---------------------------------------------------------------- Muon (Jordan et al. 2024)
+
+# torch.optim.Muon's defaults (torch/optim/_muon.py, from Keller Jordan's muon.py).
+MUON_MOMENTUM = 0.95
+NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
+NS_STEPS = 5
+NS_EPS = 1e-7
+
+
+def newton_schulz(matrices: Tensor) -> Tensor:
+    """torch.optim.Muon's orthogonalisation of each matrix of a stack [N, rows, cols], in bfloat16
+    as there (a tall stack iterated as its transpose), one batched product per term: matrix by
+    matrix what torch's ``_zeropower_via_newtonschulz`` returns (tested)."""
+    a, b, c = NS_COEFFICIENTS
+    x = matrices.bfloat16()
+    tall = matrices.size(-2) > matrices.size(-1)
+    if tall:
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=NS_EPS)
+    for _ in range(NS_STEPS):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
+def _pieces(t: Tensor, offset: int, shape: tuple[int, int], pieces: int) -> Tensor:
+    """A hidden matrix [in, out] of every member of ``t`` [E, width], at ``offset``, as views
+    [E, pieces, in, out / pieces]: the weights of the PyTorch modules it holds side by side."""
+    rows, cols = shape
+    block = t[:, offset : offset + rows * cols]
+    return block.view(t.shape[0], rows, pieces, cols // pieces).transpose(1, 2)
+
+
+class BatchedMuon:
+    """Muon for the blocks' hidden matrices and BatchedAdamW for every other weight, over a
+    population's flat parameters [E, P], with each member's learning rate, warm-up and decay.
+
+    Per member, update u and hidden matrix (as the nn.Linear weight W [out, in]), what
+    torch.optim.Muon computes with its defaults (momentum mu 0.95, Nesterov, five Newton-Schulz
+    steps in bfloat16, adjust_lr_fn None):
+        B <- B + (1 - mu) (g - B);  O = NS(g + mu (B - g))
+        W <- W (1 - lr_u wd) - lr_u sqrt(max(1, out / in)) O
+    (torch's lerps: its documented B <- mu B + g, g + mu B, times 1 - mu, which NS's
+    normalisation removes). g holds the coupled L2 term, the gradient of the penalised loss; the
+    other weights take exactly BatchedAdamW's step; update noise (A.1.2) is added to every weight
+    after both, as W <- W + lr (dW + eps) defines it.
+
+    ``matrices``: (name, offset, shape, pieces) of each hidden matrix (model_config's
+    ``hidden_matrices``).
+    """
+
+    def __init__(self, configs: list[OptimizerConfig], flat: Tensor, matrices: tuple):
+        E, self.width = flat.shape
+        is_muon = torch.zeros(self.width, dtype=torch.bool)
+        for _, offset, (rows, cols), _ in matrices:
+            is_muon[offset : offset + rows * cols] = True
+        self.muon_columns = is_muon.nonzero().squeeze(1).to(flat.device)
+        self.adam_columns = (~is_muon).nonzero().squeeze(1).to(flat.device)
+        self.adamw = BatchedAdamW(configs, flat.index_select(1, self.adam_columns))
+        self.momentum = flat.new_zeros(E, len(self.muon_columns))  # the Muon columns' buffers
+        self.groups = _muon_groups(matrices)
+
+    @property
+    def step_count(self) -> int:
+        return self.adamw.step_count
+
+    @property
+    def fused(self) -> bool:
+        return self.adamw.fused
+
+    @property
+    def any_update_noise(self) -> bool:
+        return self.adamw.any_update_noise
+
+    def scheduled_lr(self, update: int) -> Tensor:
+        return self.adamw.scheduled_lr(update)
+
+    @torch.no_grad()
+    def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
+        adamw = self.adamw
+        adamw.step_count += 1
+        grad = adamw.with_l2(flat, grad)
+        others = flat.index_select(1, self.adam_columns)
+        adamw.adam_update(others, grad.index_select(1, self.adam_columns))
+        flat.index_copy_(1, self.adam_columns, others)
+        self._muon_update(flat, grad.index_select(1, self.muon_columns))
+        adamw.add_update_noise(flat, noise)
+
+    def _muon_update(self, flat: Tensor, grad: Tensor) -> None:
+        """torch.optim.Muon's step on every hidden matrix; ``grad`` [E, Muon columns]."""
+        lr = self.adamw.scheduled_lr(self.adamw.step_count).view(-1, 1, 1, 1)
+        decay = 1 - lr * self.adamw.weight_decay.view(-1, 1, 1, 1)
+        self.momentum.lerp_(grad, 1 - MUON_MOMENTUM)
+        nesterov = grad.lerp(self.momentum, MUON_MOMENTUM)
+        for ratio, matrices in self.groups:
+            # grokkit's W is [in, out] (h @ W); torch.optim.Muon would hold the nn.Linear weight
+            # [out, in]: each piece goes in as that transpose, so the orientation NS iterates in
+            # and the factor sqrt(max(1, out / in)) are torch's for the same layer.
+            stacked = torch.cat(
+                [_pieces(nesterov, at, shape, k).mT.flatten(0, 1) for _, at, shape, k in matrices]
+            )
+            ortho = newton_schulz(stacked).split([len(flat) * k for _, _, _, k in matrices])
+            for (offset, _, shape, k), o in zip(matrices, ortho):
+                weights = _pieces(flat, offset, shape, k)
+                weights.mul_(decay)
+                weights.sub_(o.view(len(flat), k, *o.shape[1:]).mT * (lr * ratio))
+
+    def member_state(self, i: int) -> dict:
+        """BatchedAdamW's state and Muon's momentum, each laid out as the weights (zeros where the
+        other optimiser acts), so that a checkpoint's vectors all have the weights' shape."""
+        state = self.adamw.member_state(i)
+        for key in ("exp_avg", "exp_avg_sq"):
+            state[key] = self._spread(state[key], self.adam_columns)
+        state["muon_momentum"] = self._spread(self.momentum[i], self.muon_columns)
+        return state
+
+    def _spread(self, values: Tensor, columns: Tensor) -> Tensor:
+        out = values.new_zeros(self.width)
+        out[columns] = values
+        return out
+
+    def load_member_state(self, i: int, state: dict) -> None:
+        adam = {k: v for k, v in state.items() if k != "muon_momentum"}
+        for key in ("exp_avg", "exp_avg_sq"):
+            adam[key] = state[key][self.adam_columns]
+        self.adamw.load_member_state(i, adam)
+        self.momentum[i] = state["muon_momentum"][self.muon_columns]
+
+    def keep(self, idx: Tensor) -> None:
+        """Keep only the members at ``idx`` (see Population.keep)."""
+        self.adamw.keep(idx)
+        self.momentum = self.momentum[idx].contiguous()
+
+
+def _muon_groups(matrices: tuple) -> list[tuple[float, list[tuple[int, int, tuple, int]]]]:
+    """The hidden matrices by the shape torch.optim.Muon sees, [out, in] of one piece (one
+    Newton-Schulz call each): (sqrt(max(1, out / in)), [(offset in the weights, offset in the
+    Muon columns, shape, pieces), ...])."""
+    groups: dict[tuple[int, int], list] = {}
+    at = 0
+    for _, offset, (rows, cols), pieces in matrices:
+        groups.setdefault((cols // pieces, rows), []).append((offset, at, (rows, cols), pieces))
+        at += rows * cols
+    return [(math.sqrt(max(1, out / in_)), members) for (out, in_), members in groups.items()]

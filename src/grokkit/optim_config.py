@@ -52,6 +52,15 @@ class OptimizerConfig:
         0.0, "optimisation", "std of Gaussian noise on the weights in each forward pass"
     )
     dropout: float = setting(0.0, "optimisation", "residual dropout rate")
+    # An optimizer setting rather than a run's: Muon replaces AdamW's update rule for part of the
+    # weights with the same learning rate, warm-up and weight decay, and so combines with every
+    # preset as its other knobs do (--optimizer adam --muon: Muon without weight decay).
+    muon: bool = setting(
+        False,
+        "optimisation",
+        "Muon (Jordan et al. 2024; torch.optim.Muon, momentum 0.95, Nesterov) for the blocks' "
+        "hidden weight matrices, AdamW for the rest (embeddings, unembedding, biases, LayerNorms)",
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -78,6 +87,11 @@ class OptimizerConfig:
             (self.update_noise >= 0, f"update noise must be >= 0, got {self.update_noise}"),
             (self.weight_noise >= 0, f"weight noise must be >= 0, got {self.weight_noise}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (
+                not (self.muon and self.decay_target == "init"),
+                "--muon decays the hidden matrices towards the origin, as torch.optim.Muon; "
+                "--decay-target init cannot be honoured",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -111,7 +125,7 @@ class OptimizerConfig:
 
 # Fields added after grokkit 0.1: left out of a run's identity while at their defaults (see
 # RunConfig.identity_dict), so existing run names stay.
-LATER_FIELDS = ("l2",)
+LATER_FIELDS = ("l2", "muon")
 
 _BASE = OptimizerConfig()
 _ADAM = replace(_BASE, weight_decay=0.0)

@@ -37,9 +37,10 @@ from grokkit.model import (
     parameter_shapes,
     unflatten,
 )
+from grokkit.model_config import hidden_matrices
 from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
-from grokkit.optim import BatchedAdamW
+from grokkit.optim import BatchedAdamW, BatchedMuon
 
 GEMM_ROUNDS, GEMM_STEPS_PER_ROUND, GEMM_WARMUP = 4, 3, 2
 
@@ -97,6 +98,10 @@ def population_key(config: RunConfig) -> tuple:
         config.grad_filter_window if config.grad_filter == "ma" else None,
         config.orthogonal_grad,
         config.loss,
+        # Muon and the fixed norm change the update of the whole stack (its optimizer, a rescaling
+        # after it): on or off for every member.
+        config.optimizer.muon,
+        config.fixed_norm,
         config.tf32,  # a process-wide PyTorch setting: one value per population
         config.arch,
         # The authors' epochs end with a smaller batch: members step through epochs together only
@@ -203,7 +208,8 @@ def _check_compatible(configs: list[RunConfig]) -> None:
     if len(keys) > 1:
         raise ValueError(
             "runs in one population must share operation, model shape, batch size, "
-            "evaluation interval and whether they use dropout"
+            "evaluation interval, whether they use dropout, and which methods they use (filter, "
+            "⊥Grad, loss, Muon, fixed norm)"
         )
 
 
@@ -299,7 +305,13 @@ class Population:
         """The optimizer over ``flat``, the gradient interventions (none: the paper), the loss, and
         what the openai-grok forward pass needs built before any step."""
         first = self.configs[0]
-        self.optimizer = BatchedAdamW([c.optimizer for c in self.configs], self.flat)
+        opts = [c.optimizer for c in self.configs]
+        if first.optimizer.muon:
+            self.optimizer = BatchedMuon(opts, self.flat, hidden_matrices(self.model_config))
+        else:
+            self.optimizer = BatchedAdamW(opts, self.flat)
+        # Omnigrok's constraint: each member's global weight norm at initialisation, kept.
+        self.norm_target = self.flat.norm(dim=1) if first.fixed_norm else None
         self.interventions = _interventions(self.configs, self.model_config, self.device)
         self.loss = LOSSES[first.loss]
         self.openai = first.arch == "openai-grok"
@@ -429,7 +441,15 @@ class Population:
             [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
         )
         self.optimizer.step(self.flat, grad, noise)
+        if self.norm_target is not None:
+            self._restore_norm()
         return losses.detach()
+
+    @torch.no_grad()
+    def _restore_norm(self) -> None:
+        """Each member's weights rescaled to its initial global L2 norm, as Omnigrok's code does
+        after every optimizer step (its factor sqrt(initial / current) of squared norms)."""
+        self.flat.mul_((self.norm_target / self.flat.norm(dim=1)).unsqueeze(1))
 
     def _token_targets(self, answers: Tensor) -> Tensor:
         """What the logits are scored against: the answers, or for openai-grok the answer's token
@@ -517,6 +537,7 @@ class Population:
             "permutation": m.permutation,
             "position": m.position,
             "interventions": self.interventions.member_state(i),
+            **({} if self.norm_target is None else {"norm_target": float(self.norm_target[i])}),
         }
 
     def load_member_state(self, i: int, state: dict) -> None:
@@ -533,6 +554,8 @@ class Population:
         m.load_noise_state(state)
         m.set_permutation(state["permutation"], state["position"])
         self.interventions.load_member_state(i, state.get("interventions", []))
+        if self.norm_target is not None:
+            self.norm_target[i] = state["norm_target"]
 
     @classmethod
     def from_member_states(
@@ -555,4 +578,6 @@ class Population:
         self.eval_targets, self.train_mask = self.eval_targets[idx], self.train_mask[idx]
         self.optimizer.keep(idx)
         self.interventions.keep(idx)
+        if self.norm_target is not None:
+            self.norm_target = self.norm_target[idx]
         self._refresh_hyperparameters()

@@ -5,7 +5,8 @@ example and layer, the four d x d projections of every position, the attention s
 weighted sum, the MLP's two products, then the unembedding of each scored position. A product of
 an [a, b] by a [b, c] matrix counts 2abc FLOPs; the backward pass counts twice the forward (the
 gradients with respect to the inputs and to the weights); LayerNorm, softmax, activations and the
-optimizer are left out (a few per cent at the paper's shape). ``grokkit.fast_path`` computes the
+optimizer are left out (a few per cent at the paper's shape), but for Muon's Newton-Schulz products
+(``--muon``: about a quarter of a step at the paper's shape). ``grokkit.fast_path`` computes the
 same function with less arithmetic, so a measured step time against this count is the rate of the
 dense-equivalent work.
 
@@ -15,8 +16,14 @@ The sweep uses ``run_flops`` to balance its populations across workers (``sweep.
 from __future__ import annotations
 
 from grokkit.config import RunConfig
-from grokkit.model_config import OPENAI_SEQUENCE_LENGTH, SEQUENCE_LENGTH, ModelConfig
+from grokkit.model_config import (
+    OPENAI_SEQUENCE_LENGTH,
+    SEQUENCE_LENGTH,
+    ModelConfig,
+    hidden_matrices,
+)
 from grokkit.ops import get_operation
+from grokkit.optim import NS_STEPS
 from grokkit.train import evaluation_count
 
 
@@ -37,6 +44,17 @@ def training_step_flops(model: ModelConfig, batch_size: int) -> int:
     return 3 * batch_size * forward_flops_per_example(model)
 
 
+def muon_flops(model: ModelConfig) -> int:
+    """FLOPs of Muon's orthogonalisation in one update of one member: on each module's weight of
+    each hidden matrix, iterated as [r, c] with r <= c, every Newton-Schulz step forms X X^T, its
+    square, and the product with X."""
+    total = 0
+    for _, _, (rows, cols), pieces in hidden_matrices(model):
+        r, c = sorted((rows, cols // pieces))
+        total += pieces * NS_STEPS * (4 * r * r * c + 2 * r**3)
+    return total
+
+
 def run_flops(config: RunConfig, start_step: int = 0) -> int:
     """FLOPs a run still has to compute from ``start_step``: its training steps and its
     evaluations of the whole table (forward passes only)."""
@@ -47,4 +65,5 @@ def run_flops(config: RunConfig, start_step: int = 0) -> int:
     steps = max(0, config.steps - start_step)
     evaluations = evaluation_count(config, start_step)
     forward = forward_flops_per_example(model)
-    return steps * training_step_flops(model, batch) + evaluations * operation.n_equations * forward
+    step = training_step_flops(model, batch) + (muon_flops(model) if config.optimizer.muon else 0)
+    return steps * step + evaluations * operation.n_equations * forward

@@ -14,6 +14,7 @@ from grokkit.cli.common import (
 )
 from grokkit.errors import InputError
 from grokkit.experiments import SCALES
+from grokkit.experiments.common import planned_runs
 
 
 def register(sub) -> None:
@@ -53,7 +54,7 @@ def print_list() -> None:
     width = max(len("target"), *map(len, experiments.FIGURES))
     print(f"{'target':<{width}} {'runs: smoke':>11} {'laptop':>7} {'paper':>6}  description")
     for name, module in experiments.FIGURES.items():
-        counts = [len(module.runs(s)) for s in SCALES]
+        counts = [len(planned_runs(module, s)) for s in SCALES]
         print(
             f"{name:<{width}} {counts[0]:>11} {counts[1]:>7} {counts[2]:>6}  {module.DESCRIPTION}"
         )

@@ -16,9 +16,9 @@ from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.experiments.reproduce import (
     REPORT,
-    figure_runs,
     format_seconds,
     plan_figures,
+    planned_runs,
     reproduce_figure,
 )
 from grokkit.sweep import check_out_dir, cpu_count
@@ -125,7 +125,7 @@ def _print_totals(plan: dict, out) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = list(experiments.FIGURES) if args.figure == "all" else [args.figure]
+    names = list(experiments.ALL_FIGURES) if args.figure == "all" else [args.figure]
     options = {"operation": args.op, "arch": args.arch}
     _check_runs(names, args, options)
     if args.plan or args.out:  # the projection measures with the threads the training will have
@@ -153,9 +153,9 @@ def _check_runs(names: list[str], args: argparse.Namespace, options: dict) -> No
         raise InputError("--op applies to fig6 only")
     if args.arch is not None and not {"fig3", "fig7"} & set(names):
         raise InputError("--arch applies to fig3 and fig7 only")
-    for name in names:
-        for config in figure_runs(name, args.scale, **options):  # unknown figure or scale: one line
-            validate_run(config)  # an unknown --op: one line
+    for name in names:  # an unknown figure or scale, or an unknown --op: one line
+        for config in planned_runs(name, args.scale, **options):
+            validate_run(config)
 
 
 def _train(names: list[str], args: argparse.Namespace, options: dict) -> None:

@@ -62,6 +62,14 @@ def base_config(operation: str, scale: str, optimizer: str = "adamw", **changes)
     return cfg.with_changes(**changes) if changes else cfg
 
 
+def planned_runs(module, scale: str, **options) -> list[RunConfig]:
+    """Every run a figure module would train at ``scale``: its runs, and for a figure that chooses
+    further runs from the first ones' results (the benchmark's tuned runs), stand-ins for those
+    (``planned_followup_runs``), so that listings and plans count them."""
+    later = getattr(module, "planned_followup_runs", None)
+    return module.runs(scale, **options) + (later(scale) if later else [])
+
+
 def gpu_hours(configs: Iterable[RunConfig], rate: float = GPU_MEMBER_STEPS_PER_SECOND) -> float:
     """Upper bound of GPU-hours: every run spends its whole budget (early stops only save)."""
     return sum(c.steps for c in configs) / rate / 3600.0

@@ -19,7 +19,13 @@ from pathlib import Path
 from grokkit import experiments
 from grokkit.devices import device_name, load_average
 from grokkit.errors import InputError
-from grokkit.experiments.common import GPU_MEMBER_STEPS_PER_SECOND, check_scale, gpu_hours, op_label
+from grokkit.experiments.common import (
+    GPU_MEMBER_STEPS_PER_SECOND,
+    check_scale,
+    gpu_hours,
+    op_label,
+    planned_runs as planned_runs_of,
+)
 from grokkit.runs import atomic_write_text, read_json, write_json
 from grokkit.sweep import default_jobs, default_max_population, plan_sweep, run_sweep
 from grokkit.sweep.projection import CostMeter, project
@@ -43,6 +49,14 @@ def figure_runs(name: str, scale: str, **options):
     )
 
 
+def planned_runs(name: str, scale: str, **options) -> list:
+    """Every run a figure would train (``common.planned_runs``)."""
+    check_scale(scale)
+    module = figure_module(name)
+    options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    return planned_runs_of(module, scale, **options)
+
+
 def plan_figure(
     name: str,
     scale: str,
@@ -58,7 +72,7 @@ def plan_figure(
     Returns {"figure", "runs": [one dict per run], "estimated_seconds", "jobs", "threads"}. A run's
     status is "new", "resume" (from its checkpoint), "done" (finished in ``out_dir``) or "shared"
     (trained by a figure planned before this one: ``planned_before`` holds their run names)."""
-    configs = figure_runs(name, scale, **options)
+    configs = planned_runs(name, scale, **options)
     out_dir = Path(out_dir) if out_dir is not None else None
     max_population = default_max_population(device)
     plan = plan_sweep(configs, out_dir, max_population, device, jobs)
@@ -197,6 +211,21 @@ def reproduce_figure(
         progress=progress,
         loggers=loggers,
     )
+    if hasattr(module, "followup_runs"):  # a second stage, chosen from the first's results
+        later = module.followup_runs(results, scale)
+        results = _unique(
+            results
+            + run_sweep(
+                later,
+                out_dir,
+                executor=executor,
+                jobs=jobs,
+                device=device,
+                progress=progress,
+                loggers=loggers,
+            )
+        )
+        configs = configs + later
     trained = time.perf_counter()
     # The figure's numbers, computed once; the plot and the sentences are made from them.
     measured = module.measure(results, scale, **options)
@@ -204,13 +233,14 @@ def reproduce_figure(
     text = module.verdict(measured)
     # Figures that test a claim we do not reproduce say which hypothesis explains it.
     explained = module.disagreement(measured) if hasattr(module, "disagreement") else None
+    findings = module.claims(measured) if hasattr(module, "claims") else []
     finished = time.perf_counter()
     meta = {
         "figure": name,
         "description": module.DESCRIPTION,
         "scale": scale,
         "options": options,
-        "n_runs": len(configs),
+        "n_runs": len({r.run_dir for r in results}),
         "wall_seconds": finished - started,
         "train_wall_seconds": trained - started,
         "analysis_wall_seconds": finished - trained,
@@ -219,17 +249,25 @@ def reproduce_figure(
         "claim": module.CLAIM,
         "verdict": text,
         "disagreement": explained,
+        "findings": findings,
         "reductions": module.REDUCTIONS[scale],
-        "paper_gpu_hours_estimate": gpu_hours(module.runs("paper", **options)),
+        "paper_gpu_hours_estimate": gpu_hours(planned_runs(name, "paper", **options)),
         "files": [p.name for p in files],
         "device": device,
         "hardware": device_name(device),
         "tasks": sorted({op_label(c) for c in configs}),
         "presets": sorted({c.preset or "custom" for c in configs}),
     }
+    if hasattr(module, "json_data"):  # a figure's own numbers beside its metadata
+        meta.update(module.json_data(measured))
     write_json(out_dir / f"{name}.json", meta)
     write_report(out_dir)
     return meta
+
+
+def _unique(results: list) -> list:
+    """Results once each (a second stage may hand back runs of the first)."""
+    return list({r.run_dir: r for r in results}.values())
 
 
 def write_report(out_dir: Path) -> Path:
@@ -268,6 +306,7 @@ def write_report(out_dir: Path) -> Path:
                 if m.get("disagreement")
                 else []
             ),
+            *[f"- **Claim checked:** {f}" for f in m.get("findings", [])],
             f"- **Scale:** `{m['scale']}`{f' ({opts})' if opts else ''}: {m['reductions']}",
             (
                 f"- **Trained:** {', '.join(m.get('tasks', []))} with "

@@ -62,6 +62,8 @@ INDEX_CONFIG_FIELDS = (
     "init",
     "init_scale",
     "tf32",
+    "muon",
+    "fixed_norm",
 )
 INDEX_SUMMARY_FIELDS = (
     "status",

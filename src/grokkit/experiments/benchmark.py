@@ -1,0 +1,615 @@
+"""The grokking benchmark: every method that claims to speed up grokking, against a tuned baseline,
+over seeds, under one definition of grokking time (``grokkit.analysis.grokking_time``).
+
+**Methods** (``METHODS``), each first as its paper published it (variant ``published``), on the
+paper's model and task recipe (2 layers of width 128, 4 heads, minibatches of 512, 10 warm-up
+updates, betas 0.9/0.98):
+
+* ``adamw``: the paper's AdamW, lr 1e-3, weight decay 1;
+* ``grokfast-ema`` / ``grokfast-ma``: Adam with the Grokfast filters and the L2 penalties of their
+  recipe for algorithmic data (EMA alpha 0.98, lambda 2, L2 0.005; MA window 100, lambda 5,
+  L2 0.01; Lee et al. 2024, their main.py);
+* ``orthograd``: ⊥AdamW as the StableMax authors' transformer run executes it (no weight decay,
+  betas 0.9/0.999; Prieto et al. 2025);
+* ``stablemax``: the StableMax loss with AdamW without weight decay (their recipe's optimiser;
+  they used StableMax with MLPs, so on a transformer this is our combination);
+* ``muon``: Muon on the blocks' hidden weight matrices and AdamW on the rest (embeddings,
+  unembedding, biases, LayerNorms), as the Muon grokking study (Tveit et al. 2025, arXiv
+  2504.16041) does; its text gives no learning rate or weight decay, so the paper's AdamW values
+  (lr 1e-3, weight decay 1) are used for both parts;
+* ``fixed-norm``: Omnigrok (Liu et al. 2022): Adam without weight decay, every member's global
+  weight norm held at its value at initialisation after each update (their notebooks' procedure).
+
+**A fair baseline.** Every method then gets the same small tuning budget on its own learning rate
+and regularisation (``GRID``: two learning rates times two values of the method's regulariser, the
+published point included), tuned on seeds that are not reported (``TUNING_SEEDS``): the point with
+the lowest median steps to 95 % validation on the tuning seeds wins (ties: the published point,
+then the order of the grid). Its reported seeds are the ``tuned`` variant. Every run has the same
+step budget and evaluation interval, and stops once it has held 99 % validation for a while (the
+times are all that is measured).
+
+**Cost.** Each method's milliseconds per training step (one member, this machine, this thread
+count) and the bytes of training state one run holds (weights, optimiser and filter state).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from grokkit.analysis.grokking_time import (
+    THRESHOLDS,
+    GrokkingTime,
+    Summary,
+    format_steps,
+    grokking_time,
+    ratio_of_medians,
+    summarize,
+)
+from grokkit.config import RunConfig
+from grokkit.experiments import common
+
+NAME = "benchmark"
+DESCRIPTION = (
+    "grokking speed-ups (Grokfast, ⊥AdamW, StableMax, Muon, fixed norm) vs a tuned AdamW: steps "
+    "to 95 %/99 % validation over seeds"
+)
+CLAIM = (
+    "Each method claims to make a network grok sooner: Grokfast-EMA up to 50x (Lee et al. 2024), "
+    "Muon 1.5x (a mean grokking epoch of 102.9 against 153.1 for AdamW, Tveit et al. 2025), "
+    "⊥AdamW and StableMax grok without weight decay (Prieto et al. 2025), and a fixed weight norm "
+    "removes the delay between memorising and generalising (Liu et al. 2022)."
+)
+OPTIONS: tuple[str, ...] = ()
+METHODS = ("adamw", "grokfast-ema", "grokfast-ma", "orthograd", "stablemax", "muon", "fixed-norm")
+VARIANTS = ("published", "tuned")
+BASELINE = "adamw"
+
+_ADAM = {"weight_decay": 0.0}
+# method -> the run fields of its published recipe (on top of the paper's AdamW recipe)
+RECIPES: dict[str, dict] = {
+    "adamw": {},
+    "grokfast-ema": {
+        **_ADAM,
+        "grad_filter": "ema",
+        "grad_filter_alpha": 0.98,
+        "grad_filter_lambda": 2.0,
+        "l2": 0.005,
+    },
+    "grokfast-ma": {
+        **_ADAM,
+        "grad_filter": "ma",
+        "grad_filter_window": 100,
+        "grad_filter_lambda": 5.0,
+        "l2": 0.01,
+    },
+    "orthograd": {**_ADAM, "orthogonal_grad": True, "beta2": 0.999},
+    "stablemax": {**_ADAM, "loss": "stablemax"},
+    "muon": {"muon": True},
+    "fixed-norm": {**_ADAM, "fixed_norm": True},
+}
+# method -> (its regulariser's field, the values tuned); learning rates tuned for every method.
+REGULARISERS: dict[str, tuple[str, tuple[float, float]]] = {
+    "adamw": ("weight_decay", (1.0, 3.0)),
+    "grokfast-ema": ("l2", (0.005, 0.02)),
+    "grokfast-ma": ("l2", (0.01, 0.04)),
+    "orthograd": ("weight_decay", (0.0, 1.0)),
+    "stablemax": ("weight_decay", (0.0, 1.0)),
+    "muon": ("weight_decay", (1.0, 3.0)),
+    "fixed-norm": ("init_scale", (1.0, 0.5)),  # the norm it is held at: alpha x the usual init
+}
+LEARNING_RATES = (1e-3, 3e-3)
+LABELS = {
+    "adamw": "AdamW",
+    "grokfast-ema": "Grokfast-EMA",
+    "grokfast-ma": "Grokfast-MA",
+    "orthograd": "⊥AdamW",
+    "stablemax": "StableMax",
+    "muon": "Muon",
+    "fixed-norm": "fixed norm",
+}
+
+# scale -> tasks (operation, modulus, training fraction), reported seeds, tuning seeds, budget
+SCALES = {
+    "smoke": {
+        "tasks": (("x+y", 11, 0.5),),
+        "seeds": range(2),
+        "tuning_seeds": range(100, 101),
+        "steps": 30,
+        "eval_every": 5,
+    },
+    "laptop": {
+        # The two tasks of the paper's that grok soonest at 50 % on the paper's model: x+y
+        # (hundreds of steps) and the paper's Figure 1 task x/y (about 3,000 with AdamW).
+        "tasks": (("x+y", 97, 0.5), ("x/y", 97, 0.5)),
+        "seeds": range(5),
+        "tuning_seeds": range(100, 101),
+        "steps": 6_000,
+        "eval_every": 100,
+    },
+    "paper": {
+        "tasks": (
+            ("x+y", 97, 0.5),
+            ("x-y", 97, 0.5),
+            ("x*y", 97, 0.5),
+            ("x/y", 97, 0.5),
+            ("s5_xy", 97, 0.7),
+        ),
+        "seeds": range(10),
+        "tuning_seeds": range(100, 103),
+        "steps": 100_000,
+        "eval_every": 100,
+    },
+}
+HOLD_AFTER_99 = {"smoke": 0, "laptop": 200, "paper": 1_000}
+
+REDUCTIONS = {
+    "smoke": "x+y mod 11, 1 layer of width 16, 30 steps, 2 seeds: checks the code path only.",
+    "laptop": (
+        "x+y and x/y mod 97 at 50 % data, the paper's model; 5 reported seeds and 1 tuning seed "
+        "per grid point; a budget of 6,000 updates (evaluated every 100), each run stopping 200 "
+        "updates after it holds 99 % validation."
+    ),
+    "paper": (
+        "x+y, x-y, x*y, x/y mod 97 at 50 % and S5 x·y at 70 %, the paper's model; 10 reported "
+        "seeds, 3 tuning seeds; a budget of 100,000 updates (evaluated every 100)."
+    ),
+}
+
+
+# ---------------------------------------------------------------- the runs
+
+
+def _base(scale: str, task: tuple) -> RunConfig:
+    operation, modulus, fraction = task
+    s = SCALES[scale]
+    return common.base_config(
+        operation,
+        scale,
+        modulus=modulus,
+        train_fraction=fraction,
+        steps=s["steps"],
+        eval_every=s["eval_every"],
+        checkpoint_every=max(s["steps"] // 5, 1),
+        stop_after_val_99=HOLD_AFTER_99[scale],
+    )
+
+
+def grid(method: str) -> list[dict]:
+    """The tuning grid of a method: its published point first."""
+    field, values = REGULARISERS[method]
+    return [{"lr": lr, field: value} for value in values for lr in LEARNING_RATES]
+
+
+def config(scale: str, task: tuple, method: str, point: dict, seed: int) -> RunConfig:
+    preset = "adamw" if RECIPES[method].get("weight_decay", 1.0) > 0 else "adam"
+    fields = {**RECIPES[method], **point}
+    return _base(scale, task).with_changes(preset=preset, seed=seed, **fields)
+
+
+def runs(scale: str) -> list[RunConfig]:
+    """The first stage: every method's published recipe on the reported seeds, and its whole
+    tuning grid on the tuning seeds. The tuned runs follow from these (``followup_runs``)."""
+    common.check_scale(scale)
+    s = SCALES[scale]
+    out = []
+    for task in s["tasks"]:
+        for method in METHODS:
+            published = grid(method)[0]
+            out += [config(scale, task, method, published, seed) for seed in s["seeds"]]
+            out += [
+                config(scale, task, method, point, seed)
+                for point in grid(method)
+                for seed in s["tuning_seeds"]
+            ]
+    return out
+
+
+def planned_followup_runs(scale: str) -> list[RunConfig]:
+    """What ``--plan`` counts for the second stage before the tuning has run: every method's
+    reported seeds at one grid point other than the published one (the tuned point is only
+    known after the tuning; every point has the same budget)."""
+    s = SCALES[scale]
+    return [
+        config(scale, task, method, grid(method)[1], seed)
+        for task in s["tasks"]
+        for method in METHODS
+        for seed in s["seeds"]
+    ]
+
+
+def _task_of(c: RunConfig) -> tuple:
+    return (c.operation, c.modulus, c.train_fraction)
+
+
+def _method_of(c: RunConfig) -> str:
+    """The benchmark method a run belongs to, from its settings."""
+    if getattr(c, "muon", False) or getattr(c.optimizer, "muon", False):
+        return "muon"
+    if getattr(c, "fixed_norm", False):
+        return "fixed-norm"
+    if c.grad_filter != "none":
+        return f"grokfast-{c.grad_filter}"
+    if c.orthogonal_grad:
+        return "orthograd"
+    if c.loss == "stablemax":
+        return "stablemax"
+    return "adamw"
+
+
+def _point_of(c: RunConfig, method: str) -> dict:
+    field, _ = REGULARISERS[method]
+    value = getattr(c, field) if field == "init_scale" else getattr(c.optimizer, field)
+    return {"lr": c.optimizer.lr, field: value}
+
+
+def chosen_points(results, scale: str) -> dict[tuple, dict]:
+    """(task, method) -> the grid point its tuning seeds reached 95 % soonest at (median steps;
+    ties: the earlier point of the grid, the published one first)."""
+    tuning = set(SCALES[scale]["tuning_seeds"])
+    times: dict[tuple, dict[int, list]] = {}
+    for r in results:
+        if r.config.seed not in tuning:
+            continue
+        method = _method_of(r.config)
+        points = grid(method)
+        index = points.index(_point_of(r.config, method))
+        time = grokking_time(_rows(r), r.config.steps)
+        times.setdefault((_task_of(r.config), method), {}).setdefault(index, []).append(time)
+    chosen = {}
+    for key, by_point in times.items():
+        best = min(by_point, key=lambda i: (summarize([t.steps_95 for t in by_point[i]]).median, i))
+        chosen[key] = grid(key[1])[best]
+    return chosen
+
+
+def followup_runs(results, scale: str) -> list[RunConfig]:
+    """The second stage: each method's reported seeds at its tuned point (runs equal to the
+    published ones when the published point won: those are trained once)."""
+    return [
+        config(scale, task, method, point, seed)
+        for (task, method), point in chosen_points(results, scale).items()
+        for seed in SCALES[scale]["seeds"]
+    ]
+
+
+def _rows(result) -> list[dict]:
+    from grokkit.runs import read_metrics  # here: `reproduce --list` imports this module
+
+    return read_metrics(result.run_dir)
+
+
+# ---------------------------------------------------------------- the numbers
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One task x method x variant: the point trained, each reported seed's times, and the
+    summaries over seeds."""
+
+    task: tuple
+    method: str
+    variant: str
+    point: dict
+    times: list[GrokkingTime]
+    summaries: dict[str, Summary]  # "steps_95", "steps_99", "seconds_95", "train_99", "delay"
+    ratio_95: tuple[float, float, float]  # against AdamW's same variant: ratio, interval
+    ratio_99: tuple[float, float, float]
+    ms_per_step: float
+    state_bytes: int
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    cells: list[Cell]
+    scale: str
+    budget: int
+    eval_every: int
+
+
+def _summaries(times: list[GrokkingTime]) -> dict[str, Summary]:
+    return {
+        "steps_95": summarize([t.steps_95 for t in times]),
+        "steps_99": summarize([t.steps_99 for t in times]),
+        "seconds_95": summarize([t.seconds_95 for t in times]),
+        "train_99": summarize([t.train_steps_99 for t in times]),
+        "delay": summarize([t.delay_99 for t in times]),
+    }
+
+
+def cost(config: RunConfig) -> tuple[float, int]:
+    """(ms per training step of one member on this machine, bytes of training state per run)."""
+    import torch
+
+    from grokkit.population import Population
+    from grokkit.sweep.projection import measure as measure_step
+
+    step = measure_step(config, 1, torch.get_num_threads())
+    pop = Population([config])
+    state = [pop.flat, pop.optimizer.member_state(0), pop.interventions.member_state(0)]
+    return 1000 * step.step_seconds, _bytes(state)
+
+
+def _bytes(value) -> int:
+    if hasattr(value, "element_size"):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_bytes(v) for v in value)
+    return 0
+
+
+def measure(results, scale: str) -> Benchmark:
+    s = SCALES[scale]
+    reported = set(s["seeds"])
+    chosen = chosen_points(results, scale)
+    by_key = {}
+    for r in results:
+        if r.config.seed in reported:
+            method = _method_of(r.config)
+            key = (_task_of(r.config), method, tuple(sorted(_point_of(r.config, method).items())))
+            by_key.setdefault(key, []).append(r)
+    raw = []
+    for task in s["tasks"]:
+        for method in METHODS:
+            for variant in VARIANTS:
+                point = grid(method)[0] if variant == "published" else chosen[(task, method)]
+                members = by_key.get((task, method, tuple(sorted(point.items()))), [])
+                times = [grokking_time(_rows(r), r.config.steps) for r in members]
+                raw.append((task, method, variant, point, members, times))
+    baseline = {(t, v): times for t, m, v, _, _, times in raw if m == BASELINE}
+    costs: dict[str, tuple[float, int]] = {}  # the tuned point is often the published one
+    cells = []
+    for task, method, variant, point, members, times in raw:
+        base = baseline[(task, variant)]
+        ratios = {
+            th: ratio_of_medians([b.steps(th) for b in base], [t.steps(th) for t in times])
+            for th in THRESHOLDS
+        }
+        ms, state = (math.nan, 0)
+        if members:
+            name = members[0].run_dir.name
+            ms, state = costs[name] = costs.get(name) or cost(members[0].config)
+        cells.append(
+            Cell(
+                task,
+                method,
+                variant,
+                point,
+                times,
+                _summaries(times),
+                tuple(vars(ratios[0.95]).values()),
+                tuple(vars(ratios[0.99]).values()),
+                ms,
+                state,
+            )
+        )
+    return Benchmark(cells, scale, s["steps"], s["eval_every"])
+
+
+# ---------------------------------------------------------------- files
+
+CSV_HEADER = [
+    "task",
+    "method",
+    "variant",
+    "seeds",
+    "grokked_95",
+    "grokked_99",
+    "median_steps_95",
+    "ci_low_95",
+    "ci_high_95",
+    "median_steps_99",
+    "ci_low_99",
+    "ci_high_99",
+    "ms_per_step",
+    "q25_steps_95",
+    "q75_steps_95",
+    "q25_steps_99",
+    "q75_steps_99",
+    "median_seconds_95",
+    "median_train_steps_99",
+    "median_delay_99",
+    "speedup_95",
+    "speedup_95_low",
+    "speedup_95_high",
+    "speedup_99",
+    "speedup_99_low",
+    "speedup_99_high",
+    "state_bytes",
+    "lr",
+    "regulariser",
+    "regulariser_value",
+    "budget",
+    "eval_every",
+]
+
+
+def task_label(task: tuple) -> str:
+    operation, modulus, fraction = task
+    name = operation if operation.startswith("s5") else f"{operation} mod {modulus}"
+    return f"{name}, {100 * fraction:.0f}%"
+
+
+def _cell_value(value: float, budget: int) -> str | float | None:
+    """A time for the CSV: a number, ``>budget`` when censored, empty when unknown."""
+    if value is None or math.isnan(value):
+        return None
+    return f">{budget}" if math.isinf(value) else value
+
+
+def csv_rows(bench: Benchmark) -> list[list]:
+    rows = []
+    for c in bench.cells:
+        s95, s99 = c.summaries["steps_95"], c.summaries["steps_99"]
+        field, _ = REGULARISERS[c.method]
+
+        def t(value: float) -> str | float | None:
+            return _cell_value(value, bench.budget)
+
+        rows.append(
+            [
+                task_label(c.task),
+                c.method,
+                c.variant,
+                s95.seeds,
+                s95.reached,
+                s99.reached,
+                *(t(v) for v in (s95.median, s95.ci_low, s95.ci_high)),
+                *(t(v) for v in (s99.median, s99.ci_low, s99.ci_high)),
+                None if math.isnan(c.ms_per_step) else round(c.ms_per_step, 3),
+                *(t(v) for v in (s95.q25, s95.q75, s99.q25, s99.q75)),
+                t(c.summaries["seconds_95"].median),
+                t(c.summaries["train_99"].median),
+                t(c.summaries["delay"].median),
+                *(None if math.isnan(v) else v for v in (*c.ratio_95, *c.ratio_99)),
+                c.state_bytes,
+                c.point["lr"],
+                field,
+                c.point[field],
+                bench.budget,
+                bench.eval_every,
+            ]
+        )
+    return rows
+
+
+def plot(bench: Benchmark, out_dir: Path) -> list[Path]:
+    # Imported here: `reproduce --list` and `--plan` import every figure module.
+    import matplotlib.pyplot as plt
+
+    from grokkit.experiments.benchmark_plot import draw_task
+    from grokkit.plots import apply_style
+
+    apply_style()
+    tasks = list(dict.fromkeys(c.task for c in bench.cells))
+    fig, axes = plt.subplots(
+        len(tasks), 1, figsize=(8.0, 3.4 * len(tasks)), squeeze=False, constrained_layout=True
+    )
+    for task, ax in zip(tasks, axes[:, 0]):
+        draw_task(ax, [c for c in bench.cells if c.task == task], bench.budget, LABELS)
+        ax.set_title(task_label(task))
+    common.add_caption(
+        fig,
+        common.caption(
+            REDUCTIONS,
+            bench.scale,
+            f"Median over seeds with bootstrap 95 % intervals; the first evaluated step (every "
+            f"{bench.eval_every}) at or above the threshold. Seeds that never got there within "
+            f"{bench.budget:,} updates are censored (triangles at the budget).",
+        ),
+    )
+    out_dir = Path(out_dir)
+    csv_path = common.write_csv(out_dir / f"{NAME}.csv", CSV_HEADER, csv_rows(bench))
+    return [*common.save(fig, out_dir, NAME), csv_path]
+
+
+def json_data(bench: Benchmark) -> dict:
+    """What benchmark.json holds besides the figure's metadata (``reproduce`` writes both into
+    it): the definition, and every cell with each seed's times (None: censored)."""
+
+    def finite(x):
+        return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+    cells = [
+        {
+            "task": task_label(c.task),
+            "method": c.method,
+            "variant": c.variant,
+            "point": c.point,
+            "seeds": [
+                {
+                    "steps_95": t.steps_95,
+                    "steps_99": t.steps_99,
+                    "seconds_95": t.seconds_95,
+                    "seconds_99": t.seconds_99,
+                    "train_steps_99": t.train_steps_99,
+                    "delay_99": t.delay_99,
+                }
+                for t in c.times
+            ],
+            "summaries": {
+                k: {f: finite(v) for f, v in vars(s).items()} | {"censored": math.isinf(s.median)}
+                for k, s in c.summaries.items()
+            },
+            "speedup_95": [finite(v) for v in c.ratio_95],
+            "speedup_99": [finite(v) for v in c.ratio_99],
+            "ms_per_step": finite(c.ms_per_step),
+            "state_bytes": c.state_bytes,
+        }
+        for c in bench.cells
+    ]
+    return {
+        "budget": bench.budget,
+        "eval_every": bench.eval_every,
+        "definition": "first evaluated step at or above the validation-accuracy threshold; "
+        "null when not within the budget (censored)",
+        "cells": cells,
+    }
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _speedup_text(ratio: tuple[float, float, float]) -> str:
+    r, low, high = ratio
+    if math.isnan(r):
+        return "not measurable (neither reached 95 %)"
+    if math.isinf(r):
+        return "faster (AdamW never reached 95 %)"
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    if not math.isnan(low) and low > 1:
+        word = "faster"
+    elif not math.isnan(high) and high < 1:
+        word = "slower"
+    else:
+        word = "not distinguishable from AdamW"
+    return f"{r:.2f}x{interval}: {word}"
+
+
+def verdict(bench: Benchmark) -> str:
+    """Per task, each method's tuned speed-up over tuned AdamW (ratio of median steps to 95 %,
+    bootstrap 95 % interval: "faster" when the interval lies above 1, "slower" below)."""
+    parts = []
+    for task in dict.fromkeys(c.task for c in bench.cells):
+        cells = [c for c in bench.cells if c.task == task and c.variant == "tuned"]
+        base = next(c for c in cells if c.method == BASELINE)
+        s = base.summaries["steps_95"]
+        text = (
+            f"{task_label(task)}: tuned AdamW reaches 95 % at "
+            f"{format_steps(s.median, bench.budget)} updates ({s.reached}/{s.seeds} seeds); "
+        )
+        text += "; ".join(
+            f"{LABELS[c.method]} {_speedup_text(c.ratio_95)}" for c in cells if c.method != BASELINE
+        )
+        parts.append(text + ".")
+    return " ".join(parts)
+
+
+def claims(bench: Benchmark) -> list[str]:
+    """Each published claim against the numbers, one sentence each (REPORT.md)."""
+    out = []
+    for task in dict.fromkeys(c.task for c in bench.cells):
+        cell = {(c.method, c.variant): c for c in bench.cells if c.task == task}
+        ema = cell[("grokfast-ema", "published")]
+        muon = cell[("muon", "published")]
+        fixed, adamw = cell[("fixed-norm", "published")], cell[("adamw", "published")]
+        label = task_label(task)
+        out.append(
+            f"{label}: Grokfast-EMA as published vs AdamW as published: "
+            f"{_speedup_text(ema.ratio_95)} (claimed: up to 50x)."
+        )
+        out.append(
+            f"{label}: Muon as published vs AdamW as published: {_speedup_text(muon.ratio_95)} "
+            "(claimed: 1.49x)."
+        )
+        d_fixed, d_adamw = fixed.summaries["delay"], adamw.summaries["delay"]
+        out.append(
+            f"{label}: delay from 99 % training to 99 % validation, median: fixed norm "
+            f"{format_steps(d_fixed.median, bench.budget)}, AdamW "
+            f"{format_steps(d_adamw.median, bench.budget)} updates (claimed: a fixed norm "
+            "removes the delay)."
+        )
+    return out

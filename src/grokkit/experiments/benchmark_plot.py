@@ -1,0 +1,85 @@
+"""The benchmark's figure: one panel per task, every method's median steps to 95 % and 99 %
+validation with their intervals, published and tuned side by side, censored seeds marked."""
+
+from __future__ import annotations
+
+import math
+
+VARIANT_COLORS = {"published": "0.45", "tuned": "tab:blue"}
+THRESHOLD_MARKERS = {"steps_95": "o", "steps_99": "s"}
+# x offsets within a method's slot: (variant, threshold)
+OFFSETS = {
+    ("published", "steps_95"): -0.27,
+    ("published", "steps_99"): -0.09,
+    ("tuned", "steps_95"): 0.09,
+    ("tuned", "steps_99"): 0.27,
+}
+
+
+def draw_task(ax, cells, budget: int, labels: dict[str, str]) -> None:
+    """Medians with bootstrap intervals on a log axis; a censored median or interval end is drawn
+    at the budget with an upward arrow, and each censored seed as a triangle at the budget."""
+    methods = list(dict.fromkeys(c.method for c in cells))
+    for c in cells:
+        x0 = methods.index(c.method)
+        for key, marker in THRESHOLD_MARKERS.items():
+            s = c.summaries[key]
+            if s.seeds == 0:
+                continue
+            x = x0 + OFFSETS[(c.variant, key)]
+            color = VARIANT_COLORS[c.variant]
+            median, low, high = (min(v, budget) for v in (s.median, s.ci_low, s.ci_high))
+            ax.errorbar(
+                x,
+                median,
+                yerr=[[median - low], [high - median]],
+                fmt=marker,
+                color=color,
+                mfc=color if c.variant == "tuned" else "white",
+                ms=5,
+                capsize=2,
+                lw=1,
+            )
+            if math.isinf(s.ci_high):
+                ax.annotate("", (x, budget * 1.6), (x, budget), arrowprops={"arrowstyle": "->"})
+            censored = s.seeds - s.reached
+            if censored:
+                ax.plot(x, budget, marker="^", color="tab:red", ms=6, ls="none")
+                ax.annotate(
+                    f"{censored}",
+                    (x, budget),
+                    xytext=(0, 5),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=6,
+                    color="tab:red",
+                )
+    ax.axhline(budget, color="tab:red", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    # two lines where a name has two words: seven names side by side on one panel
+    names = [labels[m].replace("-", "\n", 1).replace(" ", "\n", 1) for m in methods]
+    ax.set_xticks(range(len(methods)), names)
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_ylabel("updates to the threshold")
+    _legend(ax)
+
+
+def _legend(ax) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", color="0.2", ls="none", mfc="white", label="95 % validation"),
+        Line2D([], [], marker="s", color="0.2", ls="none", mfc="white", label="99 % validation"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            color=VARIANT_COLORS["published"],
+            ls="none",
+            mfc="white",
+            label="as published",
+        ),
+        Line2D([], [], marker="o", color=VARIANT_COLORS["tuned"], ls="none", label="tuned"),
+        Line2D([], [], marker="^", color="tab:red", ls=":", label="budget; censored seeds"),
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
