@@ -531,7 +531,10 @@ def _fake_fig3(monkeypatch):
     monkeypatch.setattr(fig3, "group_stats", group_stats)
 
 
-@pytest.mark.parametrize(("scale", "arch"), [("smoke", "grokkit"), ("laptop", "both")])
+@pytest.mark.parametrize(
+    ("scale", "arch"),
+    [("smoke", "grokkit"), pytest.param("laptop", "both", marks=pytest.mark.slow)],
+)
 def test_fig3_titles_apart_and_colours_named(scale, arch, fake, drawn, monkeypatch):
     _fake_fig3(monkeypatch)
     results = [fake.result(c, {"best_val_accuracy": 1.0}) for c in fig3.runs(scale, arch)]
