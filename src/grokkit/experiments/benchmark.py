@@ -225,9 +225,9 @@ def _task_of(c: RunConfig) -> tuple:
 
 def _method_of(c: RunConfig) -> str:
     """The benchmark method a run belongs to, from its settings."""
-    if getattr(c, "muon", False) or getattr(c.optimizer, "muon", False):
+    if c.optimizer.muon:
         return "muon"
-    if getattr(c, "fixed_norm", False):
+    if c.fixed_norm:
         return "fixed-norm"
     if c.grad_filter != "none":
         return f"grokfast-{c.grad_filter}"

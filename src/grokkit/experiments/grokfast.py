@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from grokkit.analysis.grokking_time import first_step_at
 from grokkit.config import RunConfig
 from grokkit.experiments import common
 from grokkit.runs import read_metrics
@@ -85,8 +86,10 @@ def runs(scale: str) -> list[RunConfig]:
 
 
 def steps_to(rows: list[dict], threshold: float = THRESHOLD) -> int | None:
-    """The first evaluated step with validation accuracy >= threshold (None: never)."""
-    return next((r["step"] for r in rows if r["val_accuracy"] >= threshold), None)
+    """The first evaluated step with validation accuracy >= threshold (None: never): the
+    benchmark's definition (``grokking_time.first_step_at``)."""
+    row = first_step_at(rows, "val_accuracy", threshold)
+    return None if row is None else row["step"]
 
 
 @dataclass(frozen=True)

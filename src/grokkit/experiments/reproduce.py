@@ -89,33 +89,10 @@ def plan_figure(
         jobs,
         meter or CostMeter(device),
     )
-    seconds = projection.run_seconds
-    rows = []
-    for n, c in plan.configs.items():
-        state = plan.states[n]
-        status = (
-            "shared"
-            if n in planned_before and state.kind != "done"
-            else {"fresh": "new", "resume": "resume", "done": "done"}[state.kind]
-        )
-        rows.append(
-            {
-                "figure": name,
-                "run_name": n,
-                "operation": c.operation,
-                "modulus": None if c.operation.startswith("s5") else c.modulus,
-                "train_fraction": c.train_fraction,
-                "seed": c.seed,
-                "outliers": c.outliers,
-                "preset": c.preset or "custom",
-                "arch": c.arch,
-                "methods": c.method_tags(),
-                "steps": c.steps,
-                "start_step": state.step if state.kind == "resume" else 0,
-                "status": status,
-                "estimated_seconds": round(seconds.get(n, 0.0), 1),
-            }
-        )
+    rows = [
+        _plan_row(name, n, c, plan.states[n], n in planned_before, projection.run_seconds)
+        for n, c in plan.configs.items()
+    ]
     return {
         "figure": name,
         "scale": scale,
@@ -123,6 +100,27 @@ def plan_figure(
         "estimated_seconds": projection.seconds,
         "jobs": projection.jobs,
         "threads": projection.threads,
+    }
+
+
+def _plan_row(name: str, n: str, c, state, shared: bool, seconds: dict) -> dict:
+    """One run of a figure's plan: its settings, its status and its projected seconds."""
+    kind = {"fresh": "new", "resume": "resume", "done": "done"}[state.kind]
+    return {
+        "figure": name,
+        "run_name": n,
+        "operation": c.operation,
+        "modulus": None if c.operation.startswith("s5") else c.modulus,
+        "train_fraction": c.train_fraction,
+        "seed": c.seed,
+        "outliers": c.outliers,
+        "preset": c.preset or "custom",
+        "arch": c.arch,
+        "methods": c.method_tags(),
+        "steps": c.steps,
+        "start_step": state.step if state.kind == "resume" else 0,
+        "status": "shared" if shared and state.kind != "done" else kind,
+        "estimated_seconds": round(seconds.get(n, 0.0), 1),
     }
 
 
@@ -202,67 +200,59 @@ def reproduce_figure(
     if progress:
         print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()
-    results = run_sweep(
-        configs,
-        out_dir,
-        executor=executor,
-        jobs=jobs,
-        device=device,
-        progress=progress,
-        loggers=loggers,
-    )
-    if hasattr(module, "followup_runs"):  # a second stage, chosen from the first's results
-        later = module.followup_runs(results, scale)
-        results = _unique(
-            results
-            + run_sweep(
-                later,
-                out_dir,
-                executor=executor,
-                jobs=jobs,
-                device=device,
-                progress=progress,
-                loggers=loggers,
-            )
-        )
-        configs = configs + later
+    sweep = {"executor": executor, "jobs": jobs, "device": device, "progress": progress}
+    results = _train(module, configs, scale, out_dir, loggers=loggers, **sweep)
     trained = time.perf_counter()
     # The figure's numbers, computed once; the plot and the sentences are made from them.
     measured = module.measure(results, scale, **options)
     files = module.plot(measured, out_dir)
-    text = module.verdict(measured)
-    # Figures that test a claim we do not reproduce say which hypothesis explains it.
-    explained = module.disagreement(measured) if hasattr(module, "disagreement") else None
-    findings = module.claims(measured) if hasattr(module, "claims") else []
-    finished = time.perf_counter()
     meta = {
         "figure": name,
         "description": module.DESCRIPTION,
         "scale": scale,
         "options": options,
-        "n_runs": len({r.run_dir for r in results}),
-        "wall_seconds": finished - started,
+        "n_runs": len(results),
+        **_findings(module, measured),
         "train_wall_seconds": trained - started,
-        "analysis_wall_seconds": finished - trained,
+        "analysis_wall_seconds": time.perf_counter() - trained,
         "projected_train_seconds": plan["estimated_seconds"],
         "run_wall_seconds_sum": sum(r.summary.get("wall_seconds") or 0.0 for r in results),
-        "claim": module.CLAIM,
-        "verdict": text,
-        "disagreement": explained,
-        "findings": findings,
         "reductions": module.REDUCTIONS[scale],
         "paper_gpu_hours_estimate": gpu_hours(planned_runs(name, "paper", **options)),
         "files": [p.name for p in files],
         "device": device,
         "hardware": device_name(device),
-        "tasks": sorted({op_label(c) for c in configs}),
-        "presets": sorted({c.preset or "custom" for c in configs}),
+        "tasks": sorted({op_label(r.config) for r in results}),
+        "presets": sorted({r.config.preset or "custom" for r in results}),
     }
+    meta["wall_seconds"] = meta["train_wall_seconds"] + meta["analysis_wall_seconds"]
     if hasattr(module, "json_data"):  # a figure's own numbers beside its metadata
         meta.update(module.json_data(measured))
     write_json(out_dir / f"{name}.json", meta)
     write_report(out_dir)
     return meta
+
+
+def _train(module, configs: list, scale: str, out_dir: Path, **sweep) -> list:
+    """The figure's runs through the sweep, then, for a figure that chooses further runs from the
+    first ones' results (the benchmark's tuned runs), those; each run once."""
+    results = run_sweep(configs, out_dir, **sweep)
+    if hasattr(module, "followup_runs"):
+        later = module.followup_runs(results, scale)
+        results = _unique(results + run_sweep(later, out_dir, **sweep))
+    return results
+
+
+def _findings(module, measured) -> dict:
+    """What the figure says about its paper's claim, from its numbers: the verdict, which tested
+    hypothesis explains a disagreement (figures that have one), the claims checked (the
+    benchmark's)."""
+    return {
+        "claim": module.CLAIM,
+        "verdict": module.verdict(measured),
+        "disagreement": module.disagreement(measured) if hasattr(module, "disagreement") else None,
+        "findings": module.claims(measured) if hasattr(module, "claims") else [],
+    }
 
 
 def _unique(results: list) -> list:
@@ -288,46 +278,48 @@ def write_report(out_dir: Path) -> Path:
         "",
     ]
     for m in metas:
-        opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
-        lines += [
-            f"## {m['figure']}: {m['description']}",
-            "",
-            f"![{m['figure']}]({m['figure']}.png)",
-            "",
-            f"- **Paper's claim:** {m['claim']}",
-            f"- **Our numbers:** {m['verdict']}",
-            *(
-                [
-                    (
-                        "- **Where we disagree with the paper, and why:** "
-                        f"{m['disagreement']} (the hypotheses and runs: docs/figures.md)"
-                    )
-                ]
-                if m.get("disagreement")
-                else []
-            ),
-            *[f"- **Claim checked:** {f}" for f in m.get("findings", [])],
-            f"- **Scale:** `{m['scale']}`{f' ({opts})' if opts else ''}: {m['reductions']}",
-            (
-                f"- **Trained:** {', '.join(m.get('tasks', []))} with "
-                f"{', '.join(m.get('presets', []))}"
-            ),
-            f"- **Wall time:** {m['wall_seconds']:.1f} s ({m['train_wall_seconds']:.1f} s training "
-            f"incl. reused runs, {m['analysis_wall_seconds']:.1f} s analysis and plotting) for "
-            f"{m['n_runs']} runs on {m['device']} ({m.get('hardware', 'hardware not recorded')})"
-            + (
-                f"; projected training time {m['projected_train_seconds']:.0f} s"
-                if m.get("projected_train_seconds") is not None
-                else ""
-            ),
-            (
-                f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
-                f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run "
-                "using its whole budget)"
-            ),
-            f"- **Files:** {', '.join(f'`{f}`' for f in m['files'])}",
-            "",
-        ]
+        lines += _report_section(m)
     path = out_dir / REPORT
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _report_section(m: dict) -> list[str]:
+    """One figure's section of REPORT.md, from its metadata."""
+    opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
+    return [
+        f"## {m['figure']}: {m['description']}",
+        "",
+        f"![{m['figure']}]({m['figure']}.png)",
+        "",
+        f"- **Paper's claim:** {m['claim']}",
+        f"- **Our numbers:** {m['verdict']}",
+        *(
+            [
+                (
+                    "- **Where we disagree with the paper, and why:** "
+                    f"{m['disagreement']} (the hypotheses and runs: docs/figures.md)"
+                )
+            ]
+            if m.get("disagreement")
+            else []
+        ),
+        *[f"- **Claim checked:** {f}" for f in m.get("findings", [])],
+        f"- **Scale:** `{m['scale']}`{f' ({opts})' if opts else ''}: {m['reductions']}",
+        (f"- **Trained:** {', '.join(m.get('tasks', []))} with {', '.join(m.get('presets', []))}"),
+        f"- **Wall time:** {m['wall_seconds']:.1f} s ({m['train_wall_seconds']:.1f} s training "
+        f"incl. reused runs, {m['analysis_wall_seconds']:.1f} s analysis and plotting) for "
+        f"{m['n_runs']} runs on {m['device']} ({m.get('hardware', 'hardware not recorded')})"
+        + (
+            f"; projected training time {m['projected_train_seconds']:.0f} s"
+            if m.get("projected_train_seconds") is not None
+            else ""
+        ),
+        (
+            f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
+            f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run "
+            "using its whole budget)"
+        ),
+        f"- **Files:** {', '.join(f'`{f}`' for f in m['files'])}",
+        "",
+    ]

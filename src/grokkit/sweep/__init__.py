@@ -239,65 +239,22 @@ def default_jobs(device: str, n_groups: int, jobs: int | None) -> int:
 def _run_locked(
     configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers
 ) -> list[SweepResult]:
-    # Unique runs, in order of first appearance; inspect every folder before writing anything.
-    names = [run_name(c) for c in configs]
     sweep_plan = plan_sweep(configs, out_dir, max_population, device, jobs)
-    # Every folder checked: a run trained before method settings were in run names (planned from
-    # its old folder) now takes its name.
-    adopt_untagged_folders(
-        out_dir / "runs",
-        [(n, run_name(c, method_tags=False), c) for n, c in sweep_plan.configs.items()],
-    )
-    unique, plans, groups = sweep_plan.configs, sweep_plan.states, sweep_plan.groups
-    run_names = list(unique)
-    dirs = {n: out_dir / "runs" / n for n in run_names}
-    summaries: dict[str, dict | None] = {n: plans[n].summary for n in run_names}
-    todo_fresh = [n for g, resume in groups if not resume for n in g]
-
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    for n in todo_fresh:
-        if plans[n].clear:
-            clear_run_dir(dirs[n])
-        dirs[n].mkdir(parents=True, exist_ok=True)
-
-    # Every run folder in out_dir/runs is indexed, not only this command's: earlier sweeps with
-    # other settings, other figures of a reproduce folder.
-    sweep_index = SweepIndex(out_dir, run_names)
-
-    def index() -> None:
-        # Runs not finished yet: what their folders say now ("running" once they checkpointed).
-        for n in run_names:
-            s = summaries[n]
-            if (s is None or s.get("status") not in FINISHED) and (
-                dirs[n] / "summary.json"
-            ).is_file():
-                summaries[n] = runs.read_summary(dirs[n])
-        sweep_index.write([index_row(n, unique[n], summaries[n]) for n in run_names])
-
-    index()
+    groups = sweep_plan.groups
+    book = _IndexBook(out_dir, sweep_plan)
+    book.prepare_folders([n for g, resume in groups if not resume for n in g])
+    book.write()
     started = time.perf_counter()
-    keys = {n: str(dirs[n].resolve()) for n in run_names}  # how workers name a run: its folder
-    todo = [n for g, _ in groups for n in g]
-
-    def run_ended(n: str, s: dict) -> None:
-        summaries[n] = s
-        index()
-
-    def checkpointed(n: str, s: dict) -> None:
-        # At once, so that a sweep killed outright (SIGKILL) leaves an index that knows which
-        # runs have a checkpoint to resume from.
-        if n in summaries:
-            summaries[n] = s
-            index()
-
+    keys = {n: str(book.dirs[n].resolve()) for n in book.names}  # how workers name a run
+    todo = sweep_plan.todo
     watcher = SweepProgress(
-        {keys[n]: (n, plans[n].step, unique[n].steps) for n in todo},
-        on_run_ended=run_ended,
+        {keys[n]: (n, sweep_plan.states[n].step, book.configs[n].steps) for n in todo},
+        on_run_ended=book.record,
         description=f"sweep {out_dir.name}",
         enabled=progress,
-        runs_done=len(run_names) - len(todo),
-        runs_total=len(run_names),
-        on_checkpoint=checkpointed,
+        runs_done=len(book.names) - len(todo),
+        runs_total=len(book.names),
+        on_checkpoint=book.checkpointed,
     )
 
     def finished(group_names: list[str], results: list[dict]) -> None:
@@ -305,39 +262,93 @@ def _run_locked(
             watcher.run_ended(keys[n], s)
 
     tasks = [
-        ([unique[n].to_dict() for n in g], [keys[n] for n in g], resume) for g, resume in groups
+        ([book.configs[n].to_dict() for n in g], [keys[n] for n in g], resume)
+        for g, resume in groups
     ]
     group_names = [g for g, _ in groups]
     errors: list[BaseException] = []
-    try:
-        # Without a bar the watcher still keeps the index current as runs checkpoint and end.
-        shown = watcher
-        if not groups:
-            pass
-        elif executor == "ray":
-            run_ray(ray, tasks, group_names, jobs, device, loggers, finished, errors, shown)
-        else:
-            jobs = default_jobs(device, len(groups), jobs)
-            if jobs == 1:
-                run_in_process(tasks, group_names, device, loggers, finished, shown)
-            else:
-                run_pool(tasks, group_names, jobs, device, loggers, finished, errors, shown)
+    try:  # without a bar the watcher still keeps the index current as runs checkpoint and end
+        if groups:
+            _execute(
+                executor, ray, tasks, group_names, jobs, device, loggers, finished, errors, watcher
+            )
     finally:
         watcher.close()
-        index()
+        book.write()
     if errors:
         raise errors[0]
     if progress and groups:
         print(
-            f"sweep: {sum(len(g) for g in group_names)} runs trained in "
-            f"{time.perf_counter() - started:.1f} s",
+            f"sweep: {len(todo)} runs trained in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )
+    return [
+        SweepResult(config=c, run_dir=book.dirs[n], summary=book.summary(n))
+        for n, c in ((run_name(c), c) for c in configs)
+    ]
 
-    results = []
-    for n, c in zip(names, configs):
-        s = summaries[n]
-        if s is None:  # cannot happen unless a run folder was changed behind our back
-            s = runs.read_summary(dirs[n])
-        results.append(SweepResult(config=c, run_dir=dirs[n], summary=s))
-    return results
+
+def _execute(executor, ray, tasks, group_names, jobs, device, loggers, finished, errors, watcher):
+    """Train the groups on Ray, in this process (one job) or on a pool of worker processes."""
+    if executor == "ray":
+        run_ray(ray, tasks, group_names, jobs, device, loggers, finished, errors, watcher)
+        return
+    jobs = default_jobs(device, len(tasks), jobs)
+    if jobs == 1:
+        run_in_process(tasks, group_names, device, loggers, finished, watcher)
+    else:
+        run_pool(tasks, group_names, jobs, device, loggers, finished, errors, watcher)
+
+
+class _IndexBook:
+    """The sweep's runs, their folders and latest summaries, and the folder's index written from
+    them: every run folder in out_dir/runs is indexed, not only this command's (earlier sweeps
+    with other settings, other figures of a reproduce folder)."""
+
+    def __init__(self, out_dir: Path, sweep_plan: SweepPlan):
+        self.configs = sweep_plan.configs
+        self.names = list(self.configs)
+        self.dirs = {n: out_dir / "runs" / n for n in self.names}
+        self.plan = sweep_plan
+        self.summaries: dict[str, dict | None] = {
+            n: sweep_plan.states[n].summary for n in self.names
+        }
+        self.out_dir = out_dir
+
+    def prepare_folders(self, fresh: list[str]) -> None:
+        """Every folder was checked by the plan: a run trained before method settings were in
+        run names (planned from its old folder) now takes its name; fresh runs get a clean one."""
+        runs_dir = self.out_dir / "runs"
+        adopt_untagged_folders(
+            runs_dir, [(n, run_name(c, method_tags=False), c) for n, c in self.configs.items()]
+        )
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for n in fresh:
+            if self.plan.states[n].clear:
+                clear_run_dir(self.dirs[n])
+            self.dirs[n].mkdir(parents=True, exist_ok=True)
+        self.index = SweepIndex(self.out_dir, self.names)
+
+    def write(self) -> None:
+        """The index, with unfinished runs read again from their folders ("running" once they
+        have checkpointed)."""
+        for n in self.names:
+            s = self.summaries[n]
+            unfinished = s is None or s.get("status") not in FINISHED
+            if unfinished and (self.dirs[n] / "summary.json").is_file():
+                self.summaries[n] = runs.read_summary(self.dirs[n])
+        self.index.write([index_row(n, self.configs[n], self.summaries[n]) for n in self.names])
+
+    def record(self, n: str, summary: dict) -> None:
+        self.summaries[n] = summary
+        self.write()
+
+    def checkpointed(self, n: str, summary: dict) -> None:
+        # At once, so that a sweep killed outright (SIGKILL) leaves an index that knows which
+        # runs have a checkpoint to resume from.
+        if n in self.summaries:
+            self.record(n, summary)
+
+    def summary(self, n: str) -> dict:
+        # None only if a run folder was changed behind the sweep's back
+        return self.summaries[n] or runs.read_summary(self.dirs[n])

@@ -165,6 +165,7 @@ def balance_workers(
         i = max(splittable, key=lambda k: total(groups[k]))
         g, resume = groups[i]
         groups = groups[:i] + [(g[0::2], resume), (g[1::2], resume)] + groups[i + 1 :]
-        if makespan(groups) < best_span * (1 - 1e-9):
-            best, best_span = groups, makespan(groups)
+        span = makespan(groups)
+        if span < best_span * (1 - 1e-9):
+            best, best_span = groups, span
     return sorted(best, key=total, reverse=True)
