@@ -10,10 +10,11 @@ import torch
 from cli_harness import TINY, assert_one_line, run_cli
 from conftest import tiny_run
 
-from grokkit import runs
+from grokkit import runs, tuning
 from grokkit.config import RunConfig
 from grokkit.errors import ConfigError
 from grokkit.model_config import parameter_layout
+from grokkit.optim import newton_schulz
 from grokkit.population import Population
 from grokkit.sweep.grid import run_name
 from grokkit.train import train_runs
@@ -94,7 +95,8 @@ def test_muon_is_torch_muon_on_the_hidden_matrices_and_adamw_on_the_rest(arch):
         tiny_run(muon=True, arch=arch),
         tiny_run(muon=True, arch=arch, seed=1, lr=3e-3, weight_decay=0.3, warmup_steps=2, l2=0.01),
     ]
-    pop = Population(configs)
+    with tuning.forced_newton_schulz("bfloat16"):  # torch.optim.Muon's precision
+        pop = Population(configs)
     w0 = pop.flat.clone()
     grads = _capture(pop)
     for _ in range(4):
@@ -103,6 +105,65 @@ def test_muon_is_torch_muon_on_the_hidden_matrices_and_adamw_on_the_rest(arch):
         want = _torch_muon_adamw(config, pop.model_config, w0[i], [g[i] for g in grads])
         torch.testing.assert_close(pop.flat[i], want, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(pop.flat, w0)
+
+
+def _newton_schulz_float64(g: torch.Tensor) -> torch.Tensor:
+    """Muon's quintic iteration (Jordan et al. 2024) written out in float64, one matrix."""
+    x = g.double()
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    x = x / max(x.norm(), 1e-7)
+    for _ in range(5):
+        a = x @ x.T
+        x = 3.4445 * x + (-4.775 * a + 2.0315 * a @ a) @ x
+    return x.T if tall else x
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (64, 16), (16, 64)])
+def test_newton_schulz_in_float32_is_the_iteration_and_torchs_to_bfloat16_tolerance(shape):
+    """The float32 path a CPU without native bfloat16 takes: the same iteration as a float64
+    computation to float32 rounding, and torch.optim.Muon's bfloat16 result to bfloat16's."""
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    g = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    ours = newton_schulz(g, torch.float32)
+    assert ours.dtype == torch.float32
+    for i in range(3):
+        want = _newton_schulz_float64(g[i]).float()
+        torch.testing.assert_close(ours[i], want, rtol=1e-4, atol=1e-5)
+        torch_bf16 = _zeropower_via_newtonschulz(g[i], (3.4445, -4.775, 2.0315), 5, 1e-7)
+        torch.testing.assert_close(newton_schulz(g[i : i + 1])[0], torch_bf16, rtol=0, atol=0)
+        # bfloat16 keeps 8 significant bits: entries of size ~1/sqrt(n) agree to a few 1e-2
+        assert (ours[i] - torch_bf16.float()).abs().max() < 0.05
+        assert (ours[i] - torch_bf16.float()).norm() / ours[i].norm() < 0.03
+
+
+def test_the_newton_schulz_precision_is_forced_measured_and_cached(tmp_path, monkeypatch):
+    """On the CPU the faster precision by measurement, kept per machine and thread count; the
+    environment forces either; accelerators keep torch's bfloat16."""
+    monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GROKKIT_NS_DTYPE", raising=False)
+    monkeypatch.setattr(tuning, "_ns_chosen", {})
+    monkeypatch.setattr(tuning, "oversubscribed", lambda: False)
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"bfloat16": 9.0, "float32": 1.0}
+
+    cpu = torch.device("cpu")
+    assert tuning.newton_schulz_dtype(cpu, measure) == torch.float32
+    monkeypatch.setattr(tuning, "_ns_chosen", {})  # a new process: the cache answers
+    assert tuning.newton_schulz_dtype(cpu, lambda: {"bfloat16": 0.0, "float32": 1.0}) is (
+        torch.float32
+    )
+    assert calls == [1]
+    monkeypatch.setattr(tuning, "_ns_chosen", {})
+    monkeypatch.setenv("GROKKIT_NS_DTYPE", "bfloat16")
+    assert tuning.newton_schulz_dtype(cpu, measure) == torch.bfloat16
+    assert tuning.newton_schulz_dtype(torch.device("meta"), measure) == torch.bfloat16
+    assert calls == [1]
 
 
 def test_fixed_norm_keeps_each_initial_norm_and_is_adamw_then_a_rescaling():

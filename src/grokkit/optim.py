@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from grokkit import torch_private
+from grokkit import torch_private, tuning
 
 # The settings, torch-free in grokkit.optim_config, re-exported.
 from grokkit.optim_config import (
@@ -246,12 +246,13 @@ NS_STEPS = 5
 NS_EPS = 1e-7
 
 
-def newton_schulz(matrices: Tensor) -> Tensor:
-    """torch.optim.Muon's orthogonalisation of each matrix of a stack [N, rows, cols], in bfloat16
-    as there (a tall stack iterated as its transpose), one batched product per term: matrix by
-    matrix what torch's ``_zeropower_via_newtonschulz`` returns (tested)."""
+def newton_schulz(matrices: Tensor, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """torch.optim.Muon's orthogonalisation of each matrix of a stack [N, rows, cols], iterated in
+    ``dtype`` (torch's is bfloat16; a tall stack is iterated as its transpose), one batched product
+    per term: in bfloat16, matrix by matrix what torch's ``_zeropower_via_newtonschulz`` returns;
+    in float32, that to bfloat16's tolerance (tested)."""
     a, b, c = NS_COEFFICIENTS
-    x = matrices.bfloat16()
+    x = matrices.to(dtype)
     tall = matrices.size(-2) > matrices.size(-1)
     if tall:
         x = x.mT
@@ -260,6 +261,23 @@ def newton_schulz(matrices: Tensor) -> Tensor:
         gram = x @ x.mT
         x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.mT if tall else x
+
+
+def time_newton_schulz(repeats: int = 3) -> dict[str, float]:
+    """Median ms of one Newton-Schulz call per precision on the paper's 128 x 128 hidden matrices
+    (a stack of 8: both blocks' attention projections), interleaved (``tuning``'s measurement)."""
+    import statistics
+    import time
+
+    stack = torch.randn(8, 128, 128, generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {name: [] for name in tuning.NS_DTYPES}
+    for repeat in range(repeats + 1):
+        for name in tuning.NS_DTYPES:
+            start = time.perf_counter()
+            newton_schulz(stack, getattr(torch, name))
+            if repeat:  # the first round warms up
+                times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _pieces(t: Tensor, offset: int, shape: tuple[int, int], pieces: int) -> Tensor:
@@ -298,6 +316,7 @@ class BatchedMuon:
         self.adamw = BatchedAdamW(configs, flat.index_select(1, self.adam_columns))
         self.momentum = flat.new_zeros(E, len(self.muon_columns))  # the Muon columns' buffers
         self.groups = _muon_groups(matrices)
+        self.ns_dtype = tuning.newton_schulz_dtype(flat.device, time_newton_schulz)
 
     @property
     def step_count(self) -> int:
@@ -338,7 +357,9 @@ class BatchedMuon:
             stacked = torch.cat(
                 [_pieces(nesterov, at, shape, k).mT.flatten(0, 1) for _, at, shape, k in matrices]
             )
-            ortho = newton_schulz(stacked).split([len(flat) * k for _, _, _, k in matrices])
+            ortho = newton_schulz(stacked, self.ns_dtype).split(
+                [len(flat) * k for _, _, _, k in matrices]
+            )
             for (offset, _, shape, k), o in zip(matrices, ortho):
                 weights = _pieces(flat, offset, shape, k)
                 weights.mul_(decay)

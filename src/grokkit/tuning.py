@@ -18,6 +18,14 @@ the machine was busy can be wrong). The fast path run without a population (``gr
 takes the forced or cached choice, else oneDNN until a population measures.
 
 The allocator: see ``tune_cpu_allocator``; ``GROKKIT_NO_MALLOC_TUNING=1`` leaves it alone.
+
+Muon's Newton-Schulz precision: torch.optim.Muon iterates in bfloat16, which CPUs without native
+bfloat16 products (AVX-512-BF16 or AMX) emulate 20-30x slower than float32 (benchmarks/RESULTS.md).
+On the CPU the precision is chosen as the GEMM is: timed once both ways on the paper's hidden
+matrices, cached under the same key, ``GROKKIT_NS_DTYPE=bfloat16|float32|measure`` forcing or
+re-measuring it. Unlike the GEMM this changes the rounding, not only the summation order: float32
+is the more precise of the two and agrees with torch's bfloat16 iteration to bfloat16's tolerance
+(tested); the benchmark records which one its Muon runs used.
 """
 
 from __future__ import annotations
@@ -162,6 +170,57 @@ def choose(threads: int, measure: Measurement | None = None) -> GemmChoice:
     if not oversubscribed():  # measured on an overloaded machine: use it, but do not keep it
         _write_cache(key, {"gemm": choice.path, "ms_per_step": timings})
     return choice
+
+
+# ---------------------------------------------------------------- Muon's Newton-Schulz precision
+
+NS_DTYPES = ("bfloat16", "float32")
+NsMeasurement = Callable[[], dict[str, float]]  # () -> {dtype name: median ms per iteration}
+_ns_chosen: dict[int, str] = {}  # per thread count, in this process
+_ns_forced: str | None = None
+
+
+def newton_schulz_dtype(device: torch.device, measure: NsMeasurement) -> torch.dtype:
+    """The precision of Muon's Newton-Schulz iteration on ``device``: torch.optim.Muon's bfloat16
+    on accelerators; on the CPU the faster of the two (environment, cache or ``measure``)."""
+    if device.type != "cpu":
+        return torch.bfloat16
+    if _ns_forced is not None:
+        return getattr(torch, _ns_forced)
+    threads = torch.get_num_threads()
+    if threads not in _ns_chosen:
+        _ns_chosen[threads] = _choose_ns(threads, measure)
+    return getattr(torch, _ns_chosen[threads])
+
+
+def _choose_ns(threads: int, measure: NsMeasurement) -> str:
+    env = os.environ.get("GROKKIT_NS_DTYPE")
+    if env in NS_DTYPES:
+        return env
+    if env not in (None, "measure"):
+        warn(f"GROKKIT_NS_DTYPE={env!r} is not bfloat16, float32 or measure; ignored")
+    key = cache_key(threads) + "|newton_schulz"
+    cached = _read_cache().get(key) if env != "measure" else None
+    if isinstance(cached, dict) and cached.get("dtype") in NS_DTYPES:
+        return cached["dtype"]
+    timings = measure()
+    dtype = min(timings, key=timings.get)
+    if not oversubscribed():
+        _write_cache(key, {"dtype": dtype, "ms": timings})
+    return dtype
+
+
+@contextlib.contextmanager
+def forced_newton_schulz(dtype: str):
+    """Iterate Muon's Newton-Schulz in ``dtype`` inside the block (for tests)."""
+    global _ns_forced
+    if dtype not in NS_DTYPES:
+        raise ValueError(f"unknown Newton-Schulz dtype {dtype!r}; choose one of {NS_DTYPES}")
+    previous, _ns_forced = _ns_forced, dtype
+    try:
+        yield
+    finally:
+        _ns_forced = previous
 
 
 def oversubscribed() -> bool:
