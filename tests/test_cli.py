@@ -402,6 +402,21 @@ def test_bench_json(capsys):
     assert result["fused_adamw"] is (
         hasattr(torch, "_fused_adamw_")
     )  # the fast optimizer is on by default
+    # the roofline: the dense step is forward and backward (3x the forward) over 512 examples,
+    # the forward 2 layers x 2 x (4 T d^2 + 2 T^2 d + 2 T d m) + 2 d V FLOPs with T 4, d 128,
+    # m 512, V 99; the fast path issues well under half of it
+    T, d, m, V = 4, 128, 512, 99
+    forward = 2 * 2 * (4 * T * d * d + 2 * T * T * d + 2 * T * d * m) + 2 * d * V
+    assert result["dense_flops_per_step"] == 3 * 512 * forward
+    assert 0.3 < result["flops_per_step"] / result["dense_flops_per_step"] < 0.5
+    seconds, peak = result["ms_per_step"] / 1000, result["peak_gflops"] * 1e9
+    assert result["fraction_of_peak"] == pytest.approx(
+        result["flops_per_step"] / seconds / peak, rel=0.01, abs=1e-3
+    )
+    assert result["dense_fraction_of_peak"] == pytest.approx(
+        result["dense_flops_per_step"] / seconds / peak, rel=0.01, abs=1e-3
+    )
+    assert result["peak_gflops"] > 0 and result["peak_gflops_bf16"] > 0
 
 
 @pytest.mark.parametrize(

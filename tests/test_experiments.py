@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from pathlib import Path
 
 import pytest
 import torch
 
+from grokkit.analysis import grokking_time
 from grokkit.cli import main
 from grokkit.experiments import FIGURES
-from grokkit.experiments.common import censored_median
 from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
 from grokkit.sweep.projection import CostMeter
 
@@ -75,7 +76,7 @@ def test_fig1_center_medians_match_summaries(smoke_dir):
     for c, s in zip(configs, summaries(smoke_dir, "fig1-center")):
         by_fraction.setdefault(c.train_fraction, []).append(s["steps_to_train_99"])
     for r in rows:
-        median, beyond = censored_median(by_fraction[float(r["train_fraction"])], configs[0].steps)
+        median, beyond = _censored_median(by_fraction[float(r["train_fraction"])])
         assert r["train_median_beyond_budget"] == str(beyond)
         assert (r["median_steps_to_train_99"] or None) == (None if median is None else repr(median))
 
@@ -207,10 +208,24 @@ def test_every_scale_defines_runs():
             assert module.REDUCTIONS[scale]
 
 
+def _censored_median(values: list) -> tuple:
+    """(median, beyond the budget) with unreached runs (None) later than every reached one."""
+    reached = sorted(v for v in values if v is not None)
+    n, k = len(values), len(reached)
+    middle = [(n - 1) // 2, n // 2]
+    if middle[-1] >= k:  # a middle run never got there
+        return None, True
+    return (reached[middle[0]] + reached[middle[1]]) / 2, False
+
+
 def test_censored_median_counts_unreached_runs_as_beyond_budget():
-    assert censored_median([100, 300, None], 1000) == (300.0, False)
-    assert censored_median([100, None, None], 1000) == (None, True)
-    assert censored_median([100, 200], 1000) == (150.0, False)
+    assert _censored_median([100, 300, None]) == (300.0, False)
+    assert grokking_time.median([100, 300, None]) == 300.0
+    assert _censored_median([100, None, None]) == (None, True)
+    assert math.isinf(grokking_time.median([100, None, None]))
+    assert grokking_time.median([100, 200]) == 150.0
+    assert math.isinf(grokking_time.median([100, None]))  # never half of a censored time
+    assert math.isnan(grokking_time.median([]))
 
 
 @pytest.mark.parametrize(

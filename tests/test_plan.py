@@ -135,3 +135,58 @@ def test_plan_text_and_bad_flags(capsys):
     assert "projected training time" in out and "x+y" in out
     assert main(["reproduce", "fig1-left", "--scale", "smoke", "--json"]) == 2
     assert "--json goes with --plan" in capsys.readouterr().err
+
+
+def test_a_second_plan_reads_the_costs_this_machine_measured(tmp_path, monkeypatch):
+    """Costs are measured once per machine, thread count, PyTorch and kind, then read back by
+    later processes (a new meter); --remeasure and a damaged cache measure again; a measurement
+    made on an oversubscribed machine is used once and not kept."""
+    from grokkit import tuning
+    from grokkit.sweep import projection
+
+    monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tuning, "oversubscribed", lambda: False)
+    measured = []
+
+    def fake_measure(config, members, threads, device="cpu"):
+        measured.append(config.d_model)
+        n = len(measured)  # exact binary fractions: the comparisons below are exact
+        return StepCost(0.5 * n, 0.5, 0.25 * n, 0.75 * n)
+
+    monkeypatch.setattr(projection, "measure", fake_measure)
+    config = RunConfig(steps=100)
+    first = CostMeter("cpu").cost(config, 1, 1)
+    again = CostMeter("cpu").cost(config, 1, 1)  # another process: from the file
+    assert first == again == StepCost(0.5, 0.5, 0.25, 0.75) and measured == [128]
+    assert CostMeter("cpu").cost(config, 1, 2) == StepCost(1.0, 0.5, 0.5, 1.5)  # threads
+    assert len(measured) == 2
+    # --remeasure: measured again, and the spread covers both kept measurements
+    third = CostMeter("cpu", remeasure=True).cost(config, 1, 1)
+    assert third == StepCost(1.5, 0.5, 0.25, 2.25) and len(measured) == 3
+    assert CostMeter("cpu").cost(config, 1, 1) == third
+    # a damaged file is measured again (and rewritten), never a traceback
+    (tmp_path / projection.COSTS_FILE).write_text('{"x": [{"step_seconds": "fast"}]')
+    CostMeter("cpu").cost(config, 1, 1)
+    assert len(measured) == 4
+    # oversubscribed: used, not kept
+    monkeypatch.setattr(tuning, "oversubscribed", lambda: True)
+    busy = RunConfig(steps=100, d_model=64)
+    CostMeter("cpu").cost(busy, 1, 1)
+    CostMeter("cpu").cost(busy, 1, 1)
+    assert measured[-2:] == [64, 64]
+
+
+def test_the_projection_spread_is_the_costs_spread_through_the_schedule():
+    class Spread:
+        device = "cpu"
+
+        def cost(self, config, members, threads):
+            return StepCost(0.01, 0.5, 0.008, 0.013)
+
+    a = RunConfig(steps=1000, eval_every=100, seed=0)
+    configs = {"a": a, "b": a.with_changes(seed=1, steps=400)}
+    p = project(configs, [(["a"], False), (["b"], False)], {}, jobs=1, meter=Spread())
+    evals = 0.5 * (evaluation_count(a) + evaluation_count(configs["b"]))
+    assert (p.low, p.seconds, p.high) == pytest.approx(
+        (0.008 * 1400 + evals, 0.01 * 1400 + evals, 0.013 * 1400 + evals)
+    )

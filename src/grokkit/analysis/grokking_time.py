@@ -77,14 +77,22 @@ def _censored_array(values: Sequence[float | None]) -> np.ndarray:
 
 
 def _median(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """The median, with a censored (infinite) middle staying infinite: the lower middle for an
-    even count, so that a median is an observed time or censored, never half of one."""
+    """The median with censored (infinite) times later than every observed one: the middle time,
+    or the mean of the two middle ones for an even count, censored when the later of those is
+    (never half of a censored time)."""
     ordered = np.sort(a, axis=axis)
     n = a.shape[axis]
     low = np.take(ordered, (n - 1) // 2, axis=axis)
     high = np.take(ordered, n // 2, axis=axis)
     with np.errstate(invalid="ignore"):
         return np.where(np.isinf(high), high, 0.5 * (low + high))
+
+
+def median(values: Sequence[float | None]) -> float:
+    """The median of times where ``None`` (or inf) means "not reached within the budget": inf
+    when the median is censored, nan for no values. Exact as long as at most half are censored."""
+    a = _censored_array(values)
+    return float(_median(a)) if a.size else math.nan
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,11 @@ def register(sub) -> None:
         "or both side by side (their default)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="time each kind of run again instead of using this machine's cached costs",
+    )
     r.set_defaults(
         func=run, resume_hint=lambda args: "run the same grokkit reproduce command again to resume"
     )

@@ -20,6 +20,7 @@ from grokkit.experiments.reproduce import (
     plan_figures,
     planned_runs,
     reproduce_figure,
+    spread,
 )
 from grokkit.sweep import check_out_dir, cpu_count
 from grokkit.sweep.projection import CAVEAT, CostMeter
@@ -102,14 +103,15 @@ def _print_rows(runs: list[dict], out) -> None:
 def _print_totals(plan: dict, out) -> None:
     for name, f in plan["figures"].items():
         print(
-            f"{name}: {format_seconds(f['estimated_seconds'])} ({f['jobs']} worker(s) x "
-            f"{f['threads']} thread(s))",
+            f"{name}: {format_seconds(f['estimated_seconds'])} ({spread(f)}; "
+            f"{f['jobs']} worker(s) x {f['threads']} thread(s))",
             file=out,
         )
     n_train = sum(r["status"] in ("new", "resume") for r in plan["runs"])
     print(
         f"projected training time {format_seconds(plan['estimated_seconds'])} "
-        f"({plan['estimated_seconds']:.0f} s) for {n_train} runs to train of {len(plan['runs'])}, "
+        f"({plan['estimated_seconds']:.0f} s; from the spread of the measured step costs "
+        f"{spread(plan)}) for {n_train} runs to train of {len(plan['runs'])}, "
         f"scale {plan['scale']}, on {plan['device']} ({plan['hardware']}), "
         f"every run using its whole budget: runs that stop once they generalised take less. "
         f"{CAVEAT}",
@@ -135,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
         if out is not None:
             check_out_dir(out)
         device = resolve_device(args.device)
-        plan = plan_figures(names, args.scale, out, jobs=args.jobs, device=device, **options)
+        meter = CostMeter(device, remeasure=args.remeasure)
+        plan = plan_figures(
+            names, args.scale, out, jobs=args.jobs, device=device, meter=meter, **options
+        )
         if args.json:
             print(json.dumps(plan))
         else:
@@ -163,7 +168,7 @@ def _train(names: list[str], args: argparse.Namespace, options: dict) -> None:
     check_out_dir(out)
     device = resolve_device(args.device)
     loggers = log_names(args)
-    meter = CostMeter(device)  # figures of one call share their cost measurements
+    meter = CostMeter(device, remeasure=args.remeasure)  # figures of one call share them
     if not args.quiet:  # the plan first, as --plan prints it but one line per figure and setting
         plan = plan_figures(
             names, args.scale, out, jobs=args.jobs, device=device, meter=meter, **options

@@ -92,24 +92,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
 
-def censored_median(values: list[int | None], budget: int) -> tuple[float | None, bool]:
-    """Median of times-to-event where ``None`` means "not reached within ``budget``".
-
-    Unreached runs count as later than every reached one (right-censored at the budget), which
-    is exact for the median as long as at least half of the runs reached the event. Returns
-    (median, censored): censored is True when the median lies beyond the budget (then the value
-    is None: we only know it is > budget).
-    """
-    if not values:
-        return None, True
-    ordered = sorted(math.inf if v is None else float(v) for v in values)
-    n = len(ordered)
-    mid = ordered[(n - 1) // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
-    if math.isinf(mid):
-        return None, True
-    return mid, False
-
-
 def fmt_pct(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 

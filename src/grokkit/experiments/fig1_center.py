@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from grokkit.analysis import grokking_time
 from grokkit.config import RunConfig
 from grokkit.experiments import common
 from grokkit.plot_style import TRAIN_COLOR, VALIDATION_COLOR
@@ -64,14 +66,20 @@ CSV_HEADER = [
 ]
 
 
+def _median(values: list[int | None]) -> tuple[float | None, bool]:
+    """(median, censored): None when the median lies beyond the budget (grokking_time.median)."""
+    m = grokking_time.median(values)
+    return (None, True) if math.isinf(m) or math.isnan(m) else (m, False)
+
+
 def table(results) -> list[list]:
     rows = []
     for fraction, group in common.group_by(results, lambda r: r.config.train_fraction).items():
         budget = group[0].config.steps
         val = [r.summary["steps_to_val_99"] for r in group]
         train = [r.summary["steps_to_train_99"] for r in group]
-        val_median, val_censored = common.censored_median(val, budget)
-        train_median, train_censored = common.censored_median(train, budget)
+        val_median, val_censored = _median(val)
+        train_median, train_censored = _median(train)
         rows.append(
             [
                 fraction,

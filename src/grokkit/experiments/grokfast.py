@@ -19,9 +19,11 @@ README reports 39,890 updates to 95 % validation for the baseline and 910 with t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from grokkit.analysis import grokking_time
 from grokkit.analysis.grokking_time import first_step_at
 from grokkit.config import RunConfig
 from grokkit.experiments import common
@@ -139,8 +141,9 @@ def verdict(methods: Methods) -> str:
     parts = []
     for method, members in methods.curves.items():
         budget = max(c.config.steps for c in members)
-        median, censored = common.censored_median([steps_to(c.metrics) for c in members], budget)
-        medians[method] = (median, budget)
+        median = grokking_time.median([steps_to(c.metrics) for c in members])
+        censored = math.isinf(median)
+        medians[method] = (None if censored else median, budget)
         shown = f">{budget:,}" if censored else f"{median:,.0f}"
         parts.append(f"{LABELS[method]} {shown}")
     text = f"Median updates to {100 * THRESHOLD:.0f} % validation: " + ", ".join(parts) + "."

@@ -98,6 +98,8 @@ def plan_figure(
         "scale": scale,
         "runs": rows,
         "estimated_seconds": projection.seconds,
+        "estimated_seconds_low": projection.low,
+        "estimated_seconds_high": projection.high,
         "jobs": projection.jobs,
         "threads": projection.threads,
     }
@@ -143,6 +145,8 @@ def plan_figures(
         p = plan_figure(name, scale, out_dir, jobs, device, meter, frozenset(planned), **options)
         figures[name] = {
             "estimated_seconds": p["estimated_seconds"],
+            "estimated_seconds_low": p["estimated_seconds_low"],
+            "estimated_seconds_high": p["estimated_seconds_high"],
             "jobs": p["jobs"],
             "threads": p["threads"],
         }
@@ -153,7 +157,10 @@ def plan_figures(
         "device": device,
         "hardware": device_name(device),
         "runs": rows,
-        "estimated_seconds": sum(f["estimated_seconds"] for f in figures.values()),
+        **{
+            k: sum(f[k] for f in figures.values())
+            for k in ("estimated_seconds", "estimated_seconds_low", "estimated_seconds_high")
+        },
         "figures": figures,
         "load_average": load_average(),
     }
@@ -164,9 +171,18 @@ def projection_line(plan: dict) -> str:
     n_new = sum(r["status"] in ("new", "resume") for r in plan["runs"])
     return (
         f"{plan['figure']}: {len(plan['runs'])} runs, {n_new} to train; projected training time "
-        f"{format_seconds(plan['estimated_seconds'])} ({plan['jobs']} worker(s) x "
+        f"{format_seconds(plan['estimated_seconds'])} ({spread(plan)}; {plan['jobs']} worker(s) x "
         f"{plan['threads']} thread(s), every run using its whole budget)"
     )
+
+
+def spread(plan: dict) -> str:
+    """The projection's range from its measured costs' spread, e.g. "2.0-2.4 h"."""
+    low, high = plan["estimated_seconds_low"], plan["estimated_seconds_high"]
+    a, b = format_seconds(low), format_seconds(high)
+    if a.split()[-1] == b.split()[-1]:
+        a = a.rsplit(" ", 1)[0]
+    return f"{a}-{b}"
 
 
 def format_seconds(seconds: float) -> str:
