@@ -552,7 +552,7 @@ def test_fig3_titles_apart_and_colours_named(scale, arch, fake, drawn, monkeypat
         assert len(classes) > 1 and len(legend.get_texts()) > len(classes)  # and the lines' meaning
 
 
-def _fake_fig7_table(rs):
+def _fake_fig7_table(rs, measured=None):
     n, T = len(rs), max(rs[0].config.steps // 2, 1)
     rng = np.random.default_rng(n)
     steps = sorted({1, *np.unique(np.geomspace(1, rs[0].config.steps, 40).astype(int))})
@@ -603,6 +603,7 @@ def _fake_fig7_table(rs):
 
 @pytest.mark.parametrize("scale", ["laptop"])
 def test_fig7_titles_apart_no_legend_on_curves_no_p_zero(scale, fake, drawn, monkeypatch):
+    monkeypatch.setattr(fig7, "measured_phis", lambda groups: dict.fromkeys(groups))
     monkeypatch.setattr(fig7, "table", _fake_fig7_table)
     results = [fake.result(c) for c in fig7.runs(scale)]
     fig7.plot(fig7.measure(results, scale), drawn.out)

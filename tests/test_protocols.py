@@ -177,7 +177,8 @@ def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says
         "perm_p": perm_p,
         "ci": ci,
     }
-    monkeypatch.setattr(fig7, "table", lambda results: table)
+    monkeypatch.setattr(fig7, "measured_phis", lambda groups: dict.fromkeys(groups))
+    monkeypatch.setattr(fig7, "table", lambda results, measured: table)
     from types import SimpleNamespace
 
     from grokkit.config import RunConfig
@@ -208,10 +209,11 @@ def _fig7_results_and_tables(monkeypatch, signs: dict):
         SimpleNamespace(config=RunConfig(operation="s5_xy").with_changes(arch=a), arch=a)
         for a in ("grokkit", "openai-grok")
     ]
+    monkeypatch.setattr(fig7, "measured_phis", lambda groups: dict.fromkeys(groups))
     monkeypatch.setattr(
         fig7,
         "table",
-        lambda rs: {
+        lambda rs, measured: {
             "stats": {d: stats(signs[(rs[0].arch, d)]) for d in fig7.SHARPNESS_DEFINITIONS}
         },
     )

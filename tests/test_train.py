@@ -80,6 +80,22 @@ def test_training_is_deterministic(tmp_path):
     assert a["val_accuracy"] == b["val_accuracy"]
 
 
+def test_evaluating_more_often_changes_no_weight(tmp_path):
+    """Evaluation only reads the weights: a run evaluated every few steps reaches the weights of
+    one evaluated rarely, and the rows both evaluate agree (figures choose their evaluation
+    interval for cost, not for what is trained)."""
+    fine, coarse = tiny_run(steps=40, eval_every=2), tiny_run(steps=40, eval_every=20)
+    train_runs([fine], [tmp_path / "fine"], progress=False)
+    train_runs([coarse], [tmp_path / "coarse"], progress=False)
+    a, b = runs.load_checkpoint(tmp_path / "fine"), runs.load_checkpoint(tmp_path / "coarse")
+    assert torch.equal(a["flat"], b["flat"])
+    rows = {r["step"]: r["val_accuracy"] for r in runs.read_metrics(tmp_path / "fine")}
+    coarse_rows = runs.read_metrics(tmp_path / "coarse")
+    both = [r for r in coarse_rows if r["step"] in rows]
+    assert len(coarse_rows) < len(rows) and len(both) >= 3
+    assert all(rows[r["step"]] == r["val_accuracy"] for r in both)
+
+
 def test_resume_equals_a_straight_run(tmp_path):
     straight = tiny_run(steps=40)
     train_runs([straight], [tmp_path / "straight"], progress=False)

@@ -247,21 +247,34 @@ def correlation(phis, vals) -> dict:
     }
 
 
-def table(results) -> dict:
-    """The seeds of one architecture at T: their CSV rows, φ by every definition, validation
-    accuracies and curves, and each definition's statistics (``correlation``)."""
-    first = [r.summary["steps_to_val_99"] for r in results]
-    T = half_grokked_step(first, common_snapshot_step_list(results))
-    metrics = [read_metrics(r.run_dir) for r in results]
-    vals = [accuracy_at(m, T) for m in metrics]
+def phis_at(run_dir: Path, step: int) -> dict[str, float]:
+    """A run's φ at ``step`` by every definition (one worker's task in ``measure``)."""
     # Imported here: it trains nothing but needs PyTorch, which `reproduce --list` does without.
     from grokkit.analysis.run_sharpness import run_sharpness
 
-    # Each run's loss is its own architecture's (run_sharpness reads the run's config).
-    phis = {
-        d: [run_sharpness(r.run_dir, EPSILON, ITERATIONS, step=T, definition=d) for r in results]
+    # The loss is the run's own architecture's (run_sharpness reads the run's config).
+    return {
+        d: run_sharpness(run_dir, EPSILON, ITERATIONS, step=step, definition=d)
         for d in SHARPNESS_DEFINITIONS
     }
+
+
+def half_grokked(results) -> int:
+    """T of one architecture's seeds (``half_grokked_step`` over their common snapshots)."""
+    first = [r.summary["steps_to_val_99"] for r in results]
+    return half_grokked_step(first, common_snapshot_step_list(results))
+
+
+def table(results, measured: list[dict[str, float]] | None = None) -> dict:
+    """The seeds of one architecture at T: their CSV rows, φ by every definition, validation
+    accuracies and curves, and each definition's statistics (``correlation``). ``measured``:
+    each run's ``phis_at`` T, if already computed."""
+    first = [r.summary["steps_to_val_99"] for r in results]
+    T = half_grokked(results)
+    metrics = [read_metrics(r.run_dir) for r in results]
+    vals = [accuracy_at(m, T) for m in metrics]
+    measured = measured or [phis_at(r.run_dir, T) for r in results]
+    phis = {d: [m[d] for m in measured] for d in SHARPNESS_DEFINITIONS}
     stats = {d: correlation(phis[d], vals) for d in SHARPNESS_DEFINITIONS}
 
     def stat_cells(s: dict) -> list:
@@ -307,8 +320,25 @@ class Sharpness:
 
 def measure(results, scale: str, arch: str | None = None) -> Sharpness:
     """φ by every definition and its statistics, once per architecture. ``arch`` is the option
-    ``runs`` took; the architectures measured are those of ``results``."""
-    return Sharpness({a: table(rs) for a, rs in by_arch(results).items()}, results[0].config, scale)
+    ``runs`` took; the architectures measured are those of ``results``. The runs' φ are computed
+    in parallel, one worker per core (each run's own folder caches its values)."""
+    groups = by_arch(results)
+    measured = measured_phis(groups)
+    tables = {a: table(rs, measured[a]) for a, rs in groups.items()}
+    return Sharpness(tables, results[0].config, scale)
+
+
+def measured_phis(groups: dict[str, list]) -> dict[str, list[dict[str, float]]]:
+    """Each architecture's runs' ``phis_at`` their T, computed by one worker per core."""
+    from grokkit.sweep.executors import core_budget, map_in_workers
+
+    tasks = [(r.run_dir, half_grokked(rs)) for rs in groups.values() for r in rs]
+    done = iter(map_in_workers(_phis_task, tasks, core_budget()))
+    return {a: [next(done) for _ in rs] for a, rs in groups.items()}
+
+
+def _phis_task(task: tuple[Path, int]) -> dict[str, float]:
+    return phis_at(*task)
 
 
 # The smallest p-value written as a number: a permutation p is at least 1/(PERMUTATIONS + 1), and

@@ -162,7 +162,8 @@ def plan_figures(
             for k in ("estimated_seconds", "estimated_seconds_low", "estimated_seconds_high")
         },
         "figures": figures,
-        "load_average": load_average(),
+        # the machine's load while costs were measured (None: every cost came from the cache)
+        "load_average": load_average() if meter.measured else None,
     }
 
 
@@ -178,7 +179,9 @@ def projection_line(plan: dict) -> str:
 
 def spread(plan: dict) -> str:
     """The projection's range from its measured costs' spread, e.g. "2.0-2.4 h"."""
-    low, high = plan["estimated_seconds_low"], plan["estimated_seconds_high"]
+    seconds = plan["estimated_seconds"]
+    low = plan.get("estimated_seconds_low", seconds)
+    high = plan.get("estimated_seconds_high", seconds)
     a, b = format_seconds(low), format_seconds(high)
     if a.split()[-1] == b.split()[-1]:
         a = a.rsplit(" ", 1)[0]

@@ -222,6 +222,46 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
                     progress.drain(progress_queue)
 
 
+def map_in_workers(fn, items: list, jobs: int) -> list:
+    """``[fn(item) for item in items]``, in order, computed by ``jobs`` spawned worker processes
+    with the core budget shared among them (in this process when one would do). ``fn`` must be a
+    module-level function. Workers stop as a sweep's do: on a Ctrl-C or an error here, and on
+    their own when this process dies (the watchdog)."""
+    jobs = min(jobs, len(items))
+    if jobs <= 1:
+        return [fn(item) for item in items]
+    threads = worker_threads(jobs)
+    _quiet_resource_tracker()
+    context = multiprocessing.get_context("spawn")
+    stop_requested = context.Event()
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(None, None, stop_requested, os.getpid()),
+    )
+    completed = False
+    try:
+        with HeldInterrupt(block_children=True) as held, _main_module_hidden():
+            futures = [pool.submit(_with_threads, fn, threads, item) for item in items]
+        if held.requested:
+            raise KeyboardInterrupt
+        results = [f.result() for f in futures]
+        completed = True
+        return results
+    finally:
+        if completed:
+            pool.shutdown(wait=True)
+        else:
+            with HeldInterrupt():
+                _stop_workers(pool, stop_requested)
+
+
+def _with_threads(fn, threads: int, item):
+    torch.set_num_threads(threads)
+    return fn(item)
+
+
 def _stop_workers(
     pool: ProcessPoolExecutor, stop_requested, grace_seconds: float = STOP_GRACE_SECONDS
 ) -> None:

@@ -85,6 +85,7 @@ class CostMeter:
     device: str = "cpu"
     costs: dict = field(default_factory=dict)
     remeasure: bool = field(default_factory=lambda: os.environ.get("GROKKIT_REMEASURE") == "1")
+    measured: int = 0  # kinds timed by this meter (the others came from the cache)
 
     def cost(self, config: RunConfig, members: int, threads: int) -> StepCost:
         key = (_cost_key(config), min(members, measured_members(self.device)), threads, self.device)
@@ -93,6 +94,7 @@ class CostMeter:
             kept = [] if self.remeasure else _valid(_read_costs().get(disk_key))
             if not kept:
                 cost = measure(config, key[1], threads, self.device)
+                self.measured += 1
                 kept = _keep(disk_key, cost)
             self.costs[key] = _combined(kept)
         return self.costs[key]
