@@ -99,15 +99,17 @@ class GemmChoice:
 
 
 _chosen: dict[int, GemmChoice] = {}  # per thread count, in this process
-_forced: str | None = None  # set by ``forced`` (the measurement itself)
+# kind -> the value a ``forced``/``forced_newton_schulz`` block imposes (the measurement itself,
+# tests); None outside such a block
+_FORCED: dict[str, str | None] = {"gemm": None, "newton_schulz": None}
 
 
 def choose_gemm(measure: Measurement) -> GemmChoice:
     """Make the choice for this process's thread count now, timing with ``measure`` if neither
     the environment nor the cache decides. A stand-in choice (``use_onednn`` before any
     measurement could be made) is replaced."""
-    if _forced is not None:  # inside the measurement: its populations must not measure again
-        return GemmChoice(_forced, "forced")
+    if _FORCED["gemm"] is not None:  # inside the measurement: its populations must not measure
+        return GemmChoice(_FORCED["gemm"], "forced")
     threads = torch.get_num_threads()
     choice = _chosen.get(threads)
     if choice is None or choice.source == "default":
@@ -118,8 +120,8 @@ def choose_gemm(measure: Measurement) -> GemmChoice:
 def use_onednn() -> bool:
     """Whether the fast path's CPU float32 projections go to oneDNN now (asked per projection:
     after the first ask per thread count, one dictionary look-up)."""
-    if _forced is not None:
-        return _forced == "onednn"
+    if _FORCED["gemm"] is not None:
+        return _FORCED["gemm"] == "onednn"
     threads = torch.get_num_threads()
     choice = _chosen.get(threads)
     if choice is None:
@@ -129,23 +131,26 @@ def use_onednn() -> bool:
 
 def current() -> GemmChoice:
     """The choice for this process's thread count (made now, without measuring, if it never was)."""
-    if _forced is not None:
-        return GemmChoice(_forced, "forced")
+    if _FORCED["gemm"] is not None:
+        return GemmChoice(_FORCED["gemm"], "forced")
     use_onednn()
     return _chosen[torch.get_num_threads()]
 
 
 @contextlib.contextmanager
-def forced(path: str):
-    """Run the fast path on ``path`` inside the block (for measurements and tests)."""
-    global _forced
-    if path not in PATHS:
-        raise ValueError(f"unknown GEMM path {path!r}; choose one of {PATHS}")
-    previous, _forced = _forced, path
+def _forcing(kind: str, value: str, allowed: tuple[str, ...]):
+    if value not in allowed:
+        raise ValueError(f"unknown {kind} choice {value!r}; choose one of {allowed}")
+    previous, _FORCED[kind] = _FORCED[kind], value
     try:
         yield
     finally:
-        _forced = previous
+        _FORCED[kind] = previous
+
+
+def forced(path: str):
+    """Run the fast path on ``path`` inside the block (for measurements and tests)."""
+    return _forcing("gemm", path, PATHS)
 
 
 def choose(threads: int, measure: Measurement | None = None) -> GemmChoice:
@@ -177,7 +182,6 @@ def choose(threads: int, measure: Measurement | None = None) -> GemmChoice:
 NS_DTYPES = ("bfloat16", "float32")
 NsMeasurement = Callable[[], dict[str, float]]  # () -> {dtype name: median ms per iteration}
 _ns_chosen: dict[int, str] = {}  # per thread count, in this process
-_ns_forced: str | None = None
 
 
 def newton_schulz_dtype(device: torch.device, measure: NsMeasurement) -> torch.dtype:
@@ -185,8 +189,8 @@ def newton_schulz_dtype(device: torch.device, measure: NsMeasurement) -> torch.d
     on accelerators; on the CPU the faster of the two (environment, cache or ``measure``)."""
     if device.type != "cpu":
         return torch.bfloat16
-    if _ns_forced is not None:
-        return getattr(torch, _ns_forced)
+    if _FORCED["newton_schulz"] is not None:
+        return getattr(torch, _FORCED["newton_schulz"])
     threads = torch.get_num_threads()
     if threads not in _ns_chosen:
         _ns_chosen[threads] = _choose_ns(threads, measure)
@@ -210,17 +214,9 @@ def _choose_ns(threads: int, measure: NsMeasurement) -> str:
     return dtype
 
 
-@contextlib.contextmanager
 def forced_newton_schulz(dtype: str):
     """Iterate Muon's Newton-Schulz in ``dtype`` inside the block (for tests)."""
-    global _ns_forced
-    if dtype not in NS_DTYPES:
-        raise ValueError(f"unknown Newton-Schulz dtype {dtype!r}; choose one of {NS_DTYPES}")
-    previous, _ns_forced = _ns_forced, dtype
-    try:
-        yield
-    finally:
-        _ns_forced = previous
+    return _forcing("newton_schulz", dtype, NS_DTYPES)
 
 
 def oversubscribed() -> bool:

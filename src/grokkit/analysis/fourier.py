@@ -344,6 +344,39 @@ def _require_fourier_run(run: Run) -> int:
     return run.config.modulus
 
 
+def _measures_at(run: Run, model, step: int, p: int, key_freqs) -> dict:
+    """One row of the curves: every measure of ``model``, the run's snapshot at ``step``."""
+    train_idx, test_idx = run.split()
+    answers = run.table.result
+    train_answers, test_answers = run.config.trained_answers(answers, train_idx), answers[test_idx]
+    loss_fn = LOSSES[run.config.loss]
+
+    def mean_loss(logits: Tensor, labels: Tensor) -> float:
+        return float(loss_fn(logits, labels).mean())
+
+    def accuracy(logits: Tensor, labels: Tensor) -> float:
+        return float((logits.argmax(dim=-1) == labels).double().mean())
+
+    elements = model.config.element_tokens()
+    logits = model.logits()[:, elements].double()  # [p*p, p]: the element answers only
+    weights = model.weights
+    neuron_to_logit = _neuron_to_logit(weights, model.config)  # [d_mlp, p]
+    restricted = restricted_logits(logits, p, key_freqs)
+    excluded = excluded_logits(logits, p, key_freqs)
+    return {
+        "step": step,
+        "train_loss": mean_loss(logits[train_idx], train_answers),
+        "test_loss": mean_loss(logits[test_idx], test_answers),
+        "train_accuracy": accuracy(logits[train_idx], train_answers),
+        "test_accuracy": accuracy(logits[test_idx], test_answers),
+        "restricted_loss": mean_loss(restricted, answers),
+        "excluded_loss": mean_loss(excluded[train_idx], train_answers),
+        "gini_embed": gini(basis_norms(weights["W_E"][elements])),
+        "gini_neuron_logit": gini(basis_norms(neuron_to_logit.T)),
+        "weight_norm_sq": sum(float(w.double().pow(2).sum()) for w in weights.values()),
+    }
+
+
 def progress_measures(
     run: Run | str | Path, key_freqs=None, energy: float = DEFAULT_ENERGY
 ) -> ProgressMeasures:
@@ -365,41 +398,10 @@ def progress_measures(
         key_freqs = _check_key_freqs(key_freqs, p)
         key_source = "given"
 
-    train_idx, test_idx = run.split()
-    answers = run.table.result
-    train_answers, test_answers = run.config.trained_answers(answers, train_idx), answers[test_idx]
-    loss_fn = LOSSES[run.config.loss]
-
-    def mean_loss(logits: Tensor, labels: Tensor) -> float:
-        return float(loss_fn(logits, labels).mean())
-
-    def accuracy(logits: Tensor, labels: Tensor) -> float:
-        return float((logits.argmax(dim=-1) == labels).double().mean())
-
-    rows = []
-    for step in steps:
-        model = final if step == steps[-1] else run.model(step)
-        logits = model.logits()[
-            :, model.config.element_tokens()
-        ].double()  # [p*p, p]: the element answers only
-        weights = model.weights
-        neuron_to_logit = _neuron_to_logit(weights, model.config)  # [d_mlp, p]
-        restricted = restricted_logits(logits, p, key_freqs)
-        excluded = excluded_logits(logits, p, key_freqs)
-        rows.append(
-            {
-                "step": step,
-                "train_loss": mean_loss(logits[train_idx], train_answers),
-                "test_loss": mean_loss(logits[test_idx], test_answers),
-                "train_accuracy": accuracy(logits[train_idx], train_answers),
-                "test_accuracy": accuracy(logits[test_idx], test_answers),
-                "restricted_loss": mean_loss(restricted, answers),
-                "excluded_loss": mean_loss(excluded[train_idx], train_answers),
-                "gini_embed": gini(basis_norms(weights["W_E"][model.config.element_tokens()])),
-                "gini_neuron_logit": gini(basis_norms(neuron_to_logit.T)),
-                "weight_norm_sq": sum(float(w.double().pow(2).sum()) for w in weights.values()),
-            }
-        )
+    rows = [
+        _measures_at(run, final if step == steps[-1] else run.model(step), step, p, key_freqs)
+        for step in steps
+    ]
     curves = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
     return ProgressMeasures(
         key_freqs=key_freqs,
@@ -529,6 +531,28 @@ def _phase_spans(phases: dict, first: float, last: float) -> list[tuple[str, flo
     return spans
 
 
+def _shade_phases(axis, phases: dict, steps: np.ndarray, legend: bool) -> None:
+    """The phases as shaded spans (named in the legend when ``legend``) and their boundaries."""
+    for label, start, end, color in _phase_spans(phases, steps[0], steps[-1]):
+        name = f"{label} (phase)" if legend else "_nolegend_"
+        axis.axvspan(start, end, color=color, alpha=0.08, label=name)
+    for key in PHASE_KEYS:
+        if phases.get(key) is not None:
+            axis.axvline(phases[key], color="black", linestyle="--", linewidth=0.8, alpha=0.6)
+    axis.set_xlabel("step")
+
+
+def _draw_key_frequencies(axis, measures: ProgressMeasures) -> None:
+    """The final W_E norm per frequency, the key frequencies in red."""
+    norms = measures.embed_norms.numpy()
+    keys = set(measures.key_freqs)
+    colors = ["tab:red" if k in keys else "tab:gray" for k in range(len(norms))]
+    axis.bar(np.arange(len(norms)), norms, color=colors)
+    axis.set_xlabel("frequency k (0: constant); key frequencies in red")
+    axis.set_ylabel("norm of W_E (final snapshot)")
+    axis.set_title(f"key frequencies: {', '.join(map(str, measures.key_freqs)) or 'none'}")
+
+
 def plot_progress_measures(measures: ProgressMeasures, path: Path, title: str = "") -> list[Path]:
     """One figure: the four losses (log y), the two Gini coefficients, the total squared weight
     norm against the step with the phases shaded, and the final W_E norm per frequency with the
@@ -570,36 +594,12 @@ def plot_progress_measures(measures: ProgressMeasures, path: Path, title: str = 
     norm_axis.set_ylabel("total squared weight norm")
 
     if len(steps):
-        spans = _phase_spans(measures.phases, steps[0], steps[-1])
         for axis in (loss_axis, gini_axis, norm_axis):
-            for label, start, end, color in spans:  # named once, in the loss panel's legend
-                axis.axvspan(
-                    start,
-                    end,
-                    color=color,
-                    alpha=0.08,
-                    label=f"{label} (phase)" if axis is loss_axis else "_nolegend_",
-                )
-            for key in PHASE_KEYS:
-                if measures.phases.get(key) is not None:
-                    axis.axvline(
-                        measures.phases[key],
-                        color="black",
-                        linestyle="--",
-                        linewidth=0.8,
-                        alpha=0.6,
-                    )
-            axis.set_xlabel("step")
+            _shade_phases(axis, measures.phases, steps, legend=axis is loss_axis)
     loss_axis.legend(fontsize=7, ncol=2, frameon=True, framealpha=0.8)
     gini_axis.legend(fontsize=8)
 
-    norms = measures.embed_norms.numpy()
-    keys = set(measures.key_freqs)
-    colors = ["tab:red" if k in keys else "tab:gray" for k in range(len(norms))]
-    bar_axis.bar(np.arange(len(norms)), norms, color=colors)
-    bar_axis.set_xlabel("frequency k (0: constant); key frequencies in red")
-    bar_axis.set_ylabel("norm of W_E (final snapshot)")
-    bar_axis.set_title(f"key frequencies: {', '.join(map(str, measures.key_freqs)) or 'none'}")
+    _draw_key_frequencies(bar_axis, measures)
     if title:
         fig.suptitle(title)
     png = save_figure(fig, path)

@@ -212,6 +212,18 @@ class AuthorsEpochLoss:
         return float(np.mean(losses)), np.mean(gradients, axis=0)
 
 
+def _authors_subspace(
+    x: np.ndarray, subspace_dim: int, epsilon: float, generator: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(A, the box's half-widths) of ``get_sharpness``: A⁺ with entries uniform on [−1, 1) and
+    unit rows, A = pinv(A⁺), half-widths ε(|A⁺x| + 1)."""
+    if not 1 <= subspace_dim <= x.size:
+        raise ValueError(f"subspace_dim must be in [1, {x.size}], got {subspace_dim}")
+    A_plus = generator.random((subspace_dim, x.size)) * 2.0 - 1.0
+    A_plus /= np.linalg.norm(A_plus, axis=1, keepdims=True)
+    return np.linalg.pinv(A_plus), epsilon * (np.abs(A_plus @ x) + 1.0)
+
+
 def openai_grok_sharpness(
     objective: Objective,
     x0: np.ndarray,
@@ -234,20 +246,12 @@ def openai_grok_sharpness(
         φ = (f_x − f(x0)) / (1 + f(x0)) × 100 = (L(x0) − L_min) / (1 − L(x0)) × 100,
     which is >= 0 when L(x0) < 1 (up to the noise below) and flips sign for L(x0) > 1.
 
-    The loss L: every evaluation (the one at x0 included) walks one freshly shuffled epoch of the
-    training set in minibatches of B = min(512, ceil(N / 2)) equations, the last one smaller when B
-    does not divide N, and returns the *unweighted* mean of the minibatch means, so equations in
-    the short last batch weigh more and L changes from one evaluation to the next even at one x
-    (the reference L(x0) and the solver's first L(x0 + A·0) see different shuffles).
-
-    The gradient G is not ∇L: after each minibatch's mean loss is back-propagated the stored
-    gradient is never cleared but divided in place by that batch's size, so over all evaluations
-    it evolves as G ← (G + g_b) / |b| (g_b: the gradient of batch b's mean loss), from G = 0 at
-    the start of one sharpness computation, and an evaluation returns the mean over its batches of
-    G after each batch. G is therefore about 1/(B − 1) of ∇L (G = g / (B − 1) is its fixed point
-    for a steady g). With so small a gradient, near or below fmin_l_bfgs_b's projected-gradient
-    tolerance, and a loss that moves with every reshuffle, the solver can end where it started
-    (it did on smoke-scale S5 runs: one iteration, y = 0), and φ is then the shuffle noise alone.
+    The loss L and its "gradient" G are ``AuthorsEpochLoss``'s: a fresh shuffled epoch per
+    evaluation (the one at x0 included), so L moves from one evaluation to the next even at one x,
+    and a G about 1/(B − 1) of ∇L (its fixed point for a steady gradient). With so small a
+    gradient, near or below fmin_l_bfgs_b's projected-gradient tolerance, the solver can end where
+    it started (it did on smoke-scale S5 runs: one iteration, y = 0), and φ is then the shuffle
+    noise alone.
 
     Here the network is in evaluation mode (no dropout), as in their code. Differences that are
     not the authors' choices: A⁺ and the epoch orders are drawn from ``generator`` (numpy; A⁺
@@ -256,12 +260,7 @@ def openai_grok_sharpness(
     x0 raises a ValueError instead of returning NaN.
     """
     x = _check(x0, epsilon, max_iterations)
-    if not 1 <= subspace_dim <= x.size:
-        raise ValueError(f"subspace_dim must be in [1, {x.size}], got {subspace_dim}")
-    A_plus = generator.random((subspace_dim, x.size)) * 2.0 - 1.0
-    A_plus /= np.linalg.norm(A_plus, axis=1, keepdims=True)
-    A = np.linalg.pinv(A_plus)
-    half_width = epsilon * (np.abs(A_plus @ x) + 1.0)
+    A, half_width = _authors_subspace(x, subspace_dim, epsilon, generator)
     epoch_loss_and_gradient = AuthorsEpochLoss(objective, generator)  # G = 0 from here on
 
     loss_x0, _ = epoch_loss_and_gradient(x)

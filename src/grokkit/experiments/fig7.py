@@ -375,6 +375,57 @@ def _panel_stats(s: dict) -> str:
     )
 
 
+def _draw_sharpness(axes, arch: str, t: dict) -> None:
+    """One architecture's panels: validation accuracy at T against φ, per definition."""
+    accuracy = [100 * v for v in t["vals"]]
+    for d, ax in zip(SHARPNESS_DEFINITIONS, axes):
+        color = "tab:blue" if arch == "grokkit" else "tab:orange"
+        ax.scatter(t["phis"][d], accuracy, color=color, s=18)
+        ax.set_xlabel(f"φ ({d}) at step {t['T']} (%)")
+        ax.set_ylabel("validation accuracy at T (%)")
+        ax.set_title(f"arch {arch}, φ {d}:\n{TITLES[d]}\n{_panel_stats(t['stats'][d])}", fontsize=8)
+
+
+def _draw_curves(ax, arch: str, t: dict) -> None:
+    """Every seed's validation accuracy, with T marked."""
+    for curve in t["curves"]:
+        pts = [(s, v) for s, v in curve if s > 0]
+        ax.plot([s for s, _ in pts], [100 * v for _, v in pts], color="tab:gray", lw=0.7, alpha=0.6)
+    # T is named in the title, not in a legend that would sit on the curves.
+    ax.axvline(t["T"], color="tab:red", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("optimization step")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(
+        f"arch {arch}: every seed's validation accuracy;\nred dashed line: T = {t['T']}, "
+        f"{t['grokked_at_T']}/{t['n']} seeds\nat >= 99 % by then",
+        fontsize=8,
+    )
+
+
+def _label(fig, sharpness: Sharpness) -> None:
+    cfg = sharpness.config
+    seeds = "/".join(sorted({str(t["n"]) for t in sharpness.tables.values()}))
+    fig.suptitle(
+        f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: sharpness vs validation "
+        f"accuracy over {seeds} seeds per architecture (paper: ρ = -0.795, p < 1.4e-5)",
+        fontsize=10,
+    )
+    common.add_caption(
+        fig,
+        common.caption(
+            REDUCTIONS,
+            sharpness.scale,
+            (
+                "φ is measured on each run's full training set at its snapshot of step T "
+                f"(ε = {EPSILON:g}, {ITERATIONS} L-BFGS-B iterations, seed 0), by three "
+                "definitions (grokkit.analysis.sharpness). Significant: permutation p < 0.05 and "
+                "the 95 % bootstrap interval excludes 0."
+            ),
+        ),
+    )
+
+
 def plot(sharpness: Sharpness, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
@@ -395,53 +446,10 @@ def plot(sharpness: Sharpness, out_dir: Path) -> list[Path]:
         layout="constrained",
         squeeze=False,
     )
-    for axes, (a, t) in zip(grid, tables.items()):
-        accuracy = [100 * v for v in t["vals"]]
-        for d, ax in zip(SHARPNESS_DEFINITIONS, axes):
-            ax.scatter(
-                t["phis"][d], accuracy, color="tab:blue" if a == "grokkit" else "tab:orange", s=18
-            )
-            ax.set_xlabel(f"φ ({d}) at step {t['T']} (%)")
-            ax.set_ylabel("validation accuracy at T (%)")
-            ax.set_title(
-                f"arch {a}, φ {d}:\n{TITLES[d]}\n{_panel_stats(t['stats'][d])}", fontsize=8
-            )
-        curves = axes[-1]
-        for curve in t["curves"]:
-            pts = [(s, v) for s, v in curve if s > 0]
-            curves.plot(
-                [s for s, _ in pts], [100 * v for _, v in pts], color="tab:gray", lw=0.7, alpha=0.6
-            )
-        # T is named in the title, not in a legend that would sit on the curves.
-        curves.axvline(t["T"], color="tab:red", ls="--", lw=1)
-        curves.set_xscale("log")
-        curves.set_xlabel("optimization step")
-        curves.set_ylabel("validation accuracy (%)")
-        curves.set_title(
-            f"arch {a}: every seed's validation accuracy;\nred dashed line: T = {t['T']}, "
-            f"{t['grokked_at_T']}/{t['n']} seeds\nat >= 99 % by then",
-            fontsize=8,
-        )
-    cfg = sharpness.config
-    seeds = "/".join(sorted({str(t["n"]) for t in tables.values()}))
-    fig.suptitle(
-        f"{common.op_label(cfg)}, {100 * cfg.train_fraction:.0f}% data: sharpness vs validation "
-        f"accuracy over {seeds} seeds per architecture (paper: ρ = -0.795, p < 1.4e-5)",
-        fontsize=10,
-    )
-    common.add_caption(
-        fig,
-        common.caption(
-            REDUCTIONS,
-            sharpness.scale,
-            (
-                "φ is measured on each run's full training set at its snapshot of step T "
-                f"(ε = {EPSILON:g}, {ITERATIONS} L-BFGS-B iterations, seed 0), by three "
-                "definitions (grokkit.analysis.sharpness). Significant: permutation p < 0.05 and "
-                "the 95 % bootstrap interval excludes 0."
-            ),
-        ),
-    )
+    for axes, (arch, t) in zip(grid, tables.items()):
+        _draw_sharpness(axes, arch, t)
+        _draw_curves(axes[-1], arch, t)
+    _label(fig, sharpness)
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 

@@ -171,6 +171,16 @@ def run_in_process(tasks, groups, device, loggers, finished, progress=None) -> N
         finished(g, train_group(*task, device, loggers, watcher=progress))
 
 
+def _pool(jobs: int, context, stop_requested, progress_queue=None, gpu_queue=None):
+    """Worker processes that watch this one (``_init_worker``): they stop when it asks or dies."""
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(progress_queue, gpu_queue, stop_requested, os.getpid()),
+    )
+
+
 def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=None) -> None:
     threads = worker_threads(jobs)
     _quiet_resource_tracker()
@@ -182,12 +192,7 @@ def run_pool(tasks, groups, jobs, device, loggers, finished, errors, progress=No
         gpu_queue = context.Queue()
         for gpu in visible_gpus()[:jobs]:
             gpu_queue.put(gpu)
-    pool = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(progress_queue, gpu_queue, stop_requested, os.getpid()),
-    )
+    pool = _pool(jobs, context, stop_requested, progress_queue, gpu_queue)
     completed = False
     try:
         # The workers start here (in submit). A Ctrl-C waits until they have: one arriving while
@@ -234,12 +239,7 @@ def map_in_workers(fn, items: list, jobs: int) -> list:
     _quiet_resource_tracker()
     context = multiprocessing.get_context("spawn")
     stop_requested = context.Event()
-    pool = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(None, None, stop_requested, os.getpid()),
-    )
+    pool = _pool(jobs, context, stop_requested)
     completed = False
     try:
         with HeldInterrupt(block_children=True) as held, _main_module_hidden():
