@@ -1,6 +1,7 @@
 """Where the training step's time goes: torch.profiler over steps of the paper's configuration.
 
     python benchmarks/profile_step.py [--threads N] [--population E] [--steps 20] [--top 15]
+                                      [--arch grokkit|openai-grok] [--op OP] [--train-fraction F]
 
 Prints the operators by self CPU time (total, calls, share of the profiled time) and how many
 parallel regions one step enters (OpenMP-using operators called per step is the proxy: every
@@ -25,9 +26,14 @@ def main() -> None:
     p.add_argument("--population", type=int, default=1)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--arch", default="grokkit", choices=("grokkit", "openai-grok"))
+    p.add_argument("--op", default="x/y")
+    p.add_argument("--train-fraction", type=float, default=0.5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    pop = Population([RunConfig(seed=i) for i in range(args.population)])
+    base = RunConfig(operation=args.op, train_fraction=args.train_fraction)
+    base = base.with_changes(arch=args.arch)
+    pop = Population([base.with_changes(seed=i) for i in range(args.population)])
     for _ in range(5):
         pop.step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -37,7 +43,7 @@ def main() -> None:
     total = sum(e.self_cpu_time_total for e in events)
     print(
         f"{cpu_model()}, torch {torch.__version__}, {args.threads} thread(s), "
-        f"E = {args.population}: {total / args.steps / 1000:.2f} ms of operator time per step"
+        f"{args.arch} {args.op} E = {args.population}: {total / args.steps / 1000:.2f} ms of operator time per step"
     )
     print(f"{'operator':<40} {'ms/step':>8} {'calls/step':>10} {'share':>6}")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:

@@ -145,6 +145,34 @@ def test_logits_equal_the_authors_module_structure(op, layers):
     torch.testing.assert_close(fast, expected[:, 4:6], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_fast_gradients_equal_the_reference_in_float64(layers):
+    # The fast pass computes layer 0 per token and the last layer's queries for two positions
+    # only; the gradient of every weight must still be the reference's, for two members at once.
+    config = RunConfig(operation="s5_xy", n_layers=layers, d_model=16, n_heads=2).with_changes(
+        arch="openai-grok"
+    )
+    table = make_table("s5_xy", 97, "openai-grok")
+    cfg = config.model_config(table.n_elements)
+    members = [_weights(cfg, seed) for seed in (0, 5)]
+    rows = torch.randint(0, table.n_equations, (2, 64), generator=torch.Generator().manual_seed(1))
+    x, y, c = table.x[rows], table.y[rows], table.result[rows]
+    weights = torch.randn(2, 64, 2, cfg.vocab_size, dtype=torch.float64)  # a loss reading all
+
+    def grads(forward):
+        params = {
+            k: torch.stack([m[k] for m in members]).double().requires_grad_() for k in members[0]
+        }
+        (forward(params) * weights).sum().backward()
+        return {k: p.grad for k, p in params.items()}
+
+    fast = grads(lambda p: forward_openai_fast(p, cfg, x, y, c))
+    ref = grads(lambda p: forward_openai_reference(p, cfg, openai_tokens(cfg, x, y, c)))
+    assert fast.keys() == ref.keys()
+    for k in ref:
+        torch.testing.assert_close(fast[k], ref[k], rtol=1e-9, atol=1e-10, msg=k)
+
+
 def test_paper_shape_has_their_parameter_count_and_vocabulary():
     cfg = RunConfig().with_changes(arch="openai-grok").model_config(97)
     # Per layer: Q, K, V, O (4 d^2), the MLP (8 d^2), two LayerNorms (4 d); no biases.

@@ -261,31 +261,126 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
 # ---------------------------------------------------------------- the authors' network
 
 
-def _openai_input_rows(params: dict[str, Tensor], cfg: ModelConfig, y: Tensor, c: Tensor) -> Tensor:
-    """The first layer's input rows of ``forward_openai_fast``: [<eos> | x per element | op per
-    element | y per example | "=" per example | c per example], embeddings plus positions."""
-    E, B = y.shape
+def _openai_tables(params: Params, cfg: ModelConfig) -> Tensor:
+    """The first layer's input as tables: every position holds one token plus its position, so
+    its rows are [<eos> | x per element | op | y per element | "=" | c per element]: [E, 3n+3, d].
+    """
     n, d, o = cfg.n_elements, cfg.d_model, cfg.element_offset
     W_E = params["W_E"]
-    pe = openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(y.device)).to(W_E.dtype)  # [6, d]
-    member_rows = (torch.arange(E, device=y.device) * n).view(E, 1)
+    pe = openai_positions(OPENAI_SEQUENCE_LENGTH, d, str(W_E.device)).to(W_E.dtype)  # [6, d]
+    elements = W_E[:, o : o + n]  # [E, n, d]
 
-    def token(i: int, pos: int, rows: int) -> Tensor:  # one constant token at a position
-        return (W_E[:, i : i + 1] + pe[pos]).expand(E, rows, d)  # [E, rows, d]
+    def token(i: int, pos: int) -> Tensor:  # one constant token at a position: [E, 1, d]
+        return W_E[:, i : i + 1] + pe[pos]
 
-    def element_rows(idx: Tensor, pos: int) -> Tensor:  # [E, B] element indices -> [E, B, d]
-        flat = W_E[:, o : o + n].reshape(E * n, d)
-        return flat.index_select(0, (idx + member_rows).view(-1)).view(E, B, d) + pe[pos]
+    rows = [token(0, 0), elements + pe[1], token(cfg.op_token, 2)]
+    rows += [elements + pe[3], token(cfg.eq_token, 4), elements + pe[5]]
+    return torch.cat(rows, dim=1)  # [E, 3n+3, d]
 
-    rows = [
-        token(0, 0, 1),  # <eos>
-        W_E[:, o : o + n] + pe[1],  # x, per element
-        token(cfg.op_token, 2, n),  # op, one row per x (they differ from layer 1 on)
-        element_rows(y, 3),
-        token(cfg.eq_token, 4, B),
-        element_rows(c, 5),
-    ]
-    return torch.cat(rows, dim=1)  # [E, 1 + 2n + 3B, d]
+
+def _table_split(t: Tensor, n: int) -> tuple[Tensor, ...]:
+    """[E, 3n+3, c] -> the six positions' tables: [E, 1 | n | 1 | n | 1 | n, c]."""
+    return t.split([1, n, 1, n, 1, n], dim=1)
+
+
+def _openai_post_ln(params: Params, cfg: ModelConfig, b: str, h: Tensor, z: Tensor) -> Tensor:
+    """The rest of a post-LN block after attention: LN(h + W_O z), then LN(a1 + FFN(a1))."""
+    h = _layer_norm(
+        h + fast_linear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"]
+    )
+    m = _mlp_nobias(h, params, b, cfg.activation, fast_linear)
+    return _layer_norm(h + m, params[b + "ln2_w"], params[b + "ln2_b"])
+
+
+def _openai_logits(params: Params, h45: Tensor) -> Tensor:
+    """Rows of "=" then of c [E, 2B, d] -> logits [E, B, 2, vocab]."""
+    E, B2, _ = h45.shape
+    logits = fast_linear(h45, params["W_U"], None)  # [E, 2B, vocab]
+    return logits.view(E, 2, B2 // 2, -1).transpose(1, 2)
+
+
+def _openai_first_layer(
+    params: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, fc: Tensor, B: int, hd: Heads
+) -> Tensor:
+    """Layer 0 on the token tables: queries, keys and values are computed once per token (3n+3
+    rows, not one row per example and position) and fetched per example. Returns the rows
+    [E, 1 + 2n + 3B, d] of ``forward_openai_fast``, or its logits when it is the only layer."""
+    E, n = params["W_E"].shape[0], cfg.n_elements
+    scale = 1.0 / math.sqrt(cfg.d_head)
+    b = "blocks.0."
+    tables = _openai_tables(params, cfg)  # [E, 3n+3, d]
+    W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
+    qkv0, qkvx, qkv2, qkvy, qkv4, qkvc = _table_split(fast_linear(tables, W_QKV, None), n)
+    qkv3, qkv5 = _gather_rows(qkvy, fy, E, B), _gather_rows(qkvc, fc, E, B)  # [E, B, 3d]
+    kv1x = _gather_rows(qkvx[..., cfg.d_model :], fx, E, B)  # [E, B, 2d]
+    q, k, v = zip(*(_heads_qkv(t, hd) for t in (qkv0, qkvx, qkv2, qkv3, qkv4, qkv5)))
+    k1x, v1x = (_heads(t, hd) for t in kv1x.chunk(2, dim=-1))
+    ks, vs = [k[0], k1x, k[2], k[3], k[4], k[5]], [v[0], v1x, v[2], v[3], v[4], v[5]]
+    z4 = _attend(q[4], ks[:5], vs[:5], scale)  # [E, B, d]
+    z5 = _attend(q[5], ks, vs, scale)  # [E, B, d]
+    t0, tx, t2, ty, t4, tc = _table_split(tables, n)
+    h4 = t4.expand(E, B, -1)
+    h5 = _gather_rows(tc, fc, E, B)
+    if cfg.n_layers == 1:
+        return _openai_logits(
+            params, _openai_post_ln(params, cfg, b, torch.cat([h4, h5], 1), torch.cat([z4, z5], 1))
+        )
+    z = torch.cat(
+        [
+            v[0].flatten(2),  # <eos> attends only to itself
+            _attend(q[1], [k[0], k[1]], [v[0], v[1]], scale),  # x: [E, n, d]
+            _attend(q[2], [k[0], k[1], k[2]], [v[0], v[1], v[2]], scale),  # op after x: [E, n, d]
+            _attend(q[3], ks[:4], vs[:4], scale),  # y: [E, B, d]
+            z4,
+            z5,
+        ],
+        dim=1,
+    )  # [E, 1 + 2n + 3B, d]
+    h = torch.cat([t0, tx, t2.expand(E, n, -1), _gather_rows(ty, fy, E, B), h4, h5], dim=1)
+    return _openai_post_ln(params, cfg, b, h, z)
+
+
+def _heads_qkv(qkv: Tensor, hd: Heads) -> tuple[Tensor, Tensor, Tensor]:
+    """[E, R, 3d] -> q, k, v as [E, R, H, dh]."""
+    return tuple(_heads(t, hd) for t in qkv.chunk(3, dim=-1))
+
+
+def _openai_later_layer(
+    params: Params, cfg: ModelConfig, layer: int, h: Tensor, fx: Tensor, B: int, hd: Heads
+) -> Tensor:
+    """A layer after the first on the rows [position 0 | per-x 1 | per-x 2 | per-example 3 | 4 |
+    5]; the last one computes queries, attention outputs and the MLP for positions 4 and 5 only
+    and returns the logits."""
+    E, n = h.shape[0], cfg.n_elements
+    scale = 1.0 / math.sqrt(cfg.d_head)
+    b, last = f"blocks.{layer}.", layer == cfg.n_layers - 1
+    rows = [1, n, n, B, B, B]
+    W_KV = torch.cat([params[b + "W_K"], params[b + "W_V"]], dim=2)
+    k, v = fast_linear(h, W_KV, None).chunk(2, dim=-1)  # [E, 1 + 2n + 3B, d] each
+    k0, k1, k2, k3, k4, k5 = (_heads(t, hd) for t in k.split(rows, dim=1))
+    v0, v1, v2, v3, v4, v5 = (_heads(t, hd) for t in v.split(rows, dim=1))
+    # Keys and values of positions 1 and 2 live in per-x tables; fetch each example's rows.
+    per_x = torch.cat([k1, k2, v1, v2], dim=2).flatten(2)  # [E, n, 4d]
+    k1x, k2x, v1x, v2x = (_heads(t, hd) for t in _gather_rows(per_x, fx, E, B).chunk(4, dim=-1))
+    ks, vs = [k0, k1x, k2x, k3, k4, k5], [v0, v1x, v2x, v3, v4, v5]
+    if last:  # only "=" and c are read out: their rows alone need queries and go on
+        h45 = h.split([1 + 2 * n + B, 2 * B], dim=1)[1]  # [E, 2B, d]
+        q4, q5 = (_heads(t, hd) for t in fast_linear(h45, params[b + "W_Q"], None).chunk(2, dim=1))
+        z45 = torch.cat([_attend(q4, ks[:5], vs[:5], scale), _attend(q5, ks, vs, scale)], dim=1)
+        return _openai_logits(params, _openai_post_ln(params, cfg, b, h45, z45))
+    q = [_heads(t, hd) for t in fast_linear(h, params[b + "W_Q"], None).split(rows, dim=1)]
+    z = torch.cat(
+        [
+            v0.flatten(2),  # <eos> attends only to itself
+            _attend(q[1], [k0, k1], [v0, v1], scale),
+            _attend(q[2], [k0, k1, k2], [v0, v1, v2], scale),
+            _attend(q[3], ks[:4], vs[:4], scale),
+            _attend(q[4], ks[:5], vs[:5], scale),
+            _attend(q[5], ks, vs, scale),
+        ],
+        dim=1,
+    )  # [E, 1 + 2n + 3B, d]
+    return _openai_post_ln(params, cfg, b, h, z)
 
 
 def forward_openai_fast(
@@ -296,54 +391,14 @@ def forward_openai_fast(
 
     Cheaper by the task's shape, as ``forward_fast``: with causal attention position 0 (<eos>) is
     one row for all examples and positions 1 and 2 (x, op) depend on x alone, so they are computed
-    once per element; in the last layer only positions 4 and 5 need queries and an MLP. Rows
-    per layer: [position 0 | per-x 1 | per-x 2 | per-example 3 | 4 | 5]."""
+    once per element; the first layer's queries, keys and values depend on one token each, so
+    they are computed per token; in the last layer only positions 4 and 5 need queries and an MLP.
+    Rows per layer: [position 0 | per-x 1 | per-x 2 | per-example 3 | 4 | 5]."""
     E, B = x.shape
-    n, H, dh = cfg.n_elements, cfg.n_heads, cfg.d_head
-    scale = 1.0 / math.sqrt(dh)
-    fx = (x + (torch.arange(E, device=x.device) * n).view(E, 1)).view(-1)  # rows of [E*n] tables
-    h = _openai_input_rows(params, cfg, y, c)  # [E, 1 + 2n + 3B, d]
-
-    def heads(t: Tensor) -> Tensor:  # [E, R, d] -> [E, R, H, dh]
-        return t.unflatten(-1, (H, dh))
-
-    def ln(b: str, i: int) -> tuple[Tensor, Tensor]:  # LayerNorm i's weight and bias
-        return params[f"{b}ln{i}_w"], params[f"{b}ln{i}_b"]
-
-    def post_ln_block(h: Tensor, z: Tensor, b: str) -> Tensor:  # a1 = LN(h + W_O z), LN(a1 + FFN)
-        h = _layer_norm(h + fast_linear(z, params[b + "W_O"], None), *ln(b, 1))
-        return _layer_norm(h + _mlp_nobias(h, params, b, cfg.activation, fast_linear), *ln(b, 2))
-
-    rows = [1, n, n, B, B, B]
-    for layer in range(cfg.n_layers):
-        b = f"blocks.{layer}."
-        last = layer == cfg.n_layers - 1
-        W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
-        q, k, v = fast_linear(h, W_QKV, None).chunk(3, dim=-1)  # [E, 1 + 2n + 3B, d] each
-        q = q.split(rows, dim=1)
-        k0, k1, k2, k3, k4, k5 = (heads(t) for t in k.split(rows, dim=1))
-        v0, v1, v2, v3, v4, v5 = (heads(t) for t in v.split(rows, dim=1))
-        # Keys and values of positions 1 and 2 live in per-x tables; fetch each example's rows.
-        per_x = torch.cat([k1, k2, v1, v2], dim=2).flatten(2)  # [E, n, 4d]
-        k1x, k2x, v1x, v2x = (heads(t) for t in _gather_rows(per_x, fx, E, B).chunk(4, dim=-1))
-        ks, vs = [k0, k1x, k2x, k3, k4, k5], [v0, v1x, v2x, v3, v4, v5]
-        z4 = _attend(heads(q[4]), ks[:5], vs[:5], scale)  # [E, B, d]
-        z5 = _attend(heads(q[5]), ks, vs, scale)  # [E, B, d]
-        if last:  # only "=" and c are read out: their rows alone go on
-            h45 = h.split([1 + 2 * n + B, 2 * B], dim=1)[1]  # [E, 2B, d]
-            h45 = post_ln_block(h45, torch.cat([z4, z5], dim=1), b)  # [E, 2B, d]
-            logits = fast_linear(h45, params["W_U"], None)  # [E, 2B, vocab]
-            return logits.view(E, 2, B, -1).transpose(1, 2)  # [E, B, 2, vocab]
-        z = torch.cat(
-            [
-                v0.flatten(2),  # <eos> attends only to itself
-                _attend(heads(q[1]), [k0, k1], [v0, v1], scale),
-                _attend(heads(q[2]), [k0, k1, k2], [v0, v1, v2], scale),
-                _attend(heads(q[3]), ks[:4], vs[:4], scale),
-                z4,
-                z5,
-            ],
-            dim=1,
-        )  # [E, 1 + 2n + 3B, d]
-        h = post_ln_block(h, z, b)
-    raise AssertionError("unreachable: the last layer returns")
+    hd = (cfg.n_heads, cfg.d_head)
+    member_rows = (torch.arange(E, device=x.device) * cfg.n_elements).view(E, 1)
+    fx, fy, fc = ((t + member_rows).view(-1) for t in (x, y, c))  # rows of [E*n] tables
+    h = _openai_first_layer(params, cfg, fx, fy, fc, B, hd)
+    for layer in range(1, cfg.n_layers):
+        h = _openai_later_layer(params, cfg, layer, h, fx, B, hd)
+    return h  # the last layer returned the logits [E, B, 2, vocab]
