@@ -49,7 +49,7 @@ KEPT_MEASUREMENTS = 5
 COSTS_FILE = "costs.json"
 CAVEAT = (
     "Costs are measured one process at a time; two workers sharing a 2-core CPU trained "
-    "up to 8 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
+    "up to 17 % slower than projected in our measurements (docs/figures.md). Analysis and plotting "
     "are not included."
 )
 
