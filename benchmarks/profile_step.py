@@ -43,7 +43,8 @@ def main() -> None:
     total = sum(e.self_cpu_time_total for e in events)
     print(
         f"{cpu_model()}, torch {torch.__version__}, {args.threads} thread(s), "
-        f"{args.arch} {args.op} E = {args.population}: {total / args.steps / 1000:.2f} ms of operator time per step"
+        f"{args.arch} {args.op} E = {args.population}: "
+        f"{total / args.steps / 1000:.2f} ms of operator time per step"
     )
     print(f"{'operator':<40} {'ms/step':>8} {'calls/step':>10} {'share':>6}")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:

@@ -250,12 +250,18 @@ def forward_reference(
 # and the closing <eos>). grokkit.openai_grok holds the tokens, the S5 convention and the split.
 
 
-@functools.lru_cache(maxsize=8)
-def openai_positions(length: int, d_model: int, device: str) -> Tensor:
-    """The authors' fixed sinusoidal position encoding, [length, d_model]."""
-    from grokkit.openai_grok import position_encoding
+_OPENAI_POSITIONS: dict[tuple[int, int, str], Tensor] = {}
 
-    return position_encoding(length, d_model).to(device)
+
+def openai_positions(length: int, d_model: int, device: str) -> Tensor:
+    """The authors' fixed sinusoidal position encoding, [length, d_model], built once per shape
+    and device (a plain dictionary, not functools.lru_cache, which torch.compile traces through)."""
+    key = (length, d_model, device)
+    if key not in _OPENAI_POSITIONS:
+        from grokkit.openai_grok import position_encoding
+
+        _OPENAI_POSITIONS[key] = position_encoding(length, d_model).to(device)
+    return _OPENAI_POSITIONS[key]
 
 
 def openai_tokens(cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor) -> Tensor:

@@ -234,6 +234,7 @@ class Population:
         self._build_training()
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
+        self._compiled_logits = None  # torch.compile of self.logits, built at the first step
 
     def _prepare_device(self, first: RunConfig) -> None:
         """Process-wide settings for the device, made before any tensor is built."""
@@ -423,7 +424,9 @@ class Population:
         if self.uses_weight_noise:
             source = self.flat + self._noise_rows(self.weight_noise_std, self.flat.shape[1])
         leaves = self._leaves(source)
-        logits = self.logits(leaves, self.x[equations], self.y[equations], train=True, c=labels)
+        logits = self._training_logits()(
+            leaves, self.x[equations], self.y[equations], train=True, c=labels
+        )
         losses = self.example_losses(logits, labels).mean(dim=1)  # [E]
         losses.sum().backward()  # members are independent: each gets the gradient of its own mean
         grad = torch.cat(
@@ -444,6 +447,15 @@ class Population:
         if self.norm_target is not None:
             self._restore_norm()
         return losses.detach()
+
+    def _training_logits(self):
+        """``self.logits``, or its compiled form (forward and backward, one graph) when
+        ``tuning.compile_step`` asks for it; evaluation always runs eagerly."""
+        if not tuning.compile_step():
+            return self.logits
+        if self._compiled_logits is None:
+            self._compiled_logits = torch.compile(self.logits, dynamic=False)
+        return self._compiled_logits
 
     @torch.no_grad()
     def _restore_norm(self) -> None:

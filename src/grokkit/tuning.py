@@ -42,7 +42,7 @@ import torch
 
 from grokkit import torch_private
 from grokkit.devices import cpu_count, cpu_model, load_average
-from grokkit.errors import warn
+from grokkit.errors import ConfigError, warn
 from grokkit.files import atomic_write_text, read_regular_bytes
 
 PATHS = ("onednn", "pytorch")
@@ -120,6 +120,11 @@ def choose_gemm(measure: Measurement) -> GemmChoice:
 def use_onednn() -> bool:
     """Whether the fast path's CPU float32 projections go to oneDNN now (asked per projection:
     after the first ask per thread count, one dictionary look-up)."""
+    if torch.compiler.is_compiling():
+        # A compiled step (``compile_step``) leaves its products to inductor, which plans them
+        # with the rest of the graph; asking for the thread count here would break the graph at
+        # every projection.
+        return False
     if _FORCED["gemm"] is not None:
         return _FORCED["gemm"] == "onednn"
     threads = torch.get_num_threads()
@@ -127,6 +132,18 @@ def use_onednn() -> bool:
     if choice is None:
         choice = _chosen[threads] = choose(threads)
     return choice.path == "onednn"
+
+
+def compile_step() -> bool:
+    """Whether populations compile their training forward and backward with torch.compile
+    (``GROKKIT_COMPILE=1``; off by default). Opt-in because the first compile in a fresh cache
+    takes tens of seconds (PyTorch caches the result, a few seconds after that), and inductor's
+    fused kernels round float32 differently from the eager path (equal to float tolerance, not to
+    the bit). Gains by machine: benchmarks/RESULTS.md."""
+    value = os.environ.get("GROKKIT_COMPILE", "0").strip()
+    if value not in ("0", "1", ""):
+        raise ConfigError(f"GROKKIT_COMPILE must be 1 or 0, got {value!r}")
+    return value == "1"
 
 
 def current() -> GemmChoice:

@@ -58,8 +58,8 @@ REDUCTIONS = {
         "the authors' protocol reduced: s5_xy at 70 % data (their script's T-70), one split "
         "(split seed 0, as their code: seeds change only the initialisation and batch order), "
         "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 8 seeds per architecture "
-        "(theirs: 20), 5,000 steps with snapshots and evaluations every 250; T is the snapshot step at which "
-        "about half the seeds have reached 99 % validation."
+        "(theirs: 20), 5,000 steps with snapshots and evaluations every 250; T is the snapshot "
+        "step at which about half the seeds have reached 99 % validation."
     ),
     "paper": (
         "the authors' protocol: s5_xy at 70 % data, split seed 0, dropout 0, 10 warm-up "
