@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_harness import assert_one_line, run_cli
 from conftest import tiny_run
 
 from grokkit import torch_private, tuning
@@ -217,6 +218,18 @@ def test_compile_setting_is_off_by_default_and_refuses_other_values(monkeypatch)
     monkeypatch.setenv("GROKKIT_COMPILE", "yes")
     with pytest.raises(ConfigError, match="GROKKIT_COMPILE"):
         tuning.compile_step()
+    monkeypatch.setenv("GROKKIT_COMPILE", "1")
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
+        tuning.compile_step()
+
+
+def test_cli_refuses_a_bad_compile_setting_before_writing(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("GROKKIT_COMPILE", "yes")
+    code, _, err = run_cli(capsys, "train", "--steps", "5", "--out", tmp_path / "run")
+    assert code == 2
+    assert_one_line(err, "GROKKIT_COMPILE")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,8 @@ def compile_step() -> bool:
     value = os.environ.get("GROKKIT_COMPILE", "0").strip()
     if value not in ("0", "1", ""):
         raise ConfigError(f"GROKKIT_COMPILE must be 1 or 0, got {value!r}")
+    if value == "1" and not any(shutil.which(c) for c in ("g++", "clang++", "c++")):
+        raise ConfigError("GROKKIT_COMPILE=1 needs a C++ compiler (g++ or clang++) on the PATH")
     return value == "1"
 
 
