@@ -171,17 +171,30 @@ def permutation_p(a, b, resamples: int = PERMUTATIONS, seed: int = 0) -> float:
     sharpnesses."""
     if math.isnan(spearman(a, b)[0]):
         return math.nan
-    from scipy.stats import permutation_test, spearmanr
+    from scipy.stats import permutation_test
 
     result = permutation_test(
-        (np.asarray(a), np.asarray(b)),
-        lambda x, y: spearmanr(x, y).statistic,
+        (np.asarray(a, dtype=float), np.asarray(b, dtype=float)),
+        _spearman_along,
         permutation_type="pairings",
+        vectorized=True,
         n_resamples=resamples,
         alternative="two-sided",
         random_state=seed,
     )
     return float(result.pvalue)
+
+
+def _spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho of every resample at once: the Pearson correlation of the ranks (ties
+    averaged, as scipy's spearmanr), along ``axis``. One call per batch instead of one spearmanr
+    per permutation (10,000 of them for each definition and architecture)."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=axis), rankdata(y, axis=axis)
+    rx = rx - rx.mean(axis=axis, keepdims=True)
+    ry = ry - ry.mean(axis=axis, keepdims=True)
+    return (rx * ry).sum(axis=axis) / np.sqrt((rx**2).sum(axis=axis) * (ry**2).sum(axis=axis))
 
 
 def bootstrap_interval(
@@ -191,16 +204,15 @@ def bootstrap_interval(
     Resamples in which either variable is constant have no rho and are left out; their number is
     returned third."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    values, dropped = [], 0
-    for _ in range(resamples):
-        idx = rng.integers(0, len(a), len(a))
-        rho = spearman(list(a[idx]), list(b[idx]))[0]
-        if math.isnan(rho):
-            dropped += 1
-        else:
-            values.append(rho)
-    if not values:
+    if len(a) < 3:
+        return math.nan, math.nan, resamples
+    # All resamples drawn at once: the same generator stream as one draw of len(a) per resample.
+    idx = np.random.default_rng(seed).integers(0, len(a), (resamples, len(a)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhos = _spearman_along(a[idx], b[idx])  # NaN where either resample is constant
+    values = rhos[~np.isnan(rhos)]
+    dropped = resamples - len(values)
+    if not len(values):
         return math.nan, math.nan, dropped
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(values, [tail, 100 - tail])
