@@ -35,9 +35,12 @@ from grokkit.model import (
 )
 
 
-def _fused(p: dict[str, Tensor], b: str, names: str) -> tuple[Tensor, Tensor]:
-    """Weights and biases of several projections side by side, e.g. names="QKV": one product."""
+def _fused(p: dict[str, Tensor], b: str, names: str) -> tuple[Tensor, Tensor | None]:
+    """Weights and biases of several projections side by side, e.g. names="QKV": one product.
+    The bias is None for a network without them (the authors')."""
     W = torch.cat([p[f"{b}W_{n}"] for n in names], dim=2)  # [E, d, len(names) * d]
+    if f"{b}b_{names[0]}" not in p:
+        return W, None
     bias = torch.cat([p[f"{b}b_{n}"] for n in names], dim=1)  # [E, len(names) * d]
     return W, bias
 
@@ -299,6 +302,11 @@ def _openai_logits(params: Params, h45: Tensor) -> Tensor:
     return logits.view(E, 2, B2 // 2, -1).transpose(1, 2)
 
 
+def _heads_qkv(qkv: Tensor, hd: Heads) -> tuple[Tensor, Tensor, Tensor]:
+    """[E, R, 3d] -> q, k, v as [E, R, H, dh]."""
+    return tuple(_heads(t, hd) for t in qkv.chunk(3, dim=-1))
+
+
 def _openai_first_layer(
     params: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, fc: Tensor, B: int, hd: Heads
 ) -> Tensor:
@@ -309,8 +317,9 @@ def _openai_first_layer(
     scale = 1.0 / math.sqrt(cfg.d_head)
     b = "blocks.0."
     tables = _openai_tables(params, cfg)  # [E, 3n+3, d]
-    W_QKV = torch.cat([params[b + "W_Q"], params[b + "W_K"], params[b + "W_V"]], dim=2)
-    qkv0, qkvx, qkv2, qkvy, qkv4, qkvc = _table_split(fast_linear(tables, W_QKV, None), n)
+    qkv0, qkvx, qkv2, qkvy, qkv4, qkvc = _table_split(
+        fast_linear(tables, *_fused(params, b, "QKV")), n
+    )
     qkv3, qkv5 = _gather_rows(qkvy, fy, E, B), _gather_rows(qkvc, fc, E, B)  # [E, B, 3d]
     kv1x = _gather_rows(qkvx[..., cfg.d_model :], fx, E, B)  # [E, B, 2d]
     q, k, v = zip(*(_heads_qkv(t, hd) for t in (qkv0, qkvx, qkv2, qkv3, qkv4, qkv5)))
@@ -340,11 +349,6 @@ def _openai_first_layer(
     return _openai_post_ln(params, cfg, b, h, z)
 
 
-def _heads_qkv(qkv: Tensor, hd: Heads) -> tuple[Tensor, Tensor, Tensor]:
-    """[E, R, 3d] -> q, k, v as [E, R, H, dh]."""
-    return tuple(_heads(t, hd) for t in qkv.chunk(3, dim=-1))
-
-
 def _openai_later_layer(
     params: Params, cfg: ModelConfig, layer: int, h: Tensor, fx: Tensor, B: int, hd: Heads
 ) -> Tensor:
@@ -355,8 +359,10 @@ def _openai_later_layer(
     scale = 1.0 / math.sqrt(cfg.d_head)
     b, last = f"blocks.{layer}.", layer == cfg.n_layers - 1
     rows = [1, n, n, B, B, B]
-    W_KV = torch.cat([params[b + "W_K"], params[b + "W_V"]], dim=2)
-    k, v = fast_linear(h, W_KV, None).chunk(2, dim=-1)  # [E, 1 + 2n + 3B, d] each
+    if last:  # queries only for "=" and c, below
+        k, v = fast_linear(h, *_fused(params, b, "KV")).chunk(2, dim=-1)  # [E, R, d] each
+    else:
+        q, k, v = fast_linear(h, *_fused(params, b, "QKV")).chunk(3, dim=-1)  # [E, R, d] each
     k0, k1, k2, k3, k4, k5 = (_heads(t, hd) for t in k.split(rows, dim=1))
     v0, v1, v2, v3, v4, v5 = (_heads(t, hd) for t in v.split(rows, dim=1))
     # Keys and values of positions 1 and 2 live in per-x tables; fetch each example's rows.
@@ -368,7 +374,7 @@ def _openai_later_layer(
         q4, q5 = (_heads(t, hd) for t in fast_linear(h45, params[b + "W_Q"], None).chunk(2, dim=1))
         z45 = torch.cat([_attend(q4, ks[:5], vs[:5], scale), _attend(q5, ks, vs, scale)], dim=1)
         return _openai_logits(params, _openai_post_ln(params, cfg, b, h45, z45))
-    q = [_heads(t, hd) for t in fast_linear(h, params[b + "W_Q"], None).split(rows, dim=1)]
+    q = [_heads(t, hd) for t in q.split(rows, dim=1)]
     z = torch.cat(
         [
             v0.flatten(2),  # <eos> attends only to itself

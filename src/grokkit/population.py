@@ -234,7 +234,11 @@ class Population:
         self._build_training()
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
-        self._compiled_logits = None  # torch.compile of self.logits, built at the first step
+        # Decided once per population (GROKKIT_COMPILE), not per step; torch.compile is lazy, so
+        # nothing compiles before the first step.
+        self._compiled_logits = (
+            torch.compile(self.logits, dynamic=False) if tuning.compile_step() else None
+        )
 
     def _prepare_device(self, first: RunConfig) -> None:
         """Process-wide settings for the device, made before any tensor is built."""
@@ -450,12 +454,8 @@ class Population:
 
     def _training_logits(self):
         """``self.logits``, or its compiled form (forward and backward, one graph) when
-        ``tuning.compile_step`` asks for it; evaluation always runs eagerly."""
-        if not tuning.compile_step():
-            return self.logits
-        if self._compiled_logits is None:
-            self._compiled_logits = torch.compile(self.logits, dynamic=False)
-        return self._compiled_logits
+        ``tuning.compile_step`` asked for it; evaluation always runs eagerly."""
+        return self.logits if self._compiled_logits is None else self._compiled_logits
 
     @torch.no_grad()
     def _restore_norm(self) -> None:

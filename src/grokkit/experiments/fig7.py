@@ -352,7 +352,8 @@ def measured_phis(groups: dict[str, list]) -> dict[str, list[dict[str, float]]]:
     """Each architecture's runs' ``phis_at`` their T, computed by one worker per core."""
     from grokkit.sweep.executors import core_budget, map_in_workers
 
-    tasks = [(r.run_dir, half_grokked(rs)) for rs in groups.values() for r in rs]
+    steps = {a: half_grokked(rs) for a, rs in groups.items()}  # T, once per architecture
+    tasks = [(r.run_dir, steps[a]) for a, rs in groups.items() for r in rs]
     done = iter(map_in_workers(_phis_task, tasks, core_budget()))
     return {a: [next(done) for _ in rs] for a, rs in groups.items()}
 
