@@ -69,6 +69,7 @@ METHOD_VALUES = {
     "tf32": True,
     "muon": True,
     "fixed_norm": True,
+    "bf16": True,
 }
 
 

@@ -111,6 +111,7 @@ def test_a_sweep_varies_its_axes_in_the_order_it_always_has():
         ("tf32", "tf32"),
         ("arch", "arch"),
         ("fixed_norm", "fixed_norm"),
+        ("bf16", "bf16"),
     ]
     single = ["steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_after_val_99"]
     assert list(SINGLE_FLAGS) == single

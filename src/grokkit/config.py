@@ -71,6 +71,7 @@ LATER_FIELDS = (
     "tf32",
     "arch",
     "fixed_norm",
+    "bf16",
 )
 # The settings of the methods that followed the paper (those of OPTIMIZER_METHOD_FIELDS are the
 # optimizer's): each one that differs from its default becomes a tag of the run's name
@@ -89,6 +90,7 @@ METHOD_FIELDS = (
     "tf32",
     "muon",
     "fixed_norm",
+    "bf16",
 )
 OPTIMIZER_METHOD_FIELDS = ("l2", "muon")
 _METHOD_TAGS = {
@@ -104,6 +106,7 @@ _METHOD_TAGS = {
     "tf32": "tf32",
     "muon": "muon",
     "fixed_norm": "fixed_norm",
+    "bf16": "bf16",
 }
 
 
@@ -238,6 +241,13 @@ class RunConfig:
         "TF32 float32 matmuls on a CUDA GPU: faster on Ampere or newer, ~1e-3 relative error "
         "per product; no effect on the CPU; recorded in config.json",
     )
+    bf16: bool = setting(
+        False,
+        "execution",
+        "bfloat16 operands with float32 accumulation in every float32 matrix product, forward "
+        "and backward (oneDNN's bf16 math: in hardware on CPUs with AVX-512-BF16 or AMX, "
+        "emulated and slower elsewhere); recorded in config.json",
+    )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     # The preset the optimizer settings started from, for the record.
     preset: str | None = setting(
@@ -355,6 +365,8 @@ class RunConfig:
             parts.append(f"init × {self.init_scale:g}")
         if self.tf32:
             parts.append("TF32")
+        if self.bf16:
+            parts.append("bfloat16 products")
         if self.optimizer.muon:
             parts.append("Muon (hidden matrices)")
         if self.fixed_norm:

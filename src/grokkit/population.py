@@ -41,6 +41,7 @@ from grokkit.model_config import hidden_matrices
 from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
 from grokkit.optim import BatchedAdamW, BatchedMuon
+from grokkit.precision import bf16_path, bf16_products
 
 GEMM_ROUNDS, GEMM_STEPS_PER_ROUND, GEMM_WARMUP = 4, 3, 2
 
@@ -103,6 +104,7 @@ def population_key(config: RunConfig) -> tuple:
         config.optimizer.muon,
         config.fixed_norm,
         config.tf32,  # a process-wide PyTorch setting: one value per population
+        config.bf16,  # likewise (grokkit.precision), around the population's step and evaluation
         config.arch,
         # The authors' epochs end with a smaller batch: members step through epochs together only
         # when their training sets are equally large.
@@ -236,9 +238,20 @@ class Population:
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
         # Decided once per population (GROKKIT_COMPILE), not per step; torch.compile is lazy, so
         # nothing compiles before the first step.
-        self._compiled_logits = (
-            torch.compile(self.logits, dynamic=False) if tuning.compile_step() else None
-        )
+        # bfloat16 products (the run setting bf16): oneDNN's hardware mode or its emulation,
+        # entered around each step and evaluation only (grokkit.precision).
+        self.bf16 = first.bf16
+        self.bf16_path = bf16_path(self.device) if self.bf16 else None
+        if self.bf16_path == "emulated":
+            warn(
+                f"bf16: bfloat16 products emulated on this {self.device.type} (no oneDNN "
+                "bfloat16 instructions): the same numbers up to summation order, slower than "
+                "float32"
+            )
+        # The emulation is a dispatch mode, which torch.compile does not trace: such a population
+        # runs eagerly even under GROKKIT_COMPILE=1.
+        compile_it = tuning.compile_step() and self.bf16_path != "emulated"
+        self._compiled_logits = torch.compile(self.logits, dynamic=False) if compile_it else None
 
     def _prepare_device(self, first: RunConfig) -> None:
         """Process-wide settings for the device, made before any tensor is built."""
@@ -418,6 +431,10 @@ class Population:
 
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
+        with bf16_products(self.bf16, self.device):
+            return self._step()
+
+    def _step(self) -> Tensor:
         E, B = self.size, self.batch_size
         positions = torch.stack(
             [m.next_batch_positions(B, self.openai) for m in self.members]
@@ -485,9 +502,14 @@ class Population:
         val_loss, val_accuracy, plus weight_norm (the one copy to the host an evaluation makes)."""
         return {k: v.cpu() for k, v in self.evaluate_on_device(chunk_examples).items()}
 
-    @torch.inference_mode()
     def evaluate_on_device(self, chunk_examples: int = 1 << 16) -> dict[str, Tensor]:
-        """``evaluate``'s numbers, still on the population's device."""
+        """``evaluate``'s numbers, still on the population's device (with bf16, its products in
+        bfloat16 as in training)."""
+        with bf16_products(self.bf16, self.device):
+            return self._evaluate_on_device(chunk_examples)
+
+    @torch.inference_mode()
+    def _evaluate_on_device(self, chunk_examples: int) -> dict[str, Tensor]:
         E, N = self.size, self.table.n_equations
         params = self.parameters()
         # At most 2,048 equations per member at a time: the activations then stay in cache

@@ -26,6 +26,11 @@ def register(sub) -> None:
     )
     b.add_argument("--tf32", action="store_true", help="TF32 float32 matmuls (CUDA only)")
     b.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 operands, float32 accumulation in the products (the run setting bf16)",
+    )
+    b.add_argument(
         "--arch",
         choices=list(ARCHS),
         default="grokkit",
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--steps", args.steps, 1)
     require_at_least("--warmup", args.warmup, 0)
     device = resolve_device(args.device)
-    config = RunConfig(tf32=args.tf32).with_changes(arch=args.arch)
+    config = RunConfig(tf32=args.tf32, bf16=args.bf16).with_changes(arch=args.arch)
     apply_threads(args)
     results = [
         {

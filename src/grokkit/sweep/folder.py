@@ -64,6 +64,7 @@ INDEX_CONFIG_FIELDS = (
     "tf32",
     "muon",
     "fixed_norm",
+    "bf16",
 )
 INDEX_SUMMARY_FIELDS = (
     "status",

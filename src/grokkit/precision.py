@@ -1,0 +1,114 @@
+"""bfloat16 products with float32 accumulation: the run setting ``bf16``.
+
+With ``bf16`` on, every float32 matrix product of a population's step and evaluation (forward
+and backward) multiplies its two operands rounded to bfloat16 and accumulates in float32; inputs,
+outputs, weights, the optimizer and every element-wise operation stay float32. This is oneDNN's
+"fpmath mode bf16", which PyTorch turns on for float32 products with
+``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, and which runs in hardware on CPUs with
+AVX-512-BF16 or AMX.
+
+Where the CPU lacks those instructions (and on GPUs) PyTorch would silently stay in float32, so
+grokkit emulates the mode instead: a dispatch mode that rounds the operands of each product to
+bfloat16 (round to nearest even, as oneDNN converts) and multiplies the rounded values in float32.
+A product of two bfloat16 numbers is exact in float32 (8 + 8 significant bits), so the emulation
+computes the same sums as the hardware, in another order: a run's trajectory is that of the
+hardware path up to float32 summation order, which is what "does it still grok?" needs. It is
+slower than plain float32, never faster.
+
+Which products: those oneDNN takes in fpmath mode. ``aten.mm``, ``addmm``, ``bmm`` and
+``baddbmm`` whose batch x rows x inner x columns exceeds 16 x 16 x 16 (PyTorch's
+``mkldnn_gemm_min_size``: smaller ones stay float32 there too), and every oneDNN linear
+(``mkldnn._linear_pointwise``, the fast path's GEMM on CPUs where it is measured faster). The
+bias or accumulator of ``addmm``/``baddbmm`` is added in float32, as oneDNN's sum post-op does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# PyTorch's threshold below which a product is not worth oneDNN (aten/src/ATen/native/mkldnn/
+# Matmul.cpp, ``checksize``): such products stay float32 in the hardware path too.
+_MIN_SIZE = 16 * 16 * 16
+
+_aten = torch.ops.aten
+_PRODUCTS = {
+    # op: (index of the first operand, index of the second)
+    _aten.mm.default: (0, 1),
+    _aten.bmm.default: (0, 1),
+    _aten.addmm.default: (1, 2),
+    _aten.baddbmm.default: (1, 2),
+}
+_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+if _LINEAR is not None:
+    _LINEAR = _LINEAR.default
+
+
+def _size(a: torch.Tensor, b: torch.Tensor) -> int:
+    """batch x rows x inner x columns of a product of a and b (2-D or 3-D)."""
+    batch = a.shape[0] if a.dim() == 3 else 1
+    return batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+
+
+def round_to_bf16(t: torch.Tensor) -> torch.Tensor:
+    """t's float32 values rounded to the nearest bfloat16 (ties to even), still float32."""
+    return t.to(torch.bfloat16).to(torch.float32)
+
+
+class EmulatedBF16Products(TorchDispatchMode):
+    """Rounds the operands of every float32 product oneDNN would run in fpmath mode bf16. Being a
+    dispatch mode, it sits below autograd and so also sees the backward pass's products."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _PRODUCTS:
+            i, j = _PRODUCTS[func]
+            a, b = args[i], args[j]
+            if a.dtype == torch.float32 and b.dtype == torch.float32 and _size(a, b) > _MIN_SIZE:
+                args = list(args)
+                args[i], args[j] = round_to_bf16(a), round_to_bf16(b)
+        elif func is _LINEAR and args[0].dtype == torch.float32:
+            args = (round_to_bf16(args[0]), round_to_bf16(args[1]), *args[2:])
+        return func(*args, **kwargs)
+
+
+@functools.cache
+def bf16_in_hardware() -> bool:
+    """Whether this CPU runs oneDNN's bfloat16 products in hardware (AVX-512-BF16 or AMX, or the
+    AVX-512 subsets PyTorch accepts for it)."""
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    return bool(
+        check is not None
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.backends.mkldnn, "matmul")
+        and check()
+    )
+
+
+def bf16_path(device: torch.device) -> str:
+    """How ``bf16`` runs on this device: "hardware" (oneDNN's fpmath mode) or "emulated"."""
+    return "hardware" if device.type == "cpu" and bf16_in_hardware() else "emulated"
+
+
+@contextlib.contextmanager
+def bf16_products(enabled: bool, device: torch.device):
+    """Within the block, float32 products use bfloat16 operands and float32 accumulation (when
+    ``enabled``); the process-wide PyTorch setting is restored on leaving it, so other
+    populations and analyses in the same process stay float32."""
+    if not enabled:
+        yield
+        return
+    if bf16_path(device) == "hardware":
+        matmul = torch.backends.mkldnn.matmul
+        before = matmul.fp32_precision
+        matmul.fp32_precision = "bf16"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = before
+        return
+    with EmulatedBF16Products():
+        yield
