@@ -245,8 +245,8 @@ class RunConfig:
         False,
         "execution",
         "bfloat16 operands with float32 accumulation in every float32 matrix product, forward "
-        "and backward (oneDNN's bf16 math: in hardware on CPUs with AVX-512-BF16 or AMX, "
-        "emulated and slower elsewhere); recorded in config.json",
+        "and backward (oneDNN's bf16 math on CPUs with AVX-512, fast with AVX-512-BF16 or AMX; "
+        "emulated, and slower than float32, elsewhere); recorded in config.json",
     )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     # The preset the optimizer settings started from, for the record.

@@ -4,12 +4,13 @@ With ``bf16`` on, every float32 matrix product of a population's step and evalua
 and backward) multiplies its two operands rounded to bfloat16 and accumulates in float32; inputs,
 outputs, weights, the optimizer and every element-wise operation stay float32. This is oneDNN's
 "fpmath mode bf16", which PyTorch turns on for float32 products with
-``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, and which runs in hardware on CPUs with
-AVX-512-BF16 or AMX.
+``torch.backends.mkldnn.matmul.fp32_precision = "bf16"`` on CPUs where its oneDNN takes
+bfloat16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported``: AVX-512 or AVX-NE-CONVERT; fast on
+those with AVX-512-BF16 or AMX, such as Intel Xeons since Cooper Lake and AMD Zen 4 and 5).
 
-Where the CPU lacks those instructions (and on GPUs) PyTorch would silently stay in float32, so
-grokkit emulates the mode instead: a dispatch mode that rounds the operands of each product to
-bfloat16 (round to nearest even, as oneDNN converts) and multiplies the rounded values in float32.
+Elsewhere, where oneDNN ignores the setting (``bf16_in_hardware`` checks at first use), and on
+GPUs, the products would silently stay float32, so grokkit emulates the mode instead: a dispatch
+mode that rounds the operands of each product to bfloat16 (round to nearest even, as oneDNN converts) and multiplies the rounded values in float32.
 A product of two bfloat16 numbers is exact in float32 (8 + 8 significant bits), so the emulation
 computes the same sums as the hardware, in another order: a run's trajectory is that of the
 hardware path up to float32 summation order, which is what "does it still grok?" needs. It is
@@ -77,15 +78,22 @@ class EmulatedBF16Products(TorchDispatchMode):
 
 @functools.cache
 def bf16_in_hardware() -> bool:
-    """Whether this CPU runs oneDNN's bfloat16 products in hardware (AVX-512-BF16 or AMX, or the
-    AVX-512 subsets PyTorch accepts for it)."""
+    """Whether float32 products on this CPU really take bfloat16 operands under PyTorch's oneDNN
+    setting. PyTorch accepts the setting on any CPU with AVX-512 or AVX-NE-CONVERT
+    (``_is_mkldnn_bf16_supported``), but oneDNN treats it as a permission, not an order, so it is
+    tested on a product whose answer tells: 1 + 2^-12 is not a bfloat16 number and rounds to 1."""
     check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
-    return bool(
-        check is not None
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.backends.mkldnn, "matmul")
-        and check()
-    )
+    if not (check is not None and torch.backends.mkldnn.is_available() and check()):
+        return False
+    a, b = torch.full((32, 32), 1 + 2.0**-12), torch.ones(32, 32)
+    matmul = torch.backends.mkldnn.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "bf16"
+    try:
+        product = torch.mm(a, b)
+    finally:
+        matmul.fp32_precision = before
+    return bool(torch.all(product == 32.0))
 
 
 def bf16_path(device: torch.device) -> str:
