@@ -10,11 +10,12 @@ those with AVX-512-BF16 or AMX, such as Intel Xeons since Cooper Lake and AMD Ze
 
 Elsewhere, where oneDNN ignores the setting (``bf16_in_hardware`` checks at first use), and on
 GPUs, the products would silently stay float32, so grokkit emulates the mode instead: a dispatch
-mode that rounds the operands of each product to bfloat16 (round to nearest even, as oneDNN converts) and multiplies the rounded values in float32.
-A product of two bfloat16 numbers is exact in float32 (8 + 8 significant bits), so the emulation
-computes the same sums as the hardware, in another order: a run's trajectory is that of the
-hardware path up to float32 summation order, which is what "does it still grok?" needs. It is
-slower than plain float32, never faster.
+mode that rounds the operands of each product to bfloat16 (round to nearest even, as oneDNN
+converts) and multiplies the rounded values in float32. A product of two bfloat16 numbers is
+exact in float32 (8 + 8 significant bits), so the emulation computes the same sums as the
+hardware, in another order: a run's trajectory is that of the hardware path up to float32
+summation order, which is what "does it still grok?" needs. It is slower than plain float32,
+never faster.
 
 Which products: those oneDNN takes in fpmath mode. ``aten.mm``, ``addmm``, ``bmm`` and
 ``baddbmm`` whose batch x rows x inner x columns exceeds 16 x 16 x 16 (PyTorch's
