@@ -83,8 +83,10 @@ def test_the_hardware_path_computes_what_the_emulation_does():
     with bf16_products(True, CPU):
         hardware = a @ b
     assert torch.backends.mkldnn.matmul.fp32_precision != "bf16"  # restored on leaving
-    assert close(hardware, bf16_by_bits(a) @ bf16_by_bits(b))
-    assert not close(a @ b, bf16_by_bits(a) @ bf16_by_bits(b))
+    want = bf16_by_bits(a) @ bf16_by_bits(b)
+    # float32 summation order moves these sums of 256 terms by ~1e-5; bfloat16 operands by ~0.1
+    assert np.abs(hardware.numpy() - want).max() < 1e-3
+    assert np.abs((a @ b).numpy() - want).max() > 1e-2
 
 
 def test_a_bf16_population_trains_in_bf16_and_leaves_the_process_in_float32():

@@ -5,8 +5,8 @@ and backward) multiplies its two operands rounded to bfloat16 and accumulates in
 outputs, weights, the optimizer and every element-wise operation stay float32. This is oneDNN's
 "fpmath mode bf16", which PyTorch turns on for float32 products with
 ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"`` on CPUs where its oneDNN takes
-bfloat16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported``: AVX-512 or AVX-NE-CONVERT; fast on
-those with AVX-512-BF16 or AMX, such as Intel Xeons since Cooper Lake and AMD Zen 4 and 5).
+bfloat16 (AVX-512 or AVX-NE-CONVERT; fast on those with AVX-512-BF16 or AMX, such as Intel Xeons
+since Cooper Lake and AMD Zen 4 and 5).
 
 Elsewhere, where oneDNN ignores the setting (``bf16_in_hardware`` checks at first use), and on
 GPUs, the products would silently stay float32, so grokkit emulates the mode instead: a dispatch
@@ -17,11 +17,11 @@ hardware, in another order: a run's trajectory is that of the hardware path up t
 summation order, which is what "does it still grok?" needs. It is slower than plain float32,
 never faster.
 
-Which products: those oneDNN takes in fpmath mode. ``aten.mm``, ``addmm``, ``bmm`` and
-``baddbmm`` whose batch x rows x inner x columns exceeds 16 x 16 x 16 (PyTorch's
-``mkldnn_gemm_min_size``: smaller ones stay float32 there too), and every oneDNN linear
-(``mkldnn._linear_pointwise``, the fast path's GEMM on CPUs where it is measured faster). The
-bias or accumulator of ``addmm``/``baddbmm`` is added in float32, as oneDNN's sum post-op does.
+Which products: those oneDNN takes in fpmath mode (``grokkit.torch_private.BF16_PRODUCTS``).
+PyTorch's ``mm``, ``addmm``, ``bmm`` and ``baddbmm`` whose batch x rows x inner x columns exceeds
+16 x 16 x 16 (PyTorch's ``mkldnn_gemm_min_size``: smaller ones stay float32 there too), and
+every oneDNN linear (the fast path's GEMM on CPUs where it is measured faster). The bias or
+accumulator of ``addmm``/``baddbmm`` is added in float32, as oneDNN's sum post-op does.
 """
 
 from __future__ import annotations
@@ -30,23 +30,18 @@ import contextlib
 import functools
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from grokkit.errors import ConfigError
+from grokkit.torch_private import (
+    BF16_PRODUCTS,
+    HAS_DISPATCH_MODE,
+    TorchDispatchMode,
+    onednn_takes_bf16,
+)
 
 # PyTorch's threshold below which a product is not worth oneDNN (aten/src/ATen/native/mkldnn/
 # Matmul.cpp, ``checksize``): such products stay float32 in the hardware path too.
 _MIN_SIZE = 16 * 16 * 16
-
-_aten = torch.ops.aten
-_PRODUCTS = {
-    # op: (index of the first operand, index of the second)
-    _aten.mm.default: (0, 1),
-    _aten.bmm.default: (0, 1),
-    _aten.addmm.default: (1, 2),
-    _aten.baddbmm.default: (1, 2),
-}
-_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-if _LINEAR is not None:
-    _LINEAR = _LINEAR.default
 
 
 def _size(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -60,20 +55,23 @@ def round_to_bf16(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.bfloat16).to(torch.float32)
 
 
-class EmulatedBF16Products(TorchDispatchMode):
+class EmulatedBF16Products(TorchDispatchMode or object):
     """Rounds the operands of every float32 product oneDNN would run in fpmath mode bf16. Being a
     dispatch mode, it sits below autograd and so also sees the backward pass's products."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _PRODUCTS:
-            i, j = _PRODUCTS[func]
+        product = BF16_PRODUCTS.get(func)
+        if product is not None:
+            i, j, any_size = product
             a, b = args[i], args[j]
-            if a.dtype == torch.float32 and b.dtype == torch.float32 and _size(a, b) > _MIN_SIZE:
+            if (
+                a.dtype == torch.float32
+                and b.dtype == torch.float32
+                and (any_size or _size(a, b) > _MIN_SIZE)
+            ):
                 args = list(args)
                 args[i], args[j] = round_to_bf16(a), round_to_bf16(b)
-        elif func is _LINEAR and args[0].dtype == torch.float32:
-            args = (round_to_bf16(args[0]), round_to_bf16(args[1]), *args[2:])
         return func(*args, **kwargs)
 
 
@@ -83,8 +81,7 @@ def bf16_in_hardware() -> bool:
     setting. PyTorch accepts the setting on any CPU with AVX-512 or AVX-NE-CONVERT
     (``_is_mkldnn_bf16_supported``), but oneDNN treats it as a permission, not an order, so it is
     tested on a product whose answer tells: 1 + 2^-12 is not a bfloat16 number and rounds to 1."""
-    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
-    if not (check is not None and torch.backends.mkldnn.is_available() and check()):
+    if not onednn_takes_bf16():
         return False
     a, b = torch.full((32, 32), 1 + 2.0**-12), torch.ones(32, 32)
     matmul = torch.backends.mkldnn.matmul
@@ -119,5 +116,7 @@ def bf16_products(enabled: bool, device: torch.device):
         finally:
             matmul.fp32_precision = before
         return
+    if not HAS_DISPATCH_MODE:
+        raise ConfigError("bf16 needs bfloat16 products in hardware or PyTorch's dispatch modes")
     with EmulatedBF16Products():
         yield

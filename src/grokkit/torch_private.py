@@ -12,6 +12,11 @@ and no other grokkit module names a private API.
   aten.threshold_backward       kernels.OneDNNLinear  g where out > 0 (``relu_backward``)
   mkldnn._linear_pointwise      kernels.OneDNNLinear  PyTorch's own GEMM (baddbmm): the fast path's
                                                       ``fast_linear`` never picks oneDNN
+  mkldnn._is_mkldnn_bf16_       precision.            False: bfloat16 products are emulated
+    supported                     bf16_in_hardware
+  utils._python_dispatch.       precision.            none: the run setting bf16 is refused
+    TorchDispatchMode, aten       EmulatedBF16Products  (ConfigError) where it would be emulated
+    product overloads
 
 tests/test_torch_private.py forces each fallback and compares it with the private call.
 """
@@ -144,3 +149,39 @@ HAS_ONEDNN_LINEAR = (
     and _LINEAR_POINTWISE is not None
     and _works(_onednn_linear_agrees)
 )
+
+
+# ---------------------------------------------------------------- bfloat16 products
+
+
+def onednn_takes_bf16() -> bool:
+    """PyTorch's own answer to whether its oneDNN runs bfloat16 on this CPU (AVX-512 or
+    AVX-NE-CONVERT). grokkit.precision still checks that float32 products obey the setting."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return torch.backends.mkldnn.is_available() and check is not None and _works(check)
+
+
+try:  # the base class of a mode that sees every operator below autograd (forward and backward)
+    from torch.utils._python_dispatch import TorchDispatchMode
+except ImportError:  # pragma: no cover - present in every PyTorch grokkit supports
+    TorchDispatchMode = None
+
+
+def _bf16_products() -> dict:
+    """{operator overload: (first operand's index, second's, rounded whatever its size)} of the
+    float32 products oneDNN runs in its bf16 math mode: PyTorch's four GEMMs, and oneDNN's linear,
+    which takes the mode at every size."""
+    aten = torch.ops.aten
+    ops = {
+        aten.mm.default: (0, 1, False),
+        aten.bmm.default: (0, 1, False),
+        aten.addmm.default: (1, 2, False),
+        aten.baddbmm.default: (1, 2, False),
+    }
+    if _LINEAR_POINTWISE is not None:
+        ops[_LINEAR_POINTWISE.default] = (0, 1, True)
+    return ops
+
+
+BF16_PRODUCTS = _bf16_products()
+HAS_DISPATCH_MODE = TorchDispatchMode is not None
