@@ -44,6 +44,7 @@ TASKS = {
         "--stop-after-val-99", "200", "--eval-every", "100",
     ],
 }  # fmt: skip
+TITLES = {"x/y": "x/y mod 97, 50 % data", "s5": "S5 composition (s5_xy), 70 % data"}
 RESAMPLES = 10_000
 
 
@@ -146,8 +147,8 @@ def plot(results: list[dict], path: Path) -> None:
         ax.plot(lim, lim, color="0.5", lw=1, label="same step")
         ax.set(xlim=lim, ylim=lim, xlabel="float32: step of 99 % validation accuracy",
                ylabel="bf16 products: step of 99 % validation accuracy")  # fmt: skip
-        title = f"{r['task']} ({r['grokked_float32']}/{r['seeds']} vs {r['grokked_bf16']}/"
-        title += f"{r['seeds']} grokked)"
+        title = f"{TITLES[r['task']]}: {r['grokked_float32']}/{r['seeds']} float32 and "
+        title += f"{r['grokked_bf16']}/{r['seeds']} bf16 seeds grokked"
         if "median_ratio" in r:
             title += f"\nmedian ratio {r['median_ratio']:.2f}, Wilcoxon p {r['wilcoxon_p']:.2g}"
         ax.set_title(title, fontsize=10)
