@@ -15,6 +15,7 @@ implementation.
 from __future__ import annotations
 
 import statistics
+import warnings
 
 import torch
 
@@ -31,7 +32,9 @@ def counted_step_flops(configs: list[RunConfig], device: str = "cpu") -> int:
     products it issues (on a population of its own, so that no timed state moves)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    pop = Population(configs, device)
+    with warnings.catch_warnings():  # the timed population has said what it had to say
+        warnings.simplefilter("ignore")
+        pop = Population(configs, device)
     with tuning.forced("pytorch"), FlopCounterMode(display=False) as counter:
         pop.step()
     return counter.get_total_flops()
