@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from grokkit.analysis.grokking_time import format_steps, summarize
 from grokkit.devices import cpu_model
 from grokkit.precision import bf16_path
 
@@ -45,7 +47,6 @@ TASKS = {
     ],
 }  # fmt: skip
 TITLES = {"x/y": "x/y mod 97, 50 % data", "s5": "S5 composition (s5_xy), 70 % data"}
-RESAMPLES = 10_000
 
 
 def folder(out: Path, task: str) -> Path:
@@ -75,13 +76,6 @@ def read_arms(path: Path) -> dict[bool, dict[int, dict]]:
     return arms
 
 
-def median_ratio_interval(ratios: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95 % interval of the median of ``ratios`` (seeds resampled)."""
-    idx = np.random.default_rng(seed).integers(0, len(ratios), (RESAMPLES, len(ratios)))
-    lo, hi = np.percentile(np.median(ratios[idx], axis=1), [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def analyse(out: Path, task: str) -> dict:
     arms = read_arms(folder(out, task))
     seeds = sorted(set(arms[False]) & set(arms[True]))
@@ -94,6 +88,7 @@ def analyse(out: Path, task: str) -> dict:
             pairs.append((f32, b16))
     result = {
         "task": task,
+        "budget": int(arms[False][seeds[0]]["steps"]) if seeds else 0,
         "seeds": len(seeds),
         "grokked_float32": sum(r[2] is not None for r in rows),
         "grokked_bf16": sum(r[4] is not None for r in rows),
@@ -103,9 +98,10 @@ def analyse(out: Path, task: str) -> dict:
         ratios = np.array([b / f for f, b in pairs])
         logs = np.log(ratios)
         p = stats.wilcoxon(logs).pvalue if np.any(logs != 0) else 1.0
+        ratio = summarize(ratios)  # median and percentile-bootstrap interval over seeds
         result |= {
-            "median_ratio": float(np.median(ratios)),
-            "interval": median_ratio_interval(ratios),
+            "median_ratio": ratio.median,
+            "interval": (ratio.ci_low, ratio.ci_high),
             "wilcoxon_p": float(p),
             "pairs": len(pairs),
         }
@@ -117,7 +113,9 @@ def report(r: dict) -> None:
     print("| seed | float32: train 99 % | float32: val 99 % | bf16: train 99 % | bf16: val 99 % |")
     print("|---|---|---|---|---|")
     for s, t32, f32, t16, b16 in r["rows"]:
-        cells = ["never" if v is None else f"{v:,}" for v in (t32, f32, t16, b16)]
+        cells = [
+            format_steps(math.inf if v is None else v, r["budget"]) for v in (t32, f32, t16, b16)
+        ]
         print(f"| {s} | " + " | ".join(cells) + " |")
     print(f"grokked (val >= 99 %): float32 {r['grokked_float32']}/{r['seeds']}, "
           f"bf16 {r['grokked_bf16']}/{r['seeds']}")  # fmt: skip
@@ -167,6 +165,14 @@ def main() -> int:
     p.add_argument("--plot", type=Path)
     p.add_argument("--analyse-only", action="store_true", help="read the sweeps, train nothing")
     args = p.parse_args()
+    if args.seeds < 2:
+        p.error(f"--seeds must be at least 2 for a paired test, got {args.seeds}")
+    if args.analyse_only:
+        missing = [t for t in args.tasks if not (folder(args.out, t) / "index.csv").is_file()]
+        if missing:
+            p.error(
+                f"no sweep of {', '.join(missing)} under {args.out}: run without --analyse-only"
+            )
     print(f"CPU: {cpu_model()}; bf16 products here: {bf16_path(torch.device('cpu'))}")
     if not args.analyse_only:
         for task in args.tasks:

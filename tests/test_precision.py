@@ -12,8 +12,6 @@ from grokkit.population import Population
 from grokkit.precision import EmulatedBF16Products, bf16_in_hardware, bf16_products
 from grokkit.tuning import forced
 
-CPU = torch.device("cpu")
-
 
 def bf16_by_bits(t: torch.Tensor) -> np.ndarray:
     """float32 values rounded to bfloat16 (to nearest, ties to even) by their bits, in float64:
@@ -80,7 +78,7 @@ def test_products_too_small_for_onednn_stay_float32():
 def test_the_hardware_path_computes_what_the_emulation_does():
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(256, 256, generator=g), torch.randn(256, 256, generator=g)
-    with bf16_products(True, CPU):
+    with bf16_products("hardware"):
         hardware = a @ b
     assert torch.backends.mkldnn.matmul.fp32_precision != "bf16"  # restored on leaving
     want = bf16_by_bits(a) @ bf16_by_bits(b)
@@ -106,3 +104,14 @@ def test_a_bf16_population_trains_in_bf16_and_leaves_the_process_in_float32():
         assert low.evaluate()["train_loss"].isfinite().all()
     a = torch.randn(64, 64, generator=torch.Generator().manual_seed(4))
     assert close(a @ a, a.double().numpy() @ a.double().numpy())  # no bf16 left behind
+
+
+def test_bf16_where_it_can_be_neither_run_nor_emulated_is_refused_in_words(monkeypatch):
+    from grokkit import precision
+    from grokkit.errors import ConfigError
+
+    monkeypatch.setattr(precision, "bf16_path", lambda device: "emulated")
+    monkeypatch.setattr(precision, "HAS_DISPATCH_MODE", False)
+    with pytest.raises(ConfigError, match="bf16 needs bfloat16 products in hardware"):
+        precision.choose_bf16_path(True, torch.device("cpu"))
+    assert precision.choose_bf16_path(False, torch.device("cpu")) is None

@@ -41,7 +41,7 @@ from grokkit.model_config import hidden_matrices
 from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
 from grokkit.optim import BatchedAdamW, BatchedMuon
-from grokkit.precision import bf16_path, bf16_products
+from grokkit.precision import bf16_products, choose_bf16_path
 
 GEMM_ROUNDS, GEMM_STEPS_PER_ROUND, GEMM_WARMUP = 4, 3, 2
 
@@ -236,20 +236,12 @@ class Population:
         self._build_training()
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
-        # Decided once per population (GROKKIT_COMPILE), not per step; torch.compile is lazy, so
-        # nothing compiles before the first step.
         # bfloat16 products (the run setting bf16): oneDNN's hardware mode or its emulation,
-        # entered around each step and evaluation only (grokkit.precision).
-        self.bf16 = first.bf16
-        self.bf16_path = bf16_path(self.device) if self.bf16 else None
-        if self.bf16_path == "emulated":
-            warn(
-                f"bf16: bfloat16 products emulated on this {self.device.type} (no oneDNN "
-                "bfloat16 instructions): the same numbers up to summation order, slower than "
-                "float32"
-            )
-        # The emulation is a dispatch mode, which torch.compile does not trace: such a population
-        # runs eagerly even under GROKKIT_COMPILE=1.
+        # decided once here and entered around each step and evaluation (grokkit.precision).
+        self.bf16_path = choose_bf16_path(first.bf16, self.device)
+        # Whether to compile is decided once per population (GROKKIT_COMPILE), not per step;
+        # torch.compile is lazy, so nothing compiles before the first step. The emulation is a
+        # dispatch mode, which torch.compile does not trace: such a population runs eagerly.
         compile_it = tuning.compile_step() and self.bf16_path != "emulated"
         self._compiled_logits = torch.compile(self.logits, dynamic=False) if compile_it else None
 
@@ -431,7 +423,7 @@ class Population:
 
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
-        with bf16_products(self.bf16, self.device):
+        with bf16_products(self.bf16_path):
             return self._step()
 
     def _step(self) -> Tensor:
@@ -505,7 +497,7 @@ class Population:
     def evaluate_on_device(self, chunk_examples: int = 1 << 16) -> dict[str, Tensor]:
         """``evaluate``'s numbers, still on the population's device (with bf16, its products in
         bfloat16 as in training)."""
-        with bf16_products(self.bf16, self.device):
+        with bf16_products(self.bf16_path):
             return self._evaluate_on_device(chunk_examples)
 
     @torch.inference_mode()

@@ -31,7 +31,7 @@ import functools
 
 import torch
 
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, warn
 from grokkit.torch_private import (
     BF16_PRODUCTS,
     HAS_DISPATCH_MODE,
@@ -75,6 +75,18 @@ class EmulatedBF16Products(TorchDispatchMode or object):
         return func(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def _onednn_bf16_mode():
+    """PyTorch's process-wide oneDNN setting at "bf16" within the block, restored after it."""
+    matmul = torch.backends.mkldnn.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
 @functools.cache
 def bf16_in_hardware() -> bool:
     """Whether float32 products on this CPU really take bfloat16 operands under PyTorch's oneDNN
@@ -84,13 +96,8 @@ def bf16_in_hardware() -> bool:
     if not onednn_takes_bf16():
         return False
     a, b = torch.full((32, 32), 1 + 2.0**-12), torch.ones(32, 32)
-    matmul = torch.backends.mkldnn.matmul
-    before = matmul.fp32_precision
-    matmul.fp32_precision = "bf16"
-    try:
+    with _onednn_bf16_mode():
         product = torch.mm(a, b)
-    finally:
-        matmul.fp32_precision = before
     return bool(torch.all(product == 32.0))
 
 
@@ -99,24 +106,28 @@ def bf16_path(device: torch.device) -> str:
     return "hardware" if device.type == "cpu" and bf16_in_hardware() else "emulated"
 
 
-@contextlib.contextmanager
-def bf16_products(enabled: bool, device: torch.device):
-    """Within the block, float32 products use bfloat16 operands and float32 accumulation (when
-    ``enabled``); the process-wide PyTorch setting is restored on leaving it, so other
-    populations and analyses in the same process stay float32."""
+def choose_bf16_path(enabled: bool, device: torch.device) -> str | None:
+    """The path a population with the run setting ``bf16`` takes on ``device``, decided once:
+    None (off), "hardware" or "emulated" (said in a warning). ConfigError where neither exists."""
     if not enabled:
-        yield
-        return
-    if bf16_path(device) == "hardware":
-        matmul = torch.backends.mkldnn.matmul
-        before = matmul.fp32_precision
-        matmul.fp32_precision = "bf16"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision = before
-        return
-    if not HAS_DISPATCH_MODE:
-        raise ConfigError("bf16 needs bfloat16 products in hardware or PyTorch's dispatch modes")
-    with EmulatedBF16Products():
-        yield
+        return None
+    path = bf16_path(device)
+    if path == "emulated":
+        if not HAS_DISPATCH_MODE:
+            raise ConfigError(
+                "bf16 needs bfloat16 products in hardware or PyTorch's dispatch modes"
+            )
+        warn(
+            f"bf16: bfloat16 products emulated on this {device.type} (no oneDNN bfloat16 "
+            "instructions): the same numbers up to summation order, slower than float32"
+        )
+    return path
+
+
+def bf16_products(path: str | None):
+    """A context in which float32 products use bfloat16 operands and float32 accumulation by
+    ``path`` (``choose_bf16_path``'s answer; None: nothing changes). It leaves nothing behind,
+    so other populations and analyses in the same process stay float32."""
+    if path is None:
+        return contextlib.nullcontext()
+    return _onednn_bf16_mode() if path == "hardware" else EmulatedBF16Products()
