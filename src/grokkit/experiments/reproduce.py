@@ -19,6 +19,7 @@ from pathlib import Path
 from grokkit import experiments
 from grokkit.devices import device_name, load_average
 from grokkit.errors import InputError
+from grokkit.experiments import claims
 from grokkit.experiments.common import (
     GPU_MEMBER_STEPS_PER_SECOND,
     check_scale,
@@ -231,7 +232,7 @@ def reproduce_figure(
         "scale": scale,
         "options": options,
         "n_runs": len(results),
-        **_findings(module, measured),
+        **_findings(module, measured, scale),
         "train_wall_seconds": trained - started,
         "analysis_wall_seconds": time.perf_counter() - trained,
         "projected_train_seconds": plan["estimated_seconds"],
@@ -262,15 +263,19 @@ def _train(module, configs: list, scale: str, out_dir: Path, **sweep) -> list:
     return results
 
 
-def _findings(module, measured) -> dict:
-    """What the figure says about its paper's claim, from its numbers: the verdict, which tested
-    hypothesis explains a disagreement (figures that have one), the claims checked (the
-    benchmark's)."""
+def _findings(module, measured, scale: str) -> dict:
+    """What the figure says about its paper's claims: one record per claim (``claims.decide``:
+    a declared test, Holm-corrected over the figure's family), the verdict sentence made from
+    those records, the figure's numbers in words (``describe``), which tested hypothesis explains
+    a disagreement (figures that have one) and the benchmark's findings."""
+    records = claims.decide(module.claims(measured), scale)
     return {
         "claim": module.CLAIM,
-        "verdict": module.verdict(measured),
+        "claims": records,
+        "verdict": claims.prose(records),
+        "numbers": module.describe(measured),
         "disagreement": module.disagreement(measured) if hasattr(module, "disagreement") else None,
-        "findings": module.claims(measured) if hasattr(module, "claims") else [],
+        "findings": module.findings(measured) if hasattr(module, "findings") else [],
     }
 
 
@@ -312,7 +317,9 @@ def _report_section(m: dict) -> list[str]:
         f"![{m['figure']}]({m['figure']}.png)",
         "",
         f"- **Paper's claim:** {m['claim']}",
-        f"- **Our numbers:** {m['verdict']}",
+        f"- **Our numbers:** {m.get('numbers', '')}",
+        f"- **Verdicts:** {m['verdict']}",
+        *[f"  - {claims.line(r)}" for r in m.get("claims", [])],
         *(
             [
                 (
