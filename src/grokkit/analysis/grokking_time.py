@@ -167,3 +167,30 @@ def format_steps(value: float, budget: int | None = None) -> str:
     if math.isinf(value):
         return f">{budget:,}" if budget else "censored"
     return f"{value:,.0f}"
+
+
+def bracket(rows: Sequence[dict], key: str, threshold: float) -> tuple[int | None, int | None]:
+    """(previous evaluated step, first evaluated step at or above ``threshold``): the time lies
+    in that interval; (None, None) when never reached."""
+    previous = None
+    for r in rows:
+        if r[key] is not None and r[key] >= threshold:
+            return (previous if previous is not None else r["step"]), r["step"]
+        previous = r["step"]
+    return None, None
+
+
+def censored_times(
+    runs_rows: Sequence[Sequence[dict]],
+    budgets: Sequence[int],
+    threshold: float = 0.99,
+    key: str = "val_accuracy",
+):
+    """Several runs' times to ``threshold`` of ``key`` as ``statistics.Times``: each known to lie
+    in (previous evaluation, first evaluation at the threshold], censored at its budget when
+    never reached."""
+    from grokkit.analysis.statistics import Times
+
+    return Times.from_brackets(
+        [(*bracket(rows, key, threshold), budget) for rows, budget in zip(runs_rows, budgets)]
+    )
