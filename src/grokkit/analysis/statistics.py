@@ -31,11 +31,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 4000
 BOOTSTRAP_SEED = 0
+
+
+def _scipy_stats():
+    # Imported on first use: `grokkit reproduce --list` and `--plan` import every figure module
+    # (and so this one), and scipy.stats takes seconds to import.
+    from scipy import stats
+
+    return stats
 
 
 # ---------------------------------------------------------------- censored times
@@ -74,7 +81,8 @@ class Times:
     def n_reached(self) -> int:
         return sum(self.reached)
 
-    def censored(self, which: str = "upper") -> stats.CensoredData:
+    def censored(self, which: str = "upper"):
+        stats = _scipy_stats()
         times = np.asarray(self.upper if which == "upper" else self.lower, dtype=float)
         hit = np.asarray(self.reached, dtype=bool)
         return stats.CensoredData(uncensored=times[hit], right=times[~hit])
@@ -108,8 +116,9 @@ def _first_at_or_below_half(times: np.ndarray, survival: np.ndarray) -> float:
     return float(times[below[0]]) if below.size else math.inf
 
 
-def _km_band(data: stats.CensoredData, level: float):
+def _km_band(data, level: float):
     """(times, survival, band low, band high) of the Kaplan-Meier curve."""
+    stats = _scipy_stats()
     sf = stats.ecdf(data).sf
     with warnings.catch_warnings():
         # undefined where the curve is 0 or 1; those points count as reached (0) in the search
@@ -149,6 +158,7 @@ class Test:
 def logrank(a: Times, b: Times) -> Test:
     """Two-sided log-rank test of two arms' grokking times (right-censored at their budgets).
     The statistic is signed: negative when ``a`` reaches the threshold sooner."""
+    stats = _scipy_stats()
     null = "the two arms' grokking-time distributions are equal"
     if a.n == 0 or b.n == 0 or a.n_reached + b.n_reached == 0:
         return Test("log-rank", null, math.nan)
@@ -158,6 +168,7 @@ def logrank(a: Times, b: Times) -> Test:
 
 def fisher(reached_a: int, n_a: int, reached_b: int, n_b: int) -> Test:
     """Fisher's exact test (two-sided) that two arms reach the threshold equally often."""
+    stats = _scipy_stats()
     table = [[reached_a, n_a - reached_a], [reached_b, n_b - reached_b]]
     result = stats.fisher_exact(table)
     null = "both arms reach the threshold with the same probability"
@@ -209,6 +220,7 @@ def probability_of_improvement(
 
 def _tost(x: np.ndarray, y: np.ndarray, low: float, high: float, name: str, null: str) -> Test:
     """Two one-sided Welch t-tests: H0 mean(x) - mean(y) <= low, and >= high; p the larger."""
+    stats = _scipy_stats()
     if x.size < 2 or y.size < 2:
         return Test(name, null, math.nan)
     p_low = stats.ttest_ind(x - low, y, equal_var=False, alternative="greater").pvalue
@@ -254,6 +266,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def spearman_interval(rho: float, n: int, level: float = CONFIDENCE) -> tuple[float, float]:
     """Fisher-z interval of Spearman's rho with Bonett and Wright's (2000) variance
     (1 + rho^2 / 2) / (n - 3)."""
+    stats = _scipy_stats()
     if n <= 3 or math.isnan(rho):
         return math.nan, math.nan
     rho = max(min(rho, 0.999999), -0.999999)
@@ -265,6 +278,7 @@ def spearman_interval(rho: float, n: int, level: float = CONFIDENCE) -> tuple[fl
 def spearman_against(rho: float, n: int, rho0: float) -> Test:
     """Two-sided test of H0: Spearman's rho = ``rho0`` on the Fisher-z scale (Bonett-Wright
     variance at ``rho0``)."""
+    stats = _scipy_stats()
     null = f"Spearman rho = {rho0:g}"
     if n <= 3 or math.isnan(rho):
         return Test("Fisher-z test of Spearman rho", null, math.nan)
@@ -278,6 +292,7 @@ def spearman_against(rho: float, n: int, rho0: float) -> Test:
 
 
 def _two_sided_normal_power(shift: float, alpha: float) -> float:
+    stats = _scipy_stats()
     z = stats.norm.ppf(1 - alpha / 2)
     return float(stats.norm.sf(z - abs(shift)) + stats.norm.cdf(-z - abs(shift)))
 
@@ -294,6 +309,7 @@ def power_log_ratio(ratio: float, sigma_log: float, n_a: int, n_b: int, alpha: f
     """Power of a two-sided two-sample t-test on log times when the true ratio of (geometric
     mean) times is ``ratio`` and log times spread with standard deviation ``sigma_log``: the
     noncentral t. The log-rank test on uncensored log-normal times has about this power."""
+    stats = _scipy_stats()
     if n_a < 2 or n_b < 2 or sigma_log <= 0:
         return math.nan
     df = n_a + n_b - 2
@@ -312,6 +328,7 @@ def power_difference(delta: float, sigma: float, n_a: int, n_b: int, alpha: floa
 def power_fisher(p_a: float, p_b: float, n_a: int, n_b: int, alpha: float) -> float:
     """Exact power of Fisher's test: the probability, over every outcome of two binomials with
     success probabilities ``p_a`` and ``p_b``, that the test rejects at ``alpha``."""
+    stats = _scipy_stats()
     ka, kb = np.arange(n_a + 1), np.arange(n_b + 1)
     prob = np.outer(stats.binom.pmf(ka, n_a, p_a), stats.binom.pmf(kb, n_b, p_b))
     power = 0.0
@@ -325,6 +342,7 @@ def power_fisher(p_a: float, p_b: float, n_a: int, n_b: int, alpha: float) -> fl
 def power_sign(n: int, p_success: float, alpha: float) -> float:
     """Power of a two-sided exact binomial (sign) test of 1/2 when each of ``n`` paired
     comparisons favours one side with probability ``p_success``."""
+    stats = _scipy_stats()
     k = np.arange(n + 1)
     reject = np.array([stats.binomtest(int(i), n, 0.5).pvalue < alpha for i in k])
     return float(stats.binom.pmf(k, n, p_success)[reject].sum())

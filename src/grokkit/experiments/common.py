@@ -53,6 +53,15 @@ def check_scale(scale: str) -> None:
         raise InputError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
 
 
+def check_seeds(seeds: int | None, default: int, minimum: int = 1) -> int:
+    """The number of seeds a figure trains: ``seeds`` (``--seeds``) or its scale's default."""
+    if seeds is None:
+        return default
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < minimum:
+        raise InputError(f"--seeds must be an integer of at least {minimum}, got {seeds!r}")
+    return seeds
+
+
 def base_config(operation: str, scale: str, optimizer: str = "adamw", **changes) -> RunConfig:
     """The paper's recipe for ``operation`` with a preset; at smoke scale a tiny model and
     budget."""

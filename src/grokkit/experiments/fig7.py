@@ -15,12 +15,17 @@ Keskar et al. 2017 Sec 2.2.2) and ``openai-grok`` (what the authors' released ``
 returns). Each gets its own Spearman test; the ``sharpness`` and ``spearman_*`` columns of the CSV
 are the ``keskar`` definition's, as before.
 
-The verdict, per definition: the null hypothesis is that φ and validation accuracy at T are
-unrelated (every pairing of the seeds' accuracies with their sharpnesses equally likely). A
-correlation is called significant when the two-sided permutation p of Spearman's rho is below
-0.05 and its 95 % percentile bootstrap interval excludes 0; then its sign says whether it agrees
-with the paper (negative) or is its opposite (positive). The three definitions are tested and
-reported one by one, without a correction for testing three.
+The claims (``claims``), per architecture and definition, one Holm family for the figure:
+
+* ``negative``: null "φ and validation accuracy at T are unrelated" (every pairing of the seeds'
+  accuracies with their sharpnesses equally likely), decided by the two-sided permutation p of
+  Spearman's rho; a rejection with rho < 0 holds the paper's claim, with rho > 0 contradicts it;
+* ``paper_rho``: null "rho = -0.795" (the paper's value), decided by the Fisher-z test with
+  Bonett and Wright's variance; a rejection contradicts the paper's value.
+
+The interval of rho is the Fisher-z (Bonett-Wright) 95 % interval. Power is computed at the
+family's first Holm level (alpha / number of claims, a lower bound): for ``negative`` against the
+paper's rho = -0.795, for ``paper_rho`` against rho = 0.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+from grokkit.analysis import statistics
 from grokkit.analysis.sharpness import SHARPNESS_DEFINITIONS
 from grokkit.config import RunConfig
 from grokkit.errors import InputError
-from grokkit.experiments import common
+from grokkit.experiments import claims as claim_records, common
 from grokkit.runs import read_metrics, snapshot_steps
 
 NAME = "fig7"
@@ -45,10 +51,12 @@ CLAIM = (
     "Networks that grok sit in flatter minima: sharpness and validation accuracy have "
     "Spearman rho = -0.795 (p < 1.4e-5) over seeds on S5."
 )
-OPTIONS: tuple[str, ...] = ("arch",)
+OPTIONS: tuple[str, ...] = ("arch", "seeds")
+PAPER_RHO = -0.795
+SEEDS = {"smoke": 3, "laptop": 20, "paper": 20}
 ARCH_CHOICES = ("grokkit", "openai-grok", "both")
 EPSILON, ITERATIONS = 1e-3, 10  # Keskar et al.'s box size and L-BFGS-B iterations
-BOOTSTRAP_RESAMPLES, PERMUTATIONS = 2000, 9999
+PERMUTATIONS = 9999
 REDUCTIONS = {
     "smoke": (
         "s5_xy at 30 % data, 3 seeds per architecture, 1 layer of width 16, 20 steps, snapshots "
@@ -57,8 +65,8 @@ REDUCTIONS = {
     "laptop": (
         "the authors' protocol reduced: s5_xy at 70 % data (their script's T-70), one split "
         "(split seed 0, as their code: seeds change only the initialisation and batch order), "
-        "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 8 seeds per architecture "
-        "(theirs: 20), 5,000 steps with snapshots and evaluations every 250; T is the snapshot "
+        "dropout 0, 10 warm-up updates, AdamW (the paper's recipe); 20 seeds per architecture "
+        "(as theirs), 5,000 steps with snapshots and evaluations every 250; T is the snapshot "
         "step at which about half the seeds have reached 99 % validation."
     ),
     "paper": (
@@ -75,14 +83,16 @@ def _archs(arch: str | None) -> tuple[str, ...]:
     return ("grokkit", "openai-grok") if arch in (None, "both") else (arch,)
 
 
-def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
-    """Every seed of each architecture asked for (both by default), the same seeds for each."""
+def runs(scale: str, arch: str | None = None, seeds: int | None = None) -> list[RunConfig]:
+    """Every seed of each architecture asked for (both by default), the same seeds for each;
+    ``seeds`` per architecture (default ``SEEDS[scale]``)."""
     common.check_scale(scale)
+    n_seeds = common.check_seeds(seeds, SEEDS[scale], minimum=4)
     if scale == "smoke":
         # A small training set and three seeds: each seed's φ by three definitions is the cost.
         base, seeds = (
             common.base_config("s5_xy", scale, train_fraction=0.3, snapshot_every=5),
-            range(3),
+            range(n_seeds),
         )
     elif scale == "laptop":
         # Evaluated at the snapshots only (and on the early log grid): T and the accuracy at T are
@@ -96,12 +106,12 @@ def runs(scale: str, arch: str | None = None) -> list[RunConfig]:
             snapshot_every=250,
             eval_every=250,
         )
-        seeds = range(8)
+        seeds = range(n_seeds)
     else:
         base = common.base_config(
             "s5_xy", scale, train_fraction=0.7, split_seed=0, steps=20_000, snapshot_every=500
         )
-        seeds = range(20)
+        seeds = range(n_seeds)
     return [base.with_changes(arch=a, seed=s) for a in _archs(arch) for s in seeds]
 
 
@@ -197,28 +207,6 @@ def _spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return (rx * ry).sum(axis=axis) / np.sqrt((rx**2).sum(axis=axis) * (ry**2).sum(axis=axis))
 
 
-def bootstrap_interval(
-    a, b, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, int]:
-    """Percentile bootstrap interval of Spearman's rho over seeds (pairs resampled together).
-    Resamples in which either variable is constant have no rho and are left out; their number is
-    returned third."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 3:
-        return math.nan, math.nan, resamples
-    # All resamples drawn at once: the same generator stream as one draw of len(a) per resample.
-    idx = np.random.default_rng(seed).integers(0, len(a), (resamples, len(a)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rhos = _spearman_along(a[idx], b[idx])  # NaN where either resample is constant
-    values = rhos[~np.isnan(rhos)]
-    dropped = resamples - len(values)
-    if not len(values):
-        return math.nan, math.nan, dropped
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return float(lo), float(hi), dropped
-
-
 # ---------------------------------------------------------------- table, plot, verdict
 
 PRIMARY = "keskar"  # the definition of the `sharpness` and `spearman_*` columns (as before)
@@ -254,16 +242,14 @@ CSV_HEADER = [
 
 
 def correlation(phis, vals) -> dict:
-    """Spearman rho, its p, the permutation p and the bootstrap interval of one definition's φ
-    against the validation accuracies."""
+    """Spearman rho, its p, the permutation p and the Fisher-z (Bonett-Wright) 95 % interval of
+    one definition's φ against the validation accuracies."""
     rho, p = spearman(phis, vals)
-    lo, hi, dropped = bootstrap_interval(phis, vals)
     return {
         "rho": rho,
         "p": p,
         "perm_p": permutation_p(phis, vals),
-        "ci": (lo, hi),
-        "dropped": dropped,
+        "ci": statistics.spearman_interval(rho, len(vals)),
     }
 
 
@@ -380,7 +366,7 @@ def _stats_text(s: dict, n: int) -> str:
     lo, hi = s["ci"]
     return (
         f"Spearman ρ = {s['rho']:.3f} ({format_p(s['p'])}; "
-        f"{format_p(s['perm_p'], 'permutation p')}; 95 % bootstrap interval [{lo:.2f}, {hi:.2f}]), "
+        f"{format_p(s['perm_p'], 'permutation p')}; 95 % interval [{lo:.2f}, {hi:.2f}]), "
         f"n = {n} seeds"
     )
 
@@ -440,8 +426,8 @@ def _label(fig, sharpness: Sharpness) -> None:
             (
                 "φ is measured on each run's full training set at its snapshot of step T "
                 f"(ε = {EPSILON:g}, {ITERATIONS} L-BFGS-B iterations, seed 0), by three "
-                "definitions (grokkit.analysis.sharpness). Significant: permutation p < 0.05 and "
-                "the 95 % bootstrap interval excludes 0."
+                "definitions (grokkit.analysis.sharpness). Intervals: Fisher-z (Bonett-Wright); "
+                "the claims' tests and verdicts are in fig7.json and REPORT.md."
             ),
         ),
     )
@@ -474,82 +460,110 @@ def plot(sharpness: Sharpness, out_dir: Path) -> list[Path]:
     return [*common.save(fig, out_dir, NAME), csv_path]
 
 
-def category(s: dict) -> str:
-    """``agrees``, ``opposite``, ``none`` or ``untested``: ``judge``'s rule as one word."""
-    if math.isnan(s["rho"]):
-        return "untested"
-    lo, hi = s["ci"]
-    if s["perm_p"] < 0.05 and (hi < 0 or lo > 0):
-        return "agrees" if s["rho"] < 0 else "opposite"
-    return "none"
+def claims(sharpness: Sharpness) -> list[claim_records.Claim]:
+    """Two claims per architecture and definition (the module's docstring): rho < 0, and rho
+    equal to the paper's -0.795."""
+    cells = [
+        (a, d, s, t["n"])
+        for a, t in sharpness.tables.items()
+        for d, s in t.get("stats", {PRIMARY: t}).items()
+    ]
+    alpha = claim_records.ALPHA / max(1, 2 * len(cells))  # Holm's first level: power's bound
+    out = []
+    for a, d, s, n in cells:
+        out += _cell_claims(a, d, s, n, alpha)
+    return out
+
+
+def _cell_claims(arch: str, definition: str, s: dict, n: int, alpha: float) -> list:
+    rho, interval = s["rho"], tuple(s["ci"])
+    where = f"arch {arch}, φ {definition}, {n} seeds at T"
+    if math.isnan(rho):
+        why = "Spearman rho is undefined (constant sharpness or accuracy)"
+        return [
+            claim_records.Claim.untestable(
+                f"{arch}.{definition}.{k}", f"{c} ({where}).", "-0.795", None, why
+            )
+            for k, c in (
+                ("negative", "φ and accuracy are negatively correlated"),
+                ("paper_rho", "Spearman rho = -0.795"),
+            )
+        ]
+    against_paper = statistics.spearman_against(rho, n, PAPER_RHO)
+    return [
+        claim_records.Claim(
+            id=f"{arch}.{definition}.negative",
+            claim=f"Sharpness and validation accuracy are negatively correlated ({where}).",
+            paper_value="rho = -0.795 (p < 1.4e-5)",
+            measured=rho,
+            interval=interval,
+            test="permutation test of Spearman rho (9,999 pairings)",
+            null="φ and validation accuracy are unrelated (rho = 0)",
+            p_value=s["perm_p"],
+            power=statistics.power_spearman(PAPER_RHO, n, alpha),
+            if_rejected="holds" if rho < 0 else "contradicted",
+        ),
+        claim_records.Claim(
+            id=f"{arch}.{definition}.paper_rho",
+            claim=f"Spearman rho is the paper's -0.795 ({where}).",
+            paper_value="-0.795",
+            measured=rho,
+            interval=interval,
+            test=against_paper.name + " (Bonett-Wright variance)",
+            null=against_paper.null,
+            p_value=against_paper.p_value,
+            power=statistics.power_spearman(0.0, n, alpha, rho0=PAPER_RHO),
+            if_rejected="contradicted",
+        ),
+    ]
 
 
 def disagreement(sharpness: Sharpness) -> str:
     """Which of the hypotheses tested here explains a disagreement with the paper: architecture
-    (grokkit's model against the authors') and sharpness definition (the three), each judged by
-    ``judge``'s rule. Seeds, data fraction and training length are fixed by the protocol."""
+    (grokkit's model against the authors') and sharpness definition (the three), read from the
+    ``negative`` claims' verdicts. Seeds, data fraction and training length are fixed by the
+    protocol."""
+    records = claim_records.decide(claims(sharpness), sharpness.scale)
     cells = {
-        (a, d): category(s)
-        for a, t in sharpness.tables.items()
-        for d, s in t.get("stats", {PRIMARY: t}).items()
+        tuple(r["id"].split(".")[:2]): r["verdict"] for r in records if r["id"].endswith("negative")
     }
-    agrees = [k for k, c in cells.items() if c == "agrees"]
-    listing = "; ".join(f"{a} / {d}: {c}" for (a, d), c in cells.items())
-    if len(agrees) == len(cells):
-        return (
-            "No disagreement: every architecture and definition gives the paper's sign "
-            f"({listing})."
-        )
-    if not agrees:
+    holds = [k for k, v in cells.items() if v == "holds"]
+    listing = "; ".join(f"{a} / {d}: {v}" for (a, d), v in cells.items())
+    if len(holds) == len(cells):
+        return f"No disagreement: every architecture and definition holds ({listing})."
+    if not holds:
         return (
             "Neither the architecture nor the sharpness definition explains the disagreement: no "
             f"combination gives a significant negative correlation ({listing})."
         )
-    archs = {a for a, _ in agrees}
-    defs = {d for _, d in agrees}
+    archs = {a for a, _ in holds}
+    defs = {d for _, d in holds}
     by = []
-    if all(cells[(a, d)] == "agrees" for a in archs for d in {d for _, d in cells}):
+    if all(cells[(a, d)] == "holds" for a in archs for d in {d for _, d in cells}):
         by.append(f"the architecture ({', '.join(sorted(archs))})")
-    if all(cells[(a, d)] == "agrees" for d in defs for a in {a for a, _ in cells}):
+    if all(cells[(a, d)] == "holds" for d in defs for a in {a for a, _ in cells}):
         by.append(f"the sharpness definition ({', '.join(sorted(defs))})")
     how = " and ".join(by) if by else "no single factor (only some combinations)"
     return f"The paper's sign appears with {how}: {listing}."
 
 
-def judge(s: dict) -> str:
-    """The verdict rule on one definition's statistics. Null hypothesis: φ and validation
-    accuracy are unrelated (all pairings equally likely). Significant: permutation p < 0.05 and
-    the 95 % bootstrap interval of ρ excludes 0; the sign of ρ then says which way."""
-    if math.isnan(s["rho"]):
-        return (
-            "Spearman rho is undefined (constant sharpness or accuracy), so the claim is untested."
-        )
-    lo, hi = s["ci"]
-    significant = s["perm_p"] < 0.05 and (hi < 0 or lo > 0)
-    if significant and s["rho"] < 0:
-        return "a significant negative correlation, as the paper reports (-0.795)."
-    if significant:
-        return (
-            "a significant positive correlation, the opposite of the paper's -0.795: the seeds "
-            "that generalised sit in sharper places by this measure."
-        )
-    return "no significant correlation, so we do not reproduce the paper's (-0.795)."
+def describe(sharpness: Sharpness) -> str:
+    return " ".join(_numbers_of(a, t) for a, t in sharpness.tables.items())
 
 
-def verdict(sharpness: Sharpness) -> str:
-    return " ".join(_verdict_of(a, t) for a, t in sharpness.tables.items())
-
-
-def _verdict_of(arch: str, t: dict) -> str:
+def _numbers_of(arch: str, t: dict) -> str:
     head = (
         f"Arch {arch}: at T = {t['T']}, {t['grokked_at_T']} of {t['n']} seeds had reached 99 % "
         "validation accuracy"
     )
     stats = t.get("stats", {PRIMARY: t})  # a table of the primary definition alone also reads
-    parts = []
-    for d, s in stats.items():
-        if math.isnan(s["rho"]):
-            parts.append(f"φ {d}: {judge(s)}")
-        else:
-            parts.append(f"φ {d}: {_stats_text(s, t['n']).replace('ρ', 'rho')}: {judge(s)}")
+    parts = [
+        f"φ {d}: "
+        + (
+            "Spearman rho undefined (constant sharpness or accuracy)."
+            if math.isnan(s["rho"])
+            else f"{_stats_text(s, t['n']).replace('ρ', 'rho')}."
+        )
+        for d, s in stats.items()
+    ]
     return f"{head}. " + " ".join(parts)
