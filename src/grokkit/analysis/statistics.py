@@ -346,3 +346,76 @@ def power_sign(n: int, p_success: float, alpha: float) -> float:
     k = np.arange(n + 1)
     reject = np.array([stats.binomtest(int(i), n, 0.5).pvalue < alpha for i in k])
     return float(stats.binom.pmf(k, n, p_success)[reject].sum())
+
+
+# ---------------------------------------------------------------- trend of censored times
+
+
+def _gehan_trend(x: np.ndarray, upper: np.ndarray, reached: np.ndarray) -> np.ndarray:
+    """Sum over pairs with x_i < x_j of +1 where run j surely took longer than run i, -1 where
+    surely shorter, 0 where the censoring hides the order or x ties (Gehan's scores). The last
+    axis is the runs; leading axes of ``x`` are permutations."""
+    xi, xj = x[..., :, None], x[..., None, :]
+    ui, uj = upper[:, None], upper[None, :]
+    ri, rj = reached[:, None], reached[None, :]
+    longer = (ri & (uj > ui)) | (ri & ~rj & (uj >= ui))  # j later than i surely
+    shorter = (rj & (ui > uj)) | (rj & ~ri & (ui >= uj))
+    score = longer.astype(float) - shorter.astype(float)
+    return np.where(xi < xj, score, 0.0).sum(axis=(-2, -1))
+
+
+def censored_trend(
+    x: Sequence[float], times: Times, resamples: int = 9999, seed: int = BOOTSTRAP_SEED
+) -> Test:
+    """Does time grow with ``x``? A permutation test (``x`` shuffled over the runs) of Gehan's
+    pairwise score for right-censored times (``_gehan_trend``). The statistic, scaled to
+    [-1, 1] by the number of pairs with different ``x``, is a censored Kendall tau: positive when
+    times grow with ``x``. Two-sided p."""
+    null = "the grokking time does not depend on x (every assignment of x to runs equally likely)"
+    xs = np.asarray(x, dtype=float)
+    upper, reached = np.asarray(times.upper), np.asarray(times.reached)
+    pairs = float((xs[:, None] < xs[None, :]).sum())
+    if pairs == 0 or times.n < 3:
+        return Test("permutation test of Gehan's trend score", null, math.nan)
+    observed = _gehan_trend(xs, upper, reached)
+    rng = np.random.default_rng(seed)
+    shuffled = np.stack([rng.permutation(xs) for _ in range(resamples)])
+    null_scores = _gehan_trend(shuffled, upper, reached)
+    extreme = (np.abs(null_scores) >= abs(observed) - 1e-9).sum()
+    p = float((extreme + 1) / (resamples + 1))
+    return Test("permutation test of Gehan's trend score", null, p, float(observed / pairs))
+
+
+def power_trend(
+    x: Sequence[float],
+    log_slope: float,
+    sigma_log: float,
+    alpha: float,
+    simulations: int = 200,
+    seed: int = BOOTSTRAP_SEED,
+) -> float:
+    """Power of ``censored_trend`` at runs placed at ``x`` when log time = ``log_slope`` * x +
+    N(0, ``sigma_log``^2) and nothing is censored: the fraction of simulated experiments that it
+    rejects at ``alpha`` (999 permutations each)."""
+    rng = np.random.default_rng(seed)
+    xs = np.asarray(x, dtype=float)
+    hits = 0
+    for _ in range(simulations):
+        t = np.exp(log_slope * xs + sigma_log * rng.standard_normal(xs.size))
+        times = Times(tuple(t), tuple(t), (True,) * xs.size)
+        p = censored_trend(xs, times, resamples=999, seed=int(rng.integers(1 << 31))).p_value
+        hits += p < alpha
+    return hits / simulations
+
+
+def tost_range(values: Sequence[float], low: float, high: float) -> Test:
+    """Is the mean of ``values`` inside [low, high]? Two one-sided one-sample t-tests (H0: mean
+    <= low, H0: mean >= high); p the larger."""
+    stats = _scipy_stats()
+    null = f"the mean lies outside [{low:g}, {high:g}]"
+    v = np.asarray(values, dtype=float)
+    if v.size < 2 or np.ptp(v) == 0:
+        return Test("TOST of a mean inside a range", null, math.nan)
+    p_low = stats.ttest_1samp(v, low, alternative="greater").pvalue
+    p_high = stats.ttest_1samp(v, high, alternative="less").pvalue
+    return Test("TOST of a mean inside a range", null, float(max(p_low, p_high)), float(v.mean()))
