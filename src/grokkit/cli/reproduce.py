@@ -44,6 +44,13 @@ def register(sub) -> None:
         help="fig3 and fig7: the model trained, grokkit's or the authors' (openai-grok), "
         "or both side by side (their default)",
     )
+    r.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="seeds per point of every figure that trains seeds (default: the scale's; --plan "
+        "states each claim's power at N)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument(
         "--remeasure",

@@ -16,6 +16,7 @@ from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.experiments.reproduce import (
     REPORT,
+    figure_module,
     format_seconds,
     plan_figures,
     planned_runs,
@@ -107,6 +108,7 @@ def _print_totals(plan: dict, out) -> None:
             f"{f['jobs']} worker(s) x {f['threads']} thread(s))",
             file=out,
         )
+        _print_power(f.get("power"), out)
     n_train = sum(r["status"] in ("new", "resume") for r in plan["runs"])
     print(
         f"projected training time {format_seconds(plan['estimated_seconds'])} "
@@ -126,9 +128,19 @@ def _print_totals(plan: dict, out) -> None:
         )
 
 
+def _print_power(power: list[dict] | None, out) -> None:
+    """Each claim's power at the planned seeds against the paper's effect."""
+    if not power:
+        print("  power: computed from the runs (each claim's record in <figure>.json)", file=out)
+        return
+    for p in power:
+        value = "n/a" if p["power"] is None else f"{p['power']:.2f}"
+        print(f"  power {value}: {p['id']} (against {p['effect']})", file=out)
+
+
 def run(args: argparse.Namespace) -> int:
     names = list(experiments.ALL_FIGURES) if args.figure == "all" else [args.figure]
-    options = {"operation": args.op, "arch": args.arch}
+    options = {"operation": args.op, "arch": args.arch, "seeds": args.seeds}
     _check_runs(names, args, options)
     if args.plan or args.out:  # the projection measures with the threads the training will have
         apply_threads(args)
@@ -158,6 +170,8 @@ def _check_runs(names: list[str], args: argparse.Namespace, options: dict) -> No
         raise InputError("--op applies to fig6 only")
     if args.arch is not None and not {"fig3", "fig7"} & set(names):
         raise InputError("--arch applies to fig3 and fig7 only")
+    if args.seeds is not None and not any("seeds" in figure_module(n).OPTIONS for n in names):
+        raise InputError(f"--seeds applies to figures that train seeds, not {', '.join(names)}")
     for name in names:  # an unknown figure or scale, or an unknown --op: one line
         for config in planned_runs(name, args.scale, **options):
             validate_run(config)

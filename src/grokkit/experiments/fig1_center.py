@@ -250,6 +250,29 @@ def claims(medians: Medians) -> list[claim_records.Claim]:
     ]
 
 
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
+    """The trend claims' power at the planned fractions and seeds (the range claim has none)."""
+    from grokkit.analysis import statistics
+
+    _, fractions = _design(scale)
+    n = common.check_seeds(seeds, SEEDS[scale], minimum=2)
+    x = [f for f in fractions for _ in range(n)]
+    alpha = claim_records.ALPHA / 3
+    return [
+        {
+            "id": "val_grows_as_data_shrinks",
+            "power": statistics.power_trend(x, PAPER_VAL_LOG_SLOPE, SIGMA_LOG, alpha),
+            "effect": "30-fold from fraction 0.6 to 0.3, log sd 0.3",
+        },
+        {
+            "id": "train_falls_with_less_data",
+            "power": statistics.power_trend(x, PAPER_TRAIN_LOG_SLOPE, SIGMA_LOG, alpha),
+            "effect": "2-fold from fraction 0.6 to 0.3, log sd 0.3",
+        },
+        {"id": "train_in_1e3_1e4", "power": None, "effect": "a range, not an effect"},
+    ]
+
+
 def _range_claim(test, reached: list, n: int) -> claim_records.Claim:
     claim = "Steps to 99 % training accuracy stay at 10^3-10^4."
     if test is None or math.isnan(test.p_value):

@@ -518,6 +518,25 @@ def _cell_claims(arch: str, definition: str, s: dict, n: int, alpha: float) -> l
     ]
 
 
+def planned_power(scale: str, arch: str | None = None, seeds: int | None = None) -> list[dict]:
+    """Each claim's power at the planned seeds, at the family's first Holm level."""
+    from grokkit.analysis import statistics
+
+    n = common.check_seeds(seeds, SEEDS[scale], minimum=4)
+    cells = [(a, d) for a in _archs(arch) for d in SHARPNESS_DEFINITIONS]
+    alpha = claim_records.ALPHA / (2 * len(cells))
+    negative = statistics.power_spearman(PAPER_RHO, n, alpha)
+    paper = statistics.power_spearman(0.0, n, alpha, rho0=PAPER_RHO)
+    return [
+        row
+        for a, d in cells
+        for row in (
+            {"id": f"{a}.{d}.negative", "power": negative, "effect": "the paper's rho = -0.795"},
+            {"id": f"{a}.{d}.paper_rho", "power": paper, "effect": "rho = 0 (against -0.795)"},
+        )
+    ]
+
+
 def disagreement(sharpness: Sharpness) -> str:
     """Which of the hypotheses tested here explains a disagreement with the paper: architecture
     (grokkit's model against the authors') and sharpness definition (the three), read from the

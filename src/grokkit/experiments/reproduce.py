@@ -94,10 +94,15 @@ def plan_figure(
         _plan_row(name, n, c, plan.states[n], n in planned_before, projection.run_seconds)
         for n, c in plan.configs.items()
     ]
+    module = figure_module(name)
+    planned_power = getattr(module, "planned_power", None)
+    known = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
     return {
         "figure": name,
         "scale": scale,
         "runs": rows,
+        # each claim's power at the planned seeds against the paper's effect (declared designs)
+        "power": planned_power(scale, **known) if planned_power else None,
         "estimated_seconds": projection.seconds,
         "estimated_seconds_low": projection.low,
         "estimated_seconds_high": projection.high,
@@ -150,6 +155,7 @@ def plan_figures(
             "estimated_seconds_high": p["estimated_seconds_high"],
             "jobs": p["jobs"],
             "threads": p["threads"],
+            "power": p["power"],
         }
         rows += p["runs"]
         planned.update(r["run_name"] for r in p["runs"])
