@@ -4,10 +4,10 @@ to end."""
 
 from __future__ import annotations
 
-import math
 import types
 
-from grokkit.analysis.grokking_time import Summary
+import pytest
+
 from grokkit.experiments import benchmark as bm
 
 
@@ -73,36 +73,78 @@ def test_the_tuned_point_is_chosen_on_the_tuning_seeds_only(monkeypatch):
     assert all(bm._point_of(c, "adamw") == points[1] for c in followup)
 
 
-def _summary(median: float, low: float, high: float) -> Summary:
-    return Summary(5, 5, median, median, median, low, high)
+# steps to 95 % validation of the five reported seeds (None: never within the budget)
+STEPS_95 = {
+    "adamw": [1000, 1100, 1200, 1300, 1400],
+    "grokfast-ema": [100, 110, 120, 130, 140],  # always sooner: holds
+    "muon": [None] * 5,  # never: contradicted
+}
 
 
-def _cell(method: str, ratio: tuple) -> bm.Cell:
-    s = _summary(100.0, 90.0, 110.0)
-    sums = {k: s for k in ("steps_95", "steps_99", "seconds_95", "train_99", "delay")}
-    task = ("x+y", 11, 0.5)
-    return bm.Cell(task, method, "tuned", bm.grid(method)[0], [], sums, ratio, ratio, 1.0, 0)
-
-
-def test_verdicts_follow_the_intervals():
-    cells = [
-        _cell("adamw", (1.0, 0.8, 1.2)),
-        _cell("grokfast-ema", (3.0, 2.0, 4.5)),  # the interval lies above 1: faster
-        _cell("muon", (0.5, 0.3, 0.8)),  # below 1: slower
-        _cell("orthograd", (1.3, 0.7, 2.1)),  # straddles 1
+def _constructed_benchmark(monkeypatch) -> bm.Benchmark:
+    """Every method at its published point on the laptop scale's reported and tuning seeds,
+    with metrics rows evaluated every 100 steps that reach 95 % at STEPS_95 (AdamW's times for
+    the methods not listed)."""
+    scale = "laptop"
+    s = bm.SCALES[scale]
+    task = s["tasks"][0]
+    results = [
+        types.SimpleNamespace(config=c, run_dir=types.SimpleNamespace(name=f"{m}-{c.seed}"))
+        for m in bm.METHODS
+        for seed in [*s["seeds"], *s["tuning_seeds"]]
+        for c in [bm.config(scale, task, m, bm.grid(m)[0], seed)]
     ]
-    text = bm.verdict(bm.Benchmark(cells, "smoke", 30, 5))
-    assert "Grokfast-EMA 3.00x [2.00, 4.50]: faster" in text
-    assert "Muon 0.50x [0.30, 0.80]: slower" in text
-    assert "⊥AdamW 1.30x [0.70, 2.10]: not distinguishable from AdamW" in text
-    rows = bm.csv_rows(bm.Benchmark(cells, "smoke", 30, 5))
-    assert [len(r) for r in rows] == [len(bm.CSV_HEADER)] * 4
-    censored = _cell("adamw", (math.nan,) * 3)
-    censored = bm.Cell(
-        *[getattr(censored, f) for f in ("task", "method", "variant", "point", "times")],
-        {k: _summary(math.inf, 20.0, math.inf) for k in censored.summaries},
-        *[getattr(censored, f) for f in ("ratio_95", "ratio_99", "ms_per_step", "state_bytes")],
-    )
-    row = dict(zip(bm.CSV_HEADER, bm.csv_rows(bm.Benchmark([censored], "smoke", 30, 5))[0]))
-    assert row["median_steps_95"] == ">30" and row["ci_high_95"] == ">30"  # never a number
-    assert row["ci_low_95"] == 20.0
+
+    def rows(result):
+        c = result.config
+        steps = STEPS_95.get(bm._method_of(c), STEPS_95["adamw"])
+        at = steps[c.seed] if c.seed < len(steps) else 1000
+        grid = range(0, s["steps"] + 1, 100)
+        return [
+            {
+                "step": step,
+                "val_accuracy": 1.0 if at is not None and step >= at else 0.1,
+                "train_accuracy": 1.0 if step >= 100 else 0.5,
+                "wall_seconds": step / 100,
+            }
+            for step in grid
+        ]
+
+    monkeypatch.setattr(bm, "_rows", rows)
+    monkeypatch.setattr(bm, "cost", lambda config: (1.0, 0))
+    monkeypatch.setattr(bm, "_newton_schulz_dtype", lambda: "float32")
+    return bm.measure(results, scale)
+
+
+def test_claims_are_log_rank_tests_against_adamw_and_holm_decides(monkeypatch):
+    from grokkit.experiments import claims
+
+    bench = _constructed_benchmark(monkeypatch)
+    records = {r["id"].split(": ")[1]: r for r in claims.decide(bm.claims(bench), "laptop")}
+    assert records["grokfast-ema published"]["verdict"] == "holds"
+    assert records["grokfast-ema tuned"]["verdict"] == "holds"
+    assert records["muon published"]["verdict"] == "contradicted"
+    same = records["orthograd published"]
+    assert same["verdict"] == "undetermined" and same["p_value"] == 1.0
+    assert records["grokfast-ema published"]["measured"] == 1.0  # P(sooner): every pair
+    assert len(records) == 2 * (len(bm.METHODS) - 1) + 1  # and the fixed norm's delay
+    assert all(r["p_value"] >= r["p_value_raw"] for r in records.values() if r["p_value"])
+
+
+def test_the_table_holds_kaplan_meier_medians_and_the_tests(monkeypatch):
+    bench = _constructed_benchmark(monkeypatch)
+    rows = [dict(zip(bm.CSV_HEADER, r)) for r in bm.csv_rows(bench)]
+    assert all(len(r) == len(bm.CSV_HEADER) for r in bm.csv_rows(bench))
+    adamw = next(r for r in rows if r["method"] == "adamw" and r["variant"] == "tuned")
+    # Kaplan-Meier median of 1000..1400 is the third time; each known within (prev, first]
+    assert adamw["km_median_steps_95"] == 1200 and adamw["median_steps_95"] == 1200
+    assert adamw["km_ci_low_95"] < 1200 and adamw["resolution_steps"] == 100
+    assert adamw["logrank_p"] is None  # AdamW is not compared with itself
+    muon = next(r for r in rows if r["method"] == "muon" and r["variant"] == "tuned")
+    assert muon["median_steps_95"] == f">{bench.budget}" and muon["grokked_95"] == 0
+    assert muon["fisher_p"] == pytest.approx(2 / 252)  # 0 of 5 against 5 of 5
+    assert muon["p_improvement"] == 0.0 and muon["logrank_p"] < 0.01
+    data = bm.json_data(bench)
+    run = data["runs"][0]
+    assert set(run) >= {"task", "method", "variant", "seed", "steps_to_95", "budget"}
+    assert sum(r["censored_95"] for r in data["runs"]) == 10  # Muon's two variants

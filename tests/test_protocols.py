@@ -4,6 +4,7 @@ Figure 3's conjugate cosets."""
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from grokkit.analysis import (
 from grokkit.data import make_table
 from grokkit.experiments.fig7 import (
     accuracy_at,
-    bootstrap_interval,
+    correlation,
     half_grokked_step,
     permutation_p,
     spearman,
@@ -85,9 +86,8 @@ def test_spearman_of_a_perfectly_decreasing_relation():
     acc = [1.0, 0.99, 0.9, 0.7, 0.5, 0.3, 0.2, 0.1]
     rho, p = spearman(phi, acc)
     assert rho == pytest.approx(-1.0)
-    # Every resample of a strictly monotone relation is monotone: the interval is the point -1.
-    lo, hi, dropped = bootstrap_interval(phi, acc)
-    assert lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0) and dropped < 10
+    lo, hi = correlation(phi, acc)["ci"]  # Fisher-z: near -1, never past it
+    assert -1.0 <= lo < hi < -0.9
     # Only the identity pairing and its reverse reach |rho| = 1: p ~ 2 / 8! ~ 5e-5, bounded by
     # 1/10^4.
     assert permutation_p(phi, acc) < 1e-3
@@ -97,7 +97,7 @@ def test_spearman_of_a_perfectly_decreasing_relation():
 def test_unrelated_values_give_a_wide_interval_and_a_large_p():
     rng = np.random.default_rng(1)
     phi, acc = rng.random(16), rng.random(16)
-    lo, hi, _ = bootstrap_interval(phi, acc)
+    lo, hi = correlation(phi, acc)["ci"]
     assert lo < 0 < hi
     assert permutation_p(phi, acc) > 0.05
 
@@ -158,40 +158,35 @@ def test_a_random_layout_has_no_coset_structure():
 
 
 @pytest.mark.parametrize(
-    "rho,perm_p,ci,says",
+    "rho,perm_p,n,negative,paper",
     [
-        (-0.8, 0.001, (-0.95, -0.5), "as the paper reports"),
-        (0.73, 0.003, (0.34, 0.91), "the opposite of the paper's"),
-        (0.49, 0.053, (-0.05, 0.87), "no significant correlation"),
+        # strong and negative, 20 seeds: rho < 0 holds; -0.8 is the paper's: not rejected
+        (-0.8, 0.0001, 20, "holds", "undetermined"),
+        # significant and positive: both the sign and the paper's value are contradicted
+        (0.73, 0.0001, 20, "contradicted", "contradicted"),
+        # raw p below 0.05 but not after Holm over the family of 12
+        (-0.49, 0.03, 20, "undetermined", "undetermined"),
     ],
 )
-def test_the_fig7_verdict_follows_the_numbers(monkeypatch, rho, perm_p, ci, says):
-    from grokkit.experiments import fig7
-
-    table = {
-        "T": 8500,
-        "grokked_at_T": 7,
-        "n": 16,
-        "rho": rho,
-        "p": perm_p,
-        "perm_p": perm_p,
-        "ci": ci,
-    }
-    monkeypatch.setattr(fig7, "measured_phis", lambda groups: dict.fromkeys(groups))
-    monkeypatch.setattr(fig7, "table", lambda results, measured: table)
-    from types import SimpleNamespace
-
+def test_the_fig7_claims_follow_the_tests(rho, perm_p, n, negative, paper):
+    from grokkit.analysis.statistics import spearman_interval
     from grokkit.config import RunConfig
+    from grokkit.experiments import claims, fig7
 
-    run = SimpleNamespace(config=RunConfig(operation="s5_xy"))
-    assert says in fig7.verdict(fig7.measure([run], "laptop"))
+    s = {"rho": rho, "p": perm_p, "perm_p": perm_p, "ci": spearman_interval(rho, n)}
+    table = {"T": 500, "grokked_at_T": n // 2, "n": n, "stats": dict.fromkeys(fig7.TITLES, s)}
+    sharp = fig7.Sharpness({"grokkit": table, "openai-grok": table}, RunConfig("s5_xy"), "laptop")
+    records = {r["id"]: r for r in claims.decide(fig7.claims(sharp), "laptop")}
+    assert len(records) == 12
+    assert records["grokkit.keskar.negative"]["verdict"] == negative
+    assert records["grokkit.keskar.paper_rho"]["verdict"] == paper
+    assert records["grokkit.keskar.negative"]["power"] > 0.8  # 20 seeds, alpha / 12
+    assert "holds" not in fig7.describe(sharp) and "paper" not in fig7.describe(sharp)
 
 
 def _fig7_results_and_tables(monkeypatch, signs: dict):
     """Fake fig7 results of two architectures whose per-definition statistics have the given
     signs (-1 significant negative, +1 significant positive, 0 nothing)."""
-    from types import SimpleNamespace
-
     from grokkit.config import RunConfig
     from grokkit.experiments import fig7
 
@@ -214,7 +209,8 @@ def _fig7_results_and_tables(monkeypatch, signs: dict):
         fig7,
         "table",
         lambda rs, measured: {
-            "stats": {d: stats(signs[(rs[0].arch, d)]) for d in fig7.SHARPNESS_DEFINITIONS}
+            "n": 20,
+            "stats": {d: stats(signs[(rs[0].arch, d)]) for d in fig7.SHARPNESS_DEFINITIONS},
         },
     )
     return fig7, results

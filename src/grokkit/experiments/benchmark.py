@@ -28,6 +28,20 @@ then the order of the grid). Its reported seeds are the ``tuned`` variant. Every
 step budget and evaluation interval, and stops once it has held 99 % validation for a while (the
 times are all that is measured).
 
+**Statistics** (``grokkit.analysis.statistics``). A run's time to a threshold lies in (previous
+evaluation, first evaluation at it]; one never reached within the budget is right-censored there.
+Medians are Kaplan-Meier medians with Brookmeyer-Crowley 95 % intervals (the interval's low end
+read from the earliest possible times), ``resolution_steps`` the widest evaluation bracket. Each
+method is compared with AdamW's same variant on the same task by the log-rank test (steps to
+95 %), Fisher's exact test (how many reached 95 %) and the probability of improvement P(method
+sooner than AdamW), pairs whose order the censoring hides counted as ties, with a stratified
+bootstrap interval. The claims (``claims``): each method's variant "groks sooner than AdamW",
+decided by the log-rank test, and "a fixed norm removes the delay", decided by the log-rank test
+of the delays from 99 % training to 99 % validation; one Holm family per benchmark. Power is the
+two-sample test on log times at each method's claimed speed-up (``CLAIMED_SPEEDUP``) and a seed
+spread of ``SIGMA_LOG``. The ratio of medians (``speedup_*``) is descriptive (a bootstrap
+interval), not a verdict.
+
 **Cost.** Each method's milliseconds per training step (one member, this machine, this thread
 count) and the bytes of training state one run holds (weights, optimiser and filter state).
 """
@@ -42,13 +56,14 @@ from grokkit.analysis.grokking_time import (
     THRESHOLDS,
     GrokkingTime,
     Summary,
+    censored_times,
     format_steps,
     grokking_time,
     ratio_of_medians,
     summarize,
 )
 from grokkit.config import RunConfig
-from grokkit.experiments import common
+from grokkit.experiments import claims as claim_records, common
 
 NAME = "benchmark"
 DESCRIPTION = (
@@ -65,6 +80,17 @@ OPTIONS: tuple[str, ...] = ()
 METHODS = ("adamw", "grokfast-ema", "grokfast-ma", "orthograd", "stablemax", "muon", "fixed-norm")
 VARIANTS = ("published", "tuned")
 BASELINE = "adamw"
+# Each method's published speed-up over its paper's baseline, the effect the power is computed
+# at; ⊥AdamW, StableMax and the fixed norm claim no speed-up (2x is the effect assumed for them).
+CLAIMED_SPEEDUP = {
+    "grokfast-ema": 43.8,  # their README: 910 against 39,890 updates
+    "grokfast-ma": 43.8,
+    "orthograd": 2.0,
+    "stablemax": 2.0,
+    "muon": 1.49,  # Tveit et al. 2025: mean grokking epoch 102.9 against 153.1
+    "fixed-norm": 2.0,
+}
+SIGMA_LOG = 0.3  # seed spread of log steps to 95 % (benchmarks/RESULTS.md: sd 0.1-0.3)
 
 _ADAM = {"weight_decay": 0.0}
 # method -> the run fields of its published recipe (on top of the paper's AdamW recipe)
@@ -300,6 +326,9 @@ class Cell:
     ratio_99: tuple[float, float, float]
     ms_per_step: float
     state_bytes: int
+    brackets: dict = None  # "steps_95", "steps_99", "delay": statistics.Times of the seeds
+    versus: dict = None  # against AdamW's same variant (``compare``)
+    seeds: tuple[int, ...] = ()  # the reported seeds, in the order of ``times``
 
 
 @dataclass(frozen=True)
@@ -311,13 +340,55 @@ class Benchmark:
     newton_schulz: str | None = None  # the precision Muon's iteration ran in here (``tuning``)
 
 
-def _summaries(times: list[GrokkingTime]) -> dict[str, Summary]:
+def _summaries(times: list[GrokkingTime], brackets: dict) -> dict[str, Summary]:
+    """Steps to 95 % and 99 %: Kaplan-Meier medians and intervals (quartiles as before);
+    seconds, training steps and delays: medians of the observed times."""
     return {
-        "steps_95": summarize([t.steps_95 for t in times]),
-        "steps_99": summarize([t.steps_99 for t in times]),
+        "steps_95": _km_summary([t.steps_95 for t in times], brackets["steps_95"]),
+        "steps_99": _km_summary([t.steps_99 for t in times], brackets["steps_99"]),
         "seconds_95": summarize([t.seconds_95 for t in times]),
         "train_99": summarize([t.train_steps_99 for t in times]),
-        "delay": summarize([t.delay_99 for t in times]),
+        "delay": _km_summary([t.delay_99 for t in times], brackets["delay"]),
+    }
+
+
+def _km_summary(values: list, times) -> Summary:
+    from grokkit.analysis.statistics import km_median
+
+    old, km = summarize(values), km_median(times)
+    return Summary(km.n, km.reached, km.median, old.q25, old.q75, km.ci_low, km.ci_high)
+
+
+def _brackets(rows_of_runs: list[list[dict]], budgets: list[int]) -> dict:
+    """Each seed's (previous evaluation, first evaluation] at 95 % and 99 %, and its delay from
+    99 % training to 99 % validation (censored at the budget less the training time; runs that
+    never reached 99 % training are left out)."""
+    from grokkit.analysis.statistics import Times
+
+    delays = []
+    for rows, budget in zip(rows_of_runs, budgets):
+        t = grokking_time(rows, budget)
+        if t.train_steps_99 is not None:
+            d = t.delay_99
+            delays.append((d, d, budget - t.train_steps_99))
+    return {
+        "steps_95": censored_times(rows_of_runs, budgets, 0.95),
+        "steps_99": censored_times(rows_of_runs, budgets, 0.99),
+        "delay": Times.from_brackets(delays),
+    }
+
+
+def compare(cell_times, base_times) -> dict:
+    """A method's seeds against AdamW's (steps to 95 %): log-rank p, Fisher p on the counts that
+    reached 95 %, and P(method sooner) with its interval."""
+    from grokkit.analysis import statistics
+
+    a, b = cell_times["steps_95"], base_times["steps_95"]
+    improvement = statistics.probability_of_improvement(a, b)
+    return {
+        "logrank": statistics.logrank(a, b),
+        "fisher": statistics.fisher(a.n_reached, a.n, b.n_reached, b.n),
+        "p_improvement": (improvement.probability, improvement.ci_low, improvement.ci_high),
     }
 
 
@@ -360,13 +431,15 @@ def measure(results, scale: str) -> Benchmark:
             for variant in VARIANTS:
                 point = grid(method)[0] if variant == "published" else chosen[(task, method)]
                 members = by_key.get((task, method, tuple(sorted(point.items()))), [])
-                times = [grokking_time(_rows(r), r.config.steps) for r in members]
-                raw.append((task, method, variant, point, members, times))
-    baseline = {(t, v): times for t, m, v, _, _, times in raw if m == BASELINE}
+                rows = [_rows(r) for r in members]
+                times = [grokking_time(m, r.config.steps) for m, r in zip(rows, members)]
+                brackets = _brackets(rows, [r.config.steps for r in members])
+                raw.append((task, method, variant, point, members, times, brackets))
+    baseline = {(t, v): (times, b) for t, m, v, _, _, times, b in raw if m == BASELINE}
     costs: dict[str, tuple[float, int]] = {}  # the tuned point is often the published one
     cells = []
-    for task, method, variant, point, members, times in raw:
-        base = baseline[(task, variant)]
+    for task, method, variant, point, members, times, brackets in raw:
+        base, base_brackets = baseline[(task, variant)]
         ratios = {
             th: ratio_of_medians([b.steps(th) for b in base], [t.steps(th) for t in times])
             for th in THRESHOLDS
@@ -382,11 +455,14 @@ def measure(results, scale: str) -> Benchmark:
                 variant,
                 point,
                 times,
-                _summaries(times),
+                _summaries(times, brackets),
                 tuple(vars(ratios[0.95]).values()),
                 tuple(vars(ratios[0.99]).values()),
                 ms,
                 state,
+                brackets,
+                compare(brackets, base_brackets),
+                tuple(r.config.seed for r in members),
             )
         )
     return Benchmark(cells, scale, s["steps"], s["eval_every"], _newton_schulz_dtype())
@@ -443,6 +519,15 @@ CSV_HEADER = [
     "regulariser_value",
     "budget",
     "eval_every",
+    "km_median_steps_95",
+    "km_ci_low_95",
+    "km_ci_high_95",
+    "p_improvement",
+    "p_improvement_low",
+    "p_improvement_high",
+    "logrank_p",
+    "fisher_p",
+    "resolution_steps",
 ]
 
 
@@ -498,9 +583,24 @@ def csv_rows(bench: Benchmark) -> list[list]:
                 c.point[field],
                 bench.budget,
                 bench.eval_every,
+                *(t(v) for v in (s95.median, s95.ci_low, s95.ci_high)),
+                *_versus_cells(c),
             ]
         )
     return rows
+
+
+def _versus_cells(c: Cell) -> list:
+    """P(improvement) and its interval, log-rank p, Fisher p (empty for AdamW against itself),
+    and the widest evaluation bracket of the seeds that reached 95 %."""
+    resolution = c.brackets["steps_95"].resolution if c.brackets else math.nan
+    resolution = None if math.isnan(resolution) else resolution
+    if c.method == BASELINE or not c.versus:
+        return [None] * 5 + [resolution]
+    v = c.versus
+    finite = [None if math.isnan(x) else x for x in v["p_improvement"]]
+    p_values = [None if math.isnan(t.p_value) else t.p_value for t in (v["logrank"], v["fisher"])]
+    return [*finite, *p_values, resolution]
 
 
 def plot(bench: Benchmark, out_dir: Path) -> list[Path]:
@@ -523,7 +623,8 @@ def plot(bench: Benchmark, out_dir: Path) -> list[Path]:
         common.caption(
             REDUCTIONS,
             bench.scale,
-            f"Median over seeds with bootstrap 95 % intervals; the first evaluated step (every "
+            f"Kaplan-Meier median over seeds with its 95 % interval (Brookmeyer-Crowley, the "
+            f"evaluation interval included); the first evaluated step (every "
             f"{bench.eval_every}) at or above the threshold. Seeds that never got there within "
             f"{bench.budget:,} updates are censored (triangles at the budget).",
         ),
@@ -568,9 +669,24 @@ def json_data(bench: Benchmark) -> dict:
         }
         for c in bench.cells
     ]
+    runs = [
+        {
+            "task": task_label(c.task),
+            "method": c.method,
+            "variant": c.variant,
+            "seed": seed,
+            "steps_to_95": t.steps_95,
+            "steps_to_99": t.steps_99,
+            "budget": t.budget,
+            "censored_95": t.steps_95 is None,
+        }
+        for c in bench.cells
+        for seed, t in zip(c.seeds, c.times)
+    ]
     return {
         "budget": bench.budget,
         "eval_every": bench.eval_every,
+        "runs": runs,
         "muon_newton_schulz_dtype": bench.newton_schulz,
         "definition": "first evaluated step at or above the validation-accuracy threshold; "
         "null when not within the budget (censored)",
@@ -599,77 +715,97 @@ def _baseline(bench: Benchmark, cell: Cell) -> Cell:
     )
 
 
-def _speedup_text(ratio: tuple[float, float, float], point: float | str | None = None) -> str:
-    """``point``: the ratio as ``_censored_ratio`` writes it, when it may be a bound."""
-    r, low, high = ratio
-    if math.isnan(r):
-        return "not measurable (neither reached 95 %)"
-    if math.isinf(r):
-        return f"{point}x: faster (AdamW never reached 95 %)"
+def claims(bench: Benchmark) -> list[claim_records.Claim]:
+    """Per task, each method's variants against AdamW's same variant, and the fixed norm's
+    delay (the module's docstring); one Holm family."""
+    from grokkit.analysis import statistics
 
-    def end(v: float) -> str:
-        return "inf" if math.isinf(v) else f"{v:.2f}"
-
-    interval = "" if math.isnan(low) else f" [{end(low)}, {end(high)}]"
-    if not math.isnan(low) and low > 1:
-        word = "faster"
-    elif not math.isnan(high) and high < 1:
-        word = "slower"
-    else:
-        word = "not distinguishable from AdamW"
-    shown = point if isinstance(point, str) else f"{r:.2f}"
-    if r == 0:
-        word += " (its median is beyond the budget)"
-    return f"{shown}x{interval}: {word}"
+    tasks = list(dict.fromkeys(c.task for c in bench.cells))
+    compared = [c for c in bench.cells if c.method != BASELINE and c.versus]
+    m = len(compared) + len(tasks)
+    alpha = claim_records.ALPHA / max(m, 1)  # Holm's first level: the power's bound
+    out = [_speed_claim(c, alpha, statistics) for c in compared]
+    for task in tasks:
+        cell = {(c.method, c.variant): c for c in bench.cells if c.task == task}
+        out.append(
+            _delay_claim(cell[("fixed-norm", "published")], cell[("adamw", "published")], alpha)
+        )
+    return out
 
 
-def verdict(bench: Benchmark) -> str:
-    """Per task, each method's tuned speed-up over tuned AdamW (ratio of median steps to 95 %,
-    bootstrap 95 % interval: "faster" when the interval lies above 1, "slower" below)."""
+def _speed_claim(c: Cell, alpha: float, statistics) -> claim_records.Claim:
+    v, n = c.versus, c.brackets["steps_95"].n
+    base_n = n  # the same reported seeds for every cell
+    test = v["logrank"]
+    p_imp = v["p_improvement"]
+    sooner = test.statistic < 0 if not math.isnan(test.statistic) else False
+    return claim_records.Claim(
+        id=f"{task_label(c.task)}: {c.method} {c.variant}",
+        claim=(
+            f"{LABELS[c.method]} ({c.variant}) reaches 95 % validation sooner than AdamW "
+            f"({c.variant}); measured: P(sooner) with its bootstrap interval; Fisher p on the "
+            f"counts reached = {v['fisher'].p_value:.3g}."
+        ),
+        paper_value=f"{CLAIMED_SPEEDUP[c.method]:g}x sooner (the effect the power assumes)",
+        measured=p_imp[0],
+        interval=(p_imp[1], p_imp[2]),
+        test=test.name + " (steps to 95 %, right-censored at the budget)",
+        null=test.null,
+        p_value=test.p_value,
+        power=statistics.power_log_ratio(CLAIMED_SPEEDUP[c.method], SIGMA_LOG, n, base_n, alpha),
+        if_rejected="holds" if sooner else "contradicted",
+        why="" if n else "no reported seed trained",
+    )
+
+
+def _delay_claim(fixed: Cell, adamw: Cell, alpha: float) -> claim_records.Claim:
+    from grokkit.analysis import statistics
+
+    a, b = fixed.brackets["delay"], adamw.brackets["delay"]
+    test = statistics.logrank(a, b)
+    km = statistics.km_median(a)
+    shorter = test.statistic < 0 if not math.isnan(test.statistic) else False
+    return claim_records.Claim(
+        id=f"{task_label(fixed.task)}: fixed-norm delay",
+        claim=(
+            "A fixed weight norm shortens the delay from 99 % training to 99 % validation "
+            "(Omnigrok: it removes it); measured: the fixed norm's Kaplan-Meier median delay."
+        ),
+        paper_value="no delay",
+        measured=km.median,
+        interval=(km.ci_low, km.ci_high),
+        test=test.name + " (delays, censored at the budget)",
+        null=test.null,
+        p_value=test.p_value,
+        power=statistics.power_log_ratio(10.0, 0.5, max(a.n, 2), max(b.n, 2), alpha),
+        if_rejected="holds" if shorter else "contradicted",
+        why="" if a.n and b.n else "no run reached 99 % training accuracy in one of the arms",
+    )
+
+
+def describe(bench: Benchmark) -> str:
+    """Per task, each tuned method's Kaplan-Meier median steps to 95 % with its interval and
+    P(sooner than tuned AdamW)."""
     parts = []
     for task in dict.fromkeys(c.task for c in bench.cells):
         cells = [c for c in bench.cells if c.task == task and c.variant == "tuned"]
-        base = next(c for c in cells if c.method == BASELINE)
-        s = base.summaries["steps_95"]
-        text = (
-            f"{task_label(task)}: tuned AdamW reaches 95 % at "
-            f"{format_steps(s.median, bench.budget)} updates ({s.reached}/{s.seeds} seeds); "
+        parts.append(
+            f"{task_label(task)}, tuned, Kaplan-Meier median steps to 95 % [95 % interval] "
+            f"(evaluations every {bench.eval_every}): "
+            + "; ".join(_cell_text(c, bench.budget) for c in cells)
+            + "."
         )
-        text += "; ".join(
-            f"{LABELS[c.method]} "
-            f"{_speedup_text(c.ratio_95, _censored_ratio(c.ratio_95[0], base, c, bench.budget))}"
-            for c in cells
-            if c.method != BASELINE
-        )
-        parts.append(text + ".")
     return " ".join(parts)
 
 
-def claims(bench: Benchmark) -> list[str]:
-    """Each published claim against the numbers, one sentence each (REPORT.md)."""
-    out = []
-    for task in dict.fromkeys(c.task for c in bench.cells):
-        cell = {(c.method, c.variant): c for c in bench.cells if c.task == task}
-        ema = cell[("grokfast-ema", "published")]
-        muon = cell[("muon", "published")]
-        fixed, adamw = cell[("fixed-norm", "published")], cell[("adamw", "published")]
-        label = task_label(task)
-        ema_ratio = _censored_ratio(ema.ratio_95[0], adamw, ema, bench.budget)
-        muon_ratio = _censored_ratio(muon.ratio_95[0], adamw, muon, bench.budget)
-        out.append(
-            f"{label}: Grokfast-EMA as published vs AdamW as published: "
-            f"{_speedup_text(ema.ratio_95, ema_ratio)} (claimed: up to 50x, against their "
-            "unfiltered baseline with the same optimiser; here the baseline is the paper's AdamW)."
-        )
-        out.append(
-            f"{label}: Muon as published vs AdamW as published: "
-            f"{_speedup_text(muon.ratio_95, muon_ratio)} (claimed: 1.49x)."
-        )
-        d_fixed, d_adamw = fixed.summaries["delay"], adamw.summaries["delay"]
-        out.append(
-            f"{label}: delay from 99 % training to 99 % validation, median: fixed norm "
-            f"{format_steps(d_fixed.median, bench.budget)}, AdamW "
-            f"{format_steps(d_adamw.median, bench.budget)} updates (claimed: a fixed norm "
-            "removes the delay)."
-        )
-    return out
+def _cell_text(c: Cell, budget: int) -> str:
+    s = c.summaries["steps_95"]
+    text = (
+        f"{LABELS[c.method]} {format_steps(s.median, budget)} "
+        f"[{format_steps(s.ci_low, budget)}, {format_steps(s.ci_high, budget)}] "
+        f"({s.reached}/{s.seeds})"
+    )
+    if c.method != BASELINE and c.versus:
+        p, low, high = c.versus["p_improvement"]
+        text += f", P(sooner than AdamW) {p:.2f} [{low:.2f}, {high:.2f}]"
+    return text
