@@ -247,16 +247,28 @@ def test_fig7_names_the_hypothesis_that_explains_a_disagreement(monkeypatch, agr
     assert says in fig7.disagreement(fig7.measure(results, "laptop"))
 
 
+def _fig3_stats(p: float, values: list[float]) -> dict:
+    part = {"stats": values, "p": p, "ps": [p] * len(values)}
+    return {"paper": part, "paper_rows": part, "seeds": list(range(len(values)))}
+
+
 def test_fig3_says_whether_the_architecture_explains_a_missing_structure():
     from grokkit.experiments import fig3
 
-    held = {
-        ("grokkit", "s5_xy"): False,
-        ("openai-grok", "s5_xy"): True,
-        ("grokkit", "x+y"): False,
-        ("openai-grok", "x+y"): False,
+    rng = np.random.default_rng(0)
+    weak = list(0.1 + 0.01 * rng.standard_normal(10))
+    strong = list(0.9 + 0.01 * rng.standard_normal(10))
+    stats = {
+        ("grokkit", "s5_xy"): _fig3_stats(0.6, weak),
+        ("openai-grok", "s5_xy"): _fig3_stats(1 / 1001, strong),
+        ("grokkit", "x+y mod 97"): _fig3_stats(0.6, weak),
+        ("openai-grok", "x+y mod 97"): _fig3_stats(0.5, weak[::-1]),
     }
-    panels = {key: fig3.Panel([], [], {"paper": {"holds": h}}) for key, h in held.items()}
+    panels = {key: fig3.Panel([], [], g) for key, g in stats.items()}
     text = fig3.disagreement(fig3.Panels(panels, "laptop"))
-    assert "found with openai-grok but not with grokkit: the architecture explains" in text
-    assert "x -> x+8: found with neither grokkit nor openai-grok" in text
+    assert (
+        "the cosets of H or a conjugate (tsne): grokkit undetermined, openai-grok holds; the "
+        "architectures differ" in text
+    )
+    assert "the architecture explains it" in text
+    assert "x -> x+8 (tsne): grokkit undetermined, openai-grok undetermined; the test" in text
