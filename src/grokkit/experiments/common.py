@@ -41,10 +41,6 @@ from grokkit.plot_style import CAPTION_GID
 SMOKE_MODEL = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32}
 SMOKE_SCHEDULE = {"steps": 20, "eval_every": 5, "checkpoint_every": 20}
 
-# Assumed throughput of the paper-size model (2 layers, width 128) on one H100 with populations
-# of 64 members. An assumption, not a measurement: replace it with `grokkit bench` numbers.
-GPU_MEMBER_STEPS_PER_SECOND = 3000.0
-
 PAPER_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
 
@@ -79,9 +75,10 @@ def planned_runs(module, scale: str, **options) -> list[RunConfig]:
     return module.runs(scale, **options) + (later(scale) if later else [])
 
 
-def gpu_hours(configs: Iterable[RunConfig], rate: float = GPU_MEMBER_STEPS_PER_SECOND) -> float:
-    """Upper bound of GPU-hours: every run spends its whole budget (early stops only save)."""
-    return sum(c.steps for c in configs) / rate / 3600.0
+def member_steps(configs: Iterable[RunConfig]) -> int:
+    """Training steps of every run at its whole budget (early stops only save): the size of a
+    scale's work, whatever machine runs it."""
+    return sum(c.steps for c in configs)
 
 
 # ---------------------------------------------------------------- grouping and statistics

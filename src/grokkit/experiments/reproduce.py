@@ -21,9 +21,8 @@ from grokkit.devices import device_name, load_average
 from grokkit.errors import InputError
 from grokkit.experiments import claims
 from grokkit.experiments.common import (
-    GPU_MEMBER_STEPS_PER_SECOND,
     check_scale,
-    gpu_hours,
+    member_steps,
     op_label,
     planned_runs as planned_runs_of,
 )
@@ -244,7 +243,8 @@ def reproduce_figure(
         "projected_train_seconds": plan["estimated_seconds"],
         "run_wall_seconds_sum": sum(r.summary.get("wall_seconds") or 0.0 for r in results),
         "reductions": module.REDUCTIONS[scale],
-        "paper_gpu_hours_estimate": gpu_hours(planned_runs(name, "paper", **options)),
+        # the paper scale's work in member-steps; its time on a GPU is --plan's, measured there
+        "paper_member_steps": member_steps(planned_runs(name, "paper", **options)),
         "files": [p.name for p in files],
         "device": device,
         "hardware": device_name(device),
@@ -348,9 +348,10 @@ def _report_section(m: dict) -> list[str]:
             else ""
         ),
         (
-            f"- **Paper scale estimate:** {m['paper_gpu_hours_estimate']:.1f} GPU-hours "
-            f"(assumes {GPU_MEMBER_STEPS_PER_SECOND:.0f} member-steps/s on one H100, every run "
-            "using its whole budget)"
+            f"- **Paper scale:** {m['paper_member_steps']:,} member-steps (every run at its "
+            "whole budget); `reproduce --scale paper --plan` on the machine measures their time"
+            if m.get("paper_member_steps") is not None
+            else "- **Paper scale:** not recorded"
         ),
         f"- **Files:** {', '.join(f'`{f}`' for f in m['files'])}",
         "",
