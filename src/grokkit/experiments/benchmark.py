@@ -84,7 +84,7 @@ BASELINE = "adamw"
 # at; ⊥AdamW, StableMax and the fixed norm claim no speed-up (2x is the effect assumed for them).
 CLAIMED_SPEEDUP = {
     "grokfast-ema": 43.8,  # their README: 910 against 39,890 updates
-    "grokfast-ma": 43.8,
+    "grokfast-ma": 50.5,  # their README: 790 against 39,890 updates
     "orthograd": 2.0,
     "stablemax": 2.0,
     "muon": 1.49,  # Tveit et al. 2025: mean grokking epoch 102.9 against 153.1
