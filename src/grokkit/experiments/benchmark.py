@@ -63,6 +63,7 @@ from grokkit.analysis.grokking_time import (
     summarize,
 )
 from grokkit.config import RunConfig
+from grokkit.errors import InputError
 from grokkit.experiments import claims as claim_records, common
 
 NAME = "benchmark"
@@ -76,7 +77,7 @@ CLAIM = (
     "⊥AdamW and StableMax grok without weight decay (Prieto et al. 2025), and a fixed weight norm "
     "removes the delay between memorising and generalising (Liu et al. 2022)."
 )
-OPTIONS: tuple[str, ...] = ()
+OPTIONS: tuple[str, ...] = ("seeds",)
 METHODS = ("adamw", "grokfast-ema", "grokfast-ma", "orthograd", "stablemax", "muon", "fixed-norm")
 VARIANTS = ("published", "tuned")
 BASELINE = "adamw"
@@ -216,7 +217,18 @@ def config(scale: str, task: tuple, method: str, point: dict, seed: int) -> RunC
     return _base(scale, task).with_changes(preset=preset, seed=seed, **fields)
 
 
-def runs(scale: str) -> list[RunConfig]:
+def reported_seeds(scale: str, seeds: int | None = None) -> range:
+    """The reported seeds: ``seeds`` of them (``--seeds``) or the scale's; never a tuning seed."""
+    s = SCALES[scale]
+    n = common.check_seeds(seeds, len(s["seeds"]), minimum=2)
+    if n > min(s["tuning_seeds"]):
+        raise InputError(
+            f"--seeds must be at most {min(s['tuning_seeds'])}: the tuning seeds follow"
+        )
+    return range(n)
+
+
+def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     """The first stage: every method's published recipe on the reported seeds, and its whole
     tuning grid on the tuning seeds. The tuned runs follow from these (``followup_runs``)."""
     common.check_scale(scale)
@@ -225,7 +237,10 @@ def runs(scale: str) -> list[RunConfig]:
     for task in s["tasks"]:
         for method in METHODS:
             published = grid(method)[0]
-            out += [config(scale, task, method, published, seed) for seed in s["seeds"]]
+            out += [
+                config(scale, task, method, published, seed)
+                for seed in reported_seeds(scale, seeds)
+            ]
             out += [
                 config(scale, task, method, point, seed)
                 for point in grid(method)
@@ -234,7 +249,7 @@ def runs(scale: str) -> list[RunConfig]:
     return out
 
 
-def planned_followup_runs(scale: str) -> list[RunConfig]:
+def planned_followup_runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     """What ``--plan`` counts for the second stage before the tuning has run: every method's
     reported seeds at one grid point other than the published one (the tuned point is only
     known after the tuning; every point has the same budget)."""
@@ -243,7 +258,7 @@ def planned_followup_runs(scale: str) -> list[RunConfig]:
         config(scale, task, method, grid(method)[1], seed)
         for task in s["tasks"]
         for method in METHODS
-        for seed in s["seeds"]
+        for seed in reported_seeds(scale, seeds)
     ]
 
 
@@ -292,13 +307,13 @@ def chosen_points(results, scale: str) -> dict[tuple, dict]:
     return chosen
 
 
-def followup_runs(results, scale: str) -> list[RunConfig]:
+def followup_runs(results, scale: str, seeds: int | None = None) -> list[RunConfig]:
     """The second stage: each method's reported seeds at its tuned point (runs equal to the
     published ones when the published point won: those are trained once)."""
     return [
         config(scale, task, method, point, seed)
         for (task, method), point in chosen_points(results, scale).items()
-        for seed in SCALES[scale]["seeds"]
+        for seed in reported_seeds(scale, seeds)
     ]
 
 
@@ -415,9 +430,9 @@ def _bytes(value) -> int:
     return 0
 
 
-def measure(results, scale: str) -> Benchmark:
+def measure(results, scale: str, seeds: int | None = None) -> Benchmark:
     s = SCALES[scale]
-    reported = set(s["seeds"])
+    reported = set(reported_seeds(scale, seeds))
     chosen = chosen_points(results, scale)
     by_key = {}
     for r in results:
@@ -781,6 +796,36 @@ def _delay_claim(fixed: Cell, adamw: Cell, alpha: float) -> claim_records.Claim:
         if_rejected="holds" if shorter else "contradicted",
         why="" if a.n and b.n else "no run reached 99 % training accuracy in one of the arms",
     )
+
+
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
+    """Each speed claim's power at the planned reported seeds against its method's claimed
+    speed-up (the delay claim: a 10-fold shorter delay), at the family's first Holm level."""
+    from grokkit.analysis import statistics
+
+    n = len(reported_seeds(scale, seeds))
+    tasks = SCALES[scale]["tasks"]
+    alpha = claim_records.ALPHA / ((2 * (len(METHODS) - 1) + 1) * len(tasks))
+    rows = [
+        {
+            "id": f"{task_label(task)}: {method} {variant}",
+            "power": statistics.power_log_ratio(CLAIMED_SPEEDUP[method], SIGMA_LOG, n, n, alpha),
+            "effect": f"{CLAIMED_SPEEDUP[method]:g}x sooner, log sd {SIGMA_LOG:g}",
+        }
+        for task in tasks
+        for method in METHODS
+        if method != BASELINE
+        for variant in VARIANTS
+    ]
+    rows += [
+        {
+            "id": f"{task_label(task)}: fixed-norm delay",
+            "power": statistics.power_log_ratio(10.0, 0.5, n, n, alpha),
+            "effect": "a 10-fold shorter delay, log sd 0.5",
+        }
+        for task in tasks
+    ]
+    return rows
 
 
 def describe(bench: Benchmark) -> str:

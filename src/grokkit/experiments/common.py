@@ -72,7 +72,7 @@ def planned_runs(module, scale: str, **options) -> list[RunConfig]:
     further runs from the first ones' results (the benchmark's tuned runs), stand-ins for those
     (``planned_followup_runs``), so that listings and plans count them."""
     later = getattr(module, "planned_followup_runs", None)
-    return module.runs(scale, **options) + (later(scale) if later else [])
+    return module.runs(scale, **options) + (later(scale, **options) if later else [])
 
 
 def member_steps(configs: Iterable[RunConfig]) -> int:

@@ -363,23 +363,22 @@ def format_p(p: float, name: str = "p") -> str:
 
 
 def _stats_text(s: dict, n: int) -> str:
+    """rho with the declared test's p (the permutation test) and its Fisher-z interval."""
+    if math.isnan(s["rho"]):
+        return "Spearman ρ undefined (constant φ or accuracy)"
     lo, hi = s["ci"]
     return (
-        f"Spearman ρ = {s['rho']:.3f} ({format_p(s['p'])}; "
-        f"{format_p(s['perm_p'], 'permutation p')}; 95 % interval [{lo:.2f}, {hi:.2f}]), "
-        f"n = {n} seeds"
+        f"Spearman ρ = {s['rho']:.3f} ({format_p(s['perm_p'], 'permutation p')}; "
+        f"95 % interval [{lo:.2f}, {hi:.2f}]), n = {n} seeds"
     )
 
 
 def _panel_stats(s: dict) -> str:
-    """Two short lines of one definition's statistics for a panel's title."""
+    """One short line of one definition's statistics for a panel's title."""
     if math.isnan(s["rho"]):
-        return "Spearman ρ undefined\n(constant φ or accuracy)"
+        return "Spearman ρ undefined (constant φ or accuracy)"
     lo, hi = s["ci"]
-    return (
-        f"Spearman ρ = {s['rho']:.3f}, {format_p(s['p'])}\n"
-        f"{format_p(s['perm_p'], 'permutation p')}, 95 % CI [{lo:.2f}, {hi:.2f}]"
-    )
+    return f"ρ = {s['rho']:.2f} [{lo:.2f}, {hi:.2f}], {format_p(s['perm_p'], 'perm. p')}"
 
 
 def _draw_sharpness(axes, arch: str, t: dict) -> None:
@@ -388,9 +387,11 @@ def _draw_sharpness(axes, arch: str, t: dict) -> None:
     for d, ax in zip(SHARPNESS_DEFINITIONS, axes):
         color = "tab:blue" if arch == "grokkit" else "tab:orange"
         ax.scatter(t["phis"][d], accuracy, color=color, s=18)
-        ax.set_xlabel(f"φ ({d}) at step {t['T']} (%)")
+        # Keskar's φ is a percentage increase of the loss; the authors' is a signed ratio.
+        unit = "" if d == "openai-grok" else " (% loss increase)"
+        ax.set_xlabel(f"φ {d} at step {t['T']}{unit}")
         ax.set_ylabel("validation accuracy at T (%)")
-        ax.set_title(f"arch {arch}, φ {d}:\n{TITLES[d]}\n{_panel_stats(t['stats'][d])}", fontsize=8)
+        ax.set_title(f"{arch}, φ {d}\n{_panel_stats(t['stats'][d])}", fontsize=8)
 
 
 def _draw_curves(ax, arch: str, t: dict) -> None:
@@ -404,8 +405,8 @@ def _draw_curves(ax, arch: str, t: dict) -> None:
     ax.set_xlabel("optimization step")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(
-        f"arch {arch}: every seed's validation accuracy;\nred dashed line: T = {t['T']}, "
-        f"{t['grokked_at_T']}/{t['n']} seeds\nat >= 99 % by then",
+        f"{arch}: each seed's validation accuracy\nred: T = {t['T']}, {t['grokked_at_T']}/{t['n']} "
+        "at >= 99 % by then",
         fontsize=8,
     )
 

@@ -226,7 +226,7 @@ def reproduce_figure(
         print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()
     sweep = {"executor": executor, "jobs": jobs, "device": device, "progress": progress}
-    results = _train(module, configs, scale, out_dir, loggers=loggers, **sweep)
+    results = _train(module, configs, scale, out_dir, options, loggers=loggers, **sweep)
     trained = time.perf_counter()
     # The figure's numbers, computed once; the plot and the sentences are made from them.
     measured = module.measure(results, scale, **options)
@@ -259,12 +259,12 @@ def reproduce_figure(
     return meta
 
 
-def _train(module, configs: list, scale: str, out_dir: Path, **sweep) -> list:
+def _train(module, configs: list, scale: str, out_dir: Path, options: dict, **sweep) -> list:
     """The figure's runs through the sweep, then, for a figure that chooses further runs from the
     first ones' results (the benchmark's tuned runs), those; each run once."""
     results = run_sweep(configs, out_dir, **sweep)
     if hasattr(module, "followup_runs"):
-        later = module.followup_runs(results, scale)
+        later = module.followup_runs(results, scale, **options)
         results = _unique(results + run_sweep(later, out_dir, **sweep))
     return results
 
