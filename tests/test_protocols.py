@@ -272,3 +272,12 @@ def test_fig3_says_whether_the_architecture_explains_a_missing_structure():
     )
     assert "the architecture explains it" in text
     assert "x -> x+8 (tsne): grokkit undetermined, openai-grok undetermined; the test" in text
+
+
+def test_fig7_says_undetermined_when_no_claim_is_decided(monkeypatch):
+    from grokkit.analysis.sharpness import SHARPNESS_DEFINITIONS
+
+    signs = {(a, d): 0 for a in ("grokkit", "openai-grok") for d in SHARPNESS_DEFINITIONS}
+    fig7, results = _fig7_results_and_tables(monkeypatch, signs)
+    text = fig7.disagreement(fig7.measure(results, "laptop"))
+    assert text.startswith("Undetermined: no combination's claim was decided")

@@ -551,6 +551,11 @@ def disagreement(sharpness: Sharpness) -> str:
     listing = "; ".join(f"{a} / {d}: {v}" for (a, d), v in cells.items())
     if len(holds) == len(cells):
         return f"No disagreement: every architecture and definition holds ({listing})."
+    if not holds and all(v == "undetermined" for v in cells.values()):
+        return (
+            "Undetermined: no combination's claim was decided, so whether the architecture or "
+            f"the sharpness definition explains a disagreement is not known ({listing})."
+        )
     if not holds:
         return (
             "Neither the architecture nor the sharpness definition explains the disagreement: no "

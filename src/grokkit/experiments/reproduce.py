@@ -280,7 +280,12 @@ def _findings(module, measured, scale: str) -> dict:
         "claims": records,
         "verdict": claims.prose(records),
         "numbers": module.describe(measured),
-        "disagreement": module.disagreement(measured) if hasattr(module, "disagreement") else None,
+        # at smoke scale nothing is decided, so there is no disagreement to explain
+        "disagreement": (
+            module.disagreement(measured)
+            if hasattr(module, "disagreement") and scale != "smoke"
+            else None
+        ),
         "findings": module.findings(measured) if hasattr(module, "findings") else [],
     }
 
