@@ -135,7 +135,7 @@ def _print_power(power: list[dict] | None, out) -> None:
         return
     for p in power:
         value = "n/a" if p["power"] is None else f"{p['power']:.2f}"
-        print(f"  power {value}: {p['id']} (against {p['effect']})", file=out)
+        print(f"  power {value}: {p['id']} (effect: {p['effect']})", file=out)
 
 
 def run(args: argparse.Namespace) -> int:

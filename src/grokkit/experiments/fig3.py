@@ -462,6 +462,28 @@ def claims(panels: Panels) -> list[claim_records.Claim]:
     return out + _arch_claims(panels)
 
 
+def planned_power(scale: str, arch: str | None = None, seeds: int | None = None) -> list[dict]:
+    """The claims --plan lists: none has a power, since the paper gives its structures as
+    pictures, not as effect sizes to power a test against."""
+    archs = archs_of(arch)
+    n = common.check_seeds(seeds, SEEDS[scale], minimum=2)
+    effect = f"no effect size in the paper (a picture); {n} seeds per architecture"
+    tasks = [common.op_label(common.base_config(op, scale, **t)) for op, t in TASKS]
+    rows = [
+        {"id": f"{a}.{task}.{space}", "power": None, "effect": effect}
+        for a in archs
+        for task in tasks
+        for space in SPACES
+    ]
+    if len(archs) == 2:
+        rows += [
+            {"id": f"arch_difference.{task}.{space}", "power": None, "effect": effect}
+            for task in tasks
+            for space in SPACES
+        ]
+    return rows
+
+
 def _arch_claims(panels: Panels) -> list[claim_records.Claim]:
     from scipy import stats
 

@@ -533,7 +533,11 @@ def planned_power(scale: str, arch: str | None = None, seeds: int | None = None)
         for a, d in cells
         for row in (
             {"id": f"{a}.{d}.negative", "power": negative, "effect": "the paper's rho = -0.795"},
-            {"id": f"{a}.{d}.paper_rho", "power": paper, "effect": "rho = 0 (against -0.795)"},
+            {
+                "id": f"{a}.{d}.paper_rho",
+                "power": paper,
+                "effect": "a true rho of 0, tested against -0.795",
+            },
         )
     ]
 
