@@ -25,7 +25,8 @@ from grokkit.analysis.embeddings import (
     translation_test,
 )
 from grokkit.config import RunConfig
-from grokkit.experiments import fig1_left, fig3, stablemax
+from grokkit.errors import InputError
+from grokkit.experiments import claims, fig1_left, fig3, fig4
 
 P = 97
 
@@ -202,73 +203,116 @@ def test_fig3_arch_option_trains_both_architectures_by_default():
         fig3.runs("laptop", arch="nope")
 
 
-# ---------------------------------------------------------------- fig1-left
+# ---------------------------------------------------------------- claim records, trained nothing
+#
+# Each figure's claims on constructed measurements: one where a claim must hold, one where it is
+# contradicted (where the claim allows it), one undetermined, smoke scale all undetermined, and a
+# description without judgement words.
 
-
-def fig1_result(train_99, val_99, steps_done=8000):
-    summary = {
-        "steps_to_train_99": train_99,
-        "steps_to_val_99": val_99,
-        "steps_done": steps_done,
-        "best_val_accuracy": 1.0,
-    }
-    return fig1_left.Curve(config=RunConfig(), summary=summary, rows=[], scale="laptop")
-
-
-def test_fig1_left_same_step_is_not_as_in_the_paper():
-    text = fig1_left.verdict(fig1_result(300, 300))
-    assert "as in the paper" not in text and "no delay" in text
-
-
-@pytest.mark.parametrize(
-    "train_99, val_99, as_paper",
-    [(300, 200, False), (300, 2_900, False), (300, 3_000, True), (500, 900_000, True)],
+JUDGEMENT_WORDS = (
+    "as the paper",
+    "as in the paper",
+    "unlike",
+    "does not hold",
+    "holds",
+    "no double descent",
+    "agreeing",
+    "contradict",
+    "the claim",
+    "their claim",
 )
-def test_fig1_left_needs_a_decade_of_delay(train_99, val_99, as_paper):
-    text = fig1_left.verdict(fig1_result(train_99, val_99))
-    assert ("as in the paper" in text) == as_paper, text
 
 
-# ---------------------------------------------------------------- stablemax
+def verdicts(module, measured, scale: str = "laptop") -> dict[str, str]:
+    return {r["id"]: r["verdict"] for r in claims.decide(module.claims(measured), scale)}
 
 
-def test_stablemax_runs_are_the_authors_transformer_runs_plus_ours():
-    """run_main_experiments.sh, Figure 6, the three --use_transformer commands: x+y mod 113, 40 %,
-    full batch, lr 1e-3, 5,000 updates; baseline AdamW (wd 0, beta2 0.99, eps 1e-25), ⊥AdamW (as
-    their wrapper runs: PyTorch's beta2 0.999 and eps 1e-8), AdamW weight decay 1.5. No warm-up."""
-    configs = {stablemax.method_of(c): c for c in stablemax.runs("paper") if c.seed == 0}
-    assert set(configs) == set(stablemax.METHODS) and set(stablemax.THEIRS) | set(
-        stablemax.OURS
-    ) == set(configs)
-    for c in configs.values():
-        o = c.optimizer
-        assert (c.operation, c.modulus, c.train_fraction, c.steps) == ("x+y", 113, 0.4, 5_000)
-        assert (o.lr, o.beta1, o.l2, o.batch_size, o.warmup_steps) == (1e-3, 0.9, 0.0, 0, 0)
-    opt = {
-        m: (c.loss, c.orthogonal_grad, c.optimizer.weight_decay, c.optimizer.beta2, c.optimizer.eps)
-        for m, c in configs.items()
-    }
-    assert opt["softmax"] == ("softmax", False, 0.0, 0.99, 1e-25)
-    assert opt["softmax + ⊥AdamW"] == ("softmax", True, 0.0, 0.999, 1e-8)
-    assert opt["softmax + weight decay 1.5"] == ("softmax", False, 1.5, 0.99, 1e-25)
-    assert opt["StableMax"] == ("stablemax", False, 0.0, 0.99, 1e-25)
-    assert opt["StableMax + ⊥AdamW"] == ("stablemax", True, 0.0, 0.999, 1e-8)
-    assert len(stablemax.runs("laptop")) == 5 and len(stablemax.runs("paper")) == 15
+def assert_no_judgement(text: str) -> None:
+    low = text.lower()
+    assert not [w for w in JUDGEMENT_WORDS if w in low], text
 
 
-def test_stablemax_verdict_judges_the_authors_claim_on_their_runs():
-    finals = {
-        "softmax": (0.2, 0.6),
-        "softmax + ⊥AdamW": (0.99, 0.0),
-        "softmax + weight decay 1.5": (1.0, 0.0),
-        "StableMax": (0.1, 0.0),
-        "StableMax + ⊥AdamW": (0.97, 0.0),
-    }
-    text = stablemax.verdict_from(finals)
-    assert (
-        "As in the authors' transformer runs" in text
-        and "Of our combinations, StableMax + ⊥AdamW reached" in text
+def accuracy_rows(train_at: int, val_at: int | None, steps: int = 8000, every: int = 100):
+    """Rows (step, train acc, val acc, train loss, val loss) evaluated every ``every`` steps:
+    training at 100 % from ``train_at``, validation from ``val_at`` (None: never)."""
+    return [
+        [
+            s,
+            1.0 if s >= train_at else 0.5,
+            1.0 if val_at is not None and s >= val_at else 0.1,
+            0.01,
+            1.0,
+        ]
+        for s in range(0, steps + 1, every)
+    ]
+
+
+def fig1_curve(rows_per_seed) -> fig1_left.Curve:
+    return fig1_left.Curve(
+        [fig1_left.SeedCurve(RunConfig(seed=i), rows) for i, rows in enumerate(rows_per_seed)],
+        "laptop",
     )
-    text = stablemax.verdict_from({**finals, "softmax + weight decay 1.5": (0.5, 0.0)})
-    assert "did not reach 95 % either: their claim does not hold here" in text
-    assert "Unlike the authors' runs" in stablemax.verdict_from({**finals, "softmax": (0.99, 0.0)})
+
+
+def test_fig1_left_delay_of_a_decade_on_every_seed_holds():
+    curve = fig1_curve([accuracy_rows(200, 5_000)] * 6)  # at least 4,900 / 200 = 24.5x
+    assert verdicts(fig1_left, curve) == {"delay_decade": "holds"}
+
+
+def test_fig1_left_short_delay_on_every_seed_is_contradicted():
+    curve = fig1_curve([accuracy_rows(200, 400)] * 6)  # at most 400 / 100 = 4x
+    assert verdicts(fig1_left, curve) == {"delay_decade": "contradicted"}
+
+
+def test_fig1_left_delay_within_one_evaluation_of_ten_x_is_undecided():
+    # Training's bracket (900, 1000], validation's (9,900, 10,000]: 9.9x to 11.1x, either side.
+    curve = fig1_curve([accuracy_rows(1_000, 10_000, steps=12_000)] * 6)
+    assert fig1_left.delay_signs(curve) == (0, 0, 6)
+    assert verdicts(fig1_left, curve) == {"delay_decade": "undetermined"}
+
+
+def test_fig1_left_one_seed_is_undetermined_and_smoke_always():
+    assert verdicts(fig1_left, fig1_curve([accuracy_rows(200, 5_000)])) == {
+        "delay_decade": "undetermined"
+    }
+    curve = fig1_curve([accuracy_rows(200, 5_000)] * 6)
+    assert verdicts(fig1_left, curve, "smoke") == {"delay_decade": "undetermined"}
+
+
+def test_fig1_left_describes_medians_without_judgement():
+    text = fig1_left.describe(fig1_curve([accuracy_rows(200, 5_000)] * 6))
+    assert "Kaplan-Meier median 200 [" in text and "6 of 6" in text
+    assert_no_judgement(text)
+
+
+def test_fig1_left_seeds_option():
+    assert [c.seed for c in fig1_left.runs("laptop")] == list(range(6))
+    assert len(fig1_left.runs("laptop", seeds=9)) == 9
+    with pytest.raises(InputError):
+        fig1_left.runs("laptop", seeds=0)
+
+
+def loss_rows(val_losses, every: int = 100):
+    return [[i * every, 1.0, 1.0, 0.01, v] for i, v in enumerate(val_losses)]
+
+
+def test_fig4_rise_then_fall_on_every_seed_holds():
+    curve = fig1_curve([loss_rows([4.6, 9.0, 12.0, 0.5])] * 6)
+    assert verdicts(fig4, curve) == {"double_descent": "holds"}
+
+
+def test_fig4_loss_that_never_rose_is_contradicted():
+    curve = fig1_curve([loss_rows([4.6, 3.0, 1.0, 0.1])] * 6)
+    assert verdicts(fig4, curve) == {"double_descent": "contradicted"}
+
+
+def test_fig4_loss_still_high_at_the_budget_is_undecided():
+    curve = fig1_curve([loss_rows([4.6, 9.0, 12.0, 11.0])] * 6)
+    assert fig4.signs(curve) == (0, 0, 6)
+    assert verdicts(fig4, curve) == {"double_descent": "undetermined"}
+
+
+def test_fig4_smoke_is_undetermined_and_describe_has_no_judgement():
+    curve = fig1_curve([loss_rows([4.6, 9.0, 12.0, 0.5])] * 6)
+    assert verdicts(fig4, curve, "smoke") == {"double_descent": "undetermined"}
+    assert_no_judgement(fig4.describe(fig1_curve([loss_rows([4.6, 3.0, 1.0])])))
