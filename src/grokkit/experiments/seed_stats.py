@@ -169,7 +169,7 @@ def power_rank_test(
         return 0.0
     null = _convolve([_subset_means(range(1, n_arms + 1), k)] * n_blocks)
     alt = _convolve([alternative] * n_blocks)
-    return float(sum(p for s, p in alt.items() if _two_sided(null, s) < alpha))
+    return min(1.0, float(sum(p for s, p in alt.items() if _two_sided(null, s) < alpha)))
 
 
 # ---------------------------------------------------------------- equivalence of pairs
@@ -242,3 +242,28 @@ def format_median(median: statistics.Median, budget: int | None = None) -> str:
         return "inf" if math.isinf(x) else "n/a" if math.isnan(x) else f"{x:,.0f}"
 
     return f"{median.median:,.0f} [{f(median.ci_low)}, {f(median.ci_high)}]"
+
+
+def bootstrap_mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """Percentile-bootstrap 95 % interval of a mean (fixed seed; None: no values)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return None
+    rng = np.random.default_rng(statistics.BOOTSTRAP_SEED)
+    means = v[rng.integers(0, v.size, size=(statistics.BOOTSTRAP_SAMPLES, v.size))].mean(axis=1)
+    tail = 100 * (1 - statistics.CONFIDENCE) / 2
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def binomial_above_p(k: int, n: int, p0: float) -> float:
+    """One-sided exact binomial test of H0: success probability <= ``p0`` (nan: n = 0)."""
+    return float(stats.binomtest(k, n, p0, alternative="greater").pvalue) if n else math.nan
+
+
+def power_binomial_above(n: int, p0: float, p1: float, alpha: float) -> float:
+    """Power of ``binomial_above_p`` at success probability ``p1``."""
+    if n == 0:
+        return 0.0
+    k = np.arange(n + 1)
+    reject = stats.binom.sf(k - 1, n, p0) < alpha  # P(X >= k) under H0
+    return min(1.0, float(stats.binom.pmf(k, n, p1)[reject].sum()))
