@@ -207,7 +207,9 @@ def power_paired_tost(n: int, sigma: float, margin: float, alpha: float) -> floa
 
 def power_log_ratio(ratio: float, sigma_log: float, n_a: int, n_b: int, alpha: float) -> float:
     """``statistics.power_log_ratio``, with the normal approximation where the noncentral t
-    overflows (very large effects: power 1 to many digits)."""
+    overflows (very large effects: power 1 to many digits); 0 under two runs an arm."""
+    if n_a < 2 or n_b < 2:
+        return 0.0
     power = statistics.power_log_ratio(ratio, sigma_log, n_a, n_b, alpha)
     if math.isnan(power) and n_a >= 2 and n_b >= 2 and sigma_log > 0:
         shift = abs(math.log(ratio)) / (sigma_log * math.sqrt(1 / n_a + 1 / n_b))
