@@ -182,7 +182,7 @@ def _ratio(base: statistics.Median, fast: statistics.Median) -> tuple[float, tup
 
 
 def _logrank_claim(id, claim, paper, ema, none, factor, ratio, m) -> Claim:
-    test = statistics.logrank(scaled(ema, factor), none)
+    test = seed_stats.logrank(scaled(ema, factor), none)
     shifted = "" if factor == 1 else f" ({factor:g}x the EMA filter's times)"
     median_ratio, interval = _ratio(statistics.km_median(none), statistics.km_median(ema))
     return Claim(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -217,6 +218,14 @@ def power_log_ratio(ratio: float, sigma_log: float, n_a: int, n_b: int, alpha: f
     return power
 
 
+def logrank(a: statistics.Times, b: statistics.Times) -> statistics.Test:
+    """``statistics.logrank``, with p nan where the statistic is undefined (no variance: e.g.
+    every event of one arm after every run of the other was censored) instead of a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return statistics.logrank(a, b)
+
+
 def power_logrank_reach(p_a: float, p_b: float, n_a: int, n_b: int, alpha: float) -> float:
     """Power of the log-rank test when each run of arm a reaches the threshold with probability
     ``p_a`` and each of arm b with ``p_b``, every reached run of a before every reached run of b
@@ -227,7 +236,7 @@ def power_logrank_reach(p_a: float, p_b: float, n_a: int, n_b: int, alpha: float
             prob = stats.binom.pmf(i, n_a, p_a) * stats.binom.pmf(j, n_b, p_b)
             a = statistics.Times.exact([1.0 + t for t in range(i)] + [None] * (n_a - i), 1e6)
             b = statistics.Times.exact([1e3 + t for t in range(j)] + [None] * (n_b - j), 1e6)
-            test = statistics.logrank(a, b)
+            test = logrank(a, b)
             if test.p_value < alpha and test.statistic < 0:
                 power += prob
     return float(power)

@@ -237,7 +237,7 @@ def times(methods: Methods, method: str) -> statistics.Times:
 
 def _fix_claim(id: str, claim: str, fix: str, methods: Methods, m: int) -> Claim:
     a, b = times(methods, fix), times(methods, "softmax")
-    test = statistics.logrank(a, b)
+    test = seed_stats.logrank(a, b)
     imp = statistics.probability_of_improvement(a, b)
     tested = a.n > 0 and b.n > 0
     return Claim(
