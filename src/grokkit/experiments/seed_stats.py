@@ -82,7 +82,7 @@ def sign_claim(
         f"exact two-sided sign test over {unit}s ({n} decided, {undecided} undecided and "
         f"dropped); power assumes {assumed}"
     )
-    null = f"a {unit} reads as the paper's claim as often as against it (probability 1/2)"
+    null = f"a {unit} is as likely to go against the claim as for it (probability 1/2)"
     if n == 0:
         return Claim(
             id,
