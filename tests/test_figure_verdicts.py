@@ -301,7 +301,7 @@ def test_fig1_left_describes_medians_without_judgement():
 
 
 def test_fig1_left_seeds_option():
-    assert [c.seed for c in fig1_left.runs("laptop")] == list(range(6))
+    assert [c.seed for c in fig1_left.runs("laptop")] == list(range(9))
     assert len(fig1_left.runs("laptop", seeds=9)) == 9
     with pytest.raises(InputError):
         fig1_left.runs("laptop", seeds=0)
@@ -673,3 +673,28 @@ def test_progress_measures_description_has_no_judgement():
     text = progress_measures.describe(progress(2))
     assert "half-way at step 200" in text and "half-way at step 400" in text
     assert_no_judgement(text)
+
+
+# ---------------------------------------------------------------- planned power
+
+
+@pytest.mark.parametrize(
+    "module, claim, at_least",
+    [
+        (fig1_left, "delay_decade", 0.8),
+        (fig4, "double_descent", 0.8),
+        (fig2_left, "poor_lr_limits", 0.8),
+        (fig2_right, "x3_no_generalisation", 0.8),
+        (grokfast, "ema_10x", 0.8),
+    ],
+)
+def test_laptop_defaults_reach_the_stated_power(module, claim, at_least):
+    assert module.planned_power("laptop")[claim] >= at_least
+
+
+def test_planned_power_says_where_the_laptop_defaults_cannot_test():
+    assert stablemax.planned_power("laptop")["orthogonal_groks"] == 0.0
+    assert stablemax.planned_power("laptop", seeds=4)["orthogonal_groks"] > 0.8
+    assert progress_measures.planned_power("laptop")["excluded_rises"] is None
+    assert progress_measures.planned_power("laptop", seeds=10)["excluded_rises"] > 0.9
+    assert fig2_right.planned_power("laptop")["sub_div_same_data"] < 0.8

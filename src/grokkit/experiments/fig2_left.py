@@ -384,3 +384,21 @@ def describe(scores: Scores) -> str:
         f"Adam at fraction {'n/a' if top is None else f'{top:g}'}: {k} of {n} validation "
         "equations right at its last evaluation."
     )
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned blocks and validation sizes (counts only)."""
+    from grokkit.ops import get_operation
+
+    configs = runs(scale, seeds)
+
+    def n_val(c: RunConfig) -> int:
+        n = get_operation(c.operation, c.modulus).n_equations
+        return n - round(c.train_fraction * n)
+
+    placeholder = [
+        RunScore(c.preset, c.train_fraction, c.seed, 0.0, None, c.steps, 0.0, n_val(c))
+        for c in configs
+    ]
+    budgets = sorted({c.steps for c in configs})
+    return seed_stats.powers(claims(Scores([], configs[0], budgets, scale, placeholder)))

@@ -328,3 +328,10 @@ def describe(scores: Scores) -> str:
         f"point. {HARD}: {reached} of {failed + reached} runs reached 99 % (best validation "
         f"accuracy up to {common.fmt_pct(max(hard_best)) if hard_best else 'n/a'})."
     )
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned pairs and runs (counts only)."""
+    configs = runs(scale, seeds)
+    placeholder = [RunScore(c.operation, c.train_fraction, c.seed, 0.0, False) for c in configs]
+    return seed_stats.powers(claims(Scores([], configs[0].steps, scale, placeholder)))

@@ -148,3 +148,8 @@ def describe(curve: fig1_left.Curve) -> str:
         f"{plus} seed(s) rose and fell by those factors, {minus} never rose {RISE:g}x, "
         f"{undecided} rose without falling {1 / FALL:g}x within the budget (or had no curve)."
     )
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned number of seeds (the powers depend on counts only)."""
+    return seed_stats.powers(claims(fig1_left.placeholder(scale, seeds)))

@@ -370,3 +370,15 @@ def describe(outliers: Outliers) -> str:
         + (f", {spiked} of them below 99 % at the end after a late loss spike" if spiked else "")
         + "."
     )
+
+
+def planned_power(
+    scale: str, operation: str | None = None, seeds: int | None = None
+) -> dict[str, float | None]:
+    """Each claim's power at the planned arms (counts only)."""
+    configs, skipped = grid(scale, operation, seeds)
+    placeholder = [RunReach(c.outliers, c.train_fraction, c.seed, False) for c in configs]
+    ks = tuple(sorted({c.outliers for c in configs} | {s["outliers"] for s in skipped}))
+    return seed_stats.powers(
+        claims(Outliers([], len(skipped), 0, configs[0], scale, placeholder, ks))
+    )

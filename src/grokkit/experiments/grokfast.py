@@ -255,3 +255,13 @@ def describe(methods: Methods) -> str:
         f"interval]: {'; '.join(parts)}. The authors: {PAPER_STEPS['none']:,} without a filter, "
         f"{PAPER_STEPS['ema']:,} with the EMA filter."
     )
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned seeds (counts only)."""
+    configs = runs(scale, seeds)
+    curves = common.group_by(
+        [common.RunCurve(c, [{"step": 0, "val_accuracy": 0.0}]) for c in configs],
+        lambda r: r.config.grad_filter,
+    )
+    return seed_stats.powers(claims(Methods(curves, configs[0], scale)))

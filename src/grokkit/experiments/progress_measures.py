@@ -274,3 +274,14 @@ def describe(progress: Progress) -> str:
             f"{fall('test loss', o['test'], o['test_factor'])}; {rise}."
         )
     return " ".join(parts)
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned seeds (None: one run, untestable)."""
+    n = len(runs(scale, seeds))
+    power = (
+        seed_stats.power_sign(n, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(2))
+        if n > 1
+        else None
+    )
+    return dict.fromkeys(("restricted_before_test", "excluded_rises"), power)

@@ -278,3 +278,8 @@ def power_binomial_above(n: int, p0: float, p1: float, alpha: float) -> float:
     k = np.arange(n + 1)
     reject = stats.binom.sf(k - 1, n, p0) < alpha  # P(X >= k) under H0
     return min(1.0, float(stats.binom.pmf(k, n, p1)[reject].sum()))
+
+
+def powers(claims: Sequence[Claim]) -> dict[str, float | None]:
+    """claim id -> its power (None: untestable), for a figure's plan."""
+    return {c.id: c.power for c in claims}

@@ -309,3 +309,13 @@ def describe(methods: Methods) -> str:
             f"last update validation {common.fmt_pct(v)}, collapse {common.fmt_pct(c)} (means)"
         )
     return "; ".join(parts) + "."
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned seeds (counts only)."""
+    configs = runs(scale, seeds)
+    curves = common.group_by(
+        [common.RunCurve(c, [{"step": 0, "val_accuracy": 0.0}]) for c in configs],
+        lambda r: method_of(r.config),
+    )
+    return seed_stats.powers(claims(Methods(curves, configs[0], scale)))
