@@ -171,20 +171,23 @@ def scaled(t: statistics.Times, factor: float) -> statistics.Times:
     )
 
 
-def _ratio(base: statistics.Median, fast: statistics.Median) -> tuple[float, tuple | None]:
-    """Ratio of medians and the interval from the two medians' intervals (conservative)."""
+def _ratio(none: statistics.Times, ema: statistics.Times) -> tuple[float, tuple | None]:
+    """Ratio of Kaplan-Meier medians (no filter / EMA) and a conservative interval from the two
+    medians' intervals; a censored baseline's interval starts at its earliest censoring."""
+    base, fast = statistics.km_median(none), statistics.km_median(ema)
     if fast.reached == 0 or not fast.median > 0:
         return float("nan"), None
     point = base.median / fast.median
     if not (fast.ci_low > 0 and fast.ci_high > 0):
         return point, None
-    return point, (base.ci_low / fast.ci_high, base.ci_high / fast.ci_low)
+    low = base.ci_low if base.reached else min(none.upper)
+    return point, (low / fast.ci_high, base.ci_high / fast.ci_low)
 
 
 def _logrank_claim(id, claim, paper, ema, none, factor, ratio, m) -> Claim:
     test = seed_stats.logrank(scaled(ema, factor), none)
     shifted = "" if factor == 1 else f" ({factor:g}x the EMA filter's times)"
-    median_ratio, interval = _ratio(statistics.km_median(none), statistics.km_median(ema))
+    median_ratio, interval = _ratio(none, ema)
     return Claim(
         id,
         claim,
