@@ -382,12 +382,26 @@ UNREACHED = {
 
 def test_verdicts_say_what_did_not_happen_in_words():
     texts = [
-        fig1_left.delay_verdict(None, None, 100),
-        fig1_left.delay_verdict(10, None, 100, 0.4),
-        fig2_right.verdict(
+        fig1_left.describe(
+            fig1_left.Curve(
+                [
+                    fig1_left.SeedCurve(
+                        RunConfig(), [[0, 0.1, 0.0, 3.0, 3.0], [100, 0.5, 0.0, 2, 4]]
+                    )
+                ],
+                "laptop",
+            )
+        ),
+        fig1_left.describe(
+            fig1_left.Curve(
+                [fig1_left.SeedCurve(RunConfig(), [[0, 0.1, 0.0, 3.0, 3.0], [10, 1.0, 0.4, 0, 4]])],
+                "laptop",
+            )
+        ),
+        fig2_right.describe(
             fig2_right.measure(_results(figure_runs("fig2-right", "smoke")), "smoke")
         ),
-        fig6.verdict(fig6.measure(_results(figure_runs("fig6", "smoke")), "smoke")),
+        fig6.describe(fig6.measure(_results(figure_runs("fig6", "smoke")), "smoke")),
         fourier.describe_phases(dict.fromkeys(fourier.PHASE_KEYS)),
         fourier.describe_phases(
             {"memorisation_end": 10, "cleanup_start": None, "cleanup_end": None}
@@ -412,7 +426,7 @@ def test_verdicts_say_what_did_not_happen_in_words():
         curves=curves, phases=fourier.phase_boundaries(curves), key_freqs=[1, 2]
     )
     progress = progress_measures.Progress(measures, config=None, scale="smoke")
-    texts.append(progress_measures.verdict(progress))
+    texts.append(progress_measures.describe(progress))
     assert "memorisation did not visibly end" in texts[-1] and "did not fall" in texts[-1]
     for text in texts:
         assert_says_it_in_words(text)

@@ -1,6 +1,6 @@
 """The paper's figures, and the follow-up methods' headline claims, as experiments: one module per
-figure, each with runs(scale), measure(results, scale), plot(measured, out_dir) and
-verdict(measured).
+figure, each with runs(scale), measure(results, scale), plot(measured, out_dir), claims(measured)
+and describe(measured).
 
 ``FIGURES`` maps a figure's CLI name to its module. See ``common`` for the interface every figure
 module follows and ``reproduce`` for the command that trains a figure's runs (through

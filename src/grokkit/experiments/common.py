@@ -5,15 +5,17 @@ A figure module defines::
     NAME, DESCRIPTION, CLAIM          # CLI name, one line for --list, the paper's claim it tests
     REDUCTIONS: dict[str, str]        # per scale: how it departs from the paper (caption, docs)
     OPTIONS: tuple[str, ...]          # keyword options runs()/measure() accept (e.g. "operation")
-    runs(scale, **options) -> list[RunConfig]
+    runs(scale, **options) -> list[RunConfig]           # "seeds" where it trains seeds
     measure(results, scale, **options) -> a dataclass   # the figure's numbers, computed once
     plot(measured, out_dir) -> list[Path]               # <name>.png, .pdf, .csv
-    verdict(measured) -> str          # one sentence from our numbers
+    claims(measured) -> list[claims.Claim]  # one declared test per claim of the paper
+    describe(measured) -> str         # the numbers in words, no judgement
     disagreement(measured) -> str     # optional: which tested hypothesis explains a disagreement
 
 ``measure`` reads the runs' files and does every computation (t-SNE, shuffle tests, sharpness,
-Fourier measures); ``plot`` and ``verdict`` only read the dataclass it returns, so the picture
-and the sentence are made from the same numbers, and the work is done once.
+Fourier measures); ``plot``, ``claims`` and ``describe`` only read the dataclass it returns, so
+the picture, the records and the sentences are made from the same numbers, and the work is done
+once. The verdicts come from the claim records alone (``claims.decide`` and ``claims.prose``).
 
 Figures share one sweep folder, so identical configurations (Figure 1 left and Figure 4) are
 trained once.

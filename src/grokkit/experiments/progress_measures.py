@@ -8,16 +8,28 @@ Their sequence is ``a b =``; ours is the paper's ``a op b =`` (one more token, c
 equations). Weight snapshots are kept every 100
 updates and measured with grokkit.analysis.fourier (restricted and excluded loss, Gini of the
 embedding's and neuron-to-logit map's Fourier norms, total squared weight norm).
+
+The claims, each a sign test over seeds (Nanda et al. show one run; one run cannot test them,
+so at one seed both records are untestable):
+
+* ``restricted_before_test``: after memorisation the restricted loss falls (``FALL``x below its
+  maximum, half-way on a log scale) before the test loss does; a seed counts for it when the
+  restricted loss falls first (or the test loss never falls), against it when the test loss falls
+  first (or the restricted loss never falls while the test loss does);
+* ``excluded_rises``: the excluded loss is higher at the start of clean-up than at the end of
+  memorisation; a seed without both phases is undecided.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grokkit.config import RunConfig
-from grokkit.experiments import common
+from grokkit.experiments import common, seed_stats
+from grokkit.experiments.claims import Claim
 from grokkit.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -33,7 +45,14 @@ CLAIM = (
     "the excluded loss (key frequencies removed) rises during circuit formation, before "
     "clean-up; test loss falls only at clean-up."
 )
-OPTIONS: tuple[str, ...] = ()
+OPTIONS: tuple[str, ...] = ("seeds",)
+# One run costs ~30 min on a CPU. Two sign tests over seeds, Holm-corrected together, need 7
+# seeds to reject at all (7 of 7: p = 0.016, doubled 0.031) and 10 for a power of 0.9.
+SEEDS = {"smoke": 1, "laptop": 1, "paper": 1}
+TESTABLE_SEEDS = (7, 10)
+# The paper's effect, for the power: each seed orders its losses as Nanda et al.'s run with
+# probability 0.95.
+PAPER_SEED_PROBABILITY = 0.95
 
 # Their initialisation too (--init nanda): with PyTorch's (N(0, 1) embeddings, sqrt(128) times
 # larger) the laptop run memorised and had not begun to generalise after 15,000 updates.
@@ -52,52 +71,58 @@ REDUCTIONS = {
         "15,000 full-batch updates instead of 40,000 (Nanda et al.'s clean-up ends near "
         "14,000), 1 seed. Otherwise Nanda et al.'s task, model and recipe: x+y mod 113, "
         "30 % data, 1 layer, no LayerNorm, full-batch AdamW, weight decay 1. (At p = 59, "
-        "30 % of the table, 1,044 equations, did not generalise at all in 12,000 updates.)"
+        "30 % of the table, 1,044 equations, did not generalise at all in 12,000 updates.) "
+        "One seed: the sign tests over seeds need --seeds 7 or more (~30 min a seed)."
     ),
-    "paper": "x+y mod 113, 30 % data, 40,000 full-batch updates, 1 seed: Nanda et al.'s set-up.",
+    "paper": (
+        "x+y mod 113, 30 % data, 40,000 full-batch updates, 1 seed: Nanda et al.'s set-up; "
+        "the sign tests over seeds need --seeds 7 or more."
+    ),
 }
 
 
-def runs(scale: str) -> list[RunConfig]:
+def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
+    seed_stats.check_seeds(seeds)
+    n = seeds or SEEDS[scale]
     base = common.base_config("x+y", scale, "adamw", train_fraction=0.3, batch_size=0)
     if scale == "smoke":
-        return [base.with_changes(modulus=11, snapshot_every=5)]
-    base = base.with_changes(**NANDA_MODEL)
-    if scale == "laptop":
-        return [
-            base.with_changes(
-                modulus=113,
-                steps=15_000,
-                eval_every=100,
-                snapshot_every=100,
-                checkpoint_every=1_000,
-            )
-        ]
-    return [
-        base.with_changes(
-            modulus=113, steps=40_000, eval_every=100, snapshot_every=100, checkpoint_every=1_000
+        base = base.with_changes(modulus=11, snapshot_every=5)
+    else:
+        base = base.with_changes(**NANDA_MODEL).with_changes(
+            modulus=113,
+            steps=15_000 if scale == "laptop" else 40_000,
+            eval_every=100,
+            snapshot_every=100,
+            checkpoint_every=1_000,
         )
-    ]
+    return [base.with_changes(seed=s) for s in range(n)]
 
 
 @dataclass(frozen=True)
 class Progress:
-    """The run's Fourier progress measures (curves, phases, key frequencies)."""
+    """The runs' Fourier progress measures (curves, phases, key frequencies): the first seed's
+    (plotted) and the others'."""
 
     measures: ProgressMeasures
     config: RunConfig
     scale: str
+    others: tuple = ()
+
+    @property
+    def seeds(self) -> list:
+        return [self.measures, *self.others]
 
 
-def measure(results, scale: str) -> Progress:
+def measure(results, scale: str, seeds: int | None = None) -> Progress:
     # Imported here: `reproduce --list` and `--plan` import every figure module and must not wait
     # for torch and pandas (grokkit.api, the Fourier analysis).
     from grokkit.analysis import fourier
     from grokkit.api import load_run
 
-    (result,) = results
-    return Progress(fourier.progress_measures(load_run(result.run_dir)), result.config, scale)
+    ordered = sorted(results, key=lambda r: r.config.seed)
+    measures = [fourier.progress_measures(load_run(r.run_dir)) for r in ordered]
+    return Progress(measures[0], ordered[0].config, scale, tuple(measures[1:]))
 
 
 def plot(progress: Progress, out_dir: Path) -> list[Path]:
@@ -132,16 +157,91 @@ def falls(
     return (fourier.fall_step(steps, values, after=after) if factor >= FALL else None), factor
 
 
-def verdict(progress: Progress) -> str:
+def orders(m) -> dict:
+    """One seed's numbers: where (and by how much) the restricted and test losses fall after
+    memorisation, and the excluded loss's rise from memorisation's end to clean-up's start."""
     from grokkit.analysis import fourier
 
-    m = progress.measures
     c = m.curves
     steps = c["step"].tolist()
-    phases = m.phases
-    start, cleanup = phases.get("memorisation_end"), phases.get("cleanup_start")
+    start, cleanup = m.phases.get("memorisation_end"), m.phases.get("cleanup_start")
     restricted, r_factor = falls(fourier, steps, c["restricted_loss"].tolist(), start)
     test, t_factor = falls(fourier, steps, c["test_loss"].tolist(), start)
+    rise = None
+    if start is not None and cleanup is not None:
+        at = dict(zip(steps, c["excluded_loss"].tolist()))
+        rise = at[cleanup] / at[start] if at[start] > 0 else math.inf
+    return {
+        "start": start,
+        "restricted": restricted,
+        "restricted_factor": r_factor,
+        "test": test,
+        "test_factor": t_factor,
+        "rise": rise,
+    }
+
+
+def order_signs(progress: Progress) -> tuple[int, int, int]:
+    """(seeds whose restricted loss falls first, whose test loss falls first, undecided)."""
+    plus = minus = 0
+    for m in progress.seeds:
+        o = orders(m)
+        r, t = o["restricted"], o["test"]
+        plus += r is not None and (t is None or r < t)
+        minus += t is not None and (r is None or t <= r)
+    return plus, minus, len(progress.seeds) - plus - minus
+
+
+def rise_signs(progress: Progress) -> tuple[int, int, int]:
+    """(seeds whose excluded loss rose during circuit formation, did not, undecided)."""
+    rises = [orders(m)["rise"] for m in progress.seeds]
+    plus = sum(r is not None and r > 1 for r in rises)
+    minus = sum(r is not None and r <= 1 for r in rises)
+    return plus, minus, len(rises) - plus - minus
+
+
+def claims(progress: Progress) -> list[Claim]:
+    m = 2
+    n = len(progress.seeds)
+    power = seed_stats.power_sign(n, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(m))
+    assumed = f"each seed reads as Nanda et al.'s run with probability {PAPER_SEED_PROBABILITY}"
+    specs = [
+        (
+            "restricted_before_test",
+            f"After memorisation the restricted loss falls ({FALL:.0f}x) before the test loss "
+            "does.",
+            "restricted loss falls well before test loss (one run)",
+            order_signs(progress),
+        ),
+        (
+            "excluded_rises",
+            "The excluded loss rises from the end of memorisation to the start of clean-up "
+            "(circuit formation).",
+            "excluded loss rises during circuit formation (one run)",
+            rise_signs(progress),
+        ),
+    ]
+    if n == 1:
+        powers = ", ".join(
+            f"--seeds {k}: power "
+            f"{seed_stats.power_sign(k, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(m)):.2f}"
+            for k in TESTABLE_SEEDS
+        )
+        why = f"one run: the sign tests over seeds need at least {TESTABLE_SEEDS[0]} ({powers})"
+        return [
+            Claim.untestable(
+                id, claim, paper, f"1 seed: {s[0]} for, {s[1]} against, {s[2]} undecided", why
+            )
+            for id, claim, paper, s in specs
+        ]
+    return [
+        seed_stats.sign_claim(id, claim, paper, *s, "seed", power, assumed)
+        for id, claim, paper, s in specs
+    ]
+
+
+def describe(progress: Progress) -> str:
+    from grokkit.analysis import fourier
 
     def fall(name: str, step: int | None, factor: float) -> str:
         if step is None and factor >= FALL:
@@ -156,37 +256,32 @@ def verdict(progress: Progress) -> str:
             )
         return f"the {name} falls {factor:.3g}x (half-way at step {step})"
 
-    since = "Over the whole run" if start is None else "After memorisation"
-    text = (
-        f"Key frequencies {m.key_freqs}; final test accuracy "
-        f"{common.fmt_pct(c['test_accuracy'].iloc[-1])}. "
-        f"Phases: {fourier.describe_phases(phases)}. "
-        f"{since} {fall('restricted loss', restricted, r_factor)}, "
-        f"{fall('test loss', test, t_factor)}."
+    parts = []
+    for seed, m in enumerate(progress.seeds):
+        o = orders(m)
+        since = "over the whole run" if o["start"] is None else "after memorisation"
+        rise = (
+            "the excluded loss has no circuit-formation phase to rise over"
+            if o["rise"] is None
+            else f"the excluded loss changes {o['rise']:.3g}x from the end of memorisation to "
+            "the start of clean-up"
+        )
+        parts.append(
+            f"Run {seed + 1}: key frequencies {m.key_freqs}; final test accuracy "
+            f"{common.fmt_pct(m.curves['test_accuracy'].iloc[-1])}. Phases: "
+            f"{fourier.describe_phases(m.phases)}. {since.capitalize()} "
+            f"{fall('restricted loss', o['restricted'], o['restricted_factor'])}, "
+            f"{fall('test loss', o['test'], o['test_factor'])}; {rise}."
+        )
+    return " ".join(parts)
+
+
+def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+    """Each claim's power at the planned seeds (None: one run, untestable)."""
+    n = len(runs(scale, seeds))
+    power = (
+        seed_stats.power_sign(n, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(2))
+        if n > 1
+        else None
     )
-    if start is None or cleanup is None or restricted is None or test is None:
-        return text + (
-            " The network did not reach clean-up (or a loss did not fall "
-            f"{FALL:.0f}x), so the claim cannot be tested at this scale."
-        )
-    at = dict(zip(steps, c["excluded_loss"].tolist()))
-    rise = at[cleanup] / at[start] if at[start] > 0 else float("inf")
-    earlier = restricted < test
-    text += (
-        f" The excluded loss rises {rise:.3g}x from the end of memorisation to the start of "
-        "clean-up."
-    )
-    if earlier and rise > 1:
-        return text + (
-            f" As in the paper: the restricted loss falls {test - restricted:,} steps "
-            "before the test loss, and the excluded loss rises during circuit formation."
-        )
-    wrong = [
-        s
-        for s, bad in (
-            ("the restricted loss does not fall before the test loss", not earlier),
-            ("the excluded loss does not rise during circuit formation", rise <= 1),
-        )
-        if bad
-    ]
-    return text + " Unlike the paper: " + "; ".join(wrong) + "."
+    return dict.fromkeys(("restricted_before_test", "excluded_rises"), power)
