@@ -13,7 +13,7 @@ import torch
 
 from grokkit.analysis import grokking_time
 from grokkit.cli import main
-from grokkit.experiments import FIGURES
+from grokkit.experiments import FIGURES, fig3
 from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
 from grokkit.sweep.projection import CostMeter
 
@@ -196,9 +196,10 @@ def test_the_laptop_figures_train_the_papers_tasks():
 
 
 def test_fig3_has_one_row_per_element(smoke_dir):
-    """Panels: (grokkit, S5), (grokkit, x+y), (openai-grok, S5), (openai-grok, x+y); one seed at
-    smoke."""
+    """Panels: (grokkit, S5), (grokkit, x+y), (openai-grok, S5), (openai-grok, x+y); two seeds at
+    smoke, each with a row per element."""
     rows = read_csv(smoke_dir / "fig3.csv")
+    seeds = fig3.SEEDS["smoke"]
     for panel, arch, n in (
         ("0", "grokkit", 120),
         ("1", "grokkit", 11),
@@ -206,7 +207,7 @@ def test_fig3_has_one_row_per_element(smoke_dir):
         ("3", "openai-grok", 11),
     ):
         mine = [r for r in rows if r["panel"] == panel]
-        assert len(mine) == n and {r["arch"] for r in mine} == {arch}
+        assert len(mine) == seeds * n and {r["arch"] for r in mine} == {arch}
         r = mine[0]
         assert float(r["translation_chance"]) == pytest.approx(5 / (n - 1))
         assert 0 <= float(r["best_translation_rate"]) <= 1
@@ -405,15 +406,12 @@ def test_the_smoke_benchmark_runs_end_to_end_and_its_report_follows_its_csv(smok
             assert r["median_steps_95"] == f">{r['budget']}"
     meta = json.loads((smoke_dir / "benchmark.json").read_text())
     assert len(meta["cells"]) == len(rows) and meta["budget"] == int(rows[0]["budget"])
-    tuned = {r["method"]: r for r in rows if r["variant"] == "tuned"}
     verdict = json.loads((smoke_dir / "benchmark.json").read_text())
     words = (smoke_dir / REPORT).read_text()
-    for method, r in tuned.items():  # the report's words come from the CSV's intervals
-        if method == bm.BASELINE:
-            continue
-        label = bm.LABELS[method]
-        if not r["speedup_95"]:
-            assert f"{label} not measurable" in words
-        elif r["speedup_95_low"] and float(r["speedup_95_low"]) > 1:
-            assert f"{label} {float(r['speedup_95']):.2f}x" in words and "faster" in words
+    # one record per method and variant against AdamW, and the delay; smoke decides nothing
+    assert len(verdict["claims"]) == 2 * (len(bm.METHODS) - 1) + 1
+    assert {r["verdict"] for r in verdict["claims"]} == {"undetermined"}
+    assert all(r["id"] in words for r in verdict["claims"])
+    runs_kept = {(r["method"], r["variant"], r["seed"]) for r in verdict["runs"]}
+    assert len(runs_kept) == sum(int(r["seeds"]) for r in rows)
     assert verdict["definition"].startswith("first evaluated step")

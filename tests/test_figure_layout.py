@@ -525,6 +525,8 @@ def _fake_fig3(monkeypatch):
             "best_vals": [1.0] * n,
             "paper": paper,
             "own": own,
+            "paper_rows": {k: paper[k] for k in ("stats", "ps", "p")},
+            "own_rows": {k: own[k] for k in ("stats", "ps", "p")},
         }
 
     monkeypatch.setattr(fig3, "analyse", analyse)

@@ -25,6 +25,7 @@ lie in (previous evaluation, that evaluation]; a run that never reached it withi
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -162,7 +163,11 @@ def logrank(a: Times, b: Times) -> Test:
     null = "the two arms' grokking-time distributions are equal"
     if a.n == 0 or b.n == 0 or a.n_reached + b.n_reached == 0:
         return Test("log-rank", null, math.nan)
-    result = stats.logrank(a.censored(), b.censored())
+    with warnings.catch_warnings():
+        # no variance (every event of one arm after every run of the other was censored):
+        # scipy warns and returns nan, which is what the test is
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.logrank(a.censored(), b.censored())
     return Test("log-rank", null, float(result.pvalue), -float(result.statistic))
 
 
@@ -267,8 +272,10 @@ def spearman_interval(rho: float, n: int, level: float = CONFIDENCE) -> tuple[fl
     """Fisher-z interval of Spearman's rho with Bonett and Wright's (2000) variance
     (1 + rho^2 / 2) / (n - 3)."""
     stats = _scipy_stats()
-    if n <= 3 or math.isnan(rho):
+    if math.isnan(rho):
         return math.nan, math.nan
+    if n <= 3:  # no Fisher-z interval: every correlation is possible
+        return -1.0, 1.0
     rho = max(min(rho, 0.999999), -0.999999)
     se = math.sqrt((1 + rho**2 / 2) / (n - 3))
     z = stats.norm.ppf(0.5 + level / 2)
@@ -310,13 +317,17 @@ def power_log_ratio(ratio: float, sigma_log: float, n_a: int, n_b: int, alpha: f
     mean) times is ``ratio`` and log times spread with standard deviation ``sigma_log``: the
     noncentral t. The log-rank test on uncensored log-normal times has about this power."""
     stats = _scipy_stats()
-    if n_a < 2 or n_b < 2 or sigma_log <= 0:
+    if n_a < 2 or n_b < 2:
+        return 0.0  # the test cannot be made
+    if sigma_log <= 0:
         return math.nan
     df = n_a + n_b - 2
     ncp = abs(math.log(ratio)) / (sigma_log * math.sqrt(1 / n_a + 1 / n_b))
     t = stats.t.ppf(1 - alpha / 2, df)
     power = float(stats.nct.sf(t, df, ncp) + stats.nct.cdf(-t, df, ncp))
-    return 1.0 if math.isnan(power) and ncp > t else power  # scipy's nct fails far in the tail
+    if math.isnan(power):  # scipy's nct fails far in the tail: the normal approximation
+        power = float(stats.norm.sf(t - ncp))
+    return power
 
 
 def power_difference(delta: float, sigma: float, n_a: int, n_b: int, alpha: float) -> float:
@@ -342,8 +353,10 @@ def power_fisher(p_a: float, p_b: float, n_a: int, n_b: int, alpha: float) -> fl
 
 def power_sign(n: int, p_success: float, alpha: float) -> float:
     """Power of a two-sided exact binomial (sign) test of 1/2 when each of ``n`` paired
-    comparisons favours one side with probability ``p_success``."""
+    comparisons favours one side with probability ``p_success`` (0: no comparison)."""
     stats = _scipy_stats()
+    if n <= 0:
+        return 0.0
     k = np.arange(n + 1)
     reject = np.array([stats.binomtest(int(i), n, 0.5).pvalue < alpha for i in k])
     return float(stats.binom.pmf(k, n, p_success)[reject].sum())
@@ -420,3 +433,166 @@ def tost_range(values: Sequence[float], low: float, high: float) -> Test:
     p_low = stats.ttest_1samp(v, low, alternative="greater").pvalue
     p_high = stats.ttest_1samp(v, high, alternative="less").pvalue
     return Test("TOST of a mean inside a range", null, float(max(p_low, p_high)), float(v.mean()))
+
+
+# ---------------------------------------------------------------- tests over seeds and pairs
+
+
+def sign_p(plus: int, minus: int) -> float:
+    """Two-sided exact binomial test of 1/2 over the decided comparisons (nan: none)."""
+    stats = _scipy_stats()
+    n = plus + minus
+    return float(stats.binomtest(plus, n, 0.5).pvalue) if n else math.nan
+
+
+def share_interval(k: int, n: int) -> tuple[float, float] | None:
+    """Clopper-Pearson 95 % interval of a share k / n (None: n = 0)."""
+    stats = _scipy_stats()
+    if n == 0:
+        return None
+    ci = stats.binomtest(k, n, 0.5).proportion_ci(CONFIDENCE, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def midranks(values: Sequence[float]) -> list[float]:
+    """Rank 1 for the largest value; tied values share their mean rank."""
+    stats = _scipy_stats()
+    return [float(r) for r in stats.rankdata([-v for v in values], method="average")]
+
+
+def _subset_means(ranks: Sequence[float], k: int) -> dict[float, float]:
+    """The null distribution of the mean rank of ``k`` arms drawn at random among ``ranks``."""
+    subsets = list(itertools.combinations(ranks, k))
+    out: dict[float, float] = {}
+    for s in subsets:
+        key = round(sum(s) / k, 9)
+        out[key] = out.get(key, 0.0) + 1 / len(subsets)
+    return out
+
+
+def _convolve(dists: Sequence[dict[float, float]]) -> dict[float, float]:
+    total = {0.0: 1.0}
+    for d in dists:
+        nxt: dict[float, float] = {}
+        for a, pa in total.items():
+            for b, pb in d.items():
+                key = round(a + b, 9)
+                nxt[key] = nxt.get(key, 0.0) + pa * pb
+        total = nxt
+    return total
+
+
+def _two_sided(null: dict[float, float], observed: float) -> float:
+    low = sum(p for s, p in null.items() if s <= observed + 1e-9)
+    high = sum(p for s, p in null.items() if s >= observed - 1e-9)
+    return min(1.0, 2 * min(low, high))
+
+
+def rank_test(blocks: Sequence[tuple[Sequence[float], Sequence[int]]]) -> tuple[float, float]:
+    """(the arms' mean rank over blocks, two-sided exact p) for blocks of (every arm's value,
+    the indices of the arms tested). Null: within a block the tested arms' ranks are a random
+    draw of the block's (mid)ranks, independently across blocks (a conditional permutation
+    test, ties kept as they are)."""
+    if not blocks:
+        return math.nan, math.nan
+    dists, observed = [], 0.0
+    for values, members in blocks:
+        ranks = midranks(values)
+        dists.append(_subset_means(ranks, len(members)))
+        observed += sum(ranks[i] for i in members) / len(members)
+    return observed / len(blocks), _two_sided(_convolve(dists), observed)
+
+
+def power_rank_test(
+    n_arms: int, k: int, n_blocks: int, alternative: dict[float, float], alpha: float
+) -> float:
+    """Power of ``rank_test`` without ties, when each block's mean rank of the ``k`` tested
+    arms follows ``alternative`` (mean rank -> probability)."""
+    if n_blocks == 0:
+        return 0.0
+    null = _convolve([_subset_means(range(1, n_arms + 1), k)] * n_blocks)
+    alt = _convolve([alternative] * n_blocks)
+    return min(1.0, float(sum(p for s, p in alt.items() if _two_sided(null, s) < alpha)))
+
+
+def paired_tost(differences: Sequence[float], margin: float) -> float:
+    """Two one-sided one-sample t-tests of H0: mean difference <= -margin, or >= margin; the p
+    is the larger one (nan under 2 pairs). Differences with no spread at all: 0 inside the
+    margin, 1 outside."""
+    stats = _scipy_stats()
+    d = np.asarray(differences, dtype=float)
+    if d.size < 2:
+        return math.nan
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se = sd / math.sqrt(d.size)
+    p_low = stats.t.sf((mean + margin) / se, d.size - 1)
+    p_high = stats.t.cdf((mean - margin) / se, d.size - 1)
+    return float(max(p_low, p_high))
+
+
+def power_paired_tost(n: int, sigma: float, margin: float, alpha: float) -> float:
+    """Power of ``paired_tost`` when the true mean difference is 0 and differences spread with
+    standard deviation ``sigma`` (normal approximation of the mean, t critical value)."""
+    stats = _scipy_stats()
+    if n < 2:
+        return 0.0
+    se = sigma / math.sqrt(n)
+    t = stats.t.ppf(1 - alpha, n - 1)
+    reach = margin / se - t
+    return float(max(0.0, 2 * stats.norm.cdf(reach) - 1))
+
+
+def power_logrank_reach(p_a: float, p_b: float, n_a: int, n_b: int, alpha: float) -> float:
+    """Power of the log-rank test when each run of arm a reaches the threshold with probability
+    ``p_a`` and each of arm b with ``p_b``, every reached run of a before every reached run of b
+    (the effect: b late if at all), the rest censored at the budget; exact over the counts."""
+    stats = _scipy_stats()
+    power = 0.0
+    for i in range(n_a + 1):
+        for j in range(n_b + 1):
+            prob = stats.binom.pmf(i, n_a, p_a) * stats.binom.pmf(j, n_b, p_b)
+            a = Times.exact([1.0 + t for t in range(i)] + [None] * (n_a - i), 1e6)
+            b = Times.exact([1e3 + t for t in range(j)] + [None] * (n_b - j), 1e6)
+            test = logrank(a, b)
+            if test.p_value < alpha and test.statistic < 0:
+                power += prob
+    return float(power)
+
+
+def mean_interval(values: Sequence[float], level: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The t interval of a mean (None: fewer than 2 values)."""
+    stats = _scipy_stats()
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return None
+    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def bootstrap_mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """Percentile-bootstrap 95 % interval of a mean (fixed seed; None: no values)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = v[rng.integers(0, v.size, size=(BOOTSTRAP_SAMPLES, v.size))].mean(axis=1)
+    tail = 100 * (1 - CONFIDENCE) / 2
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def binomial_above_p(k: int, n: int, p0: float) -> float:
+    """One-sided exact binomial test of H0: success probability <= ``p0`` (nan: n = 0)."""
+    stats = _scipy_stats()
+    return float(stats.binomtest(k, n, p0, alternative="greater").pvalue) if n else math.nan
+
+
+def power_binomial_above(n: int, p0: float, p1: float, alpha: float) -> float:
+    """Power of ``binomial_above_p`` at success probability ``p1``."""
+    stats = _scipy_stats()
+    if n == 0:
+        return 0.0
+    k = np.arange(n + 1)
+    reject = stats.binom.sf(k - 1, n, p0) < alpha  # P(X >= k) under H0
+    return min(1.0, float(stats.binom.pmf(k, n, p1)[reject].sum()))

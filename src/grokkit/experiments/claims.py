@@ -23,8 +23,10 @@ other way round.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
+from grokkit.analysis import statistics
 from grokkit.analysis.statistics import holm
 
 ALPHA = 0.05
@@ -150,3 +152,78 @@ def prose(records: list[dict]) -> str:
         if r["verdict"] != "undetermined"
     ]
     return head + (f" Decided: {'; '.join(decided)}." if decided else "")
+
+
+# ---------------------------------------------------------------- helpers for figure modules
+
+
+def family_alpha(n_claims: int, alpha: float = ALPHA) -> float:
+    """The level the family's smallest p-value must reach after Holm: alpha / its size. A
+    claim's power is stated at this level (a lower bound of its power under Holm)."""
+    return alpha / max(1, n_claims)
+
+
+def sign_claim(
+    id: str,
+    claim: str,
+    paper_value: str,
+    plus: int,
+    minus: int,
+    undecided: int,
+    unit: str,
+    power: float,
+    assumed: str,
+) -> Claim:
+    """A claim decided by a two-sided exact sign test: ``plus`` units read as the paper says,
+    ``minus`` the other way, ``undecided`` dropped. Measured: the share of decided units that
+    read as the paper, with its Clopper-Pearson interval."""
+    n = plus + minus
+    test = (
+        f"exact two-sided sign test over {unit}s ({n} decided, {undecided} undecided and "
+        f"dropped); power assumes {assumed}"
+    )
+    null = f"a {unit} is as likely to go against the claim as for it (probability 1/2)"
+    if n == 0:
+        return Claim(
+            id,
+            claim,
+            paper_value,
+            None,
+            None,
+            test,
+            null,
+            math.nan,
+            power,
+            why=f"no {unit} decided the comparison ({undecided} undecided)",
+        )
+    return Claim(
+        id,
+        claim,
+        paper_value,
+        plus / n,
+        statistics.share_interval(plus, n),
+        test,
+        null,
+        statistics.sign_p(plus, minus),
+        power,
+        if_rejected="holds" if plus > minus else "contradicted",
+    )
+
+
+def format_median(median: statistics.Median, budget: int | None = None) -> str:
+    """A Kaplan-Meier median in words: ``3,300 [2,900, 4,100]`` or ``>8,000`` (censored)."""
+    if math.isnan(median.median):
+        return "n/a"
+    if math.isinf(median.median):
+        return f">{budget:,}" if budget else "beyond every time observed"
+
+    def f(x: float) -> str:
+        return "inf" if math.isinf(x) else "n/a" if math.isnan(x) else f"{x:,.0f}"
+
+    return f"{median.median:,.0f} [{f(median.ci_low)}, {f(median.ci_high)}]"
+
+
+def powers(claims: Sequence[Claim]) -> list[dict]:
+    """Each claim's id, power (None: untestable) and the paper's value it is powered against,
+    for a figure's plan (``planned_power``)."""
+    return [{"id": c.id, "power": c.power, "effect": c.paper_value} for c in claims]

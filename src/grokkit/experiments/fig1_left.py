@@ -17,7 +17,7 @@ from pathlib import Path
 
 from grokkit.analysis import grokking_time, statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.plot_style import TRAIN_COLOR, VALIDATION_COLOR
 from grokkit.runs import read_metrics
@@ -54,7 +54,7 @@ PAPER_SEED_PROBABILITY = 0.99
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     n = seeds or SEEDS[scale]
     if scale == "smoke":
         base = common.base_config("x+y", scale, "adam", modulus=11)
@@ -185,9 +185,9 @@ def delay_signs(curve: Curve) -> tuple[int, int, int]:
 def claims(curve: Curve) -> list[Claim]:
     plus, minus, undecided = delay_signs(curve)
     n = len(curve.seeds)
-    power = seed_stats.power_sign(n, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(1))
+    power = statistics.power_sign(n, PAPER_SEED_PROBABILITY, claim_records.family_alpha(1))
     return [
-        seed_stats.sign_claim(
+        claim_records.sign_claim(
             "delay_decade",
             f"Validation accuracy reaches 99 % at least {DELAY_FACTOR}x the steps after "
             "training accuracy does (a seed's delay judged within its evaluation brackets).",
@@ -219,9 +219,9 @@ def describe(curve: Curve) -> str:
     ]
     return (
         f"{len(seeds)} seed(s), budget {budget:,} steps. Steps to 99 % training accuracy: "
-        f"Kaplan-Meier median {seed_stats.format_median(train, budget)} ({train.reached} of "
+        f"Kaplan-Meier median {claim_records.format_median(train, budget)} ({train.reached} of "
         f"{train.n} seeds reached it); to 99 % validation accuracy: "
-        f"{seed_stats.format_median(val, budget)} ({val.reached} of {val.n}). Delay of "
+        f"{claim_records.format_median(val, budget)} ({val.reached} of {val.n}). Delay of "
         f"validation after training per seed (earliest-latest ratio within the evaluation "
         f"brackets): {', '.join(shown)}."
     )
@@ -232,6 +232,6 @@ def placeholder(scale: str, seeds: int | None = None) -> Curve:
     return Curve([SeedCurve(c, [[0, 0.0, 0.0, 1.0, 1.0]]) for c in runs(scale, seeds)], scale)
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned number of seeds (the powers depend on counts only)."""
-    return seed_stats.powers(claims(placeholder(scale, seeds)))
+    return claim_records.powers(claims(placeholder(scale, seeds)))

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from grokkit.analysis import statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.optim_config import PRESET_DESCRIPTIONS, PRESETS
 from grokkit.plot_style import CATEGORY_COLORS, MARKERS
@@ -71,7 +72,7 @@ LAPTOP_STEPS, LAPTOP_FULL_BATCH_STEPS = 6_000, 1_000
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     seeds = range(seeds or SEEDS[scale])
     if scale == "smoke":
         changes, fractions = {}, (0.4, 0.8)
@@ -239,9 +240,9 @@ def ranks_of(scores: Scores, members: tuple[str, ...]) -> tuple[list[float], flo
             continue
         values = [by_preset[n] for n in names]
         tested.append((values, idx))
-        ranks = seed_stats.midranks(values)
+        ranks = statistics.midranks(values)
         per_block.append(sum(ranks[i] for i in idx) / len(idx))
-    _, p = seed_stats.rank_test(tested)
+    _, p = statistics.rank_test(tested)
     n_arms = max((len(v) for v, _ in tested), default=0)
     return per_block, p, n_arms
 
@@ -257,8 +258,8 @@ def _rank_claim(
         + ", ".join(f"{k:g} w.p. {v:.2f}" for k, v in alt.items())
     )
     null = "within a block every optimiser's rank is equally likely (exchangeable optimisers)"
-    power = seed_stats.power_rank_test(
-        n_arms or len(PRESETS), len(members), len(per_block), alt, seed_stats.family_alpha(m)
+    power = statistics.power_rank_test(
+        n_arms or len(PRESETS), len(members), len(per_block), alt, claim_records.family_alpha(m)
     )
     if not per_block or n_arms < 3:
         return Claim(
@@ -280,7 +281,7 @@ def _rank_claim(
         claim,
         paper,
         mean,
-        seed_stats.bootstrap_mean_interval(per_block),
+        statistics.bootstrap_mean_interval(per_block),
         test,
         null,
         p,
@@ -318,13 +319,13 @@ def claims(scores: Scores) -> list[Claim]:
         f"({'none' if top is None else f'{top:g}'}): validation accuracy at its last evaluation.",
         "some generalisation at high fractions",
         k / n if n else None,
-        seed_stats.share_interval(k, n),
+        statistics.share_interval(k, n),
         "one-sided exact binomial test over the validation equations, pooled over seeds; power "
         f"assumes {100 * PAPER_FULL_BATCH_ACCURACY:.0f} % validation accuracy",
         f"validation accuracy at most chance ({p0:.3g})",
-        seed_stats.binomial_above_p(k, n, p0),
-        seed_stats.power_binomial_above(
-            n, p0, PAPER_FULL_BATCH_ACCURACY, seed_stats.family_alpha(m)
+        statistics.binomial_above_p(k, n, p0),
+        statistics.power_binomial_above(
+            n, p0, PAPER_FULL_BATCH_ACCURACY, claim_records.family_alpha(m)
         ),
         why="" if n else "no full-batch Adam run with validation counts",
     )
@@ -386,7 +387,7 @@ def describe(scores: Scores) -> str:
     )
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned blocks and validation sizes (counts only)."""
     from grokkit.ops import get_operation
 
@@ -401,4 +402,4 @@ def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | Non
         for c in configs
     ]
     budgets = sorted({c.steps for c in configs})
-    return seed_stats.powers(claims(Scores([], configs[0], budgets, scale, placeholder)))
+    return claim_records.powers(claims(Scores([], configs[0], budgets, scale, placeholder)))

@@ -14,15 +14,14 @@ The claims, each tested over (data fraction, seed) pairs of runs:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from grokkit.analysis import statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.ops import PAPER_OPERATIONS as OPERATIONS
 
@@ -77,7 +76,7 @@ REDUCTIONS = {
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     if scale == "smoke":
         ops, changes, fractions = list(OPERATIONS), {"modulus": 11}, (0.5, 0.8)
         n_seeds = {op: seeds or 1 for op in ops}
@@ -248,17 +247,9 @@ def hard_signs(scores: Scores) -> tuple[int, int]:
     return len(runs) - reached, reached
 
 
-def _mean_interval(d: list[float]) -> tuple[float, float] | None:
-    if len(d) < 2:
-        return None
-    se = float(np.std(d, ddof=1)) / math.sqrt(len(d))
-    t = stats.t.ppf(0.975, len(d) - 1)
-    return float(np.mean(d)) - t * se, float(np.mean(d)) + t * se
-
-
 def claims(scores: Scores) -> list[Claim]:
     m = 3
-    alpha = seed_stats.family_alpha(m)
+    alpha = claim_records.family_alpha(m)
     d = paired(scores, *PAIR)
     same = Claim(
         "sub_div_same_data",
@@ -266,17 +257,17 @@ def claims(scores: Scores) -> list[Claim]:
         f"validation accuracies differ by less than {100 * MARGIN:.0f} points on average.",
         "about the same amount of data",
         float(np.mean(d)) if d else None,
-        _mean_interval(d),
+        statistics.mean_interval(d),
         f"paired TOST over {len(d)} (fraction, seed) pairs, margin {MARGIN:g}; power assumes "
         f"no difference, spread {PAPER_DIFFERENCE_SD:g}",
         f"the mean difference of best validation accuracy is at least {MARGIN:g} either way",
-        seed_stats.paired_tost(d, MARGIN),
-        seed_stats.power_paired_tost(len(d), PAPER_DIFFERENCE_SD, MARGIN, alpha),
+        statistics.paired_tost(d, MARGIN),
+        statistics.power_paired_tost(len(d), PAPER_DIFFERENCE_SD, MARGIN, alpha),
         why="" if len(d) >= 2 else "fewer than two (fraction, seed) pairs of x-y and x/y",
     )
     plus, minus, ties = symmetric_signs(scores)
     n_sym = plus + minus + ties
-    symmetric = seed_stats.sign_claim(
+    symmetric = claim_records.sign_claim(
         "symmetric_needs_less",
         "A symmetric operation generalises with less data than its asymmetric counterpart: "
         "higher best validation accuracy at the same fraction and seed (x+y vs x-y, "
@@ -286,12 +277,12 @@ def claims(scores: Scores) -> list[Claim]:
         minus,
         ties,
         "(pair, fraction, seed) comparison",
-        seed_stats.power_sign(n_sym // 2, PAPER_SYMMETRIC_PROBABILITY, alpha),
+        statistics.power_sign(n_sym // 2, PAPER_SYMMETRIC_PROBABILITY, alpha),
         f"half the comparisons tie, the rest favour the symmetric operation w.p. "
         f"{PAPER_SYMMETRIC_PROBABILITY}",
     )
     failed, reached = hard_signs(scores)
-    hard = seed_stats.sign_claim(
+    hard = claim_records.sign_claim(
         "x3_no_generalisation",
         f"{HARD} does not reach 99 % validation accuracy at any fraction tried.",
         "no generalisation at any fraction up to 95 %",
@@ -299,7 +290,7 @@ def claims(scores: Scores) -> list[Claim]:
         reached,
         0,
         "run",
-        seed_stats.power_sign(failed + reached, PAPER_HARD_FAILS, alpha),
+        statistics.power_sign(failed + reached, PAPER_HARD_FAILS, alpha),
         f"a run fails with probability {PAPER_HARD_FAILS}",
     )
     return [same, symmetric, hard]
@@ -330,8 +321,8 @@ def describe(scores: Scores) -> str:
     )
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned pairs and runs (counts only)."""
     configs = runs(scale, seeds)
     placeholder = [RunScore(c.operation, c.train_fraction, c.seed, 0.0, False) for c in configs]
-    return seed_stats.powers(claims(Scores([], configs[0].steps, scale, placeholder)))
+    return claim_records.powers(claims(Scores([], configs[0].steps, scale, placeholder)))

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grokkit.analysis import statistics
 from grokkit.analysis.embeddings import (
     PAPER_S5_GENERATORS,
     add_constant_pairs,
@@ -420,17 +421,6 @@ def _space(g: dict, space: str) -> dict:
     return g["paper"] if space == "tsne" else g["paper_rows"]
 
 
-def _mean_interval(values: list[float]) -> tuple[float, float] | None:
-    """A t interval (95 %) of the mean over seeds."""
-    from scipy import stats
-
-    if len(values) < 2:
-        return None
-    v = np.asarray(values, dtype=float)
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
-
-
 def _structure(task: str) -> str:
     return "the cosets of H or a conjugate" if task.startswith("s5") else f"x -> x+{SHIFT}"
 
@@ -452,7 +442,7 @@ def claims(panels: Panels) -> list[claim_records.Claim]:
                     ),
                     paper_value="visible in the paper's t-SNE (Figure 3)",
                     measured=float(np.mean(t["stats"])),
-                    interval=_mean_interval(t["stats"]),
+                    interval=statistics.mean_interval(t["stats"]),
                     test=f"shuffle test, seeds pooled ({SHUFFLES:,} shuffles per seed)",
                     null="the layout does not know which point is which element",
                     p_value=t["p"],

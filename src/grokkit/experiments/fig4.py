@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from grokkit.analysis import statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, fig1_left, seed_stats
+from grokkit.experiments import claims as claim_records, common, fig1_left
 from grokkit.experiments.claims import Claim
 from grokkit.plot_style import TRAIN_COLOR, VALIDATION_COLOR
 
@@ -111,11 +112,11 @@ def signs(curve: fig1_left.Curve) -> tuple[int, int, int]:
 
 def claims(curve: fig1_left.Curve) -> list[Claim]:
     plus, minus, undecided = signs(curve)
-    power = seed_stats.power_sign(
-        len(curve.seeds), PAPER_SEED_PROBABILITY, seed_stats.family_alpha(1)
+    power = statistics.power_sign(
+        len(curve.seeds), PAPER_SEED_PROBABILITY, claim_records.family_alpha(1)
     )
     return [
-        seed_stats.sign_claim(
+        claim_records.sign_claim(
             "double_descent",
             f"Validation loss rises to a peak at least {RISE:g}x its start, then falls to at "
             f"most {FALL:g}x that peak (per seed).",
@@ -150,6 +151,6 @@ def describe(curve: fig1_left.Curve) -> str:
     )
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned number of seeds (the powers depend on counts only)."""
-    return seed_stats.powers(claims(fig1_left.placeholder(scale, seeds)))
+    return claim_records.powers(claims(fig1_left.placeholder(scale, seeds)))

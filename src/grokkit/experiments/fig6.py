@@ -22,7 +22,7 @@ from pathlib import Path
 
 from grokkit.analysis import statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.ops import get_operation
 from grokkit.plot_style import MARKERS
@@ -94,7 +94,7 @@ def grid(
     scale: str, operation: str | None = None, seeds: int | None = None
 ) -> tuple[list[RunConfig], list[dict]]:
     """(runs to train, skipped (k, fraction) combinations with the reason)."""
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     base, ks, fractions, default_seeds = _settings(scale, operation)
     n_equations = get_operation(base.operation, base.modulus).n_equations
     fits = {(k, f): 2 * k <= round(f * n_equations) for k in ks for f in fractions}
@@ -297,7 +297,7 @@ def _fisher_claim(id, claim, paper, zero, other, if_rejected, m, what) -> Claim:
         f"{k1}/{n1}; power assumes shares {PAPER_REACH[0]} vs {PAPER_REACH[1]}",
         test.null,
         test.p_value if tested else math.nan,
-        statistics.power_fisher(*PAPER_REACH, n0, n1, seed_stats.family_alpha(m))
+        statistics.power_fisher(*PAPER_REACH, n0, n1, claim_records.family_alpha(m))
         if tested
         else 0.0,
         if_rejected=if_rejected,
@@ -372,13 +372,11 @@ def describe(outliers: Outliers) -> str:
     )
 
 
-def planned_power(
-    scale: str, operation: str | None = None, seeds: int | None = None
-) -> dict[str, float | None]:
+def planned_power(scale: str, operation: str | None = None, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned arms (counts only)."""
     configs, skipped = grid(scale, operation, seeds)
     placeholder = [RunReach(c.outliers, c.train_fraction, c.seed, False) for c in configs]
     ks = tuple(sorted({c.outliers for c in configs} | {s["outliers"] for s in skipped}))
-    return seed_stats.powers(
+    return claim_records.powers(
         claims(Outliers([], len(skipped), 0, configs[0], scale, placeholder, ks))
     )

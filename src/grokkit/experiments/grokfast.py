@@ -38,7 +38,7 @@ from pathlib import Path
 from grokkit.analysis import grokking_time, statistics
 from grokkit.analysis.grokking_time import first_step_at
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.runs import read_metrics
 
@@ -85,7 +85,7 @@ REDUCTIONS = {
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     # The default minibatch, min(512, ceil(N_train / 2)), is 512 here as in the authors' code.
     base = common.base_config("x*y", scale, "adam", activation="gelu")
     if scale == "smoke":
@@ -185,7 +185,7 @@ def _ratio(none: statistics.Times, ema: statistics.Times) -> tuple[float, tuple 
 
 
 def _logrank_claim(id, claim, paper, ema, none, factor, ratio, m) -> Claim:
-    test = seed_stats.logrank(scaled(ema, factor), none)
+    test = statistics.logrank(scaled(ema, factor), none)
     shifted = "" if factor == 1 else f" ({factor:g}x the EMA filter's times)"
     median_ratio, interval = _ratio(none, ema)
     return Claim(
@@ -199,7 +199,7 @@ def _logrank_claim(id, claim, paper, ema, none, factor, ratio, m) -> Claim:
         f"power assumes a {ratio:.3g}x speed-up, log-time spread {SIGMA_LOG:g}",
         test.null + shifted,
         test.p_value,
-        seed_stats.power_log_ratio(ratio, SIGMA_LOG, ema.n, none.n, seed_stats.family_alpha(m)),
+        statistics.power_log_ratio(ratio, SIGMA_LOG, ema.n, none.n, claim_records.family_alpha(m)),
         if_rejected="holds" if test.statistic < 0 else "contradicted",
         why="" if ema.n and none.n else "a method has no run",
     )
@@ -243,7 +243,7 @@ def describe(methods: Methods) -> str:
         budget = max(c.config.steps for c in methods.curves[method])
         km = statistics.km_median(t)
         text = (
-            f"{LABELS[method]} {seed_stats.format_median(km, budget)} ({t.n_reached} of {t.n} "
+            f"{LABELS[method]} {claim_records.format_median(km, budget)} ({t.n_reached} of {t.n} "
             "runs reached it"
         )
         if method != "none" and none.n:
@@ -260,11 +260,11 @@ def describe(methods: Methods) -> str:
     )
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned seeds (counts only)."""
     configs = runs(scale, seeds)
     curves = common.group_by(
         [common.RunCurve(c, [{"step": 0, "val_accuracy": 0.0}]) for c in configs],
         lambda r: r.config.grad_filter,
     )
-    return seed_stats.powers(claims(Methods(curves, configs[0], scale)))
+    return claim_records.powers(claims(Methods(curves, configs[0], scale)))

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grokkit.analysis import statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.files import atomic_write_text
 
@@ -83,7 +84,7 @@ REDUCTIONS = {
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     n = seeds or SEEDS[scale]
     base = common.base_config("x+y", scale, "adamw", train_fraction=0.3, batch_size=0)
     if scale == "smoke":
@@ -203,7 +204,7 @@ def rise_signs(progress: Progress) -> tuple[int, int, int]:
 def claims(progress: Progress) -> list[Claim]:
     m = 2
     n = len(progress.seeds)
-    power = seed_stats.power_sign(n, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(m))
+    power = statistics.power_sign(n, PAPER_SEED_PROBABILITY, claim_records.family_alpha(m))
     assumed = f"each seed reads as Nanda et al.'s run with probability {PAPER_SEED_PROBABILITY}"
     specs = [
         (
@@ -224,7 +225,7 @@ def claims(progress: Progress) -> list[Claim]:
     if n == 1:
         powers = ", ".join(
             f"--seeds {k}: power "
-            f"{seed_stats.power_sign(k, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(m)):.2f}"
+            f"{statistics.power_sign(k, PAPER_SEED_PROBABILITY, claim_records.family_alpha(m)):.2f}"
             for k in TESTABLE_SEEDS
         )
         why = f"one run: the sign tests over seeds need at least {TESTABLE_SEEDS[0]} ({powers})"
@@ -235,7 +236,7 @@ def claims(progress: Progress) -> list[Claim]:
             for id, claim, paper, s in specs
         ]
     return [
-        seed_stats.sign_claim(id, claim, paper, *s, "seed", power, assumed)
+        claim_records.sign_claim(id, claim, paper, *s, "seed", power, assumed)
         for id, claim, paper, s in specs
     ]
 
@@ -276,11 +277,11 @@ def describe(progress: Progress) -> str:
     return " ".join(parts)
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned seeds (None: one run, untestable)."""
     n = len(runs(scale, seeds))
     power = (
-        seed_stats.power_sign(n, PAPER_SEED_PROBABILITY, seed_stats.family_alpha(2))
+        statistics.power_sign(n, PAPER_SEED_PROBABILITY, claim_records.family_alpha(2))
         if n > 1
         else None
     )

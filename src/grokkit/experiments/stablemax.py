@@ -52,7 +52,7 @@ from pathlib import Path
 
 from grokkit.analysis import grokking_time, statistics
 from grokkit.config import RunConfig
-from grokkit.experiments import common, seed_stats
+from grokkit.experiments import claims as claim_records, common
 from grokkit.experiments.claims import Claim
 from grokkit.runs import read_metrics
 
@@ -116,7 +116,7 @@ REDUCTIONS = {
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    seed_stats.check_seeds(seeds)
+    common.check_seeds(seeds, 1)
     recipe = {"train_fraction": 0.4, "batch_size": 0, "lr": 1e-3, "beta1": 0.9, "warmup_steps": 0}
     model = {"n_layers": 1, "d_model": 128, "n_heads": 4, "d_mlp": 512, "norm": "post"}
     base = common.base_config("x+y", scale, "adamw", **recipe)
@@ -238,7 +238,7 @@ def times(methods: Methods, method: str) -> statistics.Times:
 
 def _fix_claim(id: str, claim: str, fix: str, methods: Methods, m: int) -> Claim:
     a, b = times(methods, fix), times(methods, "softmax")
-    test = seed_stats.logrank(a, b)
+    test = statistics.logrank(a, b)
     imp = statistics.probability_of_improvement(a, b)
     tested = a.n > 0 and b.n > 0
     return Claim(
@@ -252,7 +252,7 @@ def _fix_claim(id: str, claim: str, fix: str, methods: Methods, m: int) -> Claim
         f"assumes reach probabilities {PAPER_REACH[0]} vs {PAPER_REACH[1]}",
         test.null,
         test.p_value if tested else math.nan,
-        seed_stats.power_logrank_reach(*PAPER_REACH, a.n, b.n, seed_stats.family_alpha(m)),
+        statistics.power_logrank_reach(*PAPER_REACH, a.n, b.n, claim_records.family_alpha(m)),
         if_rejected="holds" if test.statistic < 0 else "contradicted",
         why="" if tested else "a method has no run",
     )
@@ -279,7 +279,7 @@ def claims(methods: Methods) -> list[Claim]:
             methods,
             m,
         ),
-        seed_stats.sign_claim(
+        claim_records.sign_claim(
             "softmax_stalls",
             f"Plain softmax without regularisation does not reach {100 * GROKKED:.0f} % "
             "validation accuracy within the budget.",
@@ -288,7 +288,7 @@ def claims(methods: Methods) -> list[Claim]:
             base.n_reached,
             0,
             "run",
-            seed_stats.power_sign(base.n, 1 - PAPER_REACH[1], seed_stats.family_alpha(m)),
+            statistics.power_sign(base.n, 1 - PAPER_REACH[1], claim_records.family_alpha(m)),
             f"a run stalls with probability {1 - PAPER_REACH[1]:.2f}",
         ),
     ]
@@ -305,17 +305,18 @@ def describe(methods: Methods) -> str:
         v, c = finals[method]
         parts.append(
             f"{display(method)}: {t.n_reached} of {t.n} runs reached {100 * GROKKED:.0f} %, "
-            f"median updates {seed_stats.format_median(statistics.km_median(t), budget)}; at the "
+            f"median updates {claim_records.format_median(statistics.km_median(t), budget)}; "
+            "at the "
             f"last update validation {common.fmt_pct(v)}, collapse {common.fmt_pct(c)} (means)"
         )
     return "; ".join(parts) + "."
 
 
-def planned_power(scale: str, seeds: int | None = None) -> dict[str, float | None]:
+def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     """Each claim's power at the planned seeds (counts only)."""
     configs = runs(scale, seeds)
     curves = common.group_by(
         [common.RunCurve(c, [{"step": 0, "val_accuracy": 0.0}]) for c in configs],
         lambda r: method_of(r.config),
     )
-    return seed_stats.powers(claims(Methods(curves, configs[0], scale)))
+    return claim_records.powers(claims(Methods(curves, configs[0], scale)))
