@@ -24,7 +24,7 @@ from grokkit import runs
 from grokkit.checkpoint_check import config_differences
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
-from grokkit.errors import InputError
+from grokkit.errors import InputError, unknown
 from grokkit.fast_path import forward_fast, forward_openai_fast
 from grokkit.model import ModelConfig, unflatten
 from grokkit.openai_grok import EOS_TOKEN
@@ -166,7 +166,7 @@ class Run:
         """A configuration field by name, optimizer fields included (``lr``, ``weight_decay``)."""
         fields = self.config.flat_dict()
         if name not in fields:
-            raise InputError(f"unknown field {name!r}; choose one of: {', '.join(sorted(fields))}")
+            raise InputError(unknown("field", name, sorted(fields)))
         return fields[name]
 
 
