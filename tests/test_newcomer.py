@@ -5,11 +5,17 @@ can be read, a command's cost can be known before it runs."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
-from cli_harness import assert_one_line, run_cli
+import torch
+from cli_harness import SWEEP_TINY, TINY, assert_one_line, run_cli, snapshot
+from conftest import tiny_run
 
+from grokkit import runs
 from grokkit.cli import build_parser
+from grokkit.population import Population
+from grokkit.train import train_runs
 
 
 @pytest.mark.parametrize(
@@ -55,3 +61,109 @@ def test_every_flag_of_every_command_has_help_and_names_its_choices():
         if action.choices and action.metavar and not isinstance(action.choices, dict):
             shown = [str(c) for c in action.choices if not isinstance(c, bool)]
             assert all(c in action.help for c in shown), f"{flag} hides its choices"
+
+
+# ---------------------------------------------------------------- messages name the true state
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("newcomer") / "run"
+    assert run_cli_plain(["train", *TINY, "--steps", "20", "--out", str(out)]) == 0
+    return out
+
+
+def run_cli_plain(argv) -> int:
+    from grokkit.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.mark.parametrize(
+    "command", [["sweep", *SWEEP_TINY], ["reproduce", "fig2-right", "--scale", "smoke"]]
+)
+def test_a_run_folder_as_a_sweeps_out_is_called_a_run_folder(command, small_run, capsys):
+    before = snapshot(small_run)
+    code, _, err = run_cli(capsys, *command, "--out", small_run)
+    assert code == 2
+    assert_one_line(err, "is a run folder, not a sweep folder", f"train --resume {small_run}")
+    assert "did not write" not in err
+    assert snapshot(small_run) == before
+
+
+def test_a_foreign_file_is_named(tmp_path, capsys):
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "sweep", *SWEEP_TINY, "--out", tmp_path)
+    assert code == 2
+    assert_one_line(err, "grokkit did not write (such as figs/notes.txt)")
+
+
+def test_show_of_a_sweep_folder_points_to_compare_and_load_sweep(tmp_path, capsys):
+    assert run_cli(capsys, "sweep", *SWEEP_TINY, "--out", tmp_path / "sw")[0] == 0
+    code, _, err = run_cli(capsys, "show", tmp_path / "sw")
+    assert code == 2
+    assert_one_line(err, "is a sweep folder", "grokkit compare", "load_sweep", "/runs/NAME")
+
+
+def test_show_prints_accuracies_in_percent(small_run, capsys):
+    summary = runs.read_summary(small_run)
+    code, out, _ = run_cli(capsys, "show", small_run)
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("val_accuracy "))
+    assert line.split()[-1] == f"{100 * summary['val_accuracy']:.2f}%"
+    assert "steps_to_val_99    not reached" in out
+
+
+@pytest.fixture
+def stopped_early(tmp_path, monkeypatch):
+    """A run stopped by --stop-after-val-99 10 at step 40 of 200 (validation accuracy scripted
+    to 100 % from step 30)."""
+    real_evaluate = Population.evaluate
+
+    def scripted(self):
+        out = real_evaluate(self)
+        out["val_accuracy"] = torch.full_like(out["val_accuracy"], float(self.step_count >= 30))
+        return out
+
+    monkeypatch.setattr(Population, "evaluate", scripted)
+    run_dir = tmp_path / "r"
+    config = tiny_run(steps=200, eval_every=10, stop_after_val_99=10)
+    summary = train_runs([config], [run_dir], progress=False)[0]
+    assert summary["status"] == "stopped_early" and summary["steps_done"] == 40
+    return run_dir
+
+
+def test_resuming_a_run_that_stopped_early_says_how_to_train_past_the_rule(stopped_early, capsys):
+    before = snapshot(stopped_early)
+    code, out, err = run_cli(capsys, "train", "--resume", stopped_early, "--steps", 100)
+    assert code == 0, err
+    assert "stopped early (validation accuracy stayed >= 99 % for 10 steps)" in out
+    assert f"grokkit train --resume {stopped_early} --steps N --stop-after-val-99 0" in out
+    assert snapshot(stopped_early) == before
+
+
+def test_the_way_past_the_stop_rule_trains_on_and_records_it(stopped_early, capsys):
+    argv = ["train", "--resume", stopped_early, "--steps", 100, "--quiet", "--no-plot"]
+    code, out, err = run_cli(capsys, *argv, "--stop-after-val-99", 0)
+    assert code == 0, err
+    summary = runs.read_summary(stopped_early)
+    assert (summary["status"], summary["steps_done"]) == ("completed", 100)
+    assert json.loads((stopped_early / "config.json").read_text())["stop_after_val_99"] == 0
+    # A later resume reads the folder as consistent, and load_run's model too.
+    code, out, err = run_cli(capsys, *argv[:3], "--steps", 120, "--quiet", "--no-plot")
+    assert code == 0, err
+    assert runs.read_summary(stopped_early)["steps_done"] == 120
+
+
+def test_a_resume_still_refuses_other_run_flags(stopped_early, capsys):
+    code, _, err = run_cli(capsys, "train", "--resume", stopped_early, "--lr", "0.1")
+    assert code == 2
+    assert_one_line(err, "drop --lr")
+
+
+def test_resuming_a_completed_run_says_how_to_train_longer(small_run, capsys):
+    code, out, _ = run_cli(capsys, "train", "--resume", small_run)
+    assert code == 0
+    assert "already completed its budget of 20 steps" in out
+    assert f"grokkit train --resume {small_run} --steps N (N > 20)" in out

@@ -203,6 +203,10 @@ def _finished_summary(run_dir: Path, state: dict, config: RunConfig) -> dict | N
         summary = runs.read_summary(run_dir)
     except runs.RunFolderError:
         return None  # no usable summary: train (or evaluate once more) and write it
+    if summary["status"] == "stopped_early" and (
+        state["config"].get("stop_after_val_99") != config.stop_after_val_99
+    ):
+        return None  # resumed under another stop rule (train --resume --stop-after-val-99)
     if runs.is_finished(summary, config.steps) and state["step"] >= summary["steps_done"]:
         return summary
     return None

@@ -45,21 +45,26 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loggers = [logger_factory(name) for name in log_names(args)]  # checked before any work
     if args.resume:
-        given = given_run_flags(args) + (["--out"] if args.out else [])
+        # The budget and the stop rule may change on a resume; nothing else may.
+        given = [f for f in given_run_flags(args) if f != STOP_FLAG]
+        given += ["--out"] if args.out else []
         if given:
             raise InputError(
                 f"--resume continues a run as it was configured; drop {', '.join(given)}"
             )
         run_dir = runs.require_resumable(Path(args.resume))
-        over = _already_over(run_dir, args.steps)
+        over = _already_over(run_dir, args.steps, args.stop_after_val_99)
         if over is not None:  # read only: not even the lock file or the curves are rewritten
-            print(summary_line(over, run_dir) + "; the run was already over, nothing was changed")
+            print(summary_line(over, run_dir) + "; " + over_message(over, run_dir))
             return 1 if over["status"] == "diverged" else 0
         with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
             cfg = runs.read_config(run_dir)
             state = runs.load_checkpoint(run_dir)
             stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
-            if stored != cfg.with_changes(steps=stored.steps):  # only the budget may differ
+            # Only the budget and the stop rule may differ (a resume may change both).
+            if stored != cfg.with_changes(
+                steps=stored.steps, stop_after_val_99=stored.stop_after_val_99
+            ):
                 raise InputError(
                     f"{run_dir}: config.json and the checkpoint describe different runs"
                 )
@@ -69,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                         f"--steps {args.steps} is before the checkpoint (step {state['step']})"
                     )
                 cfg = cfg.with_changes(steps=args.steps)
+            if args.stop_after_val_99 is not None:
+                cfg = _change_stop_rule(run_dir, cfg, args.stop_after_val_99)
             summary = _train(cfg, run_dir, [state], device, loggers, args)
     else:
         if not args.out:
@@ -86,10 +93,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _already_over(run_dir: Path, steps: int | None) -> dict | None:
+STOP_FLAG = "--stop-after-val-99"
+
+
+def _already_over(run_dir: Path, steps: int | None, stop: int | None) -> dict | None:
     """The summary of a run that has nothing left to do up to ``steps`` (default: its own budget)
-    and whose checkpoint is where its summary says, else None (then the locked path below reads
-    the folder again, and reports whatever is wrong with it)."""
+    under its stop rule (``stop``: a new one, given on the resume) and whose checkpoint is where
+    its summary says, else None (then the locked path below reads the folder again, and reports
+    whatever is wrong with it)."""
     try:
         summary = runs.read_summary(run_dir)
         if steps is not None and steps < summary["steps_done"]:
@@ -101,10 +112,40 @@ def _already_over(run_dir: Path, steps: int | None) -> dict | None:
             warnings.catch_warnings()
         ):  # a fallback to previous.pt is said once, by the locked path
             warnings.simplefilter("ignore")
-            step = runs.load_checkpoint(run_dir)["step"]
+            state = runs.load_checkpoint(run_dir)
     except runs.RunFolderError:
         return None
-    return summary if step >= summary["steps_done"] else None
+    old_stop = state["config"].get("stop_after_val_99")
+    if summary["status"] == "stopped_early" and stop is not None and stop != old_stop:
+        return None  # a new stop rule: the run trains on under it
+    return summary if state["step"] >= summary["steps_done"] else None
+
+
+def over_message(summary: dict, run_dir: Path) -> str:
+    """Why a resumed run had nothing to do, and the command that would train it on."""
+    status, done = summary["status"], summary["steps_done"]
+    if status == "stopped_early":
+        return (
+            f"the run had stopped early ({summary.get('message') or 'its stop rule'}); nothing "
+            f"was changed. To train on past the stop rule: grokkit train --resume {run_dir} "
+            f"--steps N {STOP_FLAG} 0 (0: never stop early)"
+        )
+    if status == "completed":
+        return (
+            f"the run had already completed its budget of {done} steps; nothing was changed. "
+            f"To train longer: grokkit train --resume {run_dir} --steps N (N > {done})"
+        )
+    return f"the run had already ended ({status}); nothing was changed"
+
+
+def _change_stop_rule(run_dir: Path, cfg: RunConfig, stop: int) -> RunConfig:
+    """The run's config under a new stop rule, recorded in its config.json (which holds every
+    setting of the run but its budget, as its checkpoint does)."""
+    cfg = cfg.with_changes(stop_after_val_99=stop)
+    validate_run(cfg)
+    stored = runs.read_json(run_dir / "config.json")
+    runs.write_json(run_dir / "config.json", {**stored, "stop_after_val_99": stop})
+    return cfg
 
 
 def resume_hint(args: argparse.Namespace) -> str:
