@@ -167,3 +167,21 @@ def test_resuming_a_completed_run_says_how_to_train_longer(small_run, capsys):
     assert code == 0
     assert "already completed its budget of 20 steps" in out
     assert f"grokkit train --resume {small_run} --steps N (N > 20)" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train", *TINY, "--steps", "5"], ["sweep", *SWEEP_TINY], ["compare", "RUN"]],
+)
+def test_a_path_two_missing_folders_deep_creates_nothing(command, small_run, tmp_path, capsys):
+    out = tmp_path / "nonexistent" / "dir" / ("c.png" if command[0] == "compare" else "run")
+    command = [str(small_run) if a == "RUN" else a for a in command]
+    code, _, err = run_cli(capsys, *command, "--out", out)
+    assert code == 2
+    assert_one_line(err, f"its parent {out.parent} does not exist", "mkdir -p")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_one_missing_folder_is_created_as_in_the_readme(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", *TINY, "--steps", "5", "--out", tmp_path / "runs/a")
+    assert code == 0, err

@@ -94,6 +94,7 @@ def check_out_dir(out_dir: Path) -> None:
     OUT/index.* and, for ``reproduce``, its figures' own files, so nothing there is overwritten."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
+        runs.check_parents(out_dir)
         return
     if not out_dir.is_dir():
         raise SweepError(f"--out {out_dir} exists and is not a folder; choose a new path")
