@@ -185,3 +185,55 @@ def test_a_path_two_missing_folders_deep_creates_nothing(command, small_run, tmp
 def test_one_missing_folder_is_created_as_in_the_readme(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", *TINY, "--steps", "5", "--out", tmp_path / "runs/a")
     assert code == 0, err
+
+
+# ---------------------------------------------------------------- reading a run being written
+
+WRITER = """
+import sys, torch
+torch.set_num_threads(1)
+from grokkit.cli import main
+sys.exit(main(["train", "--op", "x+y", "--modulus", "11", "--d-model", "16", "--heads", "2",
+               "--d-mlp", "32", "--layers", "1", "--quiet", "--no-plot", "--device", "cpu",
+               "--eval-every", "1", "--checkpoint-every", "1", "--steps", "100000",
+               "--out", sys.argv[1]]))
+"""
+
+
+def test_a_reader_during_a_write_sees_a_consistent_run_and_never_fails(tmp_path, capsys):
+    """load_run, its model, compare and show, over and over while a run checkpoints every step:
+    no read fails, warns (no fallback to previous.pt) or mixes two checkpoints' files."""
+    import subprocess
+    import sys
+    import warnings
+
+    import grokkit
+
+    run_dir = tmp_path / "run"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir)])
+    reads = []
+    try:
+        while len({done for done, _ in reads}) < 6:  # reads at six checkpoints, then stop it
+            assert writer.poll() is None, "the writer ended early"
+            if not (run_dir / "summary.json").is_file():
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a fallback warning would fail the read
+                run = grokkit.load_run(run_dir)
+                model = run.model()
+            done = run.summary["steps_done"]
+            steps = list(run.metrics["step"])
+            assert steps[-1] == done  # evaluated and checkpointed every step: the same moment
+            assert model.step >= done
+            code, out, err = run_cli(capsys, "show", run_dir)
+            assert code == 0, err
+            if len(reads) < 2:  # a figure costs a second: twice is enough
+                code, out, err = run_cli(capsys, "compare", run_dir, "--out", tmp_path / "c.png")
+                assert code == 0, err
+            reads.append((done, len(steps)))
+    finally:
+        writer.kill()  # killed outright: a run loses only the steps since its last checkpoint
+        writer.wait(timeout=60)
+    final = [s for s in grokkit.load_run(run_dir).metrics["step"]]
+    for done, count in reads:  # each read held exactly the rows up to its summary's step
+        assert count == sum(1 for s in final if s <= done)

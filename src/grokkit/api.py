@@ -177,10 +177,15 @@ def load_run(path: str | Path) -> Run:
         raise RunFolderError(f"{path} is not a folder")
     if not runs.is_run_dir(path):
         raise RunFolderError(f"{path} is not a run folder (no config.json)")
-    rows = runs.read_metrics(path)
+    # No lock: a run being trained is read as of its last checkpoint. Every file is replaced
+    # whole by a rename, and the trainer writes metrics.csv before summary.json, so the rows read
+    # after the summary reach at least its step; those beyond it (a newer checkpoint's) are left
+    # out, and the metrics and the summary describe the same moment.
+    summary = runs.read_summary(path)
+    rows = [r for r in runs.read_metrics(path) if r["step"] <= summary["steps_done"]]
     # Every column metrics.csv has (the per-part norms too), in its order; empty: the contract's.
     metrics = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(runs.METRIC_COLUMNS))
-    return Run(path, runs.read_config(path), runs.read_summary(path), metrics)
+    return Run(path, runs.read_config(path), summary, metrics)
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:
@@ -205,9 +210,13 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     found: list[Run] = []
     for path in map(Path, paths):
         if (path / INDEX_FILE).is_file() and not runs.is_run_dir(path):
+            # Runs not started yet have no folder content, runs before their first checkpoint
+            # no summary: there is nothing of theirs to read yet.
             found += [
-                load_run(p) for p in load_sweep(path)["path"] if runs.is_run_dir(Path(p))
-            ]  # runs not started yet have no folder content
+                load_run(p)
+                for p in load_sweep(path)["path"]
+                if runs.is_run_dir(Path(p)) and (Path(p) / "summary.json").is_file()
+            ]
         else:
             found.append(load_run(path))
     return found
