@@ -237,3 +237,67 @@ def test_a_reader_during_a_write_sees_a_consistent_run_and_never_fails(tmp_path,
     final = [s for s in grokkit.load_run(run_dir).metrics["step"]]
     for done, count in reads:  # each read held exactly the rows up to its summary's step
         assert count == sum(1 for s in final if s <= done)
+
+
+# ---------------------------------------------------------------- the cost of a command, before
+
+
+@pytest.fixture
+def free_costs(monkeypatch):
+    """Projections without measuring: a step costs 10 ms per member, an evaluation 1 ms."""
+    from grokkit.sweep.projection import CostMeter, StepCost
+
+    monkeypatch.setattr(CostMeter, "cost", lambda self, c, m, t: StepCost(1e-2, 1e-3))
+
+
+def test_train_plan_projects_the_run_and_writes_nothing(free_costs, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, text, err = run_cli(capsys, "train", *TINY, "--steps", 1000, "--plan", "--out", out)
+    assert code == 0, err
+    assert not out.exists()
+    row, total = text.splitlines()[1], text.splitlines()[-1]
+    assert row.split()[:2] == ["x+y", "11"] and "1000" in row and "new" in row
+    assert total.startswith("projected training time 10 s (10-10 s) for 1 of 1 runs")
+    assert "every run using its whole budget" in total
+
+
+def test_a_plan_with_a_stop_rule_says_it_is_an_upper_bound(free_costs, capsys):
+    argv = ["train", *TINY, "--steps", 1000, "--stop-after-val-99", 200, "--plan", "--json"]
+    code, text, _ = run_cli(capsys, *argv)
+    plan = json.loads(text)
+    assert plan["stops_early"] and plan["runs"][0]["stop_after_val_99"] == 200
+    code, text, _ = run_cli(capsys, *argv[:-1])
+    assert "at most: a run with --stop-after-val-99 ends once it has generalised" in text
+
+
+def test_train_plan_of_a_resume_counts_the_steps_left(free_costs, small_run, capsys):
+    before = snapshot(small_run)
+    code, text, err = run_cli(capsys, "train", "--resume", small_run, "--steps", 520, "--plan")
+    assert code == 0, err
+    assert "20->520" in text and "resume" in text
+    assert text.splitlines()[-1].startswith("projected training time 5 s")
+    assert snapshot(small_run) == before
+
+
+def test_sweep_plan_tells_done_runs_from_new_ones_and_shows_lr_and_decay(
+    free_costs, tmp_path, capsys
+):
+    out = tmp_path / "sw"
+    assert run_cli(capsys, "sweep", *SWEEP_TINY, "--out", out)[0] == 0
+    before = snapshot(out)
+    argv = ["sweep", *SWEEP_TINY, "--seed", 0, 1, "--lr", "1e-3", "3e-3", "--plan", "--json"]
+    code, text, err = run_cli(capsys, *argv, "--out", out)
+    assert code == 0, err
+    plan = json.loads(text)
+    status = {(r["seed"], r["lr"]): r["status"] for r in plan["runs"]}
+    assert status == {(0, 1e-3): "done", (1, 1e-3): "new", (0, 3e-3): "new", (1, 3e-3): "new"}
+    assert {r["weight_decay"] for r in plan["runs"]} == {1.0}
+    assert snapshot(out) == before
+    code, text, err = run_cli(capsys, *argv[:-1])  # no --out: a new folder, every run new
+    assert code == 0 and text.count(" new ") == 4 and "3e-03" in text
+
+
+def test_json_and_remeasure_go_with_plan(capsys):
+    code, _, err = run_cli(capsys, "train", *TINY, "--json", "--out", "x")
+    assert code == 2
+    assert_one_line(err, "--json goes with --plan")

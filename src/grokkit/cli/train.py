@@ -19,6 +19,7 @@ from grokkit.cli.common import (
     require_at_least,
 )
 from grokkit.cli.run_flags import add_run_flags, config_from_args, given_run_flags
+from grokkit.cli.run_plan import add_plan_flags, check_plan_flags, print_run_plan
 from grokkit.config import RunConfig, validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
@@ -35,6 +36,7 @@ def register(sub) -> None:
     add_threads_flag(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    add_plan_flags(t)
     add_run_flags(t)
     t.set_defaults(func=run, resume_hint=resume_hint)
 
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--threads", args.threads, 1)
     device = resolve_device(args.device)
     loggers = [logger_factory(name) for name in log_names(args)]  # checked before any work
+    check_plan_flags(args)
+    if args.plan:
+        return _plan(args, device)
     if args.resume:
         # The budget and the stop rule may change on a resume; nothing else may.
         given = [f for f in given_run_flags(args) if f != STOP_FLAG]
@@ -146,6 +151,30 @@ def _change_stop_rule(run_dir: Path, cfg: RunConfig, stop: int) -> RunConfig:
     stored = runs.read_json(run_dir / "config.json")
     runs.write_json(run_dir / "config.json", {**stored, "stop_after_val_99": stop})
     return cfg
+
+
+def _plan(args: argparse.Namespace, device: str) -> int:
+    """``train --plan``: the run and its projected wall time; reads only (a resumed run from its
+    checkpoint's step, without the lock: a run being trained is planned as of its checkpoint)."""
+    from grokkit.sweep.planning import plan_resume
+    from grokkit.sweep.projection import CostMeter
+
+    if args.resume:
+        run_dir = runs.require_resumable(Path(args.resume))
+        state = runs.load_checkpoint(run_dir)
+        cfg = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
+        cfg = cfg.with_changes(steps=max(args.steps or cfg.steps, state["step"]))
+        if args.stop_after_val_99 is not None:
+            cfg = cfg.with_changes(stop_after_val_99=args.stop_after_val_99)
+        start = state["step"]
+    else:
+        cfg = config_from_args(args)
+        start = None
+    validate_run(cfg)
+    apply_threads(args)  # measured with the threads the training will have
+    plan = plan_resume(cfg, start, device, CostMeter(device, remeasure=args.remeasure))
+    print_run_plan(plan, args.json)
+    return 0
 
 
 def resume_hint(args: argparse.Namespace) -> str:
