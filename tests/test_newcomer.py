@@ -301,3 +301,46 @@ def test_json_and_remeasure_go_with_plan(capsys):
     code, _, err = run_cli(capsys, "train", *TINY, "--json", "--out", "x")
     assert code == 2
     assert_one_line(err, "--json goes with --plan")
+
+
+def _scripted_val(monkeypatch, from_step: int) -> None:
+    """Validation accuracy 100 % from ``from_step`` on, 0 before."""
+    real_evaluate = Population.evaluate
+
+    def scripted(self):
+        out = real_evaluate(self)
+        ok = float(self.step_count >= from_step)
+        out["val_accuracy"] = torch.full_like(out["val_accuracy"], ok)
+        return out
+
+    monkeypatch.setattr(Population, "evaluate", scripted)
+
+
+def test_the_eta_under_a_stop_rule_is_an_upper_bound_then_bounded_by_the_streak(
+    tmp_path, monkeypatch, capsys
+):
+    _scripted_val(monkeypatch, 30)
+    config = tiny_run(steps=500, eval_every=10, stop_after_val_99=50)
+    capsys.readouterr()
+    summary = train_runs([config], [tmp_path / "r"], progress=True)[0]
+    bar = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line]
+    assert summary["steps_done"] == 80
+    assert "0/500 [00:00<at most " in bar[0]  # before the streak: the budget, as a bound
+    streak = [line for line in bar if "30/80 [" in line]  # from step 30, aimed at 30 + 50
+    assert streak and "at most" not in streak[0]
+    assert " 80/80 [" in bar[-1]  # ends full, where it stopped
+
+
+def test_expected_end_follows_the_streak():
+    from grokkit.train import Tracker, _Run, expected_end
+
+    def run(steps, stop, since):
+        return _Run(
+            tiny_run(steps=steps, stop_after_val_99=stop), None, Tracker(val_99_since=since), [], {}
+        )
+
+    assert expected_end([run(1000, 0, None)]) == (1000, False)
+    assert expected_end([run(1000, 200, None)]) == (1000, True)
+    assert expected_end([run(1000, 200, 300)]) == (500, False)
+    assert expected_end([run(1000, 200, 300), run(1000, 200, None)]) == (1000, True)
+    assert expected_end([run(400, 200, 300)]) == (400, False)
