@@ -344,3 +344,27 @@ def test_expected_end_follows_the_streak():
     assert expected_end([run(1000, 200, 300)]) == (500, False)
     assert expected_end([run(1000, 200, 300), run(1000, 200, None)]) == (1000, True)
     assert expected_end([run(400, 200, 300)]) == (400, False)
+
+
+def test_the_sweep_bar_shows_the_populations_latest_and_best_validation_accuracy():
+    import queue
+
+    from grokkit.sweep.progress import QueueWatcher, SweepProgress
+
+    sink = queue.Queue()
+    worker = QueueWatcher(sink)
+    for run, val in [("a", 0.10), ("b", 0.30), ("a", 0.42), ("c", 0.995)]:
+        worker.evaluated(run, val)  # batched: only each run's latest is sent
+    worker.run_ended("c", {"steps_done": 50, "best_val_accuracy": 0.995, "steps_to_val_99": 40})
+    progress = SweepProgress(
+        {k: (f"run-{k}", 0, 100) for k in "abc"},
+        on_run_ended=lambda n, s: None,
+        description="t",
+        enabled=False,
+        runs_done=0,
+        runs_total=3,
+        stops_early=True,
+    )
+    progress.drain(sink)
+    assert progress.postfix_text() == "runs 1/3, val now 30-42%, best 99.5%, >=99% in 1"
+    progress.close()

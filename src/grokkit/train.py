@@ -190,6 +190,9 @@ class ProgressWatcher(Protocol):
     def checkpointed(self, run_dir: Path, summary: dict) -> None:
         """A run still training wrote a checkpoint (and a summary.json saying where it is)."""
 
+    def evaluated(self, run_dir: Path, val_accuracy: float) -> None:
+        """A run recorded an evaluation (a metrics row) with this validation accuracy."""
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: every run was checkpointed at the step it had completed."""
@@ -399,6 +402,8 @@ class _TrainingSession:
             # A diverged run's last row is recorded whatever the schedule: it says where it broke.
             if bad or force or needs_evaluation(step, run.config):
                 run.record(row)
+                if self.watcher is not None:
+                    self.watcher.evaluated(run.folder, row["val_accuracy"])
             diverged.append(bad)
         return diverged
 
