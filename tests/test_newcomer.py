@@ -368,3 +368,18 @@ def test_the_sweep_bar_shows_the_populations_latest_and_best_validation_accuracy
     progress.drain(sink)
     assert progress.postfix_text() == "runs 1/3, val now 30-42%, best 99.5%, >=99% in 1"
     progress.close()
+
+
+def test_the_benchmarks_tuning_rows_read_apart_by_lr_and_weight_decay(free_costs, capsys):
+    code, text, err = run_cli(capsys, "reproduce", "benchmark", "--scale", "smoke", "--plan")
+    assert code == 0, err
+    header, *rows = [line for line in text.splitlines() if line.startswith(("figure", "bench"))]
+    assert header.split()[6:8] == ["lr", "wd"]
+    adamw = [r.split()[1:9] for r in rows if r.endswith(" adamw")]
+    assert len(adamw) == len({tuple(r) for r in adamw})  # no two rows alike
+    assert {(r[5], r[6]) for r in adamw if r[3] == "100"} == {
+        ("1e-03", "1"),
+        ("3e-03", "1"),
+        ("1e-03", "3"),
+        ("3e-03", "3"),
+    }
