@@ -383,3 +383,87 @@ def test_the_benchmarks_tuning_rows_read_apart_by_lr_and_weight_decay(free_costs
         ("1e-03", "3"),
         ("3e-03", "3"),
     }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _captured_figure(monkeypatch):
+    """The figure a plot function saves, kept open for the test to read."""
+    import grokkit.plots
+
+    held = {}
+
+    def keep(fig, out_png):
+        held["fig"] = fig
+        return out_png
+
+    monkeypatch.setattr(grokkit.plots, "save_figure", keep)
+    return held
+
+
+def _rows(train_at: int, val_at: int | None) -> list[dict]:
+    return [
+        {
+            "step": s,
+            "train_loss": 1.0,
+            "val_loss": 1.0,
+            "train_accuracy": 1.0 if s >= train_at else 0.5,
+            "val_accuracy": 1.0 if val_at is not None and s >= val_at else 0.1,
+        }
+        for s in (0, 1, 10, 50, 100, 500, 1000)
+    ]
+
+
+def test_curves_mark_the_two_99_steps_that_define_grokking(monkeypatch, tmp_path):
+    from grokkit.plots import plot_run_curves
+
+    held = _captured_figure(monkeypatch)
+    plot_run_curves(_rows(50, 500), tmp_path / "c.png")
+    accuracy_axis, loss_axis = held["fig"].axes
+    for axis in (accuracy_axis, loss_axis):
+        dotted = [line.get_xdata()[0] for line in axis.lines if line.get_linestyle() == ":"]
+        assert dotted == [50, 500]
+    legend = [t.get_text() for t in accuracy_axis.get_legend().get_texts()]
+    assert "train 99% at step 50" in legend and "validation 99% at step 500" in legend
+    assert "delay 450 steps" in legend
+    plot_run_curves(_rows(50, None), tmp_path / "c.png")
+    legend = [t.get_text() for t in held["fig"].axes[0].get_legend().get_texts()]
+    assert "validation 99%: not reached" in legend
+
+
+def test_compare_names_what_differs_that_matters_not_the_budget():
+    from grokkit.plots import comparison_labels
+
+    a = {"operation": "x/y", "modulus": 97, "lr": 1e-3, "steps": 20000, "preset": "adamw"}
+    b = {**a, "lr": 3e-3, "steps": 100000}
+    title, labels = comparison_labels([a, b], ["r1", "r2"])
+    assert labels == ["lr 0.001", "lr 0.003"] and "steps" not in title
+    _, labels = comparison_labels([a, {**a, "steps": 100000}], ["r1", "r2"])
+    assert labels == ["steps 20000", "steps 100000"]  # the budget, when nothing else differs
+
+
+def test_compare_keeps_runs_that_learned_alike_distinguishable(monkeypatch, tmp_path):
+    from grokkit.plots import plot_comparison
+
+    held = _captured_figure(monkeypatch)
+    same = _rows(50, 500)
+    plot_comparison([("seed 0", same), ("seed 1", same)], tmp_path / "c.png")
+    validation = [line for line in held["fig"].axes[0].lines if line.get_linestyle() == "-"]
+    assert len(validation) == 2
+    first, second = validation
+    assert first.get_marker() != second.get_marker()  # each run's markers show on the other
+    assert first.get_linewidth() > second.get_linewidth()  # the first shows around the second
+    assert first.get_markevery() != second.get_markevery()  # at different places
+
+
+def test_the_fourier_plot_shades_only_phases_a_boundary_delimits():
+    from grokkit.analysis.fourier import _phase_spans
+
+    none = {"memorisation_end": None, "cleanup_start": None, "cleanup_end": None}
+    assert _phase_spans(none, 0, 1000) == []
+    ended = _phase_spans({**none, "memorisation_end": 300}, 0, 1000)
+    assert [(label, a, b) for label, a, b, _ in ended] == [
+        ("memorisation", 0, 300),
+        ("circuit formation, not over at the last snapshot", 300, 1000),
+    ]
