@@ -277,6 +277,9 @@ def test_train_plan_of_a_resume_counts_the_steps_left(free_costs, small_run, cap
     assert "20->520" in text and "resume" in text
     assert text.splitlines()[-1].startswith("projected training time 5 s")
     assert snapshot(small_run) == before
+    code, text, err = run_cli(capsys, "train", "--resume", small_run, "--plan")  # over: done
+    assert code == 0, err
+    assert " done " in text and text.splitlines()[-1].startswith("projected training time 0 s")
 
 
 def test_sweep_plan_tells_done_runs_from_new_ones_and_shows_lr_and_decay(
@@ -467,3 +470,9 @@ def test_the_fourier_plot_shades_only_phases_a_boundary_delimits():
         ("memorisation", 0, 300),
         ("circuit formation, not over at the last snapshot", 300, 1000),
     ]
+
+
+def test_a_plan_of_a_resume_refuses_run_flags_as_the_resume_does(small_run, capsys):
+    code, _, err = run_cli(capsys, "train", "--resume", small_run, "--lr", "0.1", "--plan")
+    assert code == 2
+    assert_one_line(err, "drop --lr")

@@ -47,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loggers = [logger_factory(name) for name in log_names(args)]  # checked before any work
     check_plan_flags(args)
-    if args.plan:
-        return _plan(args, device)
     if args.resume:
         # The budget and the stop rule may change on a resume; nothing else may.
         given = [f for f in given_run_flags(args) if f != STOP_FLAG]
@@ -57,31 +55,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--resume continues a run as it was configured; drop {', '.join(given)}"
             )
+    if args.plan:
+        return _plan(args, device)
+    if args.resume:
         run_dir = runs.require_resumable(Path(args.resume))
         over = _already_over(run_dir, args.steps, args.stop_after_val_99)
         if over is not None:  # read only: not even the lock file or the curves are rewritten
             print(summary_line(over, run_dir) + "; " + over_message(over, run_dir))
             return 1 if over["status"] == "diverged" else 0
-        with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
-            cfg = runs.read_config(run_dir)
-            state = runs.load_checkpoint(run_dir)
-            stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
-            # Only the budget and the stop rule may differ (a resume may change both).
-            if stored != cfg.with_changes(
-                steps=stored.steps, stop_after_val_99=stored.stop_after_val_99
-            ):
-                raise InputError(
-                    f"{run_dir}: config.json and the checkpoint describe different runs"
-                )
-            if args.steps is not None:
-                if args.steps < state["step"]:
-                    raise InputError(
-                        f"--steps {args.steps} is before the checkpoint (step {state['step']})"
-                    )
-                cfg = cfg.with_changes(steps=args.steps)
-            if args.stop_after_val_99 is not None:
-                cfg = _change_stop_rule(run_dir, cfg, args.stop_after_val_99)
-            summary = _train(cfg, run_dir, [state], device, loggers, args)
+        summary = _resume(run_dir, args, device, loggers)
     else:
         if not args.out:
             raise InputError("train needs --out DIR (or --resume DIR)")
@@ -99,6 +81,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 STOP_FLAG = "--stop-after-val-99"
+
+
+def _resume(run_dir: Path, args: argparse.Namespace, device: str, loggers) -> dict:
+    """Train a run on from its checkpoint, to ``--steps`` and under ``--stop-after-val-99`` if
+    given; its summary."""
+    with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
+        cfg = runs.read_config(run_dir)
+        state = runs.load_checkpoint(run_dir)
+        stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
+        # Only the budget and the stop rule may differ (a resume may change both).
+        if stored != cfg.with_changes(
+            steps=stored.steps, stop_after_val_99=stored.stop_after_val_99
+        ):
+            raise InputError(f"{run_dir}: config.json and the checkpoint describe different runs")
+        if args.steps is not None:
+            if args.steps < state["step"]:
+                raise InputError(
+                    f"--steps {args.steps} is before the checkpoint (step {state['step']})"
+                )
+            cfg = cfg.with_changes(steps=args.steps)
+        if args.stop_after_val_99 is not None:
+            cfg = _change_stop_rule(run_dir, cfg, args.stop_after_val_99)
+        return _train(cfg, run_dir, [state], device, loggers, args)
 
 
 def _already_over(run_dir: Path, steps: int | None, stop: int | None) -> dict | None:
@@ -159,8 +164,10 @@ def _plan(args: argparse.Namespace, device: str) -> int:
     from grokkit.sweep.planning import plan_resume
     from grokkit.sweep.projection import CostMeter
 
+    done = False
     if args.resume:
         run_dir = runs.require_resumable(Path(args.resume))
+        done = _already_over(run_dir, args.steps, args.stop_after_val_99) is not None
         state = runs.load_checkpoint(run_dir)
         cfg = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
         cfg = cfg.with_changes(steps=max(args.steps or cfg.steps, state["step"]))
@@ -172,7 +179,8 @@ def _plan(args: argparse.Namespace, device: str) -> int:
         start = None
     validate_run(cfg)
     apply_threads(args)  # measured with the threads the training will have
-    plan = plan_resume(cfg, start, device, CostMeter(device, remeasure=args.remeasure))
+    meter = CostMeter(device, remeasure=args.remeasure)
+    plan = plan_resume(cfg, start, device, meter, done=done)
     print_run_plan(plan, args.json)
     return 0
 

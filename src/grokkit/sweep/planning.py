@@ -31,15 +31,21 @@ def plan_runs(
 
 
 def plan_resume(
-    config: RunConfig, start_step: int | None, device: str = "cpu", meter: CostMeter | None = None
+    config: RunConfig,
+    start_step: int | None,
+    device: str = "cpu",
+    meter: CostMeter | None = None,
+    done: bool = False,
 ) -> dict:
-    """The plan of ``grokkit train``: one run, fresh (``start_step`` None) or resumed from its
-    checkpoint at ``start_step``."""
+    """The plan of ``grokkit train``: one run, fresh (``start_step`` None), resumed from its
+    checkpoint at ``start_step``, or ``done`` (a resume with nothing left to train)."""
     name = run_name(config)
-    state = RunState("fresh") if start_step is None else RunState("resume", start_step)
-    return _plan(
-        {name: config}, {name: state}, [([name], state.kind == "resume")], 1, device, meter
-    )
+    if done:
+        state = RunState("done", start_step or 0)
+    else:
+        state = RunState("fresh") if start_step is None else RunState("resume", start_step)
+    groups = [] if done else [([name], state.kind == "resume")]
+    return _plan({name: config}, {name: state}, groups, 1, device, meter)
 
 
 def _plan(configs, states, groups, jobs, device, meter) -> dict:
