@@ -30,7 +30,8 @@ def register(sub) -> None:
         description="Train every combination of the given values (flags marked [grid] take one or "
         "more values). Runs that can share a population train together. Re-running "
         "the same command with the same --out skips finished runs and resumes "
-        "interrupted ones from their checkpoints. OUT/index.csv lists every run.",
+        "interrupted ones from their checkpoints. OUT/index.csv lists every run. --plan "
+        "prints every run and the projected wall time on this machine first, training nothing.",
     )
     g = p.add_argument_group("sweep")
     g.add_argument(

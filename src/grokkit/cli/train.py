@@ -30,7 +30,12 @@ from grokkit.train import train_runs
 def register(sub) -> None:
     t = sub.add_parser("train", help=COMMANDS["train"])
     t.add_argument("--out", help="new run folder")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its checkpoint; --steps N sets a larger budget, "
+        "--stop-after-val-99 N a new stop rule (0: never stop early)",
+    )
     add_device_flag(t)
     add_log_flag(t)
     add_threads_flag(t)
