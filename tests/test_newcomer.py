@@ -476,3 +476,16 @@ def test_a_plan_of_a_resume_refuses_run_flags_as_the_resume_does(small_run, caps
     code, _, err = run_cli(capsys, "train", "--resume", small_run, "--lr", "0.1", "--plan")
     assert code == 2
     assert_one_line(err, "drop --lr")
+
+
+def test_load_run_says_what_a_folder_is_when_it_is_not_a_run_to_read(tmp_path):
+    import grokkit
+
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "index.json").write_text("[]")
+    with pytest.raises(runs.RunFolderError, match="sweep folder, read it with grokkit.load_sweep"):
+        grokkit.load_run(tmp_path / "sw")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("{}")  # a run before its first checkpoint
+    with pytest.raises(runs.RunFolderError, match="no summary.json yet"):
+        grokkit.load_run(tmp_path / "r")

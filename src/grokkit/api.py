@@ -13,6 +13,7 @@ it, and checkpoints load with ``weights_only=True``.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +177,17 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise RunFolderError(f"{path} is not a folder")
     if not runs.is_run_dir(path):
-        raise RunFolderError(f"{path} is not a run folder (no config.json)")
+        hint = (
+            ": it is a sweep folder, read it with grokkit.load_sweep"
+            if (path / INDEX_FILE).is_file()
+            else ""
+        )
+        raise RunFolderError(f"{path} is not a run folder (no config.json){hint}")
+    if not os.path.lexists(path / "summary.json"):  # anything else there: read_summary says what
+        raise RunFolderError(
+            f"{path} has no summary.json yet: its training has not reached its first "
+            "checkpoint (every checkpoint_every steps); load it again then"
+        )
     # No lock: a run being trained is read as of its last checkpoint. Every file is replaced
     # whole by a rename, and the trainer writes metrics.csv before summary.json, so the rows read
     # after the summary reach at least its step; those beyond it (a newer checkpoint's) are left
