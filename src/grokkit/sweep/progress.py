@@ -17,9 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from grokkit.train import BAR_FORMAT  # "at most" before the ETA where a stop rule may end runs
+
 REPORT_SECONDS = 0.5  # a worker sends its step count at most this often
-# The bar's ETA; "at most" where a stop rule may end runs sooner than their budget.
-BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<%s{remaining}, {rate_fmt}{postfix}]"
 
 
 class SweepProgress:
