@@ -13,7 +13,7 @@ from cli_harness import SWEEP_TINY, TINY, assert_one_line, run_cli, snapshot
 from conftest import tiny_run
 
 from grokkit import runs
-from grokkit.cli import build_parser
+from grokkit.cli import build_parser, main
 from grokkit.population import Population
 from grokkit.train import train_runs
 
@@ -32,6 +32,7 @@ from grokkit.train import train_runs
     ],
 )
 def test_a_misspelt_flag_choice_or_name_gets_a_suggestion(argv, meant, tmp_path, capsys):
+    argv = [str(tmp_path / "x") if a == "x" else a for a in argv]
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert_one_line(err, f"did you mean {meant}?")
@@ -69,14 +70,8 @@ def test_every_flag_of_every_command_has_help_and_names_its_choices():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("newcomer") / "run"
-    assert run_cli_plain(["train", *TINY, "--steps", "20", "--out", str(out)]) == 0
+    assert main(["train", *TINY, "--steps", "20", "--out", str(out)]) == 0
     return out
-
-
-def run_cli_plain(argv) -> int:
-    from grokkit.cli import main
-
-    return main([str(a) for a in argv])
 
 
 @pytest.mark.parametrize(
