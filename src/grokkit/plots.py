@@ -336,7 +336,7 @@ def _label_styles(labels: Sequence[str]) -> dict[str, dict]:
     n = len(labels)
     styles = {}
     for i, label in enumerate(labels):
-        style = {"color": colors[label], "linewidth": 1.2 + 1.8 * (n - 1 - i) / max(1, n - 1)}
+        style = {"color": colors[label], "linewidth": 1.2 + 1.2 * (n - 1 - i) / max(1, n - 1)}
         if n <= len(MARKERS):
             style |= {"marker": MARKERS[i], "markevery": (0.02 + 0.1 * i / n, 0.1)}
             style |= {"markersize": 5, "markerfacecolor": "none"}
