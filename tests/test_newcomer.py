@@ -256,6 +256,12 @@ def test_train_plan_projects_the_run_and_writes_nothing(free_costs, tmp_path, ca
     assert "every run using its whole budget" in total
 
 
+def test_train_plan_refuses_the_out_the_command_would_refuse(free_costs, small_run, capsys):
+    code, _, err = run_cli(capsys, "train", *TINY, "--plan", "--out", small_run)
+    assert code == 2
+    assert_one_line(err, "already exists and is not empty (it holds a run: use --resume")
+
+
 def test_a_plan_with_a_stop_rule_says_it_is_an_upper_bound(free_costs, capsys):
     argv = ["train", *TINY, "--steps", 1000, "--stop-after-val-99", 200, "--plan", "--json"]
     code, text, _ = run_cli(capsys, *argv)

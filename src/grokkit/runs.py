@@ -448,9 +448,9 @@ def check_parents(path: Path, flag: str = "--out") -> None:
         )
 
 
-def prepare_new_run_dir(path: Path) -> Path:
-    """Create a fresh run folder; refuse anything that exists and is not empty, or that lies more
-    than one missing folder deep (``check_parents``)."""
+def check_new_run_dir(path: Path) -> None:
+    """Refuse, reading only, a path that exists and is not an empty folder, or that lies more
+    than one missing folder deep (``check_parents``): what ``prepare_new_run_dir`` refuses."""
     path = Path(path)
     check_parents(path)
     if path.exists():
@@ -461,6 +461,12 @@ def prepare_new_run_dir(path: Path) -> Path:
             raise RunFolderError(
                 f"--out {path} already exists and is not empty{hint}; nothing was overwritten"
             )
+
+
+def prepare_new_run_dir(path: Path) -> Path:
+    """Create a fresh run folder (``check_new_run_dir`` says what is refused)."""
+    path = Path(path)
+    check_new_run_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

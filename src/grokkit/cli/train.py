@@ -182,6 +182,8 @@ def _plan(args: argparse.Namespace, device: str) -> int:
     else:
         cfg = config_from_args(args)
         start = None
+        if args.out:  # what the command itself would refuse, refused now
+            runs.check_new_run_dir(Path(args.out))
     validate_run(cfg)
     apply_threads(args)  # measured with the threads the training will have
     meter = CostMeter(device, remeasure=args.remeasure)
