@@ -367,10 +367,12 @@ def test_the_sweep_bar_shows_the_populations_latest_and_best_validation_accuracy
         enabled=False,
         runs_done=0,
         runs_total=3,
-        stops_early=True,
+        stops_early={"c"},
     )
+    assert progress.stopping == {"c"}  # c, with a stop rule, may end early: "at most"
     progress.drain(sink)
     assert progress.postfix_text() == "runs 1/3, val now 30-42%, best 99.5%, >=99% in 1"
+    assert not progress.stopping  # c ended: a and b train to their budgets, no "at most"
     progress.close()
 
 

@@ -36,7 +36,7 @@ class SweepProgress:
         runs_done: int,
         runs_total: int,
         on_checkpoint: Callable[[str, dict], None] | None = None,
-        stops_early: bool = False,
+        stops_early: set[str] | bool = False,
     ) -> None:
         self.on_checkpoint = on_checkpoint
         self.latest_val: dict[str, float] = {}  # runs still training: their last evaluation's
@@ -61,9 +61,11 @@ class SweepProgress:
             disable=not enabled,
             dynamic_ncols=True,
             mininterval=0.5,
-            # A stop rule may end runs before their budget: the total, and so the ETA, is a bound.
+            # A stop rule may end runs before their budget: the total, and so the ETA, is a bound
+            # while any run with one (``stops_early``: their keys, or True for all) trains.
             bar_format=BAR_FORMAT % ("at most " if stops_early else ""),
         )
+        self.stopping = set(todo) if stops_early is True else set(stops_early or ())
         self._postfix()
 
     # ProgressWatcher
@@ -87,6 +89,10 @@ class SweepProgress:
             return
         self.ended.add(key)
         self.latest_val.pop(key, None)
+        if key in self.stopping:
+            self.stopping.discard(key)
+            if not self.stopping:  # the runs left train to their budgets: an ETA, not a bound
+                self.bar.bar_format = BAR_FORMAT % ""
         if summary.get("best_val_accuracy") is not None:
             self.evaluated_best(key, summary)
         trained = max(0, (summary.get("steps_done") or 0) - self.started_at.get(key, 0))
