@@ -470,8 +470,8 @@ def test_the_fourier_plot_shades_only_phases_a_boundary_delimits():
     assert _phase_spans(none, 0, 1000) == []
     ended = _phase_spans({**none, "memorisation_end": 300}, 0, 1000)
     assert [(label, a, b) for label, a, b, _ in ended] == [
-        ("memorisation", 0, 300),
-        ("circuit formation, not over at the last snapshot", 300, 1000),
+        ("memorisation (phase)", 0, 300),
+        ("circuit formation (phase, not over at the last snapshot)", 300, 1000),
     ]
 
 

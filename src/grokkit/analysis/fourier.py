@@ -530,8 +530,7 @@ def _phase_spans(phases: dict, first: float, last: float) -> list[tuple[str, flo
         end = phases.get(end_key)
         if start is None or (start_key is None and end is None):
             continue
-        if end is None:
-            label += ", not over at the last snapshot"
+        label += " (phase)" if end is not None else " (phase, not over at the last snapshot)"
         spans.append((label, start, last if end is None else end, color))
     return spans
 
@@ -541,7 +540,7 @@ def _shade_phases(axis, phases: dict, steps: np.ndarray, legend: bool) -> None:
     where no boundary was found, the legend says so in words."""
     spans = _phase_spans(phases, steps[0], steps[-1])
     for label, start, end, color in spans:
-        name = f"{label} (phase)" if legend else "_nolegend_"
+        name = label if legend else "_nolegend_"
         axis.axvspan(start, end, color=color, alpha=0.08, label=name)
     if legend and not spans:
         axis.plot(
