@@ -243,14 +243,27 @@ def test_resuming_a_finished_run_changes_nothing_at_all(run_copy, capsys):
         assert everything(run_copy) == before
 
 
-@pytest.mark.parametrize("argv", [["show"], ["analyze", "fourier"]])
-def test_show_and_analyze_refuse_a_folder_being_trained(argv, run_copy, capsys):
+def test_analyze_refuses_a_folder_being_trained(run_copy, capsys):
     proc = _holder(run_copy)
     try:
         before = everything(run_copy)
-        code, _, err = run_cli(capsys, *argv, run_copy)
+        code, _, err = run_cli(capsys, "analyze", "fourier", run_copy)
         assert code == 2
         assert_one_line(err, "being written by another grokkit process")
+        assert everything(run_copy) == before
+    finally:
+        _stop(proc)
+
+
+def test_show_reads_a_folder_being_trained_and_leaves_its_curves_to_the_trainer(run_copy, capsys):
+    proc = _holder(run_copy)
+    try:
+        before = everything(run_copy)
+        code, out, err = run_cli(capsys, "show", run_copy)
+        assert code == 0, err
+        assert "steps_done         20" in out
+        assert f"curves: not written: another grokkit process is training {run_copy}" in out
+        assert f"grokkit compare {run_copy}" in out  # the way to see them now
         assert everything(run_copy) == before
     finally:
         _stop(proc)

@@ -182,7 +182,10 @@ def test_large_modulus_does_not_overflow() -> None:
 
 
 def test_unknown_operation() -> None:
-    with pytest.raises(OperationError, match=r"unknown operation 'x%y'; choose one of: x\+y, x-y"):
+    with pytest.raises(
+        OperationError,
+        match=r"unknown operation 'x%y' \(did you mean 'x/y'\?\); choose one of: x\+y, x-y",
+    ):
         get_operation("x%y")
 
 

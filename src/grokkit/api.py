@@ -13,6 +13,7 @@ it, and checkpoints load with ``weights_only=True``.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from grokkit import runs
 from grokkit.checkpoint_check import config_differences
 from grokkit.config import RunConfig
 from grokkit.data import Table, make_table
-from grokkit.errors import InputError
+from grokkit.errors import InputError, unknown
 from grokkit.fast_path import forward_fast, forward_openai_fast
 from grokkit.model import ModelConfig, unflatten
 from grokkit.openai_grok import EOS_TOKEN
@@ -166,7 +167,7 @@ class Run:
         """A configuration field by name, optimizer fields included (``lr``, ``weight_decay``)."""
         fields = self.config.flat_dict()
         if name not in fields:
-            raise InputError(f"unknown field {name!r}; choose one of: {', '.join(sorted(fields))}")
+            raise InputError(unknown("field", name, sorted(fields)))
         return fields[name]
 
 
@@ -176,11 +177,26 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise RunFolderError(f"{path} is not a folder")
     if not runs.is_run_dir(path):
-        raise RunFolderError(f"{path} is not a run folder (no config.json)")
-    rows = runs.read_metrics(path)
+        hint = (
+            ": it is a sweep folder, read it with grokkit.load_sweep"
+            if (path / INDEX_FILE).is_file()
+            else ""
+        )
+        raise RunFolderError(f"{path} is not a run folder (no config.json){hint}")
+    if not os.path.lexists(path / "summary.json"):  # anything else there: read_summary says what
+        raise RunFolderError(
+            f"{path} has no summary.json yet: its training has not reached its first "
+            "checkpoint (every checkpoint_every steps); load it again then"
+        )
+    # No lock: a run being trained is read as of its last checkpoint. Every file is replaced
+    # whole by a rename, and the trainer writes metrics.csv before summary.json, so the rows read
+    # after the summary reach at least its step; those beyond it (a newer checkpoint's) are left
+    # out, and the metrics and the summary describe the same moment.
+    summary = runs.read_summary(path)
+    rows = [r for r in runs.read_metrics(path) if r["step"] <= summary["steps_done"]]
     # Every column metrics.csv has (the per-part norms too), in its order; empty: the contract's.
     metrics = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(runs.METRIC_COLUMNS))
-    return Run(path, runs.read_config(path), runs.read_summary(path), metrics)
+    return Run(path, runs.read_config(path), summary, metrics)
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:
@@ -205,9 +221,13 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     found: list[Run] = []
     for path in map(Path, paths):
         if (path / INDEX_FILE).is_file() and not runs.is_run_dir(path):
+            # Runs not started yet have no folder content, runs before their first checkpoint
+            # no summary: there is nothing of theirs to read yet.
             found += [
-                load_run(p) for p in load_sweep(path)["path"] if runs.is_run_dir(Path(p))
-            ]  # runs not started yet have no folder content
+                load_run(p)
+                for p in load_sweep(path)["path"]
+                if runs.is_run_dir(Path(p)) and (Path(p) / "summary.json").is_file()
+            ]
         else:
             found.append(load_run(path))
     return found

@@ -355,12 +355,12 @@ def _check_rows(rows, step: int) -> None:
 
 def config_differences(config: RunConfig, stored: RunConfig) -> list[str]:
     """The settings in which ``config`` (a run folder's config.json) differs from ``stored`` (its
-    checkpoint's), as "d_model 64 in config.json, 32 in the checkpoint"; the budget aside (a
-    resume may raise it). Non-empty: config.json no longer describes the weights (a hand-edited
-    model shape would unflatten them wrongly, or not at all)."""
+    checkpoint's), as "d_model 64 in config.json, 32 in the checkpoint"; the budget and the stop
+    rule aside (a resume may change them). Non-empty: config.json no longer describes the weights
+    (a hand-edited model shape would unflatten them wrongly, or not at all)."""
     ours, theirs = config.flat_dict(), stored.flat_dict()
     return [
         f"{key} {ours.get(key)!r} in config.json, {theirs.get(key)!r} in the checkpoint"
         for key in ours
-        if key != "steps" and ours.get(key) != theirs.get(key)
+        if key not in ("steps", "stop_after_val_99") and ours.get(key) != theirs.get(key)
     ]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from grokkit.errors import InputError
+from grokkit.errors import InputError, unknown
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +28,7 @@ def resolve_device(name: str) -> str:
     import torch  # in each function: the command line's flags and listings start without it
 
     if name not in DEVICE_CHOICES:
-        raise InputError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+        raise InputError(unknown("device", name, DEVICE_CHOICES))
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"

@@ -10,8 +10,10 @@ previous version of the file is still in place.
 
 from __future__ import annotations
 
+import difflib
 import sys
 import warnings
+from collections.abc import Iterable
 
 
 class InputError(ValueError):
@@ -28,6 +30,21 @@ class StorageError(OSError):
 
 class GrokkitWarning(UserWarning):
     """Something the user should know that does not stop the work (a fallback, a slow size)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x/y'?)`` for the choice closest to a misspelt ``word``, or "" when none
+    is close: appended to a message that refuses ``word``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown(what: str, word: str, choices: Iterable[str]) -> str:
+    """The one line refusing an unknown name: the closest choice first, then every choice."""
+    choices = [str(c) for c in choices]
+    return (
+        f"unknown {what} {word!r}{did_you_mean(word, choices)}; choose one of: {', '.join(choices)}"
+    )
 
 
 def warn(message: str) -> None:

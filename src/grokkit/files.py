@@ -71,7 +71,7 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
             f.flush()
             os.fsync(f.fileno())
         if previous is not None and os.path.lexists(path):
-            os.replace(path, previous)  # a crash before the next rename leaves previous: loadable
+            _keep_as_previous(path, previous)
         os.replace(tmp, path)  # replaces a link at path itself, not the file it points to
         tmp = None
     except OSError as e:
@@ -84,6 +84,25 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _keep_as_previous(path: Path, previous: Path) -> None:
+    """``previous`` becomes the file now at ``path``, which stays in place until the new one is
+    renamed over it: a reader (``grokkit show``, ``load_run``) never finds ``path`` missing. A
+    hard link, renamed into place; where the filesystem has none, the file is moved (a crash
+    before the next rename still leaves ``previous``, loadable)."""
+    if os.path.islink(path):  # a planted link is moved aside, never linked to its target
+        os.replace(path, previous)
+        return
+    prefix, suffix = temporary_name_of(previous)
+    link = path.parent / f"{prefix}link{suffix}"
+    link.unlink(missing_ok=True)  # a killed write's (the caller holds the folder's lock)
+    try:
+        os.link(path, link, follow_symlinks=False)
+    except OSError:
+        os.replace(path, previous)
+        return
+    os.replace(link, previous)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from grokkit.errors import InputError
+from grokkit.errors import InputError, unknown
 
 PAPER_OPERATIONS: tuple[str, ...] = (
     "x+y",
@@ -245,8 +245,7 @@ def byte_size_text(n_bytes: float) -> str:
 def get_operation(name: str, modulus: int = 97) -> Operation:
     """Validate ``name`` and ``modulus`` and build the operation; raises OperationError."""
     if name not in OPERATION_NAMES:
-        choices = ", ".join(OPERATION_NAMES)
-        raise OperationError(f"unknown operation {name!r}; choose one of: {choices}")
+        raise OperationError(unknown("operation", name, OPERATION_NAMES))
     if name in S5_OPERATIONS:
         perms, _, _ = _s5()
         return Operation(name, None, tuple("".join(map(str, p)) for p in perms))

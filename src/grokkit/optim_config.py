@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, unknown
 from grokkit.settings import check_field_types, setting
 
 
@@ -159,5 +159,5 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 
 def preset(name: str) -> OptimizerConfig:
     if name not in PRESETS:
-        raise ConfigError(f"unknown optimizer preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(unknown("optimizer preset", name, PRESETS))
     return PRESETS[name]

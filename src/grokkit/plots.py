@@ -282,12 +282,39 @@ def plot_run_curves(
     log_loss = bool(losses.size) and bool(np.all(losses > 0))
     _style_curve_axes(accuracy_axis, loss_axis, "optimization step (step 0 omitted)", log_loss)
     accuracy_axis.set_yticks(range(0, 101, 20))
+    _mark_99_steps((accuracy_axis, loss_axis), data)
     for axis in (accuracy_axis, loss_axis):
-        axis.legend()
+        axis.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, Path(out_png))
+
+
+GROKKING_THRESHOLD = 0.99  # the accuracy whose first steps define grokking (train.THRESHOLD)
+
+
+def first_step_at(data: dict[str, np.ndarray], column: str) -> float | None:
+    """The first step whose ``column`` is at or above the 99 % threshold, or None."""
+    reached = np.flatnonzero(data[column] >= GROKKING_THRESHOLD)
+    return float(data["step"][reached[0]]) if reached.size else None
+
+
+def _mark_99_steps(axes: Sequence[plt.Axes], data: dict[str, np.ndarray]) -> None:
+    """The two steps that define grokking, as dotted lines on every panel: where training and
+    where validation accuracy first reached 99 %, each in its curve's colour and named with its
+    step (and the delay between them) in the legend; one not reached is said there in words."""
+    train, val = first_step_at(data, "train_accuracy"), first_step_at(data, "val_accuracy")
+    marks = [("train", train, TRAIN_COLOR), ("validation", val, VALIDATION_COLOR)]
+    for split, step, color in marks:
+        if step is None:
+            axes[0].plot([], [], color="none", label=f"{split} 99%: not reached")
+            continue
+        for axis in axes:  # named once, in the first panel's legend
+            label = "_" if axis is not axes[0] else f"{split} 99% at step {step:,.0f}"
+            axis.axvline(step, color=color, linestyle=":", linewidth=1.2, label=label)
+    if train is not None and val is not None and val > train:
+        axes[0].plot([], [], color="none", label=f"delay {val - train:,.0f} steps")
 
 
 _TRAINING_LINE = {"linestyle": "--", "linewidth": 1.0}  # training curves beside validation ones
@@ -301,14 +328,33 @@ def _label_colors(labels: Sequence[str]) -> dict[str, object]:
     return dict(zip(labels, CATEGORY_COLORS))
 
 
-def _comparison_legend(axis: plt.Axes, colors: dict[str, object], legend_title: str) -> None:
-    """A legend right of ``axis``: a line per label in ``colors`` (a note instead when there are
+def _label_styles(labels: Sequence[str]) -> dict[str, dict]:
+    """A line style per label: its colour and, so that curves lying on top of each other (runs
+    that learned alike) still show each one, a marker of its own every tenth of the axis and a
+    width that shrinks in drawing order (the first drawn shows around the later ones)."""
+    colors = _label_colors(labels)
+    n = len(labels)
+    styles = {}
+    for i, label in enumerate(labels):
+        style = {"color": colors[label], "linewidth": 1.2 + 1.2 * (n - 1 - i) / max(1, n - 1)}
+        if n <= len(MARKERS):
+            style |= {"marker": MARKERS[i], "markevery": (0.02 + 0.1 * i / n, 0.1)}
+            style |= {"markersize": 5, "markerfacecolor": "none"}
+        styles[label] = style
+    return styles
+
+
+def _comparison_legend(axis: plt.Axes, styles: dict[str, dict], legend_title: str) -> None:
+    """A legend right of ``axis``: a line per label in ``styles`` (a note instead when there are
     too many to name), then the line styles of validation and training."""
-    if len(colors) > MAX_LEGEND_ENTRIES:  # a legend taller than the figure names nothing readably
-        note = f"{len(colors)} runs: too many to name;\ngroup them with --by FIELD"
+    if len(styles) > MAX_LEGEND_ENTRIES:  # a legend taller than the figure names nothing readably
+        note = f"{len(styles)} runs: too many to name;\ngroup them with --by FIELD"
         handles = [plt.Line2D([], [], color="none", label=note)]
     else:
-        handles = [plt.Line2D([], [], color=color, label=lab) for lab, color in colors.items()]
+        handles = [
+            plt.Line2D([], [], label=lab, **{k: v for k, v in st.items() if k != "markevery"})
+            for lab, st in styles.items()
+        ]
     handles += [
         plt.Line2D([], [], color="0.3", label="validation"),
         plt.Line2D([], [], color="0.3", label="training", **_TRAINING_LINE),
@@ -334,22 +380,21 @@ def plot_comparison(
     share a label share a colour and one legend entry (a sweep's runs grouped by a field). The
     legend stands right of the panels, so it never hides a curve.
     Writes ``out_png`` and a PDF beside it; returns ``out_png``."""
-    colors = _label_colors(list(dict.fromkeys(label for label, _ in curves)))
-    if not colors:
+    styles = _label_styles(list(dict.fromkeys(label for label, _ in curves)))
+    if not styles:
         raise ValueError("no runs to compare")
-    alpha = 0.9 if len(curves) == len(colors) else 0.6  # grouped runs overlap: fainter
+    alpha = 0.9 if len(curves) == len(styles) else 0.6  # grouped runs overlap: fainter
     runs = [(label, _on_log_steps(_load_metrics(rows))) for label, rows in curves]
     apply_style()
     fig, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11.0, 4.2))
     for label, data in runs:
-        style = {"color": colors[label], "alpha": alpha}
-        _plot_curves(
-            accuracy_axis, loss_axis, data, (("val", style), ("train", style | _TRAINING_LINE))
-        )
+        style = styles[label] | {"alpha": alpha}
+        training = style | _TRAINING_LINE | {"linewidth": 0.6 * style["linewidth"]}
+        _plot_curves(accuracy_axis, loss_axis, data, (("val", style), ("train", training)))
     losses = np.concatenate([_finite_losses(data) for _, data in runs])
     log_loss = bool(losses.size) and bool(np.all(losses > 0))  # no losses past step 0: linear
     _style_curve_axes(accuracy_axis, loss_axis, "optimization step", log_loss)
-    _comparison_legend(loss_axis, colors, legend_title)
+    _comparison_legend(loss_axis, styles, legend_title)
     if title:
         fig.suptitle(textwrap.fill(title, 110))
     fig.tight_layout()
@@ -359,6 +404,9 @@ def plot_comparison(
 # Settings that change how a run is recorded, not what it learns: never the difference a
 # comparison names.
 _BOOKKEEPING = ("eval_every", "checkpoint_every", "snapshot_every")
+# How long a run may train: its curves show where each ended, so a comparison names a budget
+# only when nothing else tells the runs apart.
+_BUDGET = ("steps", "stop_after_val_99")
 # Optimizer settings a preset fixes: named through the preset when the presets differ.
 _PRESET_FIELDS = (
     "lr",
@@ -404,6 +452,8 @@ def _differing_settings(settings: Sequence[dict]) -> list[str]:
         differ = [k for k in differ if not _set_by_preset(settings, k)]
     if "operation" in differ and "modulus" in differ:
         differ.remove("modulus")  # the task's name carries it
+    if any(k not in _BUDGET for k in differ):
+        differ = [k for k in differ if k not in _BUDGET]
     return differ
 
 

@@ -434,9 +434,25 @@ def is_run_dir(path: Path) -> bool:
 # ---------------------------------------------------------------- folders
 
 
-def prepare_new_run_dir(path: Path) -> Path:
-    """Create a fresh run folder; refuse anything that exists and is not empty."""
+def check_parents(path: Path, flag: str = "--out") -> None:
+    """Refuse a new ``path`` more than one missing folder deep (``runs/s5`` may create ``runs``;
+    ``/nonexistent/dir/run`` creates nothing), so that a mistyped path, which a user allowed to
+    write there (root) would otherwise get silently, is said before anything is created."""
     path = Path(path)
+    missing = [p for p in path.parents if not os.path.lexists(p)]
+    if len(missing) > 1:
+        raise RunFolderError(
+            f"{flag} {path}: its parent {path.parent} does not exist, nor does {missing[-1]}; "
+            f"grokkit creates at most one missing folder above it, so check the path or create "
+            f"the folders first (mkdir -p {path.parent}); nothing was created"
+        )
+
+
+def check_new_run_dir(path: Path) -> None:
+    """Refuse, reading only, a path that exists and is not an empty folder, or that lies more
+    than one missing folder deep (``check_parents``): what ``prepare_new_run_dir`` refuses."""
+    path = Path(path)
+    check_parents(path)
     if path.exists():
         if not path.is_dir():
             raise RunFolderError(f"--out {path} exists and is not a folder; choose a new path")
@@ -445,6 +461,12 @@ def prepare_new_run_dir(path: Path) -> Path:
             raise RunFolderError(
                 f"--out {path} already exists and is not empty{hint}; nothing was overwritten"
             )
+
+
+def prepare_new_run_dir(path: Path) -> Path:
+    """Create a fresh run folder (``check_new_run_dir`` says what is refused)."""
+    path = Path(path)
+    check_new_run_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

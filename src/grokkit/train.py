@@ -190,6 +190,9 @@ class ProgressWatcher(Protocol):
     def checkpointed(self, run_dir: Path, summary: dict) -> None:
         """A run still training wrote a checkpoint (and a summary.json saying where it is)."""
 
+    def evaluated(self, run_dir: Path, val_accuracy: float) -> None:
+        """A run recorded an evaluation (a metrics row) with this validation accuracy."""
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: every run was checkpointed at the step it had completed."""
@@ -203,6 +206,10 @@ def _finished_summary(run_dir: Path, state: dict, config: RunConfig) -> dict | N
         summary = runs.read_summary(run_dir)
     except runs.RunFolderError:
         return None  # no usable summary: train (or evaluate once more) and write it
+    if summary["status"] == "stopped_early" and (
+        state["config"].get("stop_after_val_99") != config.stop_after_val_99
+    ):
+        return None  # resumed under another stop rule (train --resume --stop-after-val-99)
     if runs.is_finished(summary, config.steps) and state["step"] >= summary["steps_done"]:
         return summary
     return None
@@ -331,8 +338,8 @@ class _TrainingSession:
     def train(self, progress: bool, description: str | None) -> list[dict]:
         """Train until every run has ended; their summaries, in the order of the configs."""
         self.begin()
-        total = max(run.config.steps for run in self.all_runs)
-        bar = _progress_bar(progress, description, total, self.step)
+        total, upper_bound = expected_end(self.training or self.all_runs)
+        bar = _progress_bar(progress, description, total, self.step, upper_bound)
         interrupt = HeldInterrupt()  # a Ctrl-C ends the loop between two steps
         with interrupt, contextlib.closing(bar):
             while self.training:
@@ -354,8 +361,11 @@ class _TrainingSession:
                 if self.evaluation_due():
                     diverged = self.evaluate_and_record(force=False)
                     self.apply_stop_rules(diverged)
-                    if progress:
+                    if progress and self.training:
                         bar.set_postfix_str(self.progress_text(), refresh=False)
+                        _aim_bar(bar, *expected_end(self.training))
+            if progress and bar.n < bar.total:  # ended early: the bar ends full, where it stopped
+                _aim_bar(bar, bar.n, False)
         return [run.summary for run in self.all_runs]  # type: ignore[misc]
 
     def begin(self) -> None:
@@ -392,6 +402,8 @@ class _TrainingSession:
             # A diverged run's last row is recorded whatever the schedule: it says where it broke.
             if bad or force or needs_evaluation(step, run.config):
                 run.record(row)
+                if self.watcher is not None:
+                    self.watcher.evaluated(run.folder, row["val_accuracy"])
             diverged.append(bad)
         return diverged
 
@@ -468,7 +480,37 @@ class _TrainingSession:
         return f"finished {done}/{len(self.all_runs)} val>=99% {grokked}/{len(self.all_runs)}"
 
 
-def _progress_bar(progress: bool, description: str | None, total: int, initial: int) -> tqdm:
+def expected_end(training: Sequence[_Run]) -> tuple[int, bool]:
+    """(the step by which every run still training will have ended, whether that is only an upper
+    bound). A run ends at its budget, or, under a stop rule whose streak of >= 99 % validation
+    accuracy is under way, once the streak is long enough (if it holds); a run with a stop rule
+    and no streak yet may end any time before its budget, which nobody can foresee."""
+    ends, unknown = [], False
+    for run in training:
+        c, since = run.config, run.tracker.val_99_since
+        if c.stop_after_val_99 and since is not None:
+            ends.append(min(c.steps, since + c.stop_after_val_99))
+        else:
+            ends.append(c.steps)
+            unknown |= bool(c.stop_after_val_99)
+    return max(ends), unknown
+
+
+# The bar's ETA; "at most" where a stop rule may end the runs sooner (expected_end).
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<%s{remaining}, {rate_fmt}{postfix}]"
+
+
+def _aim_bar(bar: tqdm, end: int, upper_bound: bool) -> None:
+    """Point the bar at the step the runs are expected to end at, so its ETA follows."""
+    bar.bar_format = BAR_FORMAT % ("at most " if upper_bound else "")
+    if end != bar.total:
+        bar.total = max(end, bar.n)
+        bar.refresh()
+
+
+def _progress_bar(
+    progress: bool, description: str | None, total: int, initial: int, upper_bound: bool
+) -> tqdm:
     return tqdm(
         total=total,
         initial=initial,
@@ -478,4 +520,5 @@ def _progress_bar(progress: bool, description: str | None, total: int, initial: 
         file=sys.stderr,
         dynamic_ncols=True,
         mininterval=0.5,
+        bar_format=BAR_FORMAT % ("at most " if upper_bound else ""),
     )

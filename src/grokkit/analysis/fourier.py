@@ -520,22 +520,32 @@ PHASE_COLORS = ("tab:gray", "tab:blue", "tab:orange")
 
 
 def _phase_spans(phases: dict, first: float, last: float) -> list[tuple[str, float, float, str]]:
-    """(label, start, end, colour) of each phase that has begun; an open one runs to ``last``."""
+    """(label, start, end, colour) of each phase a found boundary delimits: one that began at a
+    boundary and has not ended runs to ``last`` ("not over"). Nothing is shaded before the first
+    boundary is found: memorisation is known only once it has visibly ended, so a run in which
+    no boundary was found is not painted as memorising throughout."""
     spans = []
     for (label, start_key, end_key), color in zip(PHASE_SPANS, PHASE_COLORS):
         start = first if start_key is None else phases.get(start_key)
-        if start is None:
-            continue
         end = phases.get(end_key)
+        if start is None or (start_key is None and end is None):
+            continue
+        label += " (phase)" if end is not None else " (phase, not over at the last snapshot)"
         spans.append((label, start, last if end is None else end, color))
     return spans
 
 
 def _shade_phases(axis, phases: dict, steps: np.ndarray, legend: bool) -> None:
-    """The phases as shaded spans (named in the legend when ``legend``) and their boundaries."""
-    for label, start, end, color in _phase_spans(phases, steps[0], steps[-1]):
-        name = f"{label} (phase)" if legend else "_nolegend_"
+    """The phases as shaded spans (named in the legend when ``legend``) and their boundaries;
+    where no boundary was found, the legend says so in words."""
+    spans = _phase_spans(phases, steps[0], steps[-1])
+    for label, start, end, color in spans:
+        name = label if legend else "_nolegend_"
         axis.axvspan(start, end, color=color, alpha=0.08, label=name)
+    if legend and not spans:
+        axis.plot(
+            [], [], color="none", label="no phase boundary found:\nmemorisation did not visibly end"
+        )
     for key in PHASE_KEYS:
         if phases.get(key) is not None:
             axis.axvline(phases[key], color="black", linestyle="--", linewidth=0.8, alpha=0.6)

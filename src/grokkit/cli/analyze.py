@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} is a file, not a folder")
     from grokkit import runs
 
+    runs.check_parents(out)
+
     # Its files go beside the run: not while a training process writes that folder.
     lock = (
         runs.folder_lock(Path(args.dir), "run folder")

@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise InputError(f"--out must name a .png file, got {out}")
+    from grokkit.runs import check_parents
+
+    check_parents(out)
     # Imported here: the notebook API brings pandas, which the other commands should not pay for.
     from grokkit.api import load_runs
 

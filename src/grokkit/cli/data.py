@@ -12,7 +12,13 @@ from grokkit.data import table_arrays, write_csv
 def register(sub) -> None:
     d = sub.add_parser("data", help=COMMANDS["data"])
     d.add_argument("--op", required=True, help="operation name, e.g. x/y or s5_xy")
-    d.add_argument("--modulus", type=int, default=97)
+    d.add_argument(
+        "--modulus",
+        type=int,
+        default=97,
+        help="p of the modular operations (default 97; a prime for the division ones; "
+        "S5 ignores it)",
+    )
     d.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ from grokkit.cli.common import (
     add_threads_flag,
     require_at_least,
 )
-from grokkit.errors import InputError
+from grokkit.errors import InputError, unknown
 from grokkit.experiments import SCALES
 from grokkit.experiments.common import planned_runs
 
@@ -30,9 +30,20 @@ def register(sub) -> None:
         "(measured: a few steps and one evaluation per model size)",
     )
     r.add_argument("--json", action="store_true", help="with --plan: print one JSON object")
-    r.add_argument("--scale", default="laptop", help="smoke | laptop | paper (default laptop)")
+    r.add_argument(
+        "--scale",
+        default="laptop",
+        choices=list(SCALES),
+        help="smoke (seconds: the code path only), laptop (default; minutes to hours on a CPU: "
+        "see --plan) or paper (the paper's settings: a GPU or a cluster)",
+    )
     r.add_argument("--out", help="output folder (shared by figures: DIR/runs/ is one sweep)")
-    r.add_argument("--executor", default="local", choices=["local", "ray"])
+    r.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local worker processes (default) or Ray ($RAY_ADDRESS or a local instance)",
+    )
     r.add_argument("--jobs", type=int, help="worker processes (default: one per core of --threads)")
     add_threads_flag(r, "cores the figures' sweeps use, shared by their workers")
     add_device_flag(r)
@@ -80,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--json goes with --plan")
     if not args.figure:
         raise InputError("reproduce needs a FIGURE (or 'all'), or --list")
+    if args.figure != "all" and args.figure not in experiments.FIGURES:
+        raise InputError(unknown("figure", args.figure, [*experiments.FIGURES, "all"]))
     require_at_least("--jobs", args.jobs, 1)
     require_at_least("--threads", args.threads, 1)
     # Planning and training import PyTorch and the sweep machinery; the listing above does not.

@@ -59,17 +59,36 @@ def print_plan(plan: dict, compact: bool = False, file=None) -> None:
     _print_totals(plan, out)
 
 
+def add_optimizer_settings(plan: dict, names: list[str], scale: str, options: dict) -> None:
+    """Each plan row's learning rate and weight decay (``lr``, ``weight_decay``), from its
+    figure's configs: a tuning grid's points differ in these alone, and would read as identical
+    rows without them."""
+    from grokkit.sweep import run_name
+
+    configs = {run_name(c): c for name in names for c in planned_runs(name, scale, **options)}
+    for r in plan["runs"]:
+        c = configs.get(r["run_name"])
+        if c is not None:
+            r["lr"], r["weight_decay"] = c.optimizer.lr, c.optimizer.weight_decay
+
+
+def _optimizer(r: dict) -> tuple[str, str]:
+    lr, wd = r.get("lr"), r.get("weight_decay")
+    return ("-" if lr is None else f"{lr:.0e}", "-" if wd is None else f"{wd:g}")
+
+
 def _print_groups(runs: list[dict], out) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        key = (r["figure"], r["operation"], r["modulus"], r.get("outliers", 0), _setting(r))
-        groups.setdefault(key + (r["steps"],), []).append(r)
+        key = (r["figure"], r["operation"], r["modulus"], r.get("outliers", 0), *_optimizer(r))
+        groups.setdefault(key + (_setting(r), r["steps"]), []).append(r)
     print(
         f"{'figure':<17} {'operation':<12} {'modulus':>7} {'fractions':>14} {'seeds':>6} "
-        f"{'k':>3} {'steps':>8} {'runs':>5}  {'status':<16} {'est.':>7}  setting",
+        f"{'k':>3} {'lr':>7} {'wd':>5} {'steps':>8} {'runs':>5}  {'status':<16} {'est.':>7}  "
+        "setting",
         file=out,
     )
-    for (figure, op, modulus, k, setting, steps), rows in groups.items():
+    for (figure, op, modulus, k, lr, wd, setting, steps), rows in groups.items():
         counts = {st: sum(r["status"] == st for r in rows) for st in ("new", "resume", "done")}
         counts["shared"] = sum(r["status"] == "shared" for r in rows)
         status = ", ".join(f"{n} {st}" for st, n in counts.items() if n)
@@ -77,7 +96,8 @@ def _print_groups(runs: list[dict], out) -> None:
         print(
             f"{figure:<17} {op:<12} {'-' if modulus is None else modulus:>7} "
             f"{_values([r['train_fraction'] for r in rows], '{:g}'):>14} "
-            f"{_values([r['seed'] for r in rows]):>6} {k:>3} {steps:>8} {len(rows):>5}  "
+            f"{_values([r['seed'] for r in rows]):>6} {k:>3} {lr:>7} {wd:>5} {steps:>8} "
+            f"{len(rows):>5}  "
             f"{status:<16} {est:>7}  {setting}",
             file=out,
         )
@@ -86,16 +106,17 @@ def _print_groups(runs: list[dict], out) -> None:
 def _print_rows(runs: list[dict], out) -> None:
     print(
         f"{'figure':<17} {'operation':<12} {'modulus':>7} {'fraction':>8} {'seed':>4} {'k':>3} "
-        f"{'steps':>9} {'status':<7} {'est.':>7}  setting",
+        f"{'lr':>7} {'wd':>5} {'steps':>9} {'status':<7} {'est.':>7}  setting",
         file=out,
     )
     for r in runs:
         modulus = "-" if r["modulus"] is None else r["modulus"]
         steps = f"{r['start_step']}->{r['steps']}" if r["start_step"] else str(r["steps"])
+        lr, wd = _optimizer(r)
         print(
             f"{r['figure']:<17} {r['operation']:<12} {modulus:>7} "
             f"{r['train_fraction']:>8.3f} {r['seed']:>4} "
-            f"{r.get('outliers', 0):>3} {steps:>9} {r['status']:<7} "
+            f"{r.get('outliers', 0):>3} {lr:>7} {wd:>5} {steps:>9} {r['status']:<7} "
             f"{format_seconds(r['estimated_seconds']):>7}  {_setting(r)}",
             file=out,
         )
@@ -153,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_figures(
             names, args.scale, out, jobs=args.jobs, device=device, meter=meter, **options
         )
+        add_optimizer_settings(plan, names, args.scale, options)
         if args.json:
             print(json.dumps(plan))
         else:
@@ -187,6 +209,7 @@ def _train(names: list[str], args: argparse.Namespace, options: dict) -> None:
         plan = plan_figures(
             names, args.scale, out, jobs=args.jobs, device=device, meter=meter, **options
         )
+        add_optimizer_settings(plan, names, args.scale, options)
         print_plan(plan, compact=True, file=sys.stderr)
     for name in names:
         meta = reproduce_figure(

@@ -16,9 +16,11 @@ from grokkit.cli.common import (
     require_at_least,
 )
 from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags, check_method_flags
-from grokkit.config import RunConfig
+from grokkit.cli.run_plan import add_plan_flags, check_plan_flags, print_run_plan
+from grokkit.config import RunConfig, validate_run
 from grokkit.devices import resolve_device
-from grokkit.sweep import expand_grid, run_sweep
+from grokkit.errors import InputError
+from grokkit.sweep import check_out_dir, expand_grid, run_sweep
 
 
 def register(sub) -> None:
@@ -28,12 +30,16 @@ def register(sub) -> None:
         description="Train every combination of the given values (flags marked [grid] take one or "
         "more values). Runs that can share a population train together. Re-running "
         "the same command with the same --out skips finished runs and resumes "
-        "interrupted ones from their checkpoints. OUT/index.csv lists every run.",
+        "interrupted ones from their checkpoints. OUT/index.csv lists every run. --plan "
+        "prints every run and the projected wall time on this machine first, training nothing.",
     )
     g = p.add_argument_group("sweep")
     g.add_argument(
-        "--out", required=True, help="sweep folder (new, empty, or an earlier sweep's to resume it)"
+        "--out",
+        help="sweep folder (new, empty, or an earlier sweep's to resume it); --plan "
+        "reads it, if given, to tell finished and resumable runs",
     )
+    add_plan_flags(g)
     g.add_argument(
         "--executor",
         choices=["local", "ray"],
@@ -59,6 +65,33 @@ def register(sub) -> None:
     )
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """``sweep --plan``: every run, its state in --out (if given) and the projected wall time;
+    reads only."""
+    from grokkit.sweep.planning import plan_runs
+    from grokkit.sweep.projection import CostMeter
+
+    configs = configs_from_args(args)
+    for config in configs:
+        validate_run(config)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_out_dir(out)
+    device = resolve_device(args.device)
+    apply_threads(args)  # measured with the threads the workers will share
+    meter = CostMeter(device, remeasure=args.remeasure)
+    plan = plan_runs(
+        configs,
+        out if out is not None and out.exists() else None,
+        jobs=args.jobs,
+        device=device,
+        meter=meter,
+        max_population=args.max_population,
+    )
+    print_run_plan(plan, args.json)
+    return 0
+
+
 def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
     """The sweep's configs: defaults, then the single-valued flags, then the grid."""
     check_method_flags(args)
@@ -75,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--jobs", args.jobs, 1)
     require_at_least("--max-population", args.max_population, 1)
     require_at_least("--threads", args.threads, 1)
+    check_plan_flags(args)
+    if args.plan:
+        return _plan(args)
+    if not args.out:
+        raise InputError("sweep needs --out DIR (or --plan)")
     out = Path(args.out)
     apply_threads(args)
     # run_sweep checks every run, the executor and the folder before it writes anything.

@@ -255,6 +255,7 @@ def _run_locked(
         runs_done=len(book.names) - len(todo),
         runs_total=len(book.names),
         on_checkpoint=book.checkpointed,
+        stops_early={keys[n] for n in todo if book.configs[n].stop_after_val_99},
     )
 
     def finished(group_names: list[str], results: list[dict]) -> None:

@@ -94,6 +94,7 @@ def check_out_dir(out_dir: Path) -> None:
     OUT/index.* and, for ``reproduce``, its figures' own files, so nothing there is overwritten."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
+        runs.check_parents(out_dir)
         return
     if not out_dir.is_dir():
         raise SweepError(f"--out {out_dir} exists and is not a folder; choose a new path")
@@ -103,10 +104,32 @@ def check_out_dir(out_dir: Path) -> None:
         or grokkit_outputs_only(out_dir)  # a failed start's leftovers (lock, temporaries) too
     ):
         return
+    if runs.is_run_dir(out_dir):  # one run's folder: its files are grokkit's, but not a sweep's
+        raise SweepError(
+            f"--out {out_dir} is a run folder, not a sweep folder: give a new "
+            f"or empty folder (a sweep keeps its runs in OUT/runs/), or continue that run with "
+            f"grokkit train --resume {out_dir}; nothing was touched"
+        )
+    foreign = _first_foreign_entry(out_dir)
     raise SweepError(
         f"--out {out_dir} is a non-empty folder that is not a sweep folder and holds files "
-        "grokkit did not write; nothing was touched"
+        f"grokkit did not write (such as {foreign}); give a new or empty folder; nothing was "
+        "touched"
     )
+
+
+def _first_foreign_entry(folder: Path, depth: int = 3) -> str:
+    """The first entry (by name) that ``grokkit_outputs_only`` does not accept, as a path
+    relative to ``folder``, for the message refusing it."""
+    for entry in sorted(Path(folder).iterdir()):
+        if grokkit_outputs_only_entry(entry, depth):
+            continue
+        if entry.is_dir() and not entry.is_symlink() and depth > 0 and not runs.is_run_dir(entry):
+            inner = _first_foreign_entry(entry, depth - 1)
+            if inner:
+                return f"{entry.name}/{inner}"
+        return entry.name
+    return ""
 
 
 # Files grokkit writes into an output folder, besides run folders: a sweep's index, reproduce's
@@ -128,19 +151,18 @@ def grokkit_outputs_only(folder: Path, depth: int = 3) -> bool:
     """Whether every entry of ``folder`` is something grokkit writes: the files of
     ``_OUTPUT_FILES`` (and their temporaries), run folders, and subfolders holding only such
     outputs (``depth`` levels down)."""
-    for entry in Path(folder).iterdir():
-        name = entry.name
-        if entry.is_dir() and not entry.is_symlink():
-            if not (
-                runs.is_run_dir(entry) or (depth > 0 and grokkit_outputs_only(entry, depth - 1))
-            ):
-                return False
-        elif not (
-            entry.is_file()
-            and (name in _OUTPUT_FILES or (name.startswith(".") and name.endswith(".tmp")))
-        ):
-            return False
-    return True
+    return all(grokkit_outputs_only_entry(entry, depth) for entry in Path(folder).iterdir())
+
+
+def grokkit_outputs_only_entry(entry: Path, depth: int = 3) -> bool:
+    """One entry of ``grokkit_outputs_only``'s folder: a file grokkit writes, a run folder, or a
+    subfolder of such outputs."""
+    name = entry.name
+    if entry.is_dir() and not entry.is_symlink():
+        return runs.is_run_dir(entry) or (depth > 0 and grokkit_outputs_only(entry, depth - 1))
+    return entry.is_file() and (
+        name in _OUTPUT_FILES or (name.startswith(".") and name.endswith(".tmp"))
+    )
 
 
 def _stored_config(run_dir: Path) -> RunConfig | None:

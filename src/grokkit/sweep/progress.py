@@ -1,5 +1,5 @@
 """A sweep's progress across all its workers: steps done out of the planned total, runs finished,
-ETA, and a line per run as it ends.
+the runs' latest and best validation accuracy, ETA, and a line per run as it ends.
 
 Workers cannot share a progress bar, so each one reports through a queue (``QueueWatcher``, a
 ``train.ProgressWatcher``), batching its steps so that reporting costs nothing measurable; the
@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
+
+from grokkit.train import BAR_FORMAT  # "at most" before the ETA where a stop rule may end runs
 
 REPORT_SECONDS = 0.5  # a worker sends its step count at most this often
 
@@ -34,8 +36,12 @@ class SweepProgress:
         runs_done: int,
         runs_total: int,
         on_checkpoint: Callable[[str, dict], None] | None = None,
+        stops_early: set[str] | bool = False,
     ) -> None:
         self.on_checkpoint = on_checkpoint
+        self.latest_val: dict[str, float] = {}  # runs still training: their last evaluation's
+        self.best_val: float | None = None  # over every run of this sweep, ended ones too
+        self.grokked: set[str] = set()  # runs that reached 99 % validation accuracy
         self.names = {key: name for key, (name, _, _) in todo.items()}
         self.started_at = {key: start for key, (_, start, _) in todo.items()}
         self.planned = {key: budget - start for key, (_, start, budget) in todo.items()}
@@ -55,7 +61,11 @@ class SweepProgress:
             disable=not enabled,
             dynamic_ncols=True,
             mininterval=0.5,
+            # A stop rule may end runs before their budget: the total, and so the ETA, is a bound
+            # while any run with one (``stops_early``: their keys, or True for all) trains.
+            bar_format=BAR_FORMAT % ("at most " if stops_early else ""),
         )
+        self.stopping = set(todo) if stops_early is True else set(stops_early or ())
         self._postfix()
 
     # ProgressWatcher
@@ -63,11 +73,28 @@ class SweepProgress:
         self.steps_done += run_steps
         self.bar.update(run_steps)
 
+    def evaluated(self, run_dir: Path | str, val_accuracy: float) -> None:
+        key = str(run_dir)
+        if key in self.ended or val_accuracy != val_accuracy:  # NaN: a diverged run's last row
+            return
+        self.latest_val[key] = val_accuracy
+        self.best_val = max(val_accuracy, self.best_val or 0.0)
+        if val_accuracy >= 0.99:
+            self.grokked.add(key)
+        self._postfix(refresh=False)
+
     def run_ended(self, run_dir: Path | str, summary: dict) -> None:
         key = str(run_dir)
         if key in self.ended:
             return
         self.ended.add(key)
+        self.latest_val.pop(key, None)
+        if key in self.stopping:
+            self.stopping.discard(key)
+            if not self.stopping:  # the runs left train to their budgets: an ETA, not a bound
+                self.bar.bar_format = BAR_FORMAT % ""
+        if summary.get("best_val_accuracy") is not None:
+            self.evaluated_best(key, summary)
         trained = max(0, (summary.get("steps_done") or 0) - self.started_at.get(key, 0))
         unused = self.planned.get(key, 0) - trained
         if unused > 0:  # ended before its budget: its remaining steps will never come
@@ -96,11 +123,35 @@ class SweepProgress:
                 self.advanced(message[1])
             elif message[0] == "checkpointed":
                 self.checkpointed(message[1], message[2])
+            elif message[0] == "evaluated":
+                for run_dir, val in message[1].items():
+                    self.evaluated(run_dir, val)
             else:
                 self.run_ended(message[1], message[2])
 
-    def _postfix(self) -> None:
-        self.bar.set_postfix_str(f"runs {self.runs_done}/{self.runs_total}", refresh=True)
+    def evaluated_best(self, key: str, summary: dict) -> None:
+        """An ended run's best validation accuracy and whether it reached 99 % (from its summary:
+        a resumed run's earlier evaluations were not seen here)."""
+        self.best_val = max(summary["best_val_accuracy"], self.best_val or 0.0)
+        if summary.get("steps_to_val_99") is not None:
+            self.grokked.add(key)
+
+    def _postfix(self, refresh: bool = True) -> None:
+        self.bar.set_postfix_str(self.postfix_text(), refresh=refresh)
+
+    def postfix_text(self) -> str:
+        """runs ended, then the validation accuracy of the population: the range of the latest
+        evaluations of the runs still training, the best of any run, and how many reached 99 %."""
+        text = f"runs {self.runs_done}/{self.runs_total}"
+        if self.latest_val:
+            low, high = min(self.latest_val.values()), max(self.latest_val.values())
+            now = (
+                f"{100 * low:.0f}%" if high - low < 0.005 else f"{100 * low:.0f}-{100 * high:.0f}%"
+            )
+            text += f", val now {now}"
+        if self.best_val is not None:
+            text += f", best {100 * self.best_val:.1f}%, >=99% in {len(self.grokked)}"
+        return text
 
     def close(self) -> None:
         self.bar.close()
@@ -113,6 +164,7 @@ class QueueWatcher:
     def __init__(self, sink) -> None:
         self.sink = sink
         self.pending = 0
+        self.pending_val: dict[str, float] = {}
         self.last = time.monotonic()
 
     def advanced(self, run_steps: int) -> None:
@@ -128,10 +180,16 @@ class QueueWatcher:
         self._flush()
         self.sink.put(("checkpointed", str(run_dir), summary))
 
+    def evaluated(self, run_dir: Path, val_accuracy: float) -> None:
+        self.pending_val[str(run_dir)] = val_accuracy  # sent with the steps: only the latest
+
     def _flush(self) -> None:
         if self.pending:
             self.sink.put(("steps", self.pending))
             self.pending = 0
+        if self.pending_val:
+            self.sink.put(("evaluated", self.pending_val))
+            self.pending_val = {}
         self.last = time.monotonic()
 
 
