@@ -296,7 +296,7 @@ def test_a_full_disk_at_start_is_one_line_and_the_same_command_then_works(
     code, _, err = run_cli(capsys, *argv)
     monkeypatch.undo()
     assert code == 1
-    assert_one_line(err, "config.json", "no space left on the device", "nothing was written")
+    assert_one_line(err, "config.json", "no space left on the device", "was not written")
     code, _, err = run_cli(capsys, *argv)  # the disk has room again: the same command takes over
     assert code == 0, err
     assert runs.read_summary(out)["steps_done"] == 10
@@ -519,3 +519,71 @@ def test_ctrl_c_while_sweep_workers_start_is_one_line(tmp_path):
     assert_one_line(err, "interrupted")
     assert time.monotonic() - started < 15
     assert not _wait_gone(workers, 5)
+
+
+# -------------------------------------------------------- writes never follow a linked folder
+
+
+def _victim_folder(tmp_path: Path) -> Path:
+    """A folder outside the run folder that a planted link points at: it must never change."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "latest.pt").write_bytes(b"the user's own file\n")
+    return folder
+
+
+def _link_folder(run_dir: Path, name: str, target: Path) -> None:
+    """``run_dir/name`` (a folder, moved aside if there) replaced by a link to ``target``."""
+    folder = run_dir / name
+    if folder.is_dir():
+        folder.rename(run_dir.parent / f"{name}-moved-aside")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(target, target_is_directory=True)
+
+
+@pytest.mark.parametrize("name", ["checkpoints", "tensorboard"])
+def test_resume_replaces_a_linked_folder_and_never_writes_through_it(
+    name, run_copy, tmp_path, capsys
+):
+    elsewhere = _victim_folder(tmp_path)
+    if name == "checkpoints":  # the run's checkpoints are read through the link, then replaced
+        shutil.rmtree(elsewhere)
+        shutil.copytree(run_copy / name, elsewhere)
+    before = everything(elsewhere)
+    _link_folder(run_copy, name, elsewhere)
+    log = ["--log", "tensorboard"] if name == "tensorboard" else []
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet", *log)
+    assert code == 0, err
+    assert everything(elsewhere) == before  # no byte written, moved or removed there
+    assert (run_copy / name).is_dir() and not (run_copy / name).is_symlink()
+    if name == "checkpoints":
+        assert runs.load_checkpoint(run_copy)["step"] == 30
+    else:
+        assert list((run_copy / name).glob("events.out.tfevents.*"))
+
+
+def test_a_checkpoints_folder_swapped_for_a_link_while_training_is_not_followed(tmp_path):
+    """Library: train_runs with ``checkpoints/`` replaced by a link between two checkpoints."""
+    from conftest import tiny_run
+
+    from grokkit.population import Population
+    from grokkit.train import train_runs
+
+    elsewhere = _victim_folder(tmp_path)
+    before = everything(elsewhere)
+    run_dir = tmp_path / "run"
+    original = Population.step
+
+    def step_then_swap(self):
+        losses = original(self)
+        if self.step_count == 15:  # after the checkpoint at 10, before the one at 20
+            _link_folder(run_dir, "checkpoints", elsewhere)
+        return losses
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Population, "step", step_then_swap)
+        train_runs([tiny_run(steps=20, snapshot_every=20)], [run_dir], progress=False)
+    assert everything(elsewhere) == before
+    assert not (run_dir / "checkpoints").is_symlink()
+    assert runs.load_checkpoint(run_dir)["step"] == 20
+    assert runs.snapshot_steps(run_dir) == [20]

@@ -33,6 +33,7 @@ from grokkit.files import (  # noqa: F401  (atomic_write_*, write_json: used as 
     NotAFileError,
     atomic_write_bytes,
     atomic_write_text,
+    guarded_folder,
     open_regular,
     read_regular_bytes,
     remove_stale_temporaries,
@@ -494,14 +495,17 @@ def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
 
     Re-entrant within a process (a sweep with jobs=1 trains its runs in its own process). The
     kernel releases the lock when its process ends, however it ends, so a lock file left by a
-    killed process is taken over; the file records the holder's pid for the message."""
-    folder = Path(folder).resolve()
+    killed process is taken over; the file records the holder's pid for the message. While it is
+    held the folder is guarded (files.guarded_folder): no write goes through a linked subfolder."""
+    given = Path(folder)
+    folder = given.resolve()
     if folder in _HELD:
         _HELD[folder][1] += 1
     else:
         _HELD[folder] = [_acquire(folder, what), 1]
     try:
-        yield
+        with guarded_folder(given):
+            yield
     finally:
         _HELD[folder][1] -= 1
         if _HELD[folder][1] == 0:
@@ -530,9 +534,15 @@ def _acquire(folder: Path, what: str) -> int | None:
     except OSError:
         pass
     # Holding the lock, no write of ours is in progress here: what a killed write left goes.
-    for sub in (folder, folder / CHECKPOINT.parent, folder / SNAPSHOTS):
-        remove_stale_temporaries(sub)
+    for sub in (Path(), CHECKPOINT.parent, SNAPSHOTS):
+        if not any((folder / part).is_symlink() for part in _prefixes(sub)):  # never through a link
+            remove_stale_temporaries(folder / sub)
     return fd
+
+
+def _prefixes(relative: Path) -> list[Path]:
+    """checkpoints/snapshots -> [checkpoints, checkpoints/snapshots]."""
+    return [Path(*relative.parts[: i + 1]) for i in range(len(relative.parts))]
 
 
 def _open_lock_file(folder: Path) -> int:
