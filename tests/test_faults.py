@@ -643,3 +643,86 @@ def test_random_numeric_flags_train_or_fail_in_one_line(data, tmp_path_factory, 
         assert code == 2, err
         assert_one_line(err, "error")
         assert not out.exists() or not any(out.iterdir())
+
+
+# ---------------------------------------------------------------- the library's doors
+
+
+def _tiny_config():
+    from conftest import tiny_run
+
+    return tiny_run(steps=20)
+
+
+def _folder_calls(run_copy: Path, tmp_path: Path):
+    """(train_runs arguments, the folders that must not appear or change) per case."""
+    new_a, new_b = tmp_path / "a", tmp_path / "b"
+    c = _tiny_config()
+    return {
+        "a finished run folder": (([c], [run_copy]), "not empty"),
+        "one folder twice": (([c, c.with_changes(seed=1)], [new_a, new_a]), "given twice"),
+        "more folders than configs": (([c], [new_a, new_b]), "one folder per run"),
+        "a string for a config": ((["x+y"], [new_a]), "not a RunConfig"),
+        "a config for a list": ((c, [new_a]), "must be a list"),
+        "a folder that is a number": (([c], [7]), "not a path"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a finished run folder",
+        "one folder twice",
+        "more folders than configs",
+        "a string for a config",
+        "a config for a list",
+        "a folder that is a number",
+    ],
+)
+def test_train_runs_refuses_in_one_inputerror_and_touches_nothing(case, run_copy, tmp_path):
+    from grokkit.errors import InputError
+    from grokkit.train import train_runs
+
+    (args, keyword) = _folder_calls(run_copy, tmp_path)[case]
+    before = snapshot(run_copy)
+    with pytest.raises(InputError, match=keyword):
+        train_runs(*args, progress=False)
+    assert snapshot(run_copy) == before  # not overwritten, not even the lock's pid
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # no lock-only folder
+
+
+def test_the_command_line_refuses_a_finished_run_folder_as_the_library_does(run_copy, capsys):
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "train", *TINY, "--steps", "20", "--out", run_copy)
+    assert code == 2
+    assert_one_line(err, "not empty", "--resume")
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("step", ["x", 2.5, -1, True])
+def test_load_run_model_with_a_bad_step_is_one_inputerror(step, run_copy):
+    from grokkit import load_run
+    from grokkit.errors import InputError
+
+    with pytest.raises(InputError, match="step must be a whole number"):
+        load_run(run_copy).model(step=step)
+
+
+@pytest.mark.parametrize(
+    ("call", "keyword"),
+    [
+        (lambda: __import__("grokkit").load_run(3), "expected a folder"),
+        (lambda: __import__("grokkit.api").api.load_runs("runs/x"), "list of folders"),
+        (lambda: __import__("grokkit.sweep").sweep.run_sweep(["x+y"], "s"), "not a RunConfig"),
+    ],
+    ids=["load_run(3)", "load_runs(str)", "run_sweep(str configs)"],
+)
+def test_the_api_refuses_arguments_of_the_wrong_kind_in_one_inputerror(
+    call, keyword, tmp_path, monkeypatch
+):
+    from grokkit.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=keyword):
+        call()
+    assert not any(tmp_path.iterdir())

@@ -587,3 +587,76 @@ def test_a_checkpoints_folder_swapped_for_a_link_while_training_is_not_followed(
     assert not (run_dir / "checkpoints").is_symlink()
     assert runs.load_checkpoint(run_dir)["step"] == 20
     assert runs.snapshot_steps(run_dir) == [20]
+
+
+# ---------------------------------------- a start stopped before its first checkpoint
+
+
+def _dead_end(tmp_path: Path, half_run: Path) -> Path:
+    """What a kill during the first checkpoint leaves: config.json, the lock, and checkpoints/
+    holding only the temporary file of the checkpoint being written."""
+    out = tmp_path / "dead-end"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copy(half_run / "config.json", out / "config.json")
+    (out / runs.LOCK_FILE).write_text("12345")
+    (out / "checkpoints" / ".latest.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")
+    return out
+
+
+def _config_argv(run_dir: Path) -> list[str]:
+    """The tiny command line that made ``half_run``, with its budget."""
+    return [a for a in TINY if a != "--no-plot"] + ["--no-plot", "--steps", "20"]
+
+
+@pytest.mark.parametrize("how", ["same command", "resume"])
+def test_a_run_killed_during_its_first_checkpoint_is_taken_over(how, half_run, tmp_path, capsys):
+    out = _dead_end(tmp_path, half_run)
+    if how == "same command":
+        code, _, err = run_cli(capsys, "train", *_config_argv(half_run), "--out", out)
+    else:
+        code, _, err = run_cli(capsys, "train", "--resume", out, "--quiet", "--no-plot")
+    assert code == 0, err
+    assert runs.read_summary(out)["status"] == "completed"
+    assert runs.load_checkpoint(out)["step"] == 20
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def test_another_run_into_a_dead_end_of_a_different_run_is_one_line(half_run, tmp_path, capsys):
+    out = _dead_end(tmp_path, half_run)
+    before = everything(out)
+    argv = _config_argv(half_run) + ["--seed", "7"]
+    code, _, err = run_cli(capsys, "train", *argv, "--out", out)
+    assert code == 2
+    assert_one_line(err, "start of another run", "no checkpoint yet", "seed")
+    assert everything(out) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell files apart")
+def test_a_full_disk_at_the_first_checkpoint_says_what_is_on_disk_and_a_rerun_works(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--steps", "20", "--out", out]
+    _fail_writes_of(monkeypatch, "latest.pt")
+    code, _, err = run_cli(capsys, *argv)
+    monkeypatch.undo()
+    assert code == 1
+    assert_one_line(err, "latest.pt", "no space left", "no checkpoint yet", "same command")
+    assert "nothing was written" not in err  # config.json was
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert runs.read_summary(out)["steps_done"] == 20
+
+
+def test_the_library_takes_over_a_dead_end_of_the_same_run_only(half_run, tmp_path):
+    from grokkit.errors import InputError
+    from grokkit.train import train_runs
+
+    out = _dead_end(tmp_path, half_run)
+    config = runs.read_config(out)
+    before = everything(out)
+    with pytest.raises(InputError, match="start of another run"):
+        train_runs([config.with_changes(seed=7)], [out], progress=False)
+    assert everything(out) == before
+    (summary,) = train_runs([config], [out], progress=False)
+    assert summary["status"] == "completed" and summary["steps_done"] == 20

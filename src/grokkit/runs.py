@@ -435,17 +435,11 @@ def is_run_dir(path: Path) -> bool:
 # ---------------------------------------------------------------- folders
 
 
-def prepare_new_run_dir(path: Path) -> Path:
-    """Create a fresh run folder; refuse anything that exists and is not empty."""
+def prepare_new_run_dir(path: Path, config: RunConfig | None = None) -> Path:
+    """Create a fresh run folder for ``config``; refuse anything that exists and holds more than
+    what an earlier start of this same run left before its first checkpoint."""
     path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise RunFolderError(f"--out {path} exists and is not a folder; choose a new path")
-        if not holds_only_leftovers(path):
-            hint = " (it holds a run: use --resume to continue it)" if is_run_dir(path) else ""
-            raise RunFolderError(
-                f"--out {path} already exists and is not empty{hint}; nothing was overwritten"
-            )
+    check_new_run_dir(path, config)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -455,25 +449,125 @@ def prepare_new_run_dir(path: Path) -> Path:
     return path
 
 
-def holds_only_leftovers(folder: Path) -> bool:
-    """``folder`` holds nothing but what a grokkit command that failed before its first file
-    (a full disk, a Ctrl-C) leaves: its lock file, temporaries, an empty checkpoints folder. The
-    same command may then take it over."""
-    for p in Path(folder).iterdir():
-        if p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(TEMPORARY_SUFFIX)):
+def check_new_run_dir(
+    path: Path, config: RunConfig | None, flag: str = "--out", others_allowed: bool = False
+) -> None:
+    """RunFolderError, saying what the folder holds, unless a new run of ``config`` may start in
+    ``path``: it does not exist, or holds only leftovers (``holds_only_leftovers``). Reads only.
+    ``others_allowed``: files under names a run never writes do not count (the library's rule, as
+    a sweep's: a user's notes beside a run are never touched, so they do not stand in its way)."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise RunFolderError(f"{flag} {path} exists and is not a folder; choose a new path")
+    if holds_only_leftovers(path, config, others_allowed):
+        return
+    if has_checkpoint(path) or os.path.lexists(path / "summary.json"):
+        hint = "use --resume to continue it" if flag == "--out" else "resume it from its checkpoint"
+        what = f"is not empty (it holds a run: {hint})"
+    elif started_without_checkpoint(path):
+        what = (
+            "holds the start of another run, with no checkpoint yet"
+            f"{_differing(path, config)}; delete it or choose another path"
+        )
+    else:
+        what = "is not empty"
+    raise RunFolderError(f"{flag} {path} already exists and {what}; nothing was overwritten")
+
+
+def _differing(path: Path, config: RunConfig | None) -> str:
+    try:
+        stored = read_config(path).flat_dict()
+    except InputError:
+        return " (its config.json is unreadable)"
+    ours = config.flat_dict() if config is not None else {}
+    keys = [k for k in ours if k != "steps" and ours[k] != stored.get(k)][:4]
+    return f" (config.json differs in {', '.join(keys)})" if keys else ""
+
+
+# Folders grokkit makes in a run before its first checkpoint (the viewers' files).
+_EARLY_FOLDERS = ("tensorboard", "wandb")
+
+
+# The names a run writes at the top of its folder.
+RUN_NAMES = (
+    "config.json",
+    "metrics.csv",
+    "summary.json",
+    CHECKPOINT.parent.name,
+    "curves.png",
+    "curves.pdf",
+    "tensorboard",
+    "wandb",
+)
+
+
+def holds_only_leftovers(
+    folder: Path, config: RunConfig | None = None, others_allowed: bool = False
+) -> bool:
+    """``folder`` holds nothing but what a start of a run that ended before its first checkpoint
+    (a full disk, a kill, a Ctrl-C) leaves: its lock file, temporaries, a checkpoints folder with
+    no checkpoint in it, the viewers' folders, and the config.json of this same run (``config``;
+    the budget may differ). A new run of ``config`` may then take it over: nothing trained is
+    lost, and what it overwrites it writes again the same."""
+    folder = Path(folder)
+    same_run = config is not None and _holds_start_of(folder, config)
+    for p in folder.iterdir():
+        if p.name == LOCK_FILE or _is_temporary(p.name):
             continue
-        if (
-            p.name == CHECKPOINT.parent.name
-            and p.is_dir()
-            and not p.is_symlink()
-            and not any(p.iterdir())
-        ):
+        if others_allowed and p.name not in RUN_NAMES:
+            continue
+        if p.name == "config.json" and same_run:
+            continue
+        real_folder = p.is_dir() and not p.is_symlink()
+        if real_folder and p.name == CHECKPOINT.parent.name and _no_checkpoint_in(p):
+            continue
+        if real_folder and p.name in _EARLY_FOLDERS:
             continue
         return False
     return True
 
 
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def _no_checkpoint_in(checkpoints: Path) -> bool:
+    """A checkpoints folder holding only temporaries and snapshots (no latest.pt, previous.pt)."""
+    for p in checkpoints.iterdir():
+        if _is_temporary(p.name):
+            continue
+        if p.name == SNAPSHOTS.name and p.is_dir() and not p.is_symlink():
+            continue
+        return False
+    return True
+
+
+def started_without_checkpoint(path: Path) -> bool:
+    """``path`` holds a run's config.json and nothing that its first checkpoint brings
+    (checkpoints, metrics.csv, summary.json): a run stopped (killed, a full disk) before it."""
+    path = Path(path)
+    return (
+        os.path.lexists(path / "config.json")
+        and not any(os.path.lexists(path / p) for p in (CHECKPOINT, PREVIOUS_CHECKPOINT))
+        and not any(os.path.lexists(path / name) for name in ("metrics.csv", "summary.json"))
+    )
+
+
+def _holds_start_of(folder: Path, config: RunConfig) -> bool:
+    if not started_without_checkpoint(folder):
+        return False
+    try:
+        stored = read_config(folder)
+    except InputError:
+        return False
+    return stored.with_changes(steps=config.steps) == config
+
+
 def require_resumable(path: Path) -> Path:
+    """``path`` if it holds a run to resume: one with a checkpoint, or one stopped before its
+    first (``started_without_checkpoint``: the caller starts it from its config.json)."""
     path = Path(path)
     if not path.is_dir():
         raise RunFolderError(f"cannot resume {path}: no such folder")
@@ -482,6 +576,8 @@ def require_resumable(path: Path) -> Path:
             f"cannot resume {path}: it is not a grokkit run folder (no config.json)"
         )
     if not any(os.path.lexists(path / p) for p in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
+        if started_without_checkpoint(path):
+            return path
         raise RunFolderError(f"cannot resume {path}: it has no checkpoint ({CHECKPOINT})")
     return path  # what stands at those names is read, validated, and reported, by the caller
 

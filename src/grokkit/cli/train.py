@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
             return 1 if over["status"] == "diverged" else 0
         with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
             cfg = runs.read_config(run_dir)
+            if runs.started_without_checkpoint(run_dir):  # stopped before its first checkpoint
+                cfg = cfg if args.steps is None else cfg.with_changes(steps=args.steps)
+                summary = _train(cfg, run_dir, None, device, loggers, args)  # from step 0
+                return _report(summary, run_dir, args)
             state = runs.load_checkpoint(run_dir)
             stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
             if stored != cfg.with_changes(steps=stored.steps):  # only the budget may differ
@@ -75,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("train needs --out DIR (or --resume DIR)")
         cfg = config_from_args(args)
         validate_run(cfg)
-        run_dir = runs.prepare_new_run_dir(Path(args.out))
+        run_dir = runs.prepare_new_run_dir(Path(args.out), cfg)
         summary = _train(cfg, run_dir, None, device, loggers, args)
+    return _report(summary, run_dir, args)
+
+
+def _report(summary: dict, run_dir: Path, args: argparse.Namespace) -> int:
+    """The curves and the summary line of a run that has trained; its exit code."""
     if not args.no_plot:
         plot_curves(run_dir, summary)
     print(summary_line(summary, run_dir))

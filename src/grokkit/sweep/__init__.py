@@ -22,6 +22,7 @@ the index), ``executors`` (in process, local workers, Ray); this one ties them t
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grokkit import runs
-from grokkit.config import RunConfig, validate_run
+from grokkit.config import RunConfig, checked_configs
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.loggers import logger_factory
@@ -135,8 +136,9 @@ def run_sweep(
         max_population = default_max_population(device)
     if max_population < 1:
         raise InputError(f"max population must be >= 1, got {max_population}")
-    for config in configs:  # every run is checked before any folder is written
-        validate_run(config)
+    configs = checked_configs(configs)  # every run is checked before any folder is written
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise InputError(f"out_dir must be a folder (a str or Path), got {type(out_dir).__name__}")
     loggers = tuple(dict.fromkeys(loggers))
     for name in loggers:  # unknown or not installed: one line, before any folder is written
         logger_factory(name)
