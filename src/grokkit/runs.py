@@ -398,10 +398,14 @@ def _check_weights(path: Path, flat: torch.Tensor, config: RunConfig) -> None:
 
     n_elements = get_operation(config.operation, config.modulus).n_elements
     n_params = count_parameters(config.model_config(n_elements))
-    if flat.dim() != 1 or flat.numel() != n_params or not flat.is_floating_point():
+    from grokkit.checkpoint_check import WEIGHT_DTYPE
+
+    if flat.dim() != 1 or flat.numel() != n_params:
         raise _damaged(
             path, f"the weights have shape {tuple(flat.shape)}, the model needs ({n_params},)"
         )
+    if flat.dtype != WEIGHT_DTYPE:  # cast, the resumed run would differ from a straight one
+        raise _damaged(path, f"the weights are {flat.dtype}, the model's are {WEIGHT_DTYPE}")
     if not bool(torch.isfinite(flat).all()):
         raise _damaged(path, "the weights hold non-finite values")
 
