@@ -180,12 +180,41 @@ def read_json(path: Path):
     """A JSON file grokkit wrote; one-line errors for a missing, unreadable or invalid file."""
     path = Path(path)
     text = _read_text(path)
+    too_deep = _damaged(path, f"its JSON is nested more than {MAX_JSON_NESTING} levels deep")
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise _damaged(
             path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
         ) from None
+    except RecursionError:  # the decoder recurses once per level: "[[[[..." ten thousand deep
+        raise too_deep from None
+    if _nesting(obj) > MAX_JSON_NESTING:  # refused once, here: show, compare, a resume and
+        raise too_deep  # load_run would each recurse into it (printing, comparing, copying)
+    return obj
+
+
+MAX_JSON_NESTING = 32  # grokkit's own files nest 3 levels (config.json's optimizer, derived)
+
+
+def _nesting(obj) -> int:
+    """How deep lists and objects nest in ``obj``, counted without recursion (deeper than the
+    limit: the limit + 1, found without walking the rest)."""
+    depth, level = 0, [obj]
+    while level:
+        children = [
+            c
+            for o in level
+            if isinstance(o, (list, dict))
+            for c in (o.values() if isinstance(o, dict) else o)
+        ]
+        if not any(isinstance(o, (list, dict)) for o in level):
+            break
+        depth += 1
+        if depth > MAX_JSON_NESTING:
+            break
+        level = children
+    return depth
 
 
 def _json_object(path: Path) -> dict:
@@ -250,6 +279,13 @@ def is_finished(summary: dict, steps: int) -> bool:
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.csv"
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return _metric_rows(path, reader)
+    except csv.Error as e:  # a field past the csv module's limit (131072 characters), a NUL byte
+        raise _damaged(path, f"line {reader.line_num}: not a CSV row ({e})") from None
+
+
+def _metric_rows(path: Path, reader: csv.DictReader) -> list[dict]:
     required = [c for c in METRIC_COLUMNS if c not in LATER_METRIC_COLUMNS]
     missing = [c for c in required if c not in (reader.fieldnames or ())]
     if missing:
@@ -263,7 +299,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
             for k, v in raw.items():
                 row[k] = None if v == "" else (int(v) if k == "step" else float(v))
         except ValueError:
-            raise _damaged(path, f"line {line}: {k} is not a number ({v!r})") from None
+            raise _damaged(path, f"line {line}: {k} is not a number ({v[:40]!r})") from None
         if row["step"] is None or row["step"] <= last:
             raise _damaged(path, f"line {line}: steps must increase")
         last = row["step"]

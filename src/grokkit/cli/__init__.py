@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from grokkit.errors import InputError, StorageError
+    from grokkit.errors import InputError, StorageError, printable
 
     args = None
     try:
@@ -74,10 +74,10 @@ def _main(argv: list[str] | None) -> int:
             compile_step()  # a bad value or no C++ compiler: one line, before anything is written
         return args.func(args)
     except InputError as e:
-        print(f"grokkit: error: {e}", file=sys.stderr)
+        print(f"grokkit: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except StorageError as e:
-        print(f"grokkit: error: {e.strerror}", file=sys.stderr)
+        print(f"grokkit: error: {printable(e.strerror)}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # `grokkit data ... | head`: the reader has all it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -9,7 +9,7 @@ from pathlib import Path
 from grokkit import runs
 from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import plot_curves
-from grokkit.errors import InputError
+from grokkit.errors import InputError, printable
 
 
 def register(sub) -> None:
@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     summary = runs.read_summary(run_dir)
     width = max(len(k) for k in summary)
     for k, v in summary.items():  # a step never reached is null in summary.json: said in words
-        print(f"{k:<{width}}  {'not reached' if v is None and k.startswith('steps_to_') else v}")
+        v = "not reached" if v is None and k.startswith("steps_to_") else v
+        print(printable(f"{k:<{width}}  {v}"))  # a folder from elsewhere cannot drive the terminal
     with runs.folder_lock(run_dir, "run folder"):  # not while a training process writes it
         plot_curves(run_dir, summary)
     return 0
