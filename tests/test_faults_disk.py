@@ -660,3 +660,80 @@ def test_the_library_takes_over_a_dead_end_of_the_same_run_only(half_run, tmp_pa
     assert everything(out) == before
     (summary,) = train_runs([config], [out], progress=False)
     assert summary["status"] == "completed" and summary["steps_done"] == 20
+
+
+# ---------------------------------------------------------------- resources: memory limits, threads
+
+# ~108 M parameters: about 2.2 GB to train, a fifth of this machine's memory but more than a
+# process limited to 3 GB of address space can get.
+LARGE = ["--d-model", "3000", "--d-mlp", "12000", "--heads", "4", "--layers", "1"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's rlimits")
+def test_a_model_over_the_processs_memory_limit_is_refused_before_anything_is_created(tmp_path):
+    import resource
+
+    from grokkit.ops import physical_memory
+
+    if (physical_memory() or 0) < 8 * 2**30:
+        pytest.skip("the model must fit in half of this machine's memory")
+    out = tmp_path / "big"
+    argv = [a for a in TINY if a not in ("--d-model", "32", "--heads", "2", "--d-mlp", "64")]
+    argv = [a for a in argv if a not in ("--layers", "1")] + LARGE
+
+    def limit():  # what `ulimit -v 3000000` in the user's shell does
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.RLIM_INFINITY))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "grokkit.cli", "train", *argv, "--steps", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert_one_line(done.stderr, "parameters", "memory limit (ulimit -v)", "--d-model")
+    assert not out.exists()
+
+
+def test_the_library_refuses_a_model_over_the_processs_memory_limit(tmp_path, monkeypatch):
+    import resource
+
+    from conftest import tiny_run
+
+    from grokkit.errors import InputError
+    from grokkit.train import train_runs
+
+    real = resource.getrlimit
+    mapped = 1024 * _vm_size_kb()
+    monkeypatch.setattr(
+        resource,
+        "getrlimit",
+        lambda which: (mapped + 2**20, -1) if which == resource.RLIMIT_AS else real(which),
+    )
+    with pytest.raises(InputError, match="memory limit"):
+        train_runs([tiny_run(d_model=256, d_mlp=1024)], [tmp_path / "run"], progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def _vm_size_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1])
+    pytest.skip("no /proc/self/status")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "bench"])
+@pytest.mark.parametrize("threads", ["1000", "100000"])
+def test_threads_beyond_four_per_core_are_refused_in_one_line(command, threads, tmp_path, capsys):
+    argv = {
+        "train": ["train", *TINY, "--steps", "5", "--out", tmp_path / "run"],
+        "sweep": ["sweep", *SWEEP_TINY, "--out", tmp_path / "run"],
+        "bench": ["bench", "--json"],
+    }[command]
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, *argv, "--threads", threads)
+    assert code == 2
+    assert_one_line(err, "--threads", threads, "per core")
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "run").exists()

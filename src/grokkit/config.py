@@ -20,7 +20,7 @@ from grokkit.model_config import (
     check_model_size,
 )
 from grokkit.openai_grok import THEIR_OPERATOR
-from grokkit.ops import PAPER_OPERATIONS, get_operation, physical_memory
+from grokkit.ops import PAPER_OPERATIONS, available_memory, get_operation
 from grokkit.optim_config import (
     DEFAULT_PRESET,
     LATER_FIELDS as OPTIMIZER_LATER_FIELDS,
@@ -498,7 +498,7 @@ def validate_run(config: RunConfig) -> None:
     check_model_size(
         config.model_config(operation.n_elements),
         batch_size or min(512, n_train),
-        physical_memory(),
+        available_memory(),
     )
 
 

@@ -233,7 +233,7 @@ def train_runs(
     TrainingInterrupted.
     """
     run_dirs = check_request(configs, run_dirs, states)  # before any folder is touched
-    with contextlib.ExitStack() as locks:
+    with contextlib.ExitStack() as locks, _allocation_failures_said():
         for d in run_dirs:
             d.mkdir(parents=True, exist_ok=True)
             locks.enter_context(runs.folder_lock(d, "run folder"))
@@ -255,6 +255,27 @@ def train_runs(
             for i, summary in zip(todo, session.train(progress, description)):
                 results[i] = summary
         return results  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _allocation_failures_said():
+    """An allocation the machine refuses (the model's estimate in ``validate_run`` was passed,
+    but the memory is taken by others): one InputError line instead of a traceback. Every
+    checkpoint written before stays."""
+    try:
+        yield
+    except (MemoryError, torch.OutOfMemoryError):
+        raise InputError(_OUT_OF_MEMORY) from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e) and "not enough memory" not in str(e):
+            raise
+        raise InputError(_OUT_OF_MEMORY) from None
+
+
+_OUT_OF_MEMORY = (
+    "training ran out of memory (the machine, or this process's limit, refused an allocation); "
+    "checkpoints already written are kept; choose a smaller model or batch, or free memory"
+)
 
 
 def check_request(configs, run_dirs, states) -> list[Path]:
