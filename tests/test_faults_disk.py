@@ -737,3 +737,114 @@ def test_threads_beyond_four_per_core_are_refused_in_one_line(command, threads, 
     assert_one_line(err, "--threads", threads, "per core")
     assert time.monotonic() - started < 10
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------ SIGTERM, and signals a script ignored
+
+
+def _terminate_at(monkeypatch, step: int) -> None:
+    """SIGTERM to this process right after update ``step``, as ``kill PID`` would send it. (The
+    tests take ``half_run`` first: the GEMM tuning it measures takes steps of its own.)"""
+    from grokkit.population import Population
+
+    original = Population.step
+
+    def step_then_terminate(self):
+        losses = original(self)
+        if self.step_count == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return losses
+
+    monkeypatch.setattr(Population, "step", step_then_terminate)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_sigterm_checkpoints_like_ctrl_c_and_exits_143(
+    command, half_run, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    argv = {
+        "train": ["train", *TINY, "--steps", "20", "--out", out],
+        "sweep": ["sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out],
+    }[command]
+    _terminate_at(monkeypatch, 12)
+    code, _, err = run_cli(capsys, *argv)
+    monkeypatch.undo()
+    assert code == 143
+    assert_one_line(err, "interrupted (SIGTERM) at step 12")
+    folders = [out] if command == "train" else sorted((out / "runs").iterdir())
+    for d in folders:
+        assert runs.read_summary(d)["status"] == "interrupted"
+        assert runs.load_checkpoint(d)["step"] == runs.read_summary(d)["steps_done"] == 12
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main restored the handler
+
+
+def test_sigterm_in_the_library_checkpoints_and_raises_training_interrupted(tmp_path, monkeypatch):
+    from conftest import tiny_run
+
+    from grokkit.train import TrainingInterrupted, train_runs
+
+    _terminate_at(monkeypatch, 13)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM"):
+        train_runs([tiny_run(steps=20)], [tmp_path / "run"], progress=False)
+    assert runs.read_summary(tmp_path / "run")["status"] == "interrupted"
+    assert runs.load_checkpoint(tmp_path / "run")["step"] == 13
+
+
+def _start(argv: list[str], out: Path, ignore_sigint: bool = False) -> subprocess.Popen:
+    """``grokkit ARGV`` in a process of its own, once ``out`` holds a checkpoint."""
+
+    def ignore():  # what `grokkit ... &` in a non-interactive shell script inherits
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grokkit.cli", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore if ignore_sigint else None,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("**/checkpoints/latest.pt")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never checkpointed"
+        time.sleep(0.1)
+    return proc
+
+
+def _finish(proc: subprocess.Popen, seconds: float = 30) -> str:
+    try:
+        return proc.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"still running {seconds} s after the signal")
+
+
+def test_sigterm_of_a_real_train_process_exits_143_with_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(["train", *TINY, "--steps", "1000000", "--out", out], out)
+    proc.send_signal(signal.SIGTERM)
+    err = _finish(proc)
+    assert proc.returncode == 143, err
+    assert_one_line(err, "interrupted (SIGTERM) at step", "grokkit train --resume")
+    step = int(err.split("at step ")[1].split(";")[0])
+    assert runs.read_summary(out)["status"] == "interrupted"
+    assert runs.load_checkpoint(out)["step"] == step > 0
+
+
+def test_a_sweep_started_with_sigint_ignored_still_stops_on_ctrl_c(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out]
+    argv[argv.index("--steps") + 1] = "1000000"
+    argv[argv.index("--jobs") + 1] = "2"  # the sweep's own process waits on two workers
+    proc = _start(argv, out, ignore_sigint=True)
+    while len(list(out.glob("runs/*/checkpoints/latest.pt"))) < 2:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = _finish(proc)
+    assert proc.returncode == 130, err
+    assert_one_line(err, "interrupted")
+    for run_dir in (out / "runs").iterdir():
+        assert runs.read_summary(run_dir)["status"] == "interrupted"

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from grokkit import runs
 from grokkit.config import RunConfig, checked_configs
 from grokkit.errors import InputError, StorageError
-from grokkit.interrupts import HeldInterrupt
+from grokkit.interrupts import HeldInterrupt, signal_name
 from grokkit.loggers import LoggerFactory, RunLogger
 from grokkit.model import count_parameters
 from grokkit.population import Member, Population, population_key
@@ -229,7 +229,7 @@ def train_runs(
 
     Each run folder is locked while it trains (FolderLockedError if another process holds it).
     A resumed run that is already over (runs.is_finished) is left exactly as it is.
-    Ctrl-C stops after the step in progress, checkpoints every run there and raises
+    Ctrl-C (or SIGTERM) stops after the step in progress, checkpoints every run there and raises
     TrainingInterrupted.
     """
     run_dirs = check_request(configs, run_dirs, states)  # before any folder is touched
@@ -424,7 +424,7 @@ class _TrainingSession:
             while self.training:
                 # Stop requested? Ctrl-C waits for a whole step, so checkpoints hold no half update.
                 if interrupt.requested:
-                    raise self.interrupted()
+                    raise self.interrupted(interrupt.signum)
 
                 # Step.
                 losses = self.population.step()
@@ -546,13 +546,13 @@ class _TrainingSession:
         if self.watcher is not None:
             self.watcher.run_ended(run.folder, run.summary)
 
-    def interrupted(self) -> TrainingInterrupted:
-        """Checkpoint every run still training at the current step; the error to raise."""
+    def interrupted(self, signum: int | None = None) -> TrainingInterrupted:
+        """Checkpoint every run still training at the current step; the error to raise.
+        ``signum``: the signal that asked (SIGTERM is named; a Ctrl-C is the usual case)."""
+        said = f"interrupted{signal_name(signum)} at step {self.step}"
         for member, run in enumerate(self.training):
-            self.write_out(member, run, "interrupted", f"interrupted at step {self.step}")
-        return TrainingInterrupted(
-            f"interrupted at step {self.step}; every run was checkpointed there"
-        )
+            self.write_out(member, run, "interrupted", said)
+        return TrainingInterrupted(f"{said}; every run was checkpointed there")
 
     def wall(self, run: _Run) -> float:
         return run.tracker.wall_before + time.perf_counter() - self.start_wall
