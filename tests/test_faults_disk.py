@@ -848,3 +848,18 @@ def test_a_sweep_started_with_sigint_ignored_still_stops_on_ctrl_c(tmp_path):
     assert_one_line(err, "interrupted")
     for run_dir in (out / "runs").iterdir():
         assert runs.read_summary(run_dir)["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_sweep_replaces_a_linked_runs_folder_and_never_writes_through_it(jobs, tmp_path, capsys):
+    elsewhere = _victim_folder(tmp_path)
+    before = everything(elsewhere)
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "runs").symlink_to(elsewhere, target_is_directory=True)
+    argv = [*SWEEP_TINY, "--seed", "0", "1", "--out", out]
+    argv[argv.index("--jobs") + 1] = jobs
+    code, _, err = run_cli(capsys, "sweep", *argv)
+    assert code == 0, err
+    assert everything(elsewhere) == before
+    assert not (out / "runs").is_symlink() and len(list(out.glob("runs/*/summary.json"))) == 2

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from grokkit import runs
 from grokkit.config import RunConfig, checked_configs
 from grokkit.errors import InputError, StorageError
+from grokkit.files import ensure_real_folder
 from grokkit.interrupts import HeldInterrupt, signal_name
 from grokkit.loggers import LoggerFactory, RunLogger
 from grokkit.model import count_parameters
@@ -235,7 +236,7 @@ def train_runs(
     run_dirs = check_request(configs, run_dirs, states)  # before any folder is touched
     with contextlib.ExitStack() as locks, _allocation_failures_said():
         for d in run_dirs:
-            d.mkdir(parents=True, exist_ok=True)
+            ensure_real_folder(d)  # inside a locked sweep folder: never through a link
             locks.enter_context(runs.folder_lock(d, "run folder"))
         _check_folders(configs, run_dirs, states)  # again, holding the locks: nobody wrote since
         if states is None:

@@ -33,6 +33,7 @@ from grokkit import runs
 from grokkit.config import RunConfig, checked_configs
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
+from grokkit.files import ensure_real_folder
 from grokkit.loggers import logger_factory
 from grokkit.population import population_key
 from grokkit.runs import FINISHED
@@ -324,11 +325,13 @@ class _IndexBook:
         adopt_untagged_folders(
             runs_dir, [(n, run_name(c, method_tags=False), c) for n, c in self.configs.items()]
         )
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        # Real folders, never through a link (the sweep folder is locked, so guarded: a link
+        # planted at runs/ or at a run's name is replaced, as one at a file's name would be).
+        ensure_real_folder(runs_dir)
         for n in fresh:
             if self.plan.states[n].clear:
                 clear_run_dir(self.dirs[n])
-            self.dirs[n].mkdir(parents=True, exist_ok=True)
+            ensure_real_folder(self.dirs[n])
         self.index = SweepIndex(self.out_dir, self.names)
 
     def write(self) -> None:
