@@ -291,7 +291,7 @@ def check_request(configs, run_dirs, states) -> list[Path]:
         raise InputError("train_runs needs at least one config")
     if len(run_dirs) != len(configs):
         raise InputError(
-            f"{len(configs)} configs and {len(run_dirs)} run folders: give one folder per run"
+            f"{len(configs)} config(s) and {len(run_dirs)} run folder(s): give one folder per run"
         )
     seen: dict[str, Path] = {}
     for d in run_dirs:
@@ -307,7 +307,7 @@ def check_request(configs, run_dirs, states) -> list[Path]:
     if states is not None:
         states = _listed(states, "states", dict)
         if len(states) != len(configs):
-            raise InputError(f"{len(configs)} configs and {len(states)} checkpoint states")
+            raise InputError(f"{len(configs)} config(s) and {len(states)} checkpoint state(s)")
     _check_folders(configs, run_dirs, states)
     return run_dirs
 
