@@ -768,6 +768,7 @@ def test_sigterm_checkpoints_like_ctrl_c_and_exits_143(
         "sweep": ["sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out],
     }[command]
     _terminate_at(monkeypatch, 12)
+    handler = signal.getsignal(signal.SIGTERM)
     code, _, err = run_cli(capsys, *argv)
     monkeypatch.undo()
     assert code == 143
@@ -776,7 +777,7 @@ def test_sigterm_checkpoints_like_ctrl_c_and_exits_143(
     for d in folders:
         assert runs.read_summary(d)["status"] == "interrupted"
         assert runs.load_checkpoint(d)["step"] == runs.read_summary(d)["steps_done"] == 12
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main restored the handler
+    assert signal.getsignal(signal.SIGTERM) == handler  # main restored the caller's handler
 
 
 def test_sigterm_in_the_library_checkpoints_and_raises_training_interrupted(tmp_path, monkeypatch):
