@@ -198,7 +198,15 @@ def test_a_pool_worker_sees_only_its_own_gpu(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     gpus = queue.Queue()
     gpus.put("5")
-    executors._init_worker(None, gpus)
+    import signal
+
+    # _init_worker sets a worker's SIGINT and SIGTERM handlers: this process keeps its own.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        executors._init_worker(None, gpus)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
     import os
 
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"

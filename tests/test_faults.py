@@ -643,3 +643,179 @@ def test_random_numeric_flags_train_or_fail_in_one_line(data, tmp_path_factory, 
         assert code == 2, err
         assert_one_line(err, "error")
         assert not out.exists() or not any(out.iterdir())
+
+
+# ---------------------------------------------------------------- the library's doors
+
+
+def _tiny_config():
+    from conftest import tiny_run
+
+    return tiny_run(steps=20)
+
+
+def _folder_calls(run_copy: Path, tmp_path: Path):
+    """(train_runs arguments, the folders that must not appear or change) per case."""
+    new_a, new_b = tmp_path / "a", tmp_path / "b"
+    c = _tiny_config()
+    return {
+        "a finished run folder": (([c], [run_copy]), "not empty"),
+        "one folder twice": (([c, c.with_changes(seed=1)], [new_a, new_a]), "given twice"),
+        "more folders than configs": (([c], [new_a, new_b]), "one folder per run"),
+        "a string for a config": ((["x+y"], [new_a]), "not a RunConfig"),
+        "a config for a list": ((c, [new_a]), "must be a list"),
+        "a folder that is a number": (([c], [7]), "not a path"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a finished run folder",
+        "one folder twice",
+        "more folders than configs",
+        "a string for a config",
+        "a config for a list",
+        "a folder that is a number",
+    ],
+)
+def test_train_runs_refuses_in_one_inputerror_and_touches_nothing(case, run_copy, tmp_path):
+    from grokkit.errors import InputError
+    from grokkit.train import train_runs
+
+    (args, keyword) = _folder_calls(run_copy, tmp_path)[case]
+    before = snapshot(run_copy)
+    with pytest.raises(InputError, match=keyword):
+        train_runs(*args, progress=False)
+    assert snapshot(run_copy) == before  # not overwritten, not even the lock's pid
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # no lock-only folder
+
+
+def test_the_command_line_refuses_a_finished_run_folder_as_the_library_does(run_copy, capsys):
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, "train", *TINY, "--steps", "20", "--out", run_copy)
+    assert code == 2
+    assert_one_line(err, "not empty", "--resume")
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("step", ["x", 2.5, -1, True])
+def test_load_run_model_with_a_bad_step_is_one_inputerror(step, run_copy):
+    from grokkit import load_run
+    from grokkit.errors import InputError
+
+    with pytest.raises(InputError, match="step must be a whole number"):
+        load_run(run_copy).model(step=step)
+
+
+@pytest.mark.parametrize(
+    ("call", "keyword"),
+    [
+        (lambda: __import__("grokkit").load_run(3), "expected a folder"),
+        (lambda: __import__("grokkit.api").api.load_runs("runs/x"), "list of folders"),
+        (lambda: __import__("grokkit.sweep").sweep.run_sweep(["x+y"], "s"), "not a RunConfig"),
+    ],
+    ids=["load_run(3)", "load_runs(str)", "run_sweep(str configs)"],
+)
+def test_the_api_refuses_arguments_of_the_wrong_kind_in_one_inputerror(
+    call, keyword, tmp_path, monkeypatch
+):
+    from grokkit.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=keyword):
+        call()
+    assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- hostile bytes in a run's files
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+def _deep_config(run_dir: Path) -> None:
+    (run_dir / "config.json").write_text(DEEP_JSON)
+
+
+def _deep_summary(run_dir: Path) -> None:
+    (run_dir / "summary.json").write_text(DEEP_JSON)
+
+
+def _deep_key_in_summary(run_dir: Path) -> None:  # parses, but printing it would recurse
+    summary = json.loads((run_dir / "summary.json").read_text())
+    text = json.dumps(summary)[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}"
+    (run_dir / "summary.json").write_text(text)
+
+
+def _huge_metrics_line(run_dir: Path) -> None:
+    with open(run_dir / "metrics.csv", "a") as f:
+        f.write("1" * 200_000 + "\n")
+
+
+HOSTILE = {
+    "config.json nested 10^5 deep": (_deep_config, "config.json", "nested more than"),
+    "summary.json nested 10^5 deep": (_deep_summary, "summary.json", "nested more than"),
+    "summary.json with a 5000-deep key": (_deep_key_in_summary, "summary.json", "nested more than"),
+    "metrics.csv with a 200 kB line": (_huge_metrics_line, "metrics.csv", "not a CSV row"),
+}
+HOSTILE_COMMANDS = {
+    "show": lambda d: ["show", d],
+    "compare": lambda d: ["compare", d, "--out", d.parent / "c.png"],
+    "resume": lambda d: ["train", "--resume", d, "--steps", "30", "--quiet", "--no-plot"],
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [
+        (case, command)
+        for case in HOSTILE
+        for command in HOSTILE_COMMANDS
+        # a resume reads config.json and the checkpoint; it writes the others anew
+        if command != "resume" or HOSTILE[case][1] == "config.json"
+    ],
+)
+def test_hostile_bytes_in_a_run_file_are_one_line(case, command, run_copy, capsys):
+    damage, name, keyword = HOSTILE[case]
+    damage(run_copy)
+    before = snapshot(run_copy)
+    code, _, err = run_cli(capsys, *HOSTILE_COMMANDS[command](run_copy))
+    assert code == 2, err
+    assert_one_line(err, name, keyword)
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_bytes_in_a_run_file_are_one_inputerror_in_load_run(case, run_copy):
+    from grokkit import load_run
+    from grokkit.errors import InputError
+
+    damage, name, keyword = HOSTILE[case]
+    damage(run_copy)
+    with pytest.raises(InputError, match=keyword):
+        load_run(run_copy)
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\x9b1m"
+
+
+def test_show_never_prints_a_run_files_terminal_escapes(run_copy, capsys):
+    summary = json.loads((run_copy / "summary.json").read_text())
+    summary["message"] = f"all fine{ESCAPES}"
+    summary["note" + ESCAPES] = ESCAPES
+    (run_copy / "summary.json").write_text(json.dumps(summary))
+    code, out, err = run_cli(capsys, "show", run_copy)
+    assert code == 0, err
+    assert not any(c in out + err for c in "\x1b\x07\x9b")
+    assert "all fine\\x1b]0;owned" in out  # shown, escaped: the user sees what is there
+
+
+def test_an_error_quoting_a_run_file_never_prints_its_terminal_escapes(run_copy, capsys):
+    lines = (run_copy / "metrics.csv").read_text().splitlines()
+    lines[0] += f",norm{ESCAPES}"  # a column the error names, holding a value that is no number
+    lines[1:] = [line + ",oops" for line in lines[1:]]
+    (run_copy / "metrics.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli(capsys, "show", run_copy)
+    assert code == 2
+    assert_one_line(err, "metrics.csv", "is not a number")
+    assert not any(c in err for c in "\x1b\x07\x9b")

@@ -184,7 +184,9 @@ _case(
     "'exp_avg' is missing or has the wrong shape",
     _put("optimizer", "exp_avg", lambda t: t[:-1].clone()),
 )
-_case("exp_avg as integers", "float tensor", _put("optimizer", "exp_avg", lambda t: t.long()))
+_case(
+    "exp_avg as integers", "torch.float32 tensor", _put("optimizer", "exp_avg", lambda t: t.long())
+)
 _case("exp_avg_sq missing", "'exp_avg_sq' is missing", _pop("optimizer", "exp_avg_sq"))
 _case("step_count negative", "'step_count' is -1", _put("optimizer", "step_count", -1))
 _case("step_count a bool", "'step_count' is True", _put("optimizer", "step_count", True))
@@ -199,7 +201,7 @@ _case("initial missing", "'initial' is missing", _pop("optimizer", "initial"), "
 _case("initial with NaN", "'initial' holds non-finite", _put("optimizer", "initial", _nan_at), "ma")
 _case(
     "initial of another shape",
-    "'initial' should be a float tensor",
+    "'initial' should be a torch.float32 tensor",
     _put("optimizer", "initial", lambda t: t[:5].clone()),
     "ma",
 )
@@ -211,7 +213,7 @@ _case(
 )
 _case(
     "muon momentum of another shape",
-    "'muon_momentum' should be a float tensor",
+    "'muon_momentum' should be a torch.float32 tensor",
     _put("optimizer", "muon_momentum", lambda t: t[:-1].clone()),
     "muon",
 )
@@ -260,7 +262,7 @@ _case(
 )
 _case(
     "ema average of another shape",
-    "'mu' should be a float tensor",
+    "'mu' should be a torch.float32 tensor",
     _put("interventions", 0, "mu", lambda t: t[:7].clone()),
     "ema",
 )
@@ -283,7 +285,7 @@ _case(
 )
 _case(
     "ma gradients of another shape",
-    "'gradients' should be a float tensor",
+    "'gradients' should be a torch.float32 tensor",
     _put("interventions", 0, "gradients", lambda t: t[1:].clone()),
     "ma",
 )
@@ -351,6 +353,29 @@ _case(
     "last checkpoint step text",
     "'last_checkpoint_step' is '10'",
     _put("tracker", "last_checkpoint_step", "10"),
+)
+
+
+# dtypes: a cast on resume would round differently from the uninterrupted run (issue 35)
+_case("weights as float16", "the weights are torch.float16", _put("flat", lambda t: t.half()))
+_case("weights as float64", "the weights are torch.float64", _put("flat", lambda t: t.double()))
+_case("weights as integers", "the weights are torch.int64", _put("flat", lambda t: t.long()))
+_case(
+    "exp_avg_sq as float64",
+    "should be a torch.float32 tensor",
+    _put("optimizer", "exp_avg_sq", lambda t: t.double()),
+)
+_case(
+    "muon momentum as bfloat16",
+    "should be a torch.float32 tensor",
+    _put("optimizer", "muon_momentum", lambda t: t.bfloat16()),
+    "muon",
+)
+_case(
+    "ema average as float64",
+    "should be a torch.float32 tensor",
+    _put("interventions", 0, "mu", lambda t: t.double()),
+    "ema",
 )
 
 
@@ -670,3 +695,20 @@ def test_config_json_of_another_model_shape_under_export_and_the_api(
     with pytest.raises(runs.DamagedFileError, match=keyword):
         load_run_weights(run)
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64, torch.int64])
+def test_weights_of_another_dtype_are_refused_by_the_library(dtype, built, tmp_path):
+    """load_run(...).model(), from the checkpoint and from a snapshot: one InputError each."""
+    from grokkit import load_run
+    from grokkit.errors import InputError
+
+    run = Path(shutil.copytree(built["plain"], tmp_path / "run"))
+    for name in (LATEST, PREVIOUS):
+        _damage_file(run / name, _put("flat", lambda t: t.to(dtype)))
+    runs.save_snapshot(run, 10, _load(run / LATEST)["flat"])
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(InputError, match=f"the weights are torch.{name}"):
+        load_run(run).model()
+    with pytest.raises(InputError, match=f"the weights are torch.{name}"):
+        load_run(run).model(step=10)

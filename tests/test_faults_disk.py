@@ -309,7 +309,7 @@ def test_a_full_disk_at_start_is_one_line_and_the_same_command_then_works(
     code, _, err = run_cli(capsys, *argv)
     monkeypatch.undo()
     assert code == 1
-    assert_one_line(err, "config.json", "no space left on the device", "nothing was written")
+    assert_one_line(err, "config.json", "no space left on the device", "was not written")
     code, _, err = run_cli(capsys, *argv)  # the disk has room again: the same command takes over
     assert code == 0, err
     assert runs.read_summary(out)["steps_done"] == 10
@@ -532,3 +532,348 @@ def test_ctrl_c_while_sweep_workers_start_is_one_line(tmp_path):
     assert_one_line(err, "interrupted")
     assert time.monotonic() - started < 15
     assert not _wait_gone(workers, 5)
+
+
+# -------------------------------------------------------- writes never follow a linked folder
+
+
+def _victim_folder(tmp_path: Path) -> Path:
+    """A folder outside the run folder that a planted link points at: it must never change."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "latest.pt").write_bytes(b"the user's own file\n")
+    return folder
+
+
+def _link_folder(run_dir: Path, name: str, target: Path) -> None:
+    """``run_dir/name`` (a folder, moved aside if there) replaced by a link to ``target``."""
+    folder = run_dir / name
+    if folder.is_dir():
+        folder.rename(run_dir.parent / f"{name}-moved-aside")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(target, target_is_directory=True)
+
+
+@pytest.mark.parametrize("name", ["checkpoints", "tensorboard"])
+def test_resume_replaces_a_linked_folder_and_never_writes_through_it(
+    name, run_copy, tmp_path, capsys
+):
+    elsewhere = _victim_folder(tmp_path)
+    if name == "checkpoints":  # the run's checkpoints are read through the link, then replaced
+        shutil.rmtree(elsewhere)
+        shutil.copytree(run_copy / name, elsewhere)
+    before = everything(elsewhere)
+    _link_folder(run_copy, name, elsewhere)
+    log = ["--log", "tensorboard"] if name == "tensorboard" else []
+    code, _, err = run_cli(capsys, "train", "--resume", run_copy, "--steps", 30, "--quiet", *log)
+    assert code == 0, err
+    assert everything(elsewhere) == before  # no byte written, moved or removed there
+    assert (run_copy / name).is_dir() and not (run_copy / name).is_symlink()
+    if name == "checkpoints":
+        assert runs.load_checkpoint(run_copy)["step"] == 30
+    else:
+        assert list((run_copy / name).glob("events.out.tfevents.*"))
+
+
+def test_a_checkpoints_folder_swapped_for_a_link_while_training_is_not_followed(tmp_path):
+    """Library: train_runs with ``checkpoints/`` replaced by a link between two checkpoints."""
+    from conftest import tiny_run
+
+    from grokkit.population import Population
+    from grokkit.train import train_runs
+
+    elsewhere = _victim_folder(tmp_path)
+    before = everything(elsewhere)
+    run_dir = tmp_path / "run"
+    original = Population.step
+
+    def step_then_swap(self):
+        losses = original(self)
+        if self.step_count == 15:  # after the checkpoint at 10, before the one at 20
+            _link_folder(run_dir, "checkpoints", elsewhere)
+        return losses
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Population, "step", step_then_swap)
+        train_runs([tiny_run(steps=20, snapshot_every=20)], [run_dir], progress=False)
+    assert everything(elsewhere) == before
+    assert not (run_dir / "checkpoints").is_symlink()
+    assert runs.load_checkpoint(run_dir)["step"] == 20
+    assert runs.snapshot_steps(run_dir) == [20]
+
+
+# ---------------------------------------- a start stopped before its first checkpoint
+
+
+def _dead_end(tmp_path: Path, half_run: Path) -> Path:
+    """What a kill during the first checkpoint leaves: config.json, the lock, and checkpoints/
+    holding only the temporary file of the checkpoint being written."""
+    out = tmp_path / "dead-end"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copy(half_run / "config.json", out / "config.json")
+    (out / runs.LOCK_FILE).write_text("12345")
+    (out / "checkpoints" / ".latest.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")
+    return out
+
+
+def _config_argv(run_dir: Path) -> list[str]:
+    """The tiny command line that made ``half_run``, with its budget."""
+    return [a for a in TINY if a != "--no-plot"] + ["--no-plot", "--steps", "20"]
+
+
+@pytest.mark.parametrize("how", ["same command", "resume"])
+def test_a_run_killed_during_its_first_checkpoint_is_taken_over(how, half_run, tmp_path, capsys):
+    out = _dead_end(tmp_path, half_run)
+    if how == "same command":
+        code, _, err = run_cli(capsys, "train", *_config_argv(half_run), "--out", out)
+    else:
+        code, _, err = run_cli(capsys, "train", "--resume", out, "--quiet", "--no-plot")
+    assert code == 0, err
+    assert runs.read_summary(out)["status"] == "completed"
+    assert runs.load_checkpoint(out)["step"] == 20
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def test_another_run_into_a_dead_end_of_a_different_run_is_one_line(half_run, tmp_path, capsys):
+    out = _dead_end(tmp_path, half_run)
+    before = everything(out)
+    argv = _config_argv(half_run) + ["--seed", "7"]
+    code, _, err = run_cli(capsys, "train", *argv, "--out", out)
+    assert code == 2
+    assert_one_line(err, "start of another run", "no checkpoint yet", "seed")
+    assert everything(out) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell files apart")
+def test_a_full_disk_at_the_first_checkpoint_says_what_is_on_disk_and_a_rerun_works(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--steps", "20", "--out", out]
+    _fail_writes_of(monkeypatch, "latest.pt")
+    code, _, err = run_cli(capsys, *argv)
+    monkeypatch.undo()
+    assert code == 1
+    assert_one_line(err, "latest.pt", "no space left", "no checkpoint yet", "same command")
+    assert "nothing was written" not in err  # config.json was
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert runs.read_summary(out)["steps_done"] == 20
+
+
+def test_the_library_takes_over_a_dead_end_of_the_same_run_only(half_run, tmp_path):
+    from grokkit.errors import InputError
+    from grokkit.train import train_runs
+
+    out = _dead_end(tmp_path, half_run)
+    config = runs.read_config(out)
+    before = everything(out)
+    with pytest.raises(InputError, match="start of another run"):
+        train_runs([config.with_changes(seed=7)], [out], progress=False)
+    assert everything(out) == before
+    (summary,) = train_runs([config], [out], progress=False)
+    assert summary["status"] == "completed" and summary["steps_done"] == 20
+
+
+# ---------------------------------------------------------------- resources: memory limits, threads
+
+# ~108 M parameters: about 2.2 GB to train, a fifth of this machine's memory but more than a
+# process limited to 3 GB of address space can get.
+LARGE = ["--d-model", "3000", "--d-mlp", "12000", "--heads", "4", "--layers", "1"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's rlimits")
+def test_a_model_over_the_processs_memory_limit_is_refused_before_anything_is_created(tmp_path):
+    import resource
+
+    from grokkit.ops import physical_memory
+
+    if (physical_memory() or 0) < 8 * 2**30:
+        pytest.skip("the model must fit in half of this machine's memory")
+    out = tmp_path / "big"
+    argv = [a for a in TINY if a not in ("--d-model", "32", "--heads", "2", "--d-mlp", "64")]
+    argv = [a for a in argv if a not in ("--layers", "1")] + LARGE
+
+    def limit():  # what `ulimit -v 3000000` in the user's shell does
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.RLIM_INFINITY))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "grokkit.cli", "train", *argv, "--steps", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert_one_line(done.stderr, "parameters", "memory limit (ulimit -v)", "--d-model")
+    assert not out.exists()
+
+
+def test_the_library_refuses_a_model_over_the_processs_memory_limit(tmp_path, monkeypatch):
+    import resource
+
+    from conftest import tiny_run
+
+    from grokkit.errors import InputError
+    from grokkit.train import train_runs
+
+    real = resource.getrlimit
+    mapped = 1024 * _vm_size_kb()
+    monkeypatch.setattr(
+        resource,
+        "getrlimit",
+        lambda which: (mapped + 2**20, -1) if which == resource.RLIMIT_AS else real(which),
+    )
+    with pytest.raises(InputError, match="memory limit"):
+        train_runs([tiny_run(d_model=256, d_mlp=1024)], [tmp_path / "run"], progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def _vm_size_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1])
+    pytest.skip("no /proc/self/status")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "bench"])
+@pytest.mark.parametrize("threads", ["1000", "100000"])
+def test_threads_beyond_four_per_core_are_refused_in_one_line(command, threads, tmp_path, capsys):
+    argv = {
+        "train": ["train", *TINY, "--steps", "5", "--out", tmp_path / "run"],
+        "sweep": ["sweep", *SWEEP_TINY, "--out", tmp_path / "run"],
+        "bench": ["bench", "--json"],
+    }[command]
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, *argv, "--threads", threads)
+    assert code == 2
+    assert_one_line(err, "--threads", threads, "per core")
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------ SIGTERM, and signals a script ignored
+
+
+def _terminate_at(monkeypatch, step: int) -> None:
+    """SIGTERM to this process right after update ``step``, as ``kill PID`` would send it. (The
+    tests take ``half_run`` first: the GEMM tuning it measures takes steps of its own.)"""
+    from grokkit.population import Population
+
+    original = Population.step
+
+    def step_then_terminate(self):
+        losses = original(self)
+        if self.step_count == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return losses
+
+    monkeypatch.setattr(Population, "step", step_then_terminate)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_sigterm_checkpoints_like_ctrl_c_and_exits_143(
+    command, half_run, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    argv = {
+        "train": ["train", *TINY, "--steps", "20", "--out", out],
+        "sweep": ["sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out],
+    }[command]
+    _terminate_at(monkeypatch, 12)
+    handler = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli(capsys, *argv)
+    monkeypatch.undo()
+    assert code == 143
+    assert_one_line(err, "interrupted (SIGTERM) at step 12")
+    folders = [out] if command == "train" else sorted((out / "runs").iterdir())
+    for d in folders:
+        assert runs.read_summary(d)["status"] == "interrupted"
+        assert runs.load_checkpoint(d)["step"] == runs.read_summary(d)["steps_done"] == 12
+    assert signal.getsignal(signal.SIGTERM) == handler  # main restored the caller's handler
+
+
+def test_sigterm_in_the_library_checkpoints_and_raises_training_interrupted(tmp_path, monkeypatch):
+    from conftest import tiny_run
+
+    from grokkit.train import TrainingInterrupted, train_runs
+
+    _terminate_at(monkeypatch, 13)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM"):
+        train_runs([tiny_run(steps=20)], [tmp_path / "run"], progress=False)
+    assert runs.read_summary(tmp_path / "run")["status"] == "interrupted"
+    assert runs.load_checkpoint(tmp_path / "run")["step"] == 13
+
+
+def _start(argv: list[str], out: Path, ignore_sigint: bool = False) -> subprocess.Popen:
+    """``grokkit ARGV`` in a process of its own, once ``out`` holds a checkpoint."""
+
+    def ignore():  # what `grokkit ... &` in a non-interactive shell script inherits
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grokkit.cli", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore if ignore_sigint else None,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("**/checkpoints/latest.pt")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never checkpointed"
+        time.sleep(0.1)
+    return proc
+
+
+def _finish(proc: subprocess.Popen, seconds: float = 30) -> str:
+    try:
+        return proc.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"still running {seconds} s after the signal")
+
+
+def test_sigterm_of_a_real_train_process_exits_143_with_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(["train", *TINY, "--steps", "1000000", "--out", out], out)
+    proc.send_signal(signal.SIGTERM)
+    err = _finish(proc)
+    assert proc.returncode == 143, err
+    assert_one_line(err, "interrupted (SIGTERM) at step", "grokkit train --resume")
+    step = int(err.split("at step ")[1].split(";")[0])
+    assert runs.read_summary(out)["status"] == "interrupted"
+    assert runs.load_checkpoint(out)["step"] == step > 0
+
+
+def test_a_sweep_started_with_sigint_ignored_still_stops_on_ctrl_c(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *SWEEP_TINY, "--seed", "0", "1", "--out", out]
+    argv[argv.index("--steps") + 1] = "1000000"
+    argv[argv.index("--jobs") + 1] = "2"  # the sweep's own process waits on two workers
+    proc = _start(argv, out, ignore_sigint=True)
+    while len(list(out.glob("runs/*/checkpoints/latest.pt"))) < 2:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = _finish(proc)
+    assert proc.returncode == 130, err
+    assert_one_line(err, "interrupted")
+    for run_dir in (out / "runs").iterdir():
+        assert runs.read_summary(run_dir)["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_sweep_replaces_a_linked_runs_folder_and_never_writes_through_it(jobs, tmp_path, capsys):
+    elsewhere = _victim_folder(tmp_path)
+    before = everything(elsewhere)
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "runs").symlink_to(elsewhere, target_is_directory=True)
+    argv = [*SWEEP_TINY, "--seed", "0", "1", "--out", out]
+    argv[argv.index("--jobs") + 1] = jobs
+    code, _, err = run_cli(capsys, "sweep", *argv)
+    assert code == 0, err
+    assert everything(elsewhere) == before
+    assert not (out / "runs").is_symlink() and len(list(out.glob("runs/*/summary.json"))) == 2

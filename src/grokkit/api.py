@@ -146,6 +146,8 @@ class Run:
 
     def model(self, step: int | None = None) -> TrainedModel:
         """The weights of the last checkpoint, or of the snapshot kept at ``step``."""
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+            raise InputError(f"step must be a whole number >= 0 (or None), got {step!r}")
         if step is None:
             state = runs.load_checkpoint(self.path)
             flat, step = state["flat"], state["step"]
@@ -166,14 +168,21 @@ class Run:
     def field(self, name: str):
         """A configuration field by name, optimizer fields included (``lr``, ``weight_decay``)."""
         fields = self.config.flat_dict()
-        if name not in fields:
-            raise InputError(unknown("field", name, sorted(fields)))
+        if not isinstance(name, str) or name not in fields:
+            raise InputError(unknown("field", str(name), sorted(fields)))
         return fields[name]
+
+
+def folder_argument(path) -> Path:
+    """A folder given to the API, as a Path; InputError for anything that is not a path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"expected a folder (a str or Path), got {type(path).__name__}")
+    return Path(path)
 
 
 def load_run(path: str | Path) -> Run:
     """A run folder (``grokkit train --out``, or one of a sweep's ``runs/*``)."""
-    path = Path(path)
+    path = folder_argument(path)
     if not path.is_dir():
         raise RunFolderError(f"{path} is not a folder")
     if not runs.is_run_dir(path):
@@ -202,7 +211,7 @@ def load_run(path: str | Path) -> Run:
 def load_sweep(path: str | Path) -> pd.DataFrame:
     """A sweep's (or a reproduction's) index: one row per run with its main settings and summary
     numbers, plus ``path``, the run folder (give it to ``load_run``)."""
-    path = Path(path)
+    path = folder_argument(path)
     index = path / INDEX_FILE
     if not index.is_file():
         raise RunFolderError(f"{path} is not a sweep folder (no {INDEX_FILE})")
@@ -218,8 +227,10 @@ def load_sweep(path: str | Path) -> pd.DataFrame:
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
     """Run folders and sweep folders (each standing for all of its runs), in the order given."""
+    if not isinstance(paths, (list, tuple)):  # a lone string would be read letter by letter
+        raise InputError(f"load_runs takes a list of folders, got {type(paths).__name__}")
     found: list[Run] = []
-    for path in map(Path, paths):
+    for path in map(folder_argument, paths):
         if (path / INDEX_FILE).is_file() and not runs.is_run_dir(path):
             # Runs not started yet have no folder content, runs before their first checkpoint
             # no summary: there is nothing of theirs to read yet.

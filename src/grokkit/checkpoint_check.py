@@ -70,6 +70,11 @@ NOISE_DEVICES = ("cpu", "cuda", "mps")
 PHILOX_STATE_BYTES = 16
 
 
+# The dtype of the weights and of everything laid out like them (moments, filters): a resume in
+# another dtype would round differently, so it could never equal an uninterrupted run.
+WEIGHT_DTYPE = torch.float32
+
+
 class CheckpointProblem(ValueError):
     """One line saying what is wrong with a checkpoint's content (the caller names the file)."""
 
@@ -137,14 +142,11 @@ def _shape(value) -> str:
 
 
 def _check_vector(name: str, value, shape: tuple[int, ...]) -> Tensor:
-    """A finite floating-point tensor of ``shape`` (moments, filters: what the weights are)."""
-    if (
-        not isinstance(value, Tensor)
-        or not value.is_floating_point()
-        or tuple(value.shape) != shape
-    ):
+    """A finite tensor of ``shape`` in the weights' dtype (moments, filters: what the weights
+    are)."""
+    if not isinstance(value, Tensor) or value.dtype != WEIGHT_DTYPE or tuple(value.shape) != shape:
         raise CheckpointProblem(
-            f"{name} should be a float tensor of shape {shape}, found {_shape(value)}"
+            f"{name} should be a {WEIGHT_DTYPE} tensor of shape {shape}, found {_shape(value)}"
         )
     if not bool(torch.isfinite(value).all()):
         raise CheckpointProblem(f"{name} holds non-finite values")

@@ -9,7 +9,7 @@ import numpy as np
 
 from grokkit import openai_grok
 from grokkit.data import DataError, add_outliers, split_indices
-from grokkit.errors import ConfigError
+from grokkit.errors import ConfigError, InputError
 from grokkit.model_config import (
     ACTIVATION_NAMES,
     ARCHS,
@@ -20,7 +20,7 @@ from grokkit.model_config import (
     check_model_size,
 )
 from grokkit.openai_grok import THEIR_OPERATOR
-from grokkit.ops import PAPER_OPERATIONS, get_operation, physical_memory
+from grokkit.ops import PAPER_OPERATIONS, available_memory, get_operation
 from grokkit.optim_config import (
     DEFAULT_PRESET,
     LATER_FIELDS as OPTIMIZER_LATER_FIELDS,
@@ -498,5 +498,18 @@ def validate_run(config: RunConfig) -> None:
     check_model_size(
         config.model_config(operation.n_elements),
         batch_size or min(512, n_train),
-        physical_memory(),
+        available_memory(),
     )
+
+
+def checked_configs(configs) -> list[RunConfig]:
+    """``configs`` (a list or tuple of RunConfig) as a list, each validated (``validate_run``);
+    InputError naming the first that is not a RunConfig or not valid. The library's entry points
+    that take configs call it before touching any folder."""
+    if not isinstance(configs, (list, tuple)):
+        raise InputError(f"configs must be a list of RunConfig, got {type(configs).__name__}")
+    for i, c in enumerate(configs):
+        if not isinstance(c, RunConfig):
+            raise InputError(f"configs[{i}] is a {type(c).__name__}, not a RunConfig")
+        validate_run(c)
+    return list(configs)

@@ -61,6 +61,15 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+THREADS_PER_CORE_LIMIT = 4  # --threads above this many per core: refused (see max_threads)
+
+
+def max_threads() -> int:
+    """The most torch threads grokkit starts: 4 per core this process may run on. More only
+    wait for each other (1,000 threads made 5 steps take 116 s; 100,000 crashed the process)."""
+    return THREADS_PER_CORE_LIMIT * cpu_count()
+
+
 def other_runnable() -> int | None:
     """Processes other than this one that want a core right now: Linux's count of runnable
     processes (the lowest of a few samples 20 ms apart, so a passing blip does not count), less

@@ -15,6 +15,17 @@ import sys
 import warnings
 from collections.abc import Iterable
 
+# C0 controls but tab, DEL, and the C1 controls: ESC and CSI start the sequences that move the
+# cursor, retitle the window or rewrite what is on the screen.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text) -> str:
+    """``text`` safe to print on a terminal: every control character (ESC above all) written as
+    ``\\xNN``, so bytes from a run folder someone else made cannot drive the terminal. Newlines
+    too: a message stays on its one line."""
+    return str(text).translate(_CONTROL)
+
 
 class InputError(ValueError):
     """Bad input from a user; the message is one line that names the problem."""
@@ -55,7 +66,7 @@ def _one_line(message, category, filename, lineno, file=None, line=None) -> None
     prefix = (
         "grokkit: warning:" if issubclass(category, GrokkitWarning) else f"{category.__name__}:"
     )
-    print(f"{prefix} {message}", file=file or sys.stderr)
+    print(f"{prefix} {printable(message)}", file=file or sys.stderr)
 
 
 def show_warnings_as_one_line() -> None:

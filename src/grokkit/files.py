@@ -5,6 +5,12 @@ any moment leaves the old file or the new one, never half of one, and a name tha
 link is replaced by the new file instead of being written through (the link's target, which may lie
 anywhere, is never touched). New files follow the user's umask, like any file a program creates.
 
+Folders get the same rule inside a guarded folder (``guarded_folder``: a run or sweep folder while
+its lock is held): every folder between it and the file is opened without following a link, a
+link planted at one (``checkpoints/``, swapped in while training) is replaced by a real folder,
+and the file is then created and renamed relative to the folder's open descriptor, so a link
+swapped in after that cannot redirect it either.
+
 Reads open only regular files: a FIFO would block forever and ``/dev/zero`` would fill the memory,
 so a name that is anything else is refused in one line before a byte is read. Reading through a
 link to a regular file is allowed (a user may link a run's files in from elsewhere); writing is not.
@@ -14,11 +20,13 @@ No torch here: plots and the command line use these without importing it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import secrets
 import stat
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -55,54 +63,170 @@ def temporary_name_of(path: Path) -> tuple[str, str]:
     return f".{Path(path).name}.", TEMPORARY_SUFFIX
 
 
+_GUARDED: dict[str, int] = {}  # absolute folder -> how many holders guard it (re-entrant)
+
+
+@contextlib.contextmanager
+def guarded_folder(folder: Path) -> Iterator[None]:
+    """Within it, no write below ``folder`` goes through a link at one of its subfolders. Both
+    the path as given and its resolved form are guarded (callers name it either way)."""
+    keys = {os.path.abspath(folder), os.path.realpath(folder)}
+    for key in keys:
+        _GUARDED[key] = _GUARDED.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        for key in keys:
+            _GUARDED[key] -= 1
+            if not _GUARDED[key]:
+                del _GUARDED[key]
+
+
+def _guarding_root(folder: str) -> str | None:
+    """The outermost guarded folder that ``folder`` (absolute, not resolved) lies in, if any:
+    the outermost, so that a sweep's ``runs/`` is checked too when the sweep trains in-process."""
+    found = [r for r in _GUARDED if folder == r or folder.startswith(r.rstrip(os.sep) + os.sep)]
+    return min(found, key=len) if found else None
+
+
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_folder(folder: Path) -> int:
+    """A descriptor of ``folder``, created if missing. Inside a guarded folder every component
+    below the guarded one is a real folder: a link there is replaced by a new, empty folder (its
+    target is never written), as a link at a file's name is replaced by the file."""
+    folder = os.path.abspath(folder)
+    root = _guarding_root(folder)
+    if root is None:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(folder, _DIRECTORY)
+    fd = os.open(root, _DIRECTORY)  # the guarded folder itself: the user's choice, links allowed
+    try:
+        for name in Path(os.path.relpath(folder, root)).parts if folder != root else ():
+            child = _open_real_subfolder(fd, name)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_real_subfolder(parent: int, name: str) -> int:
+    nofollow = _DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(3):  # a link replaced, then replaced again by someone: give up after that
+        try:
+            return os.open(name, nofollow, dir_fd=parent)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o777, dir_fd=parent)
+        except OSError as e:
+            is_link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+            if not is_link:
+                raise OSError(e.errno, f"{name} is not a folder") from None
+            os.unlink(name, dir_fd=parent)  # the link itself, never what it points to
+            os.mkdir(name, 0o777, dir_fd=parent)
+    raise OSError(errno.ELOOP, f"{name} keeps being replaced by a link")
+
+
+def ensure_real_folder(folder: Path) -> None:
+    """``folder`` made to exist as ``open_folder`` would (a link in a guarded folder replaced),
+    for writers that take a path (TensorBoard's, W&B's): the folder they then open is real."""
+    try:
+        os.close(open_folder(folder))
+    except OSError as e:
+        raise StorageError(e.errno, f"cannot create {folder}: {e.strerror or e}") from None
+
+
+def _create_temporary(dir_fd: int, path: Path) -> tuple[int, str]:
+    prefix, suffix = temporary_name_of(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        name = f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(name, flags | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        return fd, name
+    raise OSError(errno.EEXIST, "no free temporary name")
+
+
 def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, first moving the current
-    ``path`` to ``previous`` if given. A link at ``path`` is replaced, never followed. A refused
-    write raises StorageError naming ``path`` and leaves the old file in place."""
+    ``path`` to ``previous`` (a name in the same folder) if given. A link at ``path``, or at a
+    folder below a guarded one, is replaced, never followed. A refused write raises StorageError
+    naming ``path``, saying what stays on disk, and leaves the old file in place."""
     path = Path(path)
-    tmp = None
+    folder = tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        prefix, suffix = temporary_name_of(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; a program's files follow the umask
+        folder = open_folder(path.parent)
+        fd, tmp = _create_temporary(folder, path)
+        os.fchmod(fd, _FILE_MODE)  # created 0600; a program's files follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if previous is not None and os.path.lexists(path):
-            _keep_as_previous(path, previous)
-        os.replace(tmp, path)  # replaces a link at path itself, not the file it points to
+        at = {"src_dir_fd": folder, "dst_dir_fd": folder}
+        if previous is not None and _exists(path.name, folder):
+            _keep_as_previous(path.name, Path(previous).name, folder)
+        os.replace(tmp, path.name, **at)  # replaces a link at path itself, not its target
         tmp = None
     except OSError as e:
-        kept_any = os.path.lexists(path) or (previous is not None and os.path.lexists(previous))
-        kept = "the previous version is kept" if kept_any else "nothing was written"
-        reason = (
-            "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        )
-        raise StorageError(e.errno, f"cannot write {path}: {reason}; {kept}") from None
+        raise _refused(e, path, previous, folder) from None
     finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)
+        if folder is not None:
+            os.close(folder)
 
 
-def _keep_as_previous(path: Path, previous: Path) -> None:
-    """``previous`` becomes the file now at ``path``, which stays in place until the new one is
-    renamed over it: a reader (``grokkit show``, ``load_run``) never finds ``path`` missing. A
-    hard link, renamed into place; where the filesystem has none, the file is moved (a crash
-    before the next rename still leaves ``previous``, loadable)."""
-    if os.path.islink(path):  # a planted link is moved aside, never linked to its target
-        os.replace(path, previous)
-        return
-    prefix, suffix = temporary_name_of(previous)
-    link = path.parent / f"{prefix}link{suffix}"
-    link.unlink(missing_ok=True)  # a killed write's (the caller holds the folder's lock)
+def _exists(name: str, folder: int | None) -> bool:
+    if folder is None:
+        return False
     try:
-        os.link(path, link, follow_symlinks=False)
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
     except OSError:
-        os.replace(path, previous)
+        return False
+    return True
+
+
+def _refused(e: OSError, path: Path, previous: Path | None, folder: int | None) -> StorageError:
+    """The one line of a refused write: the file, the reason, and what is on disk now (the
+    partial file is removed; an earlier version, if any, stays)."""
+    kept_any = _exists(path.name, folder) or (
+        previous is not None and _exists(Path(previous).name, folder)
+    )
+    kept = (
+        "its previous version is kept"
+        if kept_any
+        else f"{path.name} was not written (there was no earlier version)"
+    )
+    reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return StorageError(e.errno, f"cannot write {path}: {reason}; {kept}")
+
+
+def _keep_as_previous(name: str, previous: str, folder: int) -> None:
+    """``previous`` becomes the file now at ``name`` (both in ``folder``, an open descriptor),
+    which stays in place until the new one is renamed over it: a reader (``grokkit show``,
+    ``load_run``) never finds it missing. A hard link, renamed into place; where the filesystem
+    has none, the file is moved (a crash before the next rename still leaves ``previous``,
+    loadable)."""
+    at = {"src_dir_fd": folder, "dst_dir_fd": folder}
+    if stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+        os.replace(name, previous, **at)  # a planted link is moved aside, never linked to
         return
-    os.replace(link, previous)
+    prefix, suffix = temporary_name_of(Path(previous))
+    link = f"{prefix}link{suffix}"
+    with contextlib.suppress(FileNotFoundError):  # a killed write's (the caller holds the lock)
+        os.unlink(link, dir_fd=folder)
+    try:
+        os.link(name, link, follow_symlinks=False, **at)
+    except OSError:
+        os.replace(name, previous, **at)
+        return
+    os.replace(link, previous, **at)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -238,18 +238,19 @@ def training_bytes(cfg: ModelConfig, batch_size: int) -> int:
     return count_parameters(cfg) * TRAINING_BYTES_PER_PARAMETER + activations
 
 
-def check_model_size(cfg: ModelConfig, batch_size: int, memory: int | None) -> None:
+def check_model_size(cfg: ModelConfig, batch_size: int, memory: tuple[int, str] | None) -> None:
     """Refuse, before anything is allocated or written, a model that cannot train in half of
-    ``memory`` bytes (this machine's, as for tables; None: no limit known)."""
+    ``memory`` (``ops.available_memory``: bytes and whose they are, as for tables; None: no
+    limit known)."""
     # ops is light, but model must not depend on it at import
-    from grokkit.ops import byte_size_text
+    from grokkit.ops import byte_size_text, memory_text
 
     needed = training_bytes(cfg, batch_size)
-    if memory is not None and needed > memory // 2:
+    if memory is not None and needed > memory[0] // 2:
         raise ConfigError(
             f"a model of width {cfg.d_model}, MLP {cfg.d_mlp} and {cfg.n_layers} layers has "
             f"{count_parameters(cfg):,} parameters (about {byte_size_text(needed)} to train), "
-            f"more than half of this machine's {byte_size_text(memory)}; "
+            f"more than half of {memory_text(memory)}; "
             "choose a smaller --d-model, --d-mlp or --n-layers"
         )
 

@@ -208,6 +208,82 @@ def physical_memory() -> int | None:
         return None
 
 
+def available_memory() -> tuple[int, str] | None:
+    """The memory this process can still get, and how to say whose it is: the least of the
+    machine's, what its address-space limit (``ulimit -v``) leaves above what it maps already,
+    and what its cgroup's limit (a container's, a scheduler's) leaves above what the group uses.
+    A model that fits the machine but not the limit would otherwise end in an allocation
+    traceback. None: nothing is known (not POSIX)."""
+    found = []
+    physical = physical_memory()
+    if physical is not None:
+        found.append((physical, "this machine's {}"))
+    left = _address_space_left()
+    if left is not None:
+        found.append((left, "the {} this process's memory limit (ulimit -v) leaves it"))
+    left = _cgroup_memory_left()
+    if left is not None:
+        found.append((left, "the {} this process's cgroup memory limit leaves it"))
+    return min(found, key=lambda f: f[0]) if found else None
+
+
+def memory_text(memory: tuple[int, str]) -> str:
+    """``this machine's 16.0 GB``, or the limit's words, for a refusal's message."""
+    return memory[1].format(byte_size_text(memory[0]))
+
+
+def _address_space_left() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    mapped = _proc_status_kb("VmSize")
+    return max(0, soft - (mapped or 0) * 1024)
+
+
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# cgroup v2, then v1: (the limit, what the group uses now)
+_CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    (
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+    ),
+)
+
+
+def _cgroup_memory_left() -> int | None:
+    for limit_file, usage_file in _CGROUP_FILES:
+        try:
+            with open(limit_file) as f:
+                text = f.read().strip()
+            if text == "max":
+                return None
+            limit = int(text)
+            with open(usage_file) as f:
+                used = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit >= 1 << 60:  # v1 writes "no limit" as a huge number
+            return None
+        return max(0, limit - used)
+    return None
+
+
 def equation_count(name: str, n_elements: int) -> int:
     return (
         n_elements * (n_elements - 1) if name in NONZERO_Y_OPERATIONS else n_elements * n_elements
@@ -224,13 +300,14 @@ def table_size_text(name: str, modulus: int) -> str:
 
 
 def check_table_size(name: str, modulus: int) -> None:
-    """Refuse, before any allocation, a table that cannot fit in half of this machine's memory
-    (grokkit.data.make_table warns about one that fits but is slow)."""
-    memory = physical_memory()
-    if memory is not None and equation_count(name, modulus) * BYTES_PER_EQUATION > memory // 2:
+    """Refuse, before any allocation, a table that cannot fit in half of the memory this process
+    can get (``available_memory``; grokkit.data.make_table warns about one that fits but is
+    slow)."""
+    memory = available_memory()
+    if memory is not None and equation_count(name, modulus) * BYTES_PER_EQUATION > memory[0] // 2:
         raise OperationError(
-            f"{table_size_text(name, modulus)}, more than half of this machine's "
-            f"{byte_size_text(memory)}; choose a smaller modulus"
+            f"{table_size_text(name, modulus)}, more than half of {memory_text(memory)}; "
+            "choose a smaller modulus"
         )
 
 

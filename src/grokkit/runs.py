@@ -33,6 +33,7 @@ from grokkit.files import (  # noqa: F401  (atomic_write_*, write_json: used as 
     NotAFileError,
     atomic_write_bytes,
     atomic_write_text,
+    guarded_folder,
     open_regular,
     read_regular_bytes,
     remove_stale_temporaries,
@@ -179,12 +180,41 @@ def read_json(path: Path):
     """A JSON file grokkit wrote; one-line errors for a missing, unreadable or invalid file."""
     path = Path(path)
     text = _read_text(path)
+    too_deep = _damaged(path, f"its JSON is nested more than {MAX_JSON_NESTING} levels deep")
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise _damaged(
             path, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
         ) from None
+    except RecursionError:  # the decoder recurses once per level: "[[[[..." ten thousand deep
+        raise too_deep from None
+    if _nesting(obj) > MAX_JSON_NESTING:  # refused once, here: show, compare, a resume and
+        raise too_deep  # load_run would each recurse into it (printing, comparing, copying)
+    return obj
+
+
+MAX_JSON_NESTING = 32  # grokkit's own files nest 3 levels (config.json's optimizer, derived)
+
+
+def _nesting(obj) -> int:
+    """How deep lists and objects nest in ``obj``, counted without recursion (deeper than the
+    limit: the limit + 1, found without walking the rest)."""
+    depth, level = 0, [obj]
+    while level:
+        children = [
+            c
+            for o in level
+            if isinstance(o, (list, dict))
+            for c in (o.values() if isinstance(o, dict) else o)
+        ]
+        if not any(isinstance(o, (list, dict)) for o in level):
+            break
+        depth += 1
+        if depth > MAX_JSON_NESTING:
+            break
+        level = children
+    return depth
 
 
 def _json_object(path: Path) -> dict:
@@ -249,6 +279,13 @@ def is_finished(summary: dict, steps: int) -> bool:
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.csv"
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return _metric_rows(path, reader)
+    except csv.Error as e:  # a field past the csv module's limit (131072 characters), a NUL byte
+        raise _damaged(path, f"line {reader.line_num}: not a CSV row ({e})") from None
+
+
+def _metric_rows(path: Path, reader: csv.DictReader) -> list[dict]:
     required = [c for c in METRIC_COLUMNS if c not in LATER_METRIC_COLUMNS]
     missing = [c for c in required if c not in (reader.fieldnames or ())]
     if missing:
@@ -262,7 +299,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
             for k, v in raw.items():
                 row[k] = None if v == "" else (int(v) if k == "step" else float(v))
         except ValueError:
-            raise _damaged(path, f"line {line}: {k} is not a number ({v!r})") from None
+            raise _damaged(path, f"line {line}: {k} is not a number ({v[:40]!r})") from None
         if row["step"] is None or row["step"] <= last:
             raise _damaged(path, f"line {line}: steps must increase")
         last = row["step"]
@@ -397,10 +434,14 @@ def _check_weights(path: Path, flat: torch.Tensor, config: RunConfig) -> None:
 
     n_elements = get_operation(config.operation, config.modulus).n_elements
     n_params = count_parameters(config.model_config(n_elements))
-    if flat.dim() != 1 or flat.numel() != n_params or not flat.is_floating_point():
+    from grokkit.checkpoint_check import WEIGHT_DTYPE
+
+    if flat.dim() != 1 or flat.numel() != n_params:
         raise _damaged(
             path, f"the weights have shape {tuple(flat.shape)}, the model needs ({n_params},)"
         )
+    if flat.dtype != WEIGHT_DTYPE:  # cast, the resumed run would differ from a straight one
+        raise _damaged(path, f"the weights are {flat.dtype}, the model's are {WEIGHT_DTYPE}")
     if not bool(torch.isfinite(flat).all()):
         raise _damaged(path, "the weights hold non-finite values")
 
@@ -448,25 +489,11 @@ def check_parents(path: Path, flag: str = "--out") -> None:
         )
 
 
-def check_new_run_dir(path: Path) -> None:
-    """Refuse, reading only, a path that exists and is not an empty folder, or that lies more
-    than one missing folder deep (``check_parents``): what ``prepare_new_run_dir`` refuses."""
+def prepare_new_run_dir(path: Path, config: RunConfig | None = None) -> Path:
+    """Create a fresh run folder for ``config``; refuse anything that exists and holds more than
+    what an earlier start of this same run left before its first checkpoint."""
     path = Path(path)
-    check_parents(path)
-    if path.exists():
-        if not path.is_dir():
-            raise RunFolderError(f"--out {path} exists and is not a folder; choose a new path")
-        if not holds_only_leftovers(path):
-            hint = " (it holds a run: use --resume to continue it)" if is_run_dir(path) else ""
-            raise RunFolderError(
-                f"--out {path} already exists and is not empty{hint}; nothing was overwritten"
-            )
-
-
-def prepare_new_run_dir(path: Path) -> Path:
-    """Create a fresh run folder (``check_new_run_dir`` says what is refused)."""
-    path = Path(path)
-    check_new_run_dir(path)
+    check_new_run_dir(path, config)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -476,25 +503,127 @@ def prepare_new_run_dir(path: Path) -> Path:
     return path
 
 
-def holds_only_leftovers(folder: Path) -> bool:
-    """``folder`` holds nothing but what a grokkit command that failed before its first file
-    (a full disk, a Ctrl-C) leaves: its lock file, temporaries, an empty checkpoints folder. The
-    same command may then take it over."""
-    for p in Path(folder).iterdir():
-        if p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(TEMPORARY_SUFFIX)):
+def check_new_run_dir(
+    path: Path, config: RunConfig | None, flag: str = "--out", others_allowed: bool = False
+) -> None:
+    """RunFolderError, saying what the folder holds, unless a new run of ``config`` may start in
+    ``path``: it does not exist, or holds only leftovers (``holds_only_leftovers``). Reads only.
+    ``others_allowed``: files under names a run never writes do not count (the library's rule, as
+    a sweep's: a user's notes beside a run are never touched, so they do not stand in its way)."""
+    path = Path(path)
+    if flag == "--out":  # a mistyped path on the command line creates nothing
+        check_parents(path, flag)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise RunFolderError(f"{flag} {path} exists and is not a folder; choose a new path")
+    if holds_only_leftovers(path, config, others_allowed):
+        return
+    if has_checkpoint(path) or os.path.lexists(path / "summary.json"):
+        hint = "use --resume to continue it" if flag == "--out" else "resume it from its checkpoint"
+        what = f"is not empty (it holds a run: {hint})"
+    elif started_without_checkpoint(path):
+        what = (
+            "holds the start of another run, with no checkpoint yet"
+            f"{_differing(path, config)}; delete it or choose another path"
+        )
+    else:
+        what = "is not empty"
+    raise RunFolderError(f"{flag} {path} already exists and {what}; nothing was overwritten")
+
+
+def _differing(path: Path, config: RunConfig | None) -> str:
+    try:
+        stored = read_config(path).flat_dict()
+    except InputError:
+        return " (its config.json is unreadable)"
+    ours = config.flat_dict() if config is not None else {}
+    keys = [k for k in ours if k != "steps" and ours[k] != stored.get(k)][:4]
+    return f" (config.json differs in {', '.join(keys)})" if keys else ""
+
+
+# Folders grokkit makes in a run before its first checkpoint (the viewers' files).
+_EARLY_FOLDERS = ("tensorboard", "wandb")
+
+
+# The names a run writes at the top of its folder.
+RUN_NAMES = (
+    "config.json",
+    "metrics.csv",
+    "summary.json",
+    CHECKPOINT.parent.name,
+    "curves.png",
+    "curves.pdf",
+    "tensorboard",
+    "wandb",
+)
+
+
+def holds_only_leftovers(
+    folder: Path, config: RunConfig | None = None, others_allowed: bool = False
+) -> bool:
+    """``folder`` holds nothing but what a start of a run that ended before its first checkpoint
+    (a full disk, a kill, a Ctrl-C) leaves: its lock file, temporaries, a checkpoints folder with
+    no checkpoint in it, the viewers' folders, and the config.json of this same run (``config``;
+    the budget may differ). A new run of ``config`` may then take it over: nothing trained is
+    lost, and what it overwrites it writes again the same."""
+    folder = Path(folder)
+    same_run = config is not None and _holds_start_of(folder, config)
+    for p in folder.iterdir():
+        if p.name == LOCK_FILE or _is_temporary(p.name):
             continue
-        if (
-            p.name == CHECKPOINT.parent.name
-            and p.is_dir()
-            and not p.is_symlink()
-            and not any(p.iterdir())
-        ):
+        if others_allowed and p.name not in RUN_NAMES:
+            continue
+        if p.name == "config.json" and same_run:
+            continue
+        real_folder = p.is_dir() and not p.is_symlink()
+        if real_folder and p.name == CHECKPOINT.parent.name and _no_checkpoint_in(p):
+            continue
+        if real_folder and p.name in _EARLY_FOLDERS:
             continue
         return False
     return True
 
 
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def _no_checkpoint_in(checkpoints: Path) -> bool:
+    """A checkpoints folder holding only temporaries and snapshots (no latest.pt, previous.pt)."""
+    for p in checkpoints.iterdir():
+        if _is_temporary(p.name):
+            continue
+        if p.name == SNAPSHOTS.name and p.is_dir() and not p.is_symlink():
+            continue
+        return False
+    return True
+
+
+def started_without_checkpoint(path: Path) -> bool:
+    """``path`` holds a run's config.json and nothing that its first checkpoint brings
+    (checkpoints, metrics.csv, summary.json): a run stopped (killed, a full disk) before it."""
+    path = Path(path)
+    return (
+        os.path.lexists(path / "config.json")
+        and not any(os.path.lexists(path / p) for p in (CHECKPOINT, PREVIOUS_CHECKPOINT))
+        and not any(os.path.lexists(path / name) for name in ("metrics.csv", "summary.json"))
+    )
+
+
+def _holds_start_of(folder: Path, config: RunConfig) -> bool:
+    if not started_without_checkpoint(folder):
+        return False
+    try:
+        stored = read_config(folder)
+    except InputError:
+        return False
+    return stored.with_changes(steps=config.steps) == config
+
+
 def require_resumable(path: Path) -> Path:
+    """``path`` if it holds a run to resume: one with a checkpoint, or one stopped before its
+    first (``started_without_checkpoint``: the caller starts it from its config.json)."""
     path = Path(path)
     if not path.is_dir():
         raise RunFolderError(f"cannot resume {path}: no such folder")
@@ -503,6 +632,8 @@ def require_resumable(path: Path) -> Path:
             f"cannot resume {path}: it is not a grokkit run folder (no config.json)"
         )
     if not any(os.path.lexists(path / p) for p in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
+        if started_without_checkpoint(path):
+            return path
         raise RunFolderError(f"cannot resume {path}: it has no checkpoint ({CHECKPOINT})")
     return path  # what stands at those names is read, validated, and reported, by the caller
 
@@ -516,14 +647,17 @@ def folder_lock(folder: Path, what: str = "folder") -> Iterator[None]:
 
     Re-entrant within a process (a sweep with jobs=1 trains its runs in its own process). The
     kernel releases the lock when its process ends, however it ends, so a lock file left by a
-    killed process is taken over; the file records the holder's pid for the message."""
-    folder = Path(folder).resolve()
+    killed process is taken over; the file records the holder's pid for the message. While it is
+    held the folder is guarded (files.guarded_folder): no write goes through a linked subfolder."""
+    given = Path(folder)
+    folder = given.resolve()
     if folder in _HELD:
         _HELD[folder][1] += 1
     else:
         _HELD[folder] = [_acquire(folder, what), 1]
     try:
-        yield
+        with guarded_folder(given):
+            yield
     finally:
         _HELD[folder][1] -= 1
         if _HELD[folder][1] == 0:
@@ -552,9 +686,15 @@ def _acquire(folder: Path, what: str) -> int | None:
     except OSError:
         pass
     # Holding the lock, no write of ours is in progress here: what a killed write left goes.
-    for sub in (folder, folder / CHECKPOINT.parent, folder / SNAPSHOTS):
-        remove_stale_temporaries(sub)
+    for sub in (Path(), CHECKPOINT.parent, SNAPSHOTS):
+        if not any((folder / part).is_symlink() for part in _prefixes(sub)):  # never through a link
+            remove_stale_temporaries(folder / sub)
     return fd
+
+
+def _prefixes(relative: Path) -> list[Path]:
+    """checkpoints/snapshots -> [checkpoints, checkpoints/snapshots]."""
+    return [Path(*relative.parts[: i + 1]) for i in range(len(relative.parts))]
 
 
 def _open_lock_file(folder: Path) -> int:

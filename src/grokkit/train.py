@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,11 +29,13 @@ import torch
 from tqdm import tqdm
 
 from grokkit import runs
-from grokkit.config import RunConfig
-from grokkit.interrupts import HeldInterrupt
+from grokkit.config import RunConfig, checked_configs
+from grokkit.errors import InputError, StorageError
+from grokkit.files import ensure_real_folder
+from grokkit.interrupts import HeldInterrupt, signal_name
 from grokkit.loggers import LoggerFactory, RunLogger
 from grokkit.model import count_parameters
-from grokkit.population import Member, Population
+from grokkit.population import Member, Population, population_key
 
 THRESHOLD = 0.99
 LOG_POINTS_PER_DECADE = 20
@@ -234,14 +237,15 @@ def train_runs(
 
     Each run folder is locked while it trains (FolderLockedError if another process holds it).
     A resumed run that is already over (runs.is_finished) is left exactly as it is.
-    Ctrl-C stops after the step in progress, checkpoints every run there and raises
+    Ctrl-C (or SIGTERM) stops after the step in progress, checkpoints every run there and raises
     TrainingInterrupted.
     """
-    run_dirs = [Path(d) for d in run_dirs]
-    with contextlib.ExitStack() as locks:
+    run_dirs = check_request(configs, run_dirs, states)  # before any folder is touched
+    with contextlib.ExitStack() as locks, _allocation_failures_said():
         for d in run_dirs:
-            d.mkdir(parents=True, exist_ok=True)
+            ensure_real_folder(d)  # inside a locked sweep folder: never through a link
             locks.enter_context(runs.folder_lock(d, "run folder"))
+        _check_folders(configs, run_dirs, states)  # again, holding the locks: nobody wrote since
         if states is None:
             session = _TrainingSession(configs, run_dirs, None, device, loggers, watcher)
             return session.train(progress, description)
@@ -259,6 +263,89 @@ def train_runs(
             for i, summary in zip(todo, session.train(progress, description)):
                 results[i] = summary
         return results  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _allocation_failures_said():
+    """An allocation the machine refuses (the model's estimate in ``validate_run`` was passed,
+    but the memory is taken by others): one InputError line instead of a traceback. Every
+    checkpoint written before stays."""
+    try:
+        yield
+    except (MemoryError, torch.OutOfMemoryError):
+        raise InputError(_OUT_OF_MEMORY) from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e) and "not enough memory" not in str(e):
+            raise
+        raise InputError(_OUT_OF_MEMORY) from None
+
+
+_OUT_OF_MEMORY = (
+    "training ran out of memory (the machine, or this process's limit, refused an allocation); "
+    "checkpoints already written are kept; choose a smaller model or batch, or free memory"
+)
+
+
+def check_request(configs, run_dirs, states) -> list[Path]:
+    """The folders of a ``train_runs`` call, once everything the call asks for is checked: a list
+    of valid RunConfigs that can share a population, as many distinct folders, and for each a
+    folder a new run may start in (``runs.check_new_run_dir``) or, resuming, a checkpoint of the
+    run its folder holds. InputError (one line) otherwise, before anything is written: the library
+    keeps the command line's promises (notebooks and scripts call it directly)."""
+    configs = checked_configs(configs)
+    run_dirs = [Path(d) for d in _listed(run_dirs, "run_dirs", (str, os.PathLike))]
+    if not configs:
+        raise InputError("train_runs needs at least one config")
+    if len(run_dirs) != len(configs):
+        raise InputError(
+            f"{len(configs)} config(s) and {len(run_dirs)} run folder(s): give one folder per run"
+        )
+    seen: dict[str, Path] = {}
+    for d in run_dirs:
+        key = os.path.realpath(d)
+        if key in seen:
+            raise InputError(f"the run folder {d} is given twice: each run needs its own folder")
+        seen[key] = d
+    if len({population_key(c) for c in configs}) > 1:
+        raise InputError(
+            "these runs cannot train as one population (they differ in operation, model shape, "
+            "batch size, evaluation interval, dropout or methods): train them in separate calls"
+        )
+    if states is not None:
+        states = _listed(states, "states", dict)
+        if len(states) != len(configs):
+            raise InputError(f"{len(configs)} config(s) and {len(states)} checkpoint state(s)")
+    _check_folders(configs, run_dirs, states)
+    return run_dirs
+
+
+def _listed(values, name: str, kind) -> list:
+    if not isinstance(values, (list, tuple)):
+        raise InputError(f"{name} must be a list, got {type(values).__name__}")
+    for i, v in enumerate(values):
+        if not isinstance(v, kind):
+            expected = kind.__name__ if isinstance(kind, type) else "a path"
+            raise InputError(f"{name}[{i}] is a {type(v).__name__}, not {expected}")
+    return list(values)
+
+
+def _check_folders(configs: list[RunConfig], run_dirs: list[Path], states) -> None:
+    """A new run's folder is new (or holds only leftovers of its own start); a resumed run's
+    folder holds the run its checkpoint state belongs to, at a step within the budget."""
+    for i, (c, d) in enumerate(zip(configs, run_dirs)):
+        if states is None:
+            runs.check_new_run_dir(d, c, "run folder", others_allowed=True)
+            continue
+        state = states[i]
+        stored = runs.config_from_dict(state.get("config"), d / runs.CHECKPOINT)
+        if stored.with_changes(steps=c.steps) != c:
+            raise InputError(f"states[{i}] is a checkpoint of another run than configs[{i}]")
+        on_disk = runs.read_config(d)
+        if on_disk.with_changes(steps=c.steps) != c:
+            raise InputError(f"{d} holds another run than configs[{i}]; nothing was changed")
+        step = state.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= c.steps:
+            raise InputError(f"states[{i}]'s step {step!r} is not within 0..{c.steps}")
 
 
 @dataclass
@@ -345,7 +432,7 @@ class _TrainingSession:
             while self.training:
                 # Stop requested? Ctrl-C waits for a whole step, so checkpoints hold no half update.
                 if interrupt.requested:
-                    raise self.interrupted()
+                    raise self.interrupted(interrupt.signum)
 
                 # Step.
                 losses = self.population.step()
@@ -440,7 +527,19 @@ class _TrainingSession:
                     runs.save_snapshot(run.folder, step, weights)
 
     def write_out(self, member: int, run: _Run, status: str = "running", message: str = "") -> dict:
-        """Checkpoint (unless the run diverged: its last good one stays), metrics and summary."""
+        """Checkpoint (unless the run diverged: its last good one stays), metrics and summary. A
+        write the machine refuses says, besides the file, what the run folder holds now."""
+        try:
+            return self._write_out(member, run, status, message)
+        except StorageError as e:
+            kept = (
+                "the run keeps its last checkpoint"
+                if runs.has_checkpoint(run.folder)
+                else "the run has no checkpoint yet: the same command starts it again"
+            )
+            raise StorageError(e.errno, f"{e.strerror}; {kept}") from None
+
+    def _write_out(self, member: int, run: _Run, status: str, message: str) -> dict:
         if status != "diverged":
             run.tracker.last_checkpoint_step = self.step
             state = self.population.member_state(member)
@@ -460,13 +559,13 @@ class _TrainingSession:
         if self.watcher is not None:
             self.watcher.run_ended(run.folder, run.summary)
 
-    def interrupted(self) -> TrainingInterrupted:
-        """Checkpoint every run still training at the current step; the error to raise."""
+    def interrupted(self, signum: int | None = None) -> TrainingInterrupted:
+        """Checkpoint every run still training at the current step; the error to raise.
+        ``signum``: the signal that asked (SIGTERM is named; a Ctrl-C is the usual case)."""
+        said = f"interrupted{signal_name(signum)} at step {self.step}"
         for member, run in enumerate(self.training):
-            self.write_out(member, run, "interrupted", f"interrupted at step {self.step}")
-        return TrainingInterrupted(
-            f"interrupted at step {self.step}; every run was checkpointed there"
-        )
+            self.write_out(member, run, "interrupted", said)
+        return TrainingInterrupted(f"{said}; every run was checkpointed there")
 
     def wall(self, run: _Run) -> float:
         return run.tracker.wall_before + time.perf_counter() - self.start_wall

@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from grokkit import __version__
-from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -39,21 +39,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        from grokkit.errors import GrokkitWarning, show_warnings_as_one_line
-    except KeyboardInterrupt:
-        print("grokkit: interrupted before starting; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    # grokkit's own warnings (a checkpoint fallback, a slow table size) are part of the output:
-    # always shown, one line each, whatever the interpreter's warning filters say.
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", GrokkitWarning)
-        show_warnings_as_one_line()
-        return _main(argv)
+    from grokkit.interrupts import exit_status, stop_signals_handled
+
+    # SIGINT and SIGTERM stop grokkit the same way, whatever this process inherited.
+    with stop_signals_handled():
+        try:
+            from grokkit.errors import GrokkitWarning, show_warnings_as_one_line
+        except KeyboardInterrupt:
+            print("grokkit: interrupted before starting; nothing was written", file=sys.stderr)
+            return exit_status()
+        # grokkit's own warnings (a checkpoint fallback, a slow table size) are part of the
+        # output: always shown, one line each, whatever the interpreter's warning filters say.
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", GrokkitWarning)
+            show_warnings_as_one_line()
+            return _main(argv)
 
 
 def _main(argv: list[str] | None) -> int:
-    from grokkit.errors import InputError, StorageError
+    from grokkit.errors import InputError, StorageError, printable
 
     args = None
     try:
@@ -74,20 +78,22 @@ def _main(argv: list[str] | None) -> int:
             compile_step()  # a bad value or no C++ compiler: one line, before anything is written
         return args.func(args)
     except InputError as e:
-        print(f"grokkit: error: {e}", file=sys.stderr)
+        print(f"grokkit: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except StorageError as e:
-        print(f"grokkit: error: {e.strerror}", file=sys.stderr)
+        print(f"grokkit: error: {printable(e.strerror)}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # `grokkit data ... | head`: the reader has all it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush is silent
         return 0
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: 130 or 143 (interrupts.exit_status)
+        from grokkit.interrupts import exit_status
+
         if args is None:
             print("grokkit: interrupted before starting; nothing was written", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return exit_status()
         hint = getattr(args, "resume_hint", None)
         said = str(e) or "interrupted; the last checkpoint is kept"
         print(f"grokkit: {said}" + (f"; {hint(args)}" if hint else ""), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status()

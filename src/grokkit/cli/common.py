@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED  # noqa: F401  (shared)
-from grokkit.devices import DEVICE_CHOICES, default_threads
+from grokkit.devices import (
+    DEVICE_CHOICES,
+    THREADS_PER_CORE_LIMIT,
+    cpu_count,
+    default_threads,
+    max_threads,
+)
 from grokkit.errors import InputError
 from grokkit.loggers import LOGGER_NAMES, logger_factory
 
@@ -40,11 +46,25 @@ def add_log_flag(p: argparse.ArgumentParser) -> None:
 def add_threads_flag(p: argparse.ArgumentParser, what: str = "torch threads") -> None:
     p.add_argument(
         "--threads",
-        type=int,
+        type=_thread_count,
         metavar="N",
-        help=f"{what} (default: the cores no other process is busy on when the work "
-        "starts, or OMP_NUM_THREADS if set)",
+        help=f"{what}, 1 to {THREADS_PER_CORE_LIMIT} per core (default: the cores no other "
+        "process is busy on when the work starts, or OMP_NUM_THREADS if set)",
     )
+
+
+def _thread_count(text: str) -> int:
+    """--threads: a whole number up to ``max_threads()`` (refused in one line otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n > max_threads():  # below 1: require_at_least says so, in each command
+        raise argparse.ArgumentTypeError(
+            f"{n} is more than {THREADS_PER_CORE_LIMIT} per core of the {cpu_count()} this "
+            f"process may use (at most {max_threads()}): more threads only wait for each other"
+        )
+    return n
 
 
 def chosen_threads(args: argparse.Namespace) -> int | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from grokkit import runs
 from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import plot_curves
-from grokkit.errors import InputError
+from grokkit.errors import InputError, printable
 
 
 def register(sub) -> None:
@@ -26,16 +26,18 @@ def run(args: argparse.Namespace) -> int:
     # trained reads as it was at its last checkpoint.
     summary = runs.read_summary(run_dir)
     width = max(len(k) for k in summary)
-    for k, v in summary.items():
-        print(f"{k:<{width}}  {shown(k, v)}")
+    for k, v in summary.items():  # a folder from elsewhere cannot drive the terminal
+        print(printable(f"{k:<{width}}  {shown(k, v)}"))
     with contextlib.ExitStack() as held:
         try:  # curves.png is the trainer's to write while it trains
             held.enter_context(runs.folder_lock(run_dir, "run folder"))
         except runs.FolderLockedError:
             print(
-                f"curves: not written: another grokkit process is training {run_dir} (it writes "
-                f"curves.png when it ends); to see them now: grokkit compare {run_dir} "
-                "--out FILE.png"
+                printable(
+                    f"curves: not written: another grokkit process is training {run_dir} (it "
+                    f"writes curves.png when it ends); to see them now: grokkit compare "
+                    f"{run_dir} --out FILE.png"
+                )
             )
             return 0
         plot_curves(run_dir, summary)

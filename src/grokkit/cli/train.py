@@ -74,8 +74,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("train needs --out DIR (or --resume DIR)")
         cfg = config_from_args(args)
         validate_run(cfg)
-        run_dir = runs.prepare_new_run_dir(Path(args.out))
+        run_dir = runs.prepare_new_run_dir(Path(args.out), cfg)
         summary = _train(cfg, run_dir, None, device, loggers, args)
+    return _report(summary, run_dir, args)
+
+
+def _report(summary: dict, run_dir: Path, args: argparse.Namespace) -> int:
+    """The curves and the summary line of a run that has trained; its exit code."""
     if not args.no_plot:
         plot_curves(run_dir, summary)
     print(summary_line(summary, run_dir))
@@ -93,6 +98,12 @@ def _resume(run_dir: Path, args: argparse.Namespace, device: str, loggers) -> di
     given; its summary."""
     with runs.folder_lock(run_dir, "run folder"):  # before reading: another writer may be ahead
         cfg = runs.read_config(run_dir)
+        if runs.started_without_checkpoint(run_dir):  # stopped before its first checkpoint
+            if args.steps is not None:
+                cfg = cfg.with_changes(steps=args.steps)
+            if args.stop_after_val_99 is not None:
+                cfg = _change_stop_rule(run_dir, cfg, args.stop_after_val_99)
+            return _train(cfg, run_dir, None, device, loggers, args)  # from step 0
         state = runs.load_checkpoint(run_dir)
         stored = runs.config_from_dict(state["config"], run_dir / runs.CHECKPOINT)
         # Only the budget and the stop rule may differ (a resume may change both).
@@ -183,7 +194,7 @@ def _plan(args: argparse.Namespace, device: str) -> int:
         cfg = config_from_args(args)
         start = None
         if args.out:  # what the command itself would refuse, refused now
-            runs.check_new_run_dir(Path(args.out))
+            runs.check_new_run_dir(Path(args.out), cfg)
     validate_run(cfg)
     apply_threads(args)  # measured with the threads the training will have
     meter = CostMeter(device, remeasure=args.remeasure)

@@ -39,6 +39,7 @@ from torch.utils.tensorboard.summary import hparams
 from grokkit import runs
 from grokkit.config import RunConfig
 from grokkit.errors import GrokkitWarning
+from grokkit.files import ensure_real_folder
 from grokkit.loggers import METRIC_TAGS
 
 LOG_DIR = "tensorboard"
@@ -101,7 +102,7 @@ class TensorBoardLogger:
         self.config = config
         self.log_dir = self.run_dir / LOG_DIR
         step = resume_step(self.run_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ensure_real_folder(self.log_dir)  # a link planted at tensorboard/ is replaced, not used
         _wait_for_a_later_file_name(self.log_dir)
         # A fresh run purges from step 0: leftovers of an attempt that died before its first
         # checkpoint are hidden too.

@@ -36,6 +36,7 @@ from wandb.errors import AuthenticationError
 
 from grokkit import runs
 from grokkit.config import RunConfig
+from grokkit.files import ensure_real_folder
 from grokkit.loggers import METRIC_TAGS
 
 ID_FILE = Path("wandb") / "grokkit-run-id"
@@ -50,7 +51,6 @@ def run_id(run_dir: Path) -> str:
         if stored:
             return stored
     new = secrets.token_hex(6)  # 12 characters of [0-9a-f]: valid in W&B, and unique enough
-    path.parent.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_text(path, new + "\n")
     return new
 
@@ -90,6 +90,7 @@ class WandbLogger:
 
     def __init__(self, run_dir: Path, config: RunConfig) -> None:
         self.run_dir = Path(run_dir)
+        ensure_real_folder(self.run_dir / ID_FILE.parent)  # W&B writes there: never through a link
         self._run = wandb.init(
             project=os.environ.get("GROKKIT_WANDB_PROJECT") or DEFAULT_PROJECT,
             name=self.run_dir.name,

@@ -22,6 +22,7 @@ the index), ``executors`` (in process, local workers, Ray); this one ties them t
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -29,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grokkit import runs
-from grokkit.config import RunConfig, validate_run
+from grokkit.config import RunConfig, checked_configs
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
+from grokkit.files import ensure_real_folder
 from grokkit.loggers import logger_factory
 from grokkit.population import population_key
 from grokkit.runs import FINISHED
@@ -135,8 +137,9 @@ def run_sweep(
         max_population = default_max_population(device)
     if max_population < 1:
         raise InputError(f"max population must be >= 1, got {max_population}")
-    for config in configs:  # every run is checked before any folder is written
-        validate_run(config)
+    configs = checked_configs(configs)  # every run is checked before any folder is written
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise InputError(f"out_dir must be a folder (a str or Path), got {type(out_dir).__name__}")
     loggers = tuple(dict.fromkeys(loggers))
     for name in loggers:  # unknown or not installed: one line, before any folder is written
         logger_factory(name)
@@ -323,11 +326,13 @@ class _IndexBook:
         adopt_untagged_folders(
             runs_dir, [(n, run_name(c, method_tags=False), c) for n, c in self.configs.items()]
         )
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        # Real folders, never through a link (the sweep folder is locked, so guarded: a link
+        # planted at runs/ or at a run's name is replaced, as one at a file's name would be).
+        ensure_real_folder(runs_dir)
         for n in fresh:
             if self.plan.states[n].clear:
                 clear_run_dir(self.dirs[n])
-            self.dirs[n].mkdir(parents=True, exist_ok=True)
+            ensure_real_folder(self.dirs[n])
         self.index = SweepIndex(self.out_dir, self.names)
 
     def write(self) -> None:

@@ -30,7 +30,7 @@ from grokkit import runs
 from grokkit.config import RunConfig
 from grokkit.devices import cpu_count
 from grokkit.errors import InputError, show_warnings_as_one_line
-from grokkit.interrupts import HeldInterrupt
+from grokkit.interrupts import STOP_SIGNALS, HeldInterrupt
 from grokkit.loggers import logger_factory
 from grokkit.sweep.progress import QueueWatcher
 from grokkit.train import ProgressWatcher, TrainingInterrupted, train_runs
@@ -99,9 +99,11 @@ def _init_worker(progress_queue, gpu_queue=None, stop_requested=None, parent_pid
     # From here a Ctrl-C stops training at a step boundary (train's own handler, installed while
     # it trains); anywhere else in the worker it is the sweep's to handle, and ignored here (a
     # Ctrl-C that arrived while blocked is delivered, and ignored, on the unblock).
-    signal.signal(signal.SIGINT, _interrupt_outside_training)
+    # SIGTERM (a scheduler stopping the whole group) the same way, whatever was inherited.
+    for s in STOP_SIGNALS:
+        signal.signal(s, _interrupt_outside_training)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
     if parent_pid is not None:
         threading.Thread(target=_watchdog, name="grokkit-watchdog", daemon=True).start()
 
@@ -267,7 +269,7 @@ def _stop_workers(
 ) -> None:
     """Interrupted: each worker checkpoints its population at the step it is on and exits; a
     population not started yet never starts. Workers still alive after the grace period are
-    terminated (their last checkpoints are whole files, so nothing is damaged)."""
+    killed (their last checkpoints are whole files, so nothing is damaged)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     stop_requested.set()
     for proc in processes:
@@ -279,7 +281,7 @@ def _stop_workers(
     for proc in processes:
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
-            proc.terminate()
+            proc.kill()  # not SIGTERM: a worker takes that as one more request to checkpoint
             proc.join(5.0)
 
 
