@@ -285,4 +285,8 @@ def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
         if n > 1
         else None
     )
-    return dict.fromkeys(("restricted_before_test", "excluded_rises"), power)
+    effect = f"each seed reads as the paper with probability {PAPER_SEED_PROBABILITY:g}"
+    return [
+        {"id": claim, "power": power, "effect": effect}
+        for claim in ("restricted_before_test", "excluded_rises")
+    ]
