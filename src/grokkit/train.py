@@ -338,7 +338,8 @@ def _check_folders(configs: list[RunConfig], run_dirs: list[Path], states) -> No
             continue
         state = states[i]
         stored = runs.config_from_dict(state.get("config"), d / runs.CHECKPOINT)
-        if stored.with_changes(steps=c.steps) != c:
+        # the budget and the stop rule are the settings a resume may change
+        if stored.with_changes(steps=c.steps, stop_after_val_99=c.stop_after_val_99) != c:
             raise InputError(f"states[{i}] is a checkpoint of another run than configs[{i}]")
         on_disk = runs.read_config(d)
         if on_disk.with_changes(steps=c.steps) != c:

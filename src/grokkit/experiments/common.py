@@ -37,7 +37,7 @@ from grokkit.errors import InputError
 from grokkit.experiments import SCALES
 from grokkit.files import atomic_write_text
 from grokkit.optim_config import preset
-from grokkit.plot_style import CAPTION_GID
+from grokkit.plot_style import CAPTION_GID, MARKERS
 
 # Seconds-long runs that still go through every code path: one tiny layer, tens of steps.
 SMOKE_MODEL = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32}
@@ -140,7 +140,16 @@ def plot_accuracy_by_method(
     colour per method (named once in the legend). Returns every metrics row of every run as a CSV
     row: METHOD_CSV_HEADER, then ``extra_columns``."""
     rows = []
-    for method, members in groups.items():
+    for k, (method, members) in enumerate(groups.items()):
+        # Methods whose curves coincide must stay visible: the first drawn widest, the next ones
+        # thinner on top, each with its own marker.
+        style = {
+            "lw": max(2.8 - 0.5 * k, 0.8),
+            "marker": MARKERS[k % len(MARKERS)],
+            "ms": 4,
+            "markevery": 0.12,
+            "zorder": 2 + k,
+        }
         for i, curve in enumerate(members):
             metrics = curve.metrics
             rows += [
@@ -158,6 +167,7 @@ def plot_accuracy_by_method(
                 [100 * m["val_accuracy"] for m in pts],
                 color=colors[method],
                 label=method if i == 0 else None,
+                **style,
             )
             ax.plot(
                 steps,
@@ -193,9 +203,24 @@ def add_caption(fig, text: str) -> None:
     """The figure's settings and every reduction from the paper, printed under the axes; saving
     wraps it to the panels' width (``grokkit.plots.fit_captions``), so that it never leaves blank
     space beside them."""
+    smoke = text.startswith(SMOKE_CAPTION)  # nobody should read a smoke figure's numbers
+    if smoke:
+        text = "SMOKE SCALE, CODE PATH ONLY: these numbers mean nothing. " + text
     fig.text(
-        0.01, -0.01, text, ha="left", va="top", fontsize=7, color="0.25", wrap=True, gid=CAPTION_GID
+        0.01,
+        -0.01,
+        text,
+        ha="left",
+        va="top",
+        fontsize=10 if smoke else 7,
+        fontweight="bold" if smoke else "normal",
+        color="tab:red" if smoke else "0.25",
+        wrap=True,
+        gid=CAPTION_GID,
     )
+
+
+SMOKE_CAPTION = "Scale 'smoke'"
 
 
 def caption(reductions: dict[str, str], scale: str, extra: str = "") -> str:
