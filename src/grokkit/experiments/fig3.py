@@ -161,6 +161,48 @@ def element_rows(run_dir: Path) -> np.ndarray:
     return weights["W_U"][:, model_config.element_tokens()].T.contiguous().numpy()
 
 
+def _paper_cosets(points: np.ndarray, names, arch: str, shuffle_seed: int) -> dict:
+    """The best of the 12 coset colourings (H's and its conjugates', both sides) of the points."""
+    best = best_coset_colouring(
+        points, names, PAPER_S5_GENERATORS, NEIGHBOURS, SHUFFLES, shuffle_seed
+    )
+    gens = ", ".join(cycle_notation(g) for g in best["generators"])
+    h_index = best["sides"].index(_run_side("left", arch))  # H's left cosets in the run's product
+    return {
+        "name": _coset_name(gens, _run_side(best["side"], arch)),
+        "stat": best["agreement"],
+        "chance": best["chance"],
+        "null": best["null"],
+        "p": best["p"],
+        "best_chance_95": best["best_chance_95"],
+        "tested": best["tested"],
+        "paper_h_agreement": float(best["scores"][h_index]),
+        "labels": best["labels"],
+        "h_labels": s5_coset_labels(names, side=_run_side("left", arch)),
+    }
+
+
+def _own_translation(points: np.ndarray, table, names, s5: bool, shuffle_seed: int) -> dict:
+    """The run's own best translation a -> a∘g (or g∘a) and, for S5, the cosets a<g> it moves in."""
+    own = best_translation_test(points, table, NEIGHBOURS, SHUFFLES, shuffle_seed + 10_000)
+    g, side = own["g"], own["side"]
+    if not s5:
+        own["name"] = f"x+{names[g]}"  # addition commutes: left and right translations coincide
+        return own
+    cycles = cycle_notation(parse_permutation(names[g]))
+    own["name"] = f"x·{cycles}" if side == "right" else f"{cycles}·x"
+    # a and a∘g close for most a: the clusters should be the orbits of a -> a∘g, the cosets a<g>.
+    labels = orbit_labels(own["map"])
+    own["cosets"] = {
+        "name": f"x<{cycles}>" if side == "right" else f"<{cycles}>x",
+        "order": int(np.bincount(labels)[0]),
+        "labels": labels,
+        "agreement": neighbour_agreement(points, labels, NEIGHBOURS),
+        "chance": chance_agreement(labels),
+    }
+    return own
+
+
 def measure_space(result, shuffle_seed: int) -> dict:
     """The paper's structure and the run's own best translation tested on the output layer's
     rows themselves (``SPACES``' "rows"): {"paper": {"stat", "null", "p"}, "own": {...}}."""
@@ -201,7 +243,8 @@ def _coset_name(generators: str, side: str) -> str:
 
 def analyse(result, shuffle_seed: int = 0) -> dict:
     """Every test of one run: the paper's structure ("paper") and the run's own best translation
-    ("own"), each with its statistic, shuffle null and p; the t-SNE points and their colours."""
+    ("own"), each with its statistic, shuffle null and p; the t-SNE points and their colours; the
+    same tests on the rows themselves ("rows")."""
     cfg = result.config
     _, points = embed(result)
     operation_table = run_table(cfg)
@@ -209,25 +252,7 @@ def analyse(result, shuffle_seed: int = 0) -> dict:
     names = operation_table.operation.element_names
     s5 = cfg.operation.startswith("s5")
     if s5:
-        best = best_coset_colouring(
-            points, names, PAPER_S5_GENERATORS, NEIGHBOURS, SHUFFLES, shuffle_seed
-        )
-        gens = ", ".join(cycle_notation(g) for g in best["generators"])
-        h_index = best["sides"].index(
-            _run_side("left", cfg.arch)
-        )  # H's left cosets in the run's product
-        paper = {
-            "name": _coset_name(gens, _run_side(best["side"], cfg.arch)),
-            "stat": best["agreement"],
-            "chance": best["chance"],
-            "null": best["null"],
-            "p": best["p"],
-            "best_chance_95": best["best_chance_95"],
-            "tested": best["tested"],
-            "paper_h_agreement": float(best["scores"][h_index]),
-            "labels": best["labels"],
-            "h_labels": s5_coset_labels(names, side=_run_side("left", cfg.arch)),
-        }
+        paper = _paper_cosets(points, names, cfg.arch, shuffle_seed)
     else:
         shift = translation_test(
             points, table, SHIFT % len(points), "right", NEIGHBOURS, SHUFFLES, shuffle_seed
@@ -241,23 +266,7 @@ def analyse(result, shuffle_seed: int = 0) -> dict:
             "best_chance_95": float(np.percentile(shift["null"], 95)),
             "labels": residue_labels(len(points), SHIFT),
         }
-    own = best_translation_test(points, table, NEIGHBOURS, SHUFFLES, shuffle_seed + 10_000)
-    g, side = own["g"], own["side"]
-    if not s5:
-        own["name"] = f"x+{names[g]}"  # addition commutes: left and right translations coincide
-    else:
-        cycles = cycle_notation(parse_permutation(names[g]))
-        own["name"] = f"x·{cycles}" if side == "right" else f"{cycles}·x"
-        # a and a∘g close for most a: the clusters should be the orbits of a -> a∘g, the cosets
-        # a<g>.
-        labels = orbit_labels(own["map"])
-        own["cosets"] = {
-            "name": f"x<{cycles}>" if side == "right" else f"<{cycles}>x",
-            "order": int(np.bincount(labels)[0]),
-            "labels": labels,
-            "agreement": neighbour_agreement(points, labels, NEIGHBOURS),
-            "chance": chance_agreement(labels),
-        }
+    own = _own_translation(points, table, names, s5, shuffle_seed)
     return {
         "points": points,
         "names": names,
