@@ -251,7 +251,7 @@ def check_model_size(cfg: ModelConfig, batch_size: int, memory: tuple[int, str] 
             f"a model of width {cfg.d_model}, MLP {cfg.d_mlp} and {cfg.n_layers} layers has "
             f"{count_parameters(cfg):,} parameters (about {byte_size_text(needed)} to train), "
             f"more than half of {memory_text(memory)}; "
-            "choose a smaller --d-model, --d-mlp or --n-layers"
+            "choose a smaller --d-model, --d-mlp or --layers"
         )
 
 
