@@ -194,11 +194,3 @@ def censored_times(
     return Times.from_brackets(
         [(*bracket(rows, key, threshold), budget) for rows, budget in zip(runs_rows, budgets)]
     )
-
-
-def censored_times_of(steps: Sequence[int | None], budget: int):
-    """Times read from summaries (first evaluated steps, None: never within ``budget``) as
-    ``statistics.Times`` without their evaluation brackets."""
-    from grokkit.analysis.statistics import Times
-
-    return Times.from_brackets([(s, s, budget) for s in steps])

@@ -59,19 +59,6 @@ def print_plan(plan: dict, compact: bool = False, file=None) -> None:
     _print_totals(plan, out)
 
 
-def add_optimizer_settings(plan: dict, names: list[str], scale: str, options: dict) -> None:
-    """Each plan row's learning rate and weight decay (``lr``, ``weight_decay``), from its
-    figure's configs: a tuning grid's points differ in these alone, and would read as identical
-    rows without them."""
-    from grokkit.sweep import run_name
-
-    configs = {run_name(c): c for name in names for c in planned_runs(name, scale, **options)}
-    for r in plan["runs"]:
-        c = configs.get(r["run_name"])
-        if c is not None:
-            r["lr"], r["weight_decay"] = c.optimizer.lr, c.optimizer.weight_decay
-
-
 def _optimizer(r: dict) -> tuple[str, str]:
     lr, wd = r.get("lr"), r.get("weight_decay")
     return ("-" if lr is None else f"{lr:.0e}", "-" if wd is None else f"{wd:g}")
@@ -174,7 +161,6 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_figures(
             names, args.scale, out, jobs=args.jobs, device=device, meter=meter, **options
         )
-        add_optimizer_settings(plan, names, args.scale, options)
         if args.json:
             print(json.dumps(plan))
         else:
@@ -209,7 +195,6 @@ def _train(names: list[str], args: argparse.Namespace, options: dict) -> None:
         plan = plan_figures(
             names, args.scale, out, jobs=args.jobs, device=device, meter=meter, **options
         )
-        add_optimizer_settings(plan, names, args.scale, options)
         print_plan(plan, compact=True, file=sys.stderr)
     for name in names:
         meta = reproduce_figure(

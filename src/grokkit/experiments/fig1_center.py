@@ -105,8 +105,8 @@ def table(results) -> list[list]:
         budget = group[0].config.steps
         val = [r.summary["steps_to_val_99"] for r in group]
         train = [r.summary["steps_to_train_99"] for r in group]
-        val_median, val_censored = _median(grokking_time.censored_times_of(val, budget))
-        train_median, train_censored = _median(grokking_time.censored_times_of(train, budget))
+        val_median, val_censored = _median(_times(val, [budget] * len(val)))
+        train_median, train_censored = _median(_times(train, [budget] * len(train)))
         rows.append(
             [
                 fraction,
@@ -273,7 +273,13 @@ def planned_power(scale: str, seeds: int | None = None) -> list[dict]:
     ]
 
 
+def _power10(interval: tuple[float, float] | None) -> tuple[float, float] | None:
+    return None if interval is None else (10 ** interval[0], 10 ** interval[1])
+
+
 def _range_claim(test, reached: list, n: int) -> claim_records.Claim:
+    from grokkit.analysis import statistics
+
     claim = "Steps to 99 % training accuracy stay at 10^3-10^4."
     if test is None or math.isnan(test.p_value):
         why = (
@@ -288,8 +294,8 @@ def _range_claim(test, reached: list, n: int) -> claim_records.Claim:
         claim=claim,
         paper_value="10^3-10^4",
         measured=10**test.statistic,
-        interval=(10 ** min(logs), 10 ** max(logs)),
-        test=test.name + " (log10 steps, over every run; interval: the runs' range)",
+        interval=_power10(statistics.mean_interval(logs)),
+        test=test.name + " (log10 steps over every run; interval: t interval of the mean)",
         null=test.null,
         p_value=test.p_value,
         power=None,

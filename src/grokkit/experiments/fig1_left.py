@@ -54,8 +54,7 @@ PAPER_SEED_PROBABILITY = 0.99
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    common.check_seeds(seeds, 1)
-    n = seeds or SEEDS[scale]
+    n = common.check_seeds(seeds, SEEDS[scale])
     if scale == "smoke":
         base = common.base_config("x+y", scale, "adam", modulus=11)
     elif scale == "laptop":

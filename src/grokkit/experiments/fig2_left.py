@@ -72,8 +72,7 @@ LAPTOP_STEPS, LAPTOP_FULL_BATCH_STEPS = 6_000, 1_000
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    common.check_seeds(seeds, 1)
-    seeds = range(seeds or SEEDS[scale])
+    seeds = range(common.check_seeds(seeds, SEEDS[scale]))
     if scale == "smoke":
         changes, fractions = {}, (0.4, 0.8)
     elif scale == "laptop":

@@ -84,8 +84,7 @@ REDUCTIONS = {
 
 def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     common.check_scale(scale)
-    common.check_seeds(seeds, 1)
-    n = seeds or SEEDS[scale]
+    n = common.check_seeds(seeds, SEEDS[scale])
     base = common.base_config("x+y", scale, "adamw", train_fraction=0.3, batch_size=0)
     if scale == "smoke":
         base = base.with_changes(modulus=11, snapshot_every=5)

@@ -111,24 +111,15 @@ def plan_figure(
 
 
 def _plan_row(name: str, n: str, c, state, shared: bool, seconds: dict) -> dict:
-    """One run of a figure's plan: its settings, its status and its projected seconds."""
-    kind = {"fresh": "new", "resume": "resume", "done": "done"}[state.kind]
-    return {
-        "figure": name,
-        "run_name": n,
-        "operation": c.operation,
-        "modulus": None if c.operation.startswith("s5") else c.modulus,
-        "train_fraction": c.train_fraction,
-        "seed": c.seed,
-        "outliers": c.outliers,
-        "preset": c.preset or "custom",
-        "arch": c.arch,
-        "methods": c.method_tags(),
-        "steps": c.steps,
-        "start_step": state.step if state.kind == "resume" else 0,
-        "status": "shared" if shared and state.kind != "done" else kind,
-        "estimated_seconds": round(seconds.get(n, 0.0), 1),
-    }
+    """One run of a figure's plan: the figure, then the run as every plan lists it
+    (``planning.plan_row``: its settings, lr and weight decay included), shared when a figure
+    planned before this one trains it."""
+    from grokkit.sweep.planning import plan_row
+
+    row = {"figure": name, **plan_row(n, c, state, seconds.get(n, 0.0))}
+    if shared and state.kind != "done":
+        row["status"] = "shared"
+    return row
 
 
 def plan_figures(

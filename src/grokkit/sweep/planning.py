@@ -53,7 +53,7 @@ def _plan(configs, states, groups, jobs, device, meter) -> dict:
     jobs = default_jobs(device, len(groups), jobs)
     projection = project(configs, groups, {n: s.step for n, s in states.items()}, jobs, meter)
     seconds = projection.run_seconds
-    rows = [_row(n, c, states[n], seconds.get(n, 0.0)) for n, c in configs.items()]
+    rows = [plan_row(n, c, states[n], seconds.get(n, 0.0)) for n, c in configs.items()]
     return {
         "runs": rows,
         "jobs": projection.jobs,
@@ -68,7 +68,7 @@ def _plan(configs, states, groups, jobs, device, meter) -> dict:
     }
 
 
-def _row(name: str, c: RunConfig, state: RunState, seconds: float) -> dict:
+def plan_row(name: str, c: RunConfig, state: RunState, seconds: float) -> dict:
     """One run: what defines it (the optimizer's learning rate and weight decay included, so that
     runs of one preset read apart), its status and its projected seconds."""
     return {
