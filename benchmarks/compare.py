@@ -31,7 +31,8 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import PlainTrainer, PlainTransformer, tokens_for  # noqa: E402
 
-from grokkit import runs, tuning  # noqa: E402
+from grokkit import runs  # noqa: E402
+from grokkit.backend_choice import choose_backend  # noqa: E402
 from grokkit.cli.catalogue import Parser  # noqa: E402
 from grokkit.config import RunConfig  # noqa: E402
 from grokkit.devices import cpu_count, cpu_model, load_average  # noqa: E402
@@ -74,9 +75,13 @@ def check_same_function(pop: Population, model: PlainTransformer) -> dict:
     }
 
 
-def time_steps(steps: int, warmup: int) -> dict:
+def time_steps(steps: int, warmup: int, backend: str) -> dict:
     config = RunConfig()
-    ours = Population([config], "cpu")
+    chosen = choose_backend(backend, "cpu", [config])
+    ours = Population([config], "cpu", chosen)
+    started = time.perf_counter()
+    ours.step()  # the first step: a compile, if the backend compiles, happens here
+    first_step_s = time.perf_counter() - started
     twin = Population([config], "cpu")  # only its batch stream: the baseline sees the same batches
     model, trainer = make_baseline(ours)
     check = check_same_function(ours, model)
@@ -125,11 +130,13 @@ def time_steps(steps: int, warmup: int) -> dict:
             "range": [round(paired[0], 2), round(paired[-1], 2)],
         },
         "eval_ms_ours": round(1000 * statistics.median(t_eval), 1),
+        "first_step_s": round(first_step_s, 2),
+        "backend": chosen.as_dict(),
         "same_function_check": check,
     }
 
 
-def time_to_grok(max_steps: int) -> dict:
+def time_to_grok(max_steps: int, backend: str = "auto") -> dict:
     """The user's experience: `grokkit train` with the defaults, in a fresh process, until
     validation accuracy first reaches 99 % (stop rule of 1 step), evaluations included."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +154,8 @@ def time_to_grok(max_steps: int) -> dict:
             "--no-plot",
             "--device",
             "cpu",
+            "--backend",
+            backend,
             "--out",
             str(run_dir),
         ]
@@ -168,7 +177,14 @@ def time_to_grok(max_steps: int) -> dict:
 
 
 def population_scaling(sizes: list[int], steps: int, rounds: int) -> dict:
-    pops = {E: Population([RunConfig(seed=s) for s in range(E)], "cpu") for E in sizes}
+    pops = {
+        E: Population(
+            [RunConfig(seed=s) for s in range(E)],
+            "cpu",
+            choose_backend("eager", "cpu", [RunConfig()]),
+        )
+        for E in sizes
+    }
     for pop in pops.values():
         for _ in range(2):
             pop.step()
@@ -218,6 +234,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--steps", type=int, default=100, help="timed steps of each implementation")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--backend", default="auto", choices=("auto", "eager", "compiled"))
     ap.add_argument("--skip-grok", action="store_true", help="skip the time-to-grok run")
     ap.add_argument("--grok-max-steps", type=int, default=8000)
     ap.add_argument("--populations", default="1,2,4,8,16")
@@ -241,10 +258,7 @@ def main() -> int:
             "load_average": load_average(),
         },
     }
-    result["step"] = time_steps(args.steps, args.warmup)
-    result["machine"].update(
-        tuning.current().as_dict()
-    )  # the path grokkit picked (and its timings)
+    result["step"] = time_steps(args.steps, args.warmup, args.backend)
     if not args.json:
         s = result["step"]
         p = s["speedup_paired_blocks"]
@@ -252,12 +266,13 @@ def main() -> int:
             f"step: ours {s['ms_per_step_ours']} ms, baseline {s['ms_per_step_baseline']} ms, "
             f"speedup {s['speedup']}x (block pairs: median {p['median']}x, quartiles "
             f"{p['quartiles'][0]}-{p['quartiles'][1]}x over {p['blocks']}); "
-            f"evaluation {s['eval_ms_ours']} ms; "
+            f"evaluation {s['eval_ms_ours']} ms; first step {s['first_step_s']} s; "
+            f"backend {s['backend']['why']}; "
             f"same function: {s['same_function_check']}",
             flush=True,
         )
     if not args.skip_grok:
-        result["grok"] = time_to_grok(args.grok_max_steps)
+        result["grok"] = time_to_grok(args.grok_max_steps, args.backend)
         if not args.json:
             print(f"time-to-grok (x/y, 50 %): {result['grok']}", flush=True)
     result["population"] = population_scaling(sizes, args.population_steps, args.population_rounds)

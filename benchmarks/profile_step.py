@@ -15,6 +15,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from grokkit.backend_choice import choose_backend
 from grokkit.config import RunConfig
 from grokkit.devices import cpu_model
 from grokkit.population import Population
@@ -25,6 +26,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--population", type=int, default=1)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--backend", default="eager", choices=("auto", "eager", "compiled"))
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--arch", default="grokkit", choices=("grokkit", "openai-grok"))
     p.add_argument("--op", default="x/y")
@@ -33,7 +35,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = RunConfig(operation=args.op, train_fraction=args.train_fraction)
     base = base.with_changes(arch=args.arch)
-    pop = Population([base.with_changes(seed=i) for i in range(args.population)])
+    configs = [base.with_changes(seed=i) for i in range(args.population)]
+    pop = Population(configs, "cpu", choose_backend(args.backend, "cpu", configs))
     for _ in range(5):
         pop.step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -4,7 +4,7 @@ import tempfile
 import pytest
 import torch
 
-# The measured GEMM choice (grokkit.tuning) is cached per machine; tests keep theirs to themselves.
+# The measured backend choices (grokkit.backend_choice) are cached per machine; tests keep theirs.
 os.environ["GROKKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="grokkit-test-cache-")
 # An explicit thread count, as a user's OMP_NUM_THREADS would be: commands then keep the thread
 # setting they find instead of sampling the machine's load (whose one-line note would vary with

@@ -15,7 +15,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from grokkit import runs, tuning
+from grokkit import backend_choice, runs
 from grokkit.config import RunConfig
 from grokkit.devices import describe_cpuinfo
 from grokkit.errors import GrokkitWarning
@@ -253,7 +253,9 @@ def test_two_processors_sold_under_one_name_are_told_apart():
 
 
 def test_the_gemm_cache_is_kept_per_processor_not_per_name(monkeypatch):
-    monkeypatch.setattr(tuning, "cpu_model", lambda: describe_cpuinfo(ZEN4))
-    zen4_key = tuning.cache_key(2)
-    monkeypatch.setattr(tuning, "cpu_model", lambda: describe_cpuinfo(ZEN4.replace(": 25", ": 26")))
-    assert tuning.cache_key(2) != zen4_key
+    monkeypatch.setattr(backend_choice, "cpu_model", lambda: describe_cpuinfo(ZEN4))
+    zen4_key = backend_choice.cache_key(2)
+    monkeypatch.setattr(
+        backend_choice, "cpu_model", lambda: describe_cpuinfo(ZEN4.replace(": 25", ": 26"))
+    )
+    assert backend_choice.cache_key(2) != zen4_key

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from cli_harness import assert_one_line, run_cli
 from conftest import tiny_run
 
-from grokkit import torch_private, tuning
+from grokkit import torch_private
+from grokkit.backend import Backend
 from grokkit.config import RunConfig
-from grokkit.errors import ConfigError
 from grokkit.fast_path import forward_fast
 from grokkit.kernels import OneDNNLinear
 from grokkit.model import ModelConfig, _linear, forward_reference, init_parameters
@@ -210,39 +210,28 @@ def test_paper_configuration_fast_path_matches_reference_in_float32():
     )
 
 
-def test_compile_setting_is_off_by_default_and_refuses_other_values(monkeypatch):
-    monkeypatch.delenv("GROKKIT_COMPILE", raising=False)
-    assert tuning.compile_step() is False
-    monkeypatch.setenv("GROKKIT_COMPILE", "1")
-    assert tuning.compile_step() is True
-    monkeypatch.setenv("GROKKIT_COMPILE", "yes")
-    with pytest.raises(ConfigError, match="GROKKIT_COMPILE"):
-        tuning.compile_step()
-    monkeypatch.setenv("GROKKIT_COMPILE", "1")
+def test_cli_refuses_a_compiled_backend_without_a_compiler_before_writing(
+    monkeypatch, capsys, tmp_path
+):
     monkeypatch.setenv("PATH", "")
-    with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
-        tuning.compile_step()
-
-
-def test_cli_refuses_a_bad_compile_setting_before_writing(monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("GROKKIT_COMPILE", "yes")
-    code, _, err = run_cli(capsys, "train", "--steps", "5", "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys, "train", "--steps", "5", "--backend", "compiled", "--out", tmp_path / "run"
+    )
     assert code == 2
-    assert_one_line(err, "GROKKIT_COMPILE")
+    assert_one_line(err, "C++ compiler")
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["grokkit", "openai-grok"])
 def test_compiled_step_trains_as_the_eager_step(monkeypatch, arch):
-    # GROKKIT_COMPILE=1 compiles the forward and backward into one graph: another rounding of
+    # The compiled backend puts the forward and backward into one graph: another rounding of
     # float32, the same function. Its logits and every weight's gradient equal the eager pass's
     # to float tolerance, for two members at once (the graph must keep them independent), and
     # five updates give the same losses. (The weights are not compared bit for bit: Adam turns
     # a rounding-sized gradient, e.g. of b_K whose true gradient is 0, into a full-size step.)
     configs = [tiny_run(seed=s).with_changes(arch=arch) for s in (0, 1)]
-    monkeypatch.setenv("GROKKIT_COMPILE", "1")
-    pop = Population(configs)
+    pop = Population(configs, "cpu", Backend(compiled=True))
     E, B = pop.size, pop.batch_size
     rows = torch.randint(0, pop.train_equations.shape[1], (E, B))
     equations = torch.gather(pop.train_equations, 1, rows)
@@ -254,15 +243,14 @@ def test_compiled_step_trains_as_the_eager_step(monkeypatch, arch):
         pop.example_losses(out, labels).mean(dim=1).sum().backward()
         return out.detach(), {k: v.grad for k, v in leaves.items() if v.grad is not None}
 
-    compiled_out, compiled_grads = logits_and_grads(pop._training_logits())
-    assert pop._compiled_logits is not None
+    compiled_out, compiled_grads = logits_and_grads(pop._training_logits)
+    assert pop._training_logits != pop.logits
     eager_out, eager_grads = logits_and_grads(pop.logits)
     torch.testing.assert_close(compiled_out, eager_out, rtol=1e-5, atol=1e-5)
     assert compiled_grads.keys() == eager_grads.keys()
     for k in eager_grads:
         torch.testing.assert_close(compiled_grads[k], eager_grads[k], rtol=1e-4, atol=1e-6, msg=k)
     compiled_losses = [pop.step() for _ in range(5)]
-    monkeypatch.setenv("GROKKIT_COMPILE", "0")
     eager = Population(configs)
     eager_losses = [eager.step() for _ in range(5)]
     torch.testing.assert_close(torch.stack(compiled_losses), torch.stack(eager_losses))

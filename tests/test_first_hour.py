@@ -20,7 +20,7 @@ import pytest
 from conftest import tiny_run
 
 import grokkit
-from grokkit import experiments, runs, tuning
+from grokkit import experiments, runs
 from grokkit.analysis import fourier
 from grokkit.cli import main
 from grokkit.cli.reproduce_figures import print_plan
@@ -76,8 +76,9 @@ METHOD_VALUES = {
 @pytest.fixture(scope="module", autouse=True)
 def no_gemm_measurement():
     """PyTorch's GEMM for these tiny runs: choosing by measurement times the paper's model, seconds
-    that this module's tests need not pay (tests/test_gemm.py tests the choice)."""
-    with tuning.forced("pytorch"):
+    that this module's tests need not pay (tests/test_backend.py tests the choice)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GROKKIT_ONEDNN", "0")
         yield
 
 

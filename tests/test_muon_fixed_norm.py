@@ -10,7 +10,8 @@ import torch
 from cli_harness import TINY, assert_one_line, run_cli
 from conftest import tiny_run
 
-from grokkit import runs, tuning
+from grokkit import runs
+from grokkit.backend import Backend
 from grokkit.config import RunConfig
 from grokkit.errors import ConfigError
 from grokkit.model_config import parameter_layout
@@ -95,8 +96,7 @@ def test_muon_is_torch_muon_on_the_hidden_matrices_and_adamw_on_the_rest(arch):
         tiny_run(muon=True, arch=arch),
         tiny_run(muon=True, arch=arch, seed=1, lr=3e-3, weight_decay=0.3, warmup_steps=2, l2=0.01),
     ]
-    with tuning.forced_newton_schulz("bfloat16"):  # torch.optim.Muon's precision
-        pop = Population(configs)
+    pop = Population(configs, "cpu", Backend(newton_schulz="bfloat16"))  # torch.optim.Muon's
     w0 = pop.flat.clone()
     grads = _capture(pop)
     for _ in range(4):
@@ -137,33 +137,6 @@ def test_newton_schulz_in_float32_is_the_iteration_and_torchs_to_bfloat16_tolera
         # bfloat16 keeps 8 significant bits: entries of size ~1/sqrt(n) agree to a few 1e-2
         assert (ours[i] - torch_bf16.float()).abs().max() < 0.05
         assert (ours[i] - torch_bf16.float()).norm() / ours[i].norm() < 0.03
-
-
-def test_the_newton_schulz_precision_is_forced_measured_and_cached(tmp_path, monkeypatch):
-    """On the CPU the faster precision by measurement, kept per machine and thread count; the
-    environment forces either; accelerators keep torch's bfloat16."""
-    monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("GROKKIT_NS_DTYPE", raising=False)
-    monkeypatch.setattr(tuning, "_ns_chosen", {})
-    monkeypatch.setattr(tuning, "oversubscribed", lambda: False)
-    calls = []
-
-    def measure():
-        calls.append(1)
-        return {"bfloat16": 9.0, "float32": 1.0}
-
-    cpu = torch.device("cpu")
-    assert tuning.newton_schulz_dtype(cpu, measure) == torch.float32
-    monkeypatch.setattr(tuning, "_ns_chosen", {})  # a new process: the cache answers
-    assert tuning.newton_schulz_dtype(cpu, lambda: {"bfloat16": 0.0, "float32": 1.0}) is (
-        torch.float32
-    )
-    assert calls == [1]
-    monkeypatch.setattr(tuning, "_ns_chosen", {})
-    monkeypatch.setenv("GROKKIT_NS_DTYPE", "bfloat16")
-    assert tuning.newton_schulz_dtype(cpu, measure) == torch.bfloat16
-    assert tuning.newton_schulz_dtype(torch.device("meta"), measure) == torch.bfloat16
-    assert calls == [1]
 
 
 def test_fixed_norm_keeps_each_initial_norm_and_is_adamw_then_a_rescaling():

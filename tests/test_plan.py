@@ -141,11 +141,11 @@ def test_a_second_plan_reads_the_costs_this_machine_measured(tmp_path, monkeypat
     """Costs are measured once per machine, thread count, PyTorch and kind, then read back by
     later processes (a new meter); --remeasure and a damaged cache measure again; a measurement
     made on an oversubscribed machine is used once and not kept."""
-    from grokkit import tuning
+    from grokkit import backend_choice
     from grokkit.sweep import projection
 
     monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tuning, "oversubscribed", lambda: False)
+    monkeypatch.setattr(backend_choice, "oversubscribed", lambda: False)
     measured = []
 
     def fake_measure(config, members, threads, device="cpu"):
@@ -169,7 +169,7 @@ def test_a_second_plan_reads_the_costs_this_machine_measured(tmp_path, monkeypat
     CostMeter("cpu").cost(config, 1, 1)
     assert len(measured) == 4
     # oversubscribed: used, not kept
-    monkeypatch.setattr(tuning, "oversubscribed", lambda: True)
+    monkeypatch.setattr(backend_choice, "oversubscribed", lambda: True)
     busy = RunConfig(steps=100, d_model=64)
     CostMeter("cpu").cost(busy, 1, 1)
     CostMeter("cpu").cost(busy, 1, 1)

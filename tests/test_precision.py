@@ -10,7 +10,6 @@ from grokkit.config import RunConfig
 from grokkit.errors import GrokkitWarning
 from grokkit.population import Population
 from grokkit.precision import EmulatedBF16Products, bf16_in_hardware, bf16_products
-from grokkit.tuning import forced
 
 
 def bf16_by_bits(t: torch.Tensor) -> np.ndarray:
@@ -90,18 +89,17 @@ def test_the_hardware_path_computes_what_the_emulation_does():
 def test_a_bf16_population_trains_in_bf16_and_leaves_the_process_in_float32():
     tiny = dict(operation="x+y", modulus=11, d_model=32, n_heads=2, d_mlp=64)
     emulated = pytest.warns(GrokkitWarning, match="bf16: bfloat16 products emulated")
-    with forced("pytorch"):
-        with contextlib.nullcontext() if bf16_in_hardware() else emulated:
-            low = Population([RunConfig(seed=0, bf16=True, **tiny)])
-        full = Population([RunConfig(seed=0, **tiny)])
-        assert torch.equal(low.flat, full.flat)  # the same start
-        for _ in range(3):
-            low.step(), full.step()
-        differ = (low.flat - full.flat).abs().max().item()
-        # Adam moves each weight by about lr = 1e-3 a step: rounded products change the steps,
-        # not their scale.
-        assert 0 < differ < 1e-2
-        assert low.evaluate()["train_loss"].isfinite().all()
+    with contextlib.nullcontext() if bf16_in_hardware() else emulated:
+        low = Population([RunConfig(seed=0, bf16=True, **tiny)])
+    full = Population([RunConfig(seed=0, **tiny)])
+    assert torch.equal(low.flat, full.flat)  # the same start
+    for _ in range(3):
+        low.step(), full.step()
+    differ = (low.flat - full.flat).abs().max().item()
+    # Adam moves each weight by about lr = 1e-3 a step: rounded products change the steps,
+    # not their scale.
+    assert 0 < differ < 1e-2
+    assert low.evaluate()["train_loss"].isfinite().all()
     a = torch.randn(64, 64, generator=torch.Generator().manual_seed(4))
     assert close(a @ a, a.double().numpy() @ a.double().numpy())  # no bf16 left behind
 

@@ -11,9 +11,9 @@ import torch
 from conftest import tiny_run
 
 import grokkit
-from grokkit import torch_private, tuning
+from grokkit import backend_choice, torch_private
 from grokkit.fast_path import forward_fast
-from grokkit.kernels import OneDNNLinear, SmallSoftmax
+from grokkit.kernels import OneDNNLinear, SmallSoftmax, onednn_linear
 from grokkit.model import ModelConfig, init_parameters
 from grokkit.optim import BatchedAdamW, OptimizerConfig, preset
 
@@ -133,29 +133,28 @@ def test_without_onednn_the_fast_path_uses_pytorchs_gemm_and_agrees(monkeypatch)
     monkeypatch.setattr(torch_private, "onednn_linear", lambda *a: calls.append(1) or real(*a))
 
     def logits_and_gradients() -> list[torch.Tensor]:
-        logits = forward_fast(params, cfg, x, y)
+        logits = forward_fast(params, cfg, x, y, onednn_linear)
         return [logits, *torch.autograd.grad(logits.square().sum(), list(params.values()))]
 
-    with tuning.forced("onednn"):
-        private = _with(monkeypatch, "HAS_ONEDNN_LINEAR", True, logits_and_gradients)
-        assert calls, "the private path did not run"
-        calls.clear()
-        public = _with(monkeypatch, "HAS_ONEDNN_LINEAR", False, logits_and_gradients)
-        assert not calls, "oneDNN ran although it was detected as missing"
+    private = _with(monkeypatch, "HAS_ONEDNN_LINEAR", True, logits_and_gradients)
+    assert calls, "the private path did not run"
+    calls.clear()
+    public = _with(monkeypatch, "HAS_ONEDNN_LINEAR", False, logits_and_gradients)
+    assert not calls, "oneDNN ran although it was detected as missing"
     for p, q in zip(public, private):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 def test_without_onednn_a_population_never_measures_and_trains(monkeypatch, tmp_path):
     monkeypatch.setattr(torch_private, "HAS_ONEDNN_LINEAR", False)
-    monkeypatch.setattr(tuning, "_chosen", {})
     monkeypatch.setenv("GROKKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("GROKKIT_ONEDNN", raising=False)
     from grokkit import population
 
-    monkeypatch.setattr(population, "time_gemm_paths", lambda threads: pytest.fail("measured"))
-    pop = population.Population([tiny_run()], "cpu")
-    assert tuning.current().source == "unavailable"
+    monkeypatch.setattr(backend_choice, "time_gemm_paths", lambda t: pytest.fail("measured"))
+    backend = backend_choice.choose_backend("eager", "cpu", [tiny_run()])
+    assert backend.gemm == "pytorch"
+    pop = population.Population([tiny_run()], "cpu", backend)
     assert torch.isfinite(pop.step()).all()
 
 

@@ -15,13 +15,15 @@ implementation.
 from __future__ import annotations
 
 import statistics
+import time
 import warnings
 
 import torch
 
-from grokkit import tuning
+from grokkit.backend_choice import choose_backend
 from grokkit.config import RunConfig
 from grokkit.devices import wall_seconds
+from grokkit.model import _linear
 from grokkit.peak import fraction_of_peak, gemm_peak_gflops
 from grokkit.population import Population
 from grokkit.step_flops import muon_flops, training_step_flops
@@ -35,7 +37,8 @@ def counted_step_flops(configs: list[RunConfig], device: str = "cpu") -> int:
     with warnings.catch_warnings():  # the timed population has said what it had to say
         warnings.simplefilter("ignore")
         pop = Population(configs, device)
-    with tuning.forced("pytorch"), FlopCounterMode(display=False) as counter:
+    # Plain PyTorch products (the default backend): the counter sees each one as it is issued.
+    with FlopCounterMode(display=False) as counter:
         pop.step()
     return counter.get_total_flops()
 
@@ -46,17 +49,23 @@ def benchmark(
     steps: int = 30,
     warmup: int = 5,
     config: RunConfig | None = None,
+    backend: str = "auto",
 ) -> dict:
-    """Median wall time of one training step (all E members), and member-steps per second."""
+    """Median wall time of one training step (all E members), and member-steps per second, on
+    the backend ``backend`` resolves to (grokkit.backend_choice; said in the result, with why)."""
     base = config or RunConfig()
-    pop = Population([base.with_changes(seed=i) for i in range(population)], device)
+    configs = [base.with_changes(seed=i) for i in range(population)]
+    chosen = choose_backend(backend, device, configs)
+    pop = Population(configs, device, chosen)
     dev = pop.device
+    started = time.perf_counter()
+    pop.step()  # the first step: a compile, if any, happens here
+    first_step_s = time.perf_counter() - started
     for _ in range(warmup):
         pop.step()
     times = [wall_seconds(pop.step, dev) for _ in range(steps)]
     # whole-table evaluation (train and validation sets), median of 3
     eval_times = [wall_seconds(pop.evaluate, dev) for _ in range(3)]
-    gemm_choice = tuning.current() if dev.type == "cpu" else None  # the path these steps used
     eval_ms = 1000 * statistics.median(eval_times)
     ms = 1000 * statistics.median(times)
     roofline = _roofline(pop, base, ms / 1000) if dev.type == "cpu" else {}
@@ -69,10 +78,13 @@ def benchmark(
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "onednn_linear": gemm_choice is not None and gemm_choice.path == "onednn",
-        **(gemm_choice.as_dict() if gemm_choice is not None else {}),
+        "onednn_linear": chosen.linear is not _linear,
+        "gemm": chosen.gemm,
+        "compiled": chosen.compiled,
+        "backend_why": chosen.why,
+        "first_step_s": round(first_step_s, 2),
         "fused_adamw": pop.optimizer.fused,
-        "bf16": pop.bf16_path or "off",
+        "bf16": chosen.bf16 or "off",
         "operation": base.operation,
         "modulus": base.modulus,
         **roofline,
@@ -88,13 +100,13 @@ def _roofline(pop: Population, config: RunConfig, seconds: float) -> dict:
     peak, peak_bf16 = gemm_peak_gflops(torch.float32), gemm_peak_gflops(torch.bfloat16)
     # bfloat16 products in hardware are held against the bfloat16 peak; emulated ones multiply
     # in float32, so the float32 peak is their limit.
-    limit = peak_bf16 if pop.bf16_path == "hardware" else peak
+    limit = peak_bf16 if pop.backend.bf16 == "hardware" else peak
     return {
         "flops_per_step": issued,
         "dense_flops_per_step": dense,
         "peak_gflops": round(peak, 1),
         "peak_gflops_bf16": round(peak_bf16, 1),
-        "fraction_of": "bf16 peak" if pop.bf16_path == "hardware" else "float32 peak",
+        "fraction_of": "bf16 peak" if pop.backend.bf16 == "hardware" else "float32 peak",
         "fraction_of_peak": round(fraction_of_peak(issued, seconds, limit), 3),
         "dense_fraction_of_peak": round(fraction_of_peak(dense, seconds, limit), 3),
     }

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+# How steps are computed (grokkit.backend_choice): measured, or forced eager or compiled.
+BACKEND_REQUESTS = ("auto", "eager", "compiled")
 
 
 def _mps_available() -> bool:

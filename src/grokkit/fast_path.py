@@ -10,7 +10,8 @@ their activations are computed once per element (at most ``n_elements`` rows) in
 example; in the first layer each position's queries, keys and values depend on one token only, so
 they are computed per token; in the last layer only the positions read out (``=``; openai-grok:
 ``=`` and c) need a query, an attention output and an MLP. Rows are kept in one tensor per layer,
-so each projection is a single batched product (on grokkit.kernels.fast_linear).
+so each projection is a single batched product, by the ``linear`` the caller's
+grokkit.backend.Backend hands in (PyTorch's own by default).
 
 Shape letters: E members, B examples, n elements, d = d_model, H heads of width dh.
 """
@@ -22,11 +23,12 @@ import math
 import torch
 from torch import Tensor
 
-from grokkit.kernels import SmallSoftmax, fast_linear
+from grokkit.kernels import SmallSoftmax
 from grokkit.model import (
     OPENAI_SEQUENCE_LENGTH,
     ModelConfig,
     _layer_norm,
+    _linear,
     _mlp,
     _mlp_nobias,
     _Norms,
@@ -136,7 +138,7 @@ def _first_attention(
 
 
 def _first_block(
-    p: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, B: int, hd: Heads, scale: float
+    p: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, B: int, hd: Heads, scale: float, linear
 ) -> Tensor:
     """Layer 0, computed on the input tables (each position's queries, keys and values depend on
     one token only) -> h [E, 2n+2B, d]: [per-x position 0 | per-x position 1 | per-example
@@ -147,13 +149,13 @@ def _first_block(
     tables = torch.cat([t0, t1, t2, t3], dim=1)  # [E, 2n+2, d]
     norms = _Norms(cfg, p, 0)
     b = "blocks.0."
-    qkv = fast_linear(norms.attn_in(tables), *_fused(p, b, "QKV"))  # [E, 2n+2, 3d]
+    qkv = linear(norms.attn_in(tables), *_fused(p, b, "QKV"))  # [E, 2n+2, 3d]
     z = _first_attention(qkv, fx, fy, n, B, hd, scale)  # [E, 2n+2B, d]
     residual = torch.cat(
         [t0, t1.expand(E, n, d), _gather_rows(t2, fy, E, B), t3.expand(E, B, d)], dim=1
     )  # [E, 2n+2B, d]
-    h = norms.after_attn(residual, fast_linear(z, p[b + "W_O"], p[b + "b_O"]))
-    mlp = _mlp(norms.mlp_in(h), p, b, cfg.activation, fast_linear)
+    h = norms.after_attn(residual, linear(z, p[b + "W_O"], p[b + "b_O"]))
+    mlp = _mlp(norms.mlp_in(h), p, b, cfg.activation, linear)
     return norms.after_mlp(h, mlp)  # [E, 2n+2B, d]
 
 
@@ -167,14 +169,22 @@ def _per_example_kv(
 
 
 def _middle_block(
-    p: Params, cfg: ModelConfig, layer: int, h: Tensor, fx: Tensor, B: int, hd: Heads, scale: float
+    p: Params,
+    cfg: ModelConfig,
+    layer: int,
+    h: Tensor,
+    fx: Tensor,
+    B: int,
+    hd: Heads,
+    scale: float,
+    linear,
 ) -> Tensor:
     """A block after the first and before the last: h [E, 2n+2B, d] -> the same rows."""
     E, n = h.shape[0], cfg.n_elements
     b, norms = f"blocks.{layer}.", _Norms(cfg, p, layer)
     rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
     a_in = norms.attn_in(h)  # [E, 2n+2B, d]
-    q, k, v = fast_linear(a_in, *_fused(p, b, "QKV")).chunk(3, dim=-1)
+    q, k, v = linear(a_in, *_fused(p, b, "QKV")).chunk(3, dim=-1)
     _, q1, q2, q3 = q.split(rows, dim=1)  # position 0 needs no query
     k0, k1, k2, k3 = k.split(rows, dim=1)
     v0, v1, v2, v3 = v.split(rows, dim=1)
@@ -204,12 +214,12 @@ def _middle_block(
         ],
         dim=1,
     )  # [E, 2n+2B, d]
-    h = norms.after_attn(h, fast_linear(z, p[b + "W_O"], p[b + "b_O"]))
-    return norms.after_mlp(h, _mlp(norms.mlp_in(h), p, b, cfg.activation, fast_linear))
+    h = norms.after_attn(h, linear(z, p[b + "W_O"], p[b + "b_O"]))
+    return norms.after_mlp(h, _mlp(norms.mlp_in(h), p, b, cfg.activation, linear))
 
 
 def _last_block(
-    p: Params, cfg: ModelConfig, h: Tensor, fx: Tensor, B: int, hd: Heads, scale: float
+    p: Params, cfg: ModelConfig, h: Tensor, fx: Tensor, B: int, hd: Heads, scale: float, linear
 ) -> Tensor:
     """The last block, restricted to the answer position, and the unembedding: keys and values for
     every row, a query, attention output and MLP for position 3 ("=") only. h [E, 2n+2B, d] ->
@@ -219,9 +229,9 @@ def _last_block(
     b, norms = f"blocks.{layer}.", _Norms(cfg, p, layer)
     rows = [n, n, B, B]  # positions 0, 1 (per x), 2, 3 (per example)
     a_in = norms.attn_in(h)  # [E, 2n+2B, d]
-    k, v = fast_linear(a_in, *_fused(p, b, "KV")).chunk(2, dim=-1)  # [E, 2n+2B, d]
+    k, v = linear(a_in, *_fused(p, b, "KV")).chunk(2, dim=-1)  # [E, 2n+2B, d]
     a_in3 = a_in.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
-    q3 = fast_linear(a_in3, p[b + "W_Q"], p[b + "b_Q"])  # [E, B, d]
+    q3 = linear(a_in3, p[b + "W_Q"], p[b + "b_Q"])  # [E, B, d]
     k0, k1, k2, k3 = k.split(rows, dim=1)
     v0, v1, v2, v3 = v.split(rows, dim=1)
     k0x, k1x, v0x, v1x = _per_example_kv(k0, k1, v0, v1, fx, E, B)
@@ -232,13 +242,15 @@ def _last_block(
         scale,
     )  # [E, B, d]
     h3 = h.split([2 * n + B, B], dim=1)[1]  # [E, B, d]
-    h3 = norms.after_attn(h3, fast_linear(z3, p[b + "W_O"], p[b + "b_O"]))
-    mlp = _mlp(norms.mlp_in(h3), p, b, cfg.activation, fast_linear)
+    h3 = norms.after_attn(h3, linear(z3, p[b + "W_O"], p[b + "b_O"]))
+    mlp = _mlp(norms.mlp_in(h3), p, b, cfg.activation, linear)
     h = norms.after_mlp(h3, mlp)  # [E, B, d]
-    return _unembed(cfg, p, h, fast_linear)  # [E, B, vocab]
+    return _unembed(cfg, p, h, linear)  # [E, B, vocab]
 
 
-def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor) -> Tensor:
+def forward_fast(
+    params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor, linear=_linear
+) -> Tensor:
     """Logits at the answer position for equations ``x op y =``. x, y: [E, B] -> [E, B, vocab].
 
     Same function as ``grokkit.model.forward_reference`` without dropout (see the module docstring
@@ -252,13 +264,13 @@ def forward_fast(params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tens
     member_offsets = (torch.arange(E, device=x.device) * n).view(E, 1)
     fx = (x + member_offsets).view(-1)  # row of each example's x in a flattened [E*n] table
     fy = (y + member_offsets).view(-1)
-    h = _first_block(params, cfg, fx, fy, B, hd, scale)  # [E, 2n+2B, d]
+    h = _first_block(params, cfg, fx, fy, B, hd, scale, linear)  # [E, 2n+2B, d]
     for layer in range(1, cfg.n_layers - 1):
-        h = _middle_block(params, cfg, layer, h, fx, B, hd, scale)
+        h = _middle_block(params, cfg, layer, h, fx, B, hd, scale, linear)
     if cfg.n_layers > 1:
-        return _last_block(params, cfg, h, fx, B, hd, scale)  # [E, B, vocab]
+        return _last_block(params, cfg, h, fx, B, hd, scale, linear)  # [E, B, vocab]
     # A single layer: position 3's rows are the last B.
-    return _unembed(cfg, params, h[:, 2 * n + B :], fast_linear)  # [E, B, vocab]
+    return _unembed(cfg, params, h[:, 2 * n + B :], linear)  # [E, B, vocab]
 
 
 # ---------------------------------------------------------------- the authors' network
@@ -286,19 +298,21 @@ def _table_split(t: Tensor, n: int) -> tuple[Tensor, ...]:
     return t.split([1, n, 1, n, 1, n], dim=1)
 
 
-def _openai_post_ln(params: Params, cfg: ModelConfig, b: str, h: Tensor, z: Tensor) -> Tensor:
+def _openai_post_ln(
+    params: Params, cfg: ModelConfig, b: str, h: Tensor, z: Tensor, linear
+) -> Tensor:
     """The rest of a post-LN block after attention: LN(h + W_O z), then LN(a1 + FFN(a1))."""
     h = _layer_norm(
-        h + fast_linear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"]
+        h + linear(z, params[b + "W_O"], None), params[b + "ln1_w"], params[b + "ln1_b"]
     )
-    m = _mlp_nobias(h, params, b, cfg.activation, fast_linear)
+    m = _mlp_nobias(h, params, b, cfg.activation, linear)
     return _layer_norm(h + m, params[b + "ln2_w"], params[b + "ln2_b"])
 
 
-def _openai_logits(params: Params, h45: Tensor) -> Tensor:
+def _openai_logits(params: Params, h45: Tensor, linear) -> Tensor:
     """Rows of "=" then of c [E, 2B, d] -> logits [E, B, 2, vocab]."""
     E, B2, _ = h45.shape
-    logits = fast_linear(h45, params["W_U"], None)  # [E, 2B, vocab]
+    logits = linear(h45, params["W_U"], None)  # [E, 2B, vocab]
     return logits.view(E, 2, B2 // 2, -1).transpose(1, 2)
 
 
@@ -308,7 +322,14 @@ def _heads_qkv(qkv: Tensor, hd: Heads) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _openai_first_layer(
-    params: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, fc: Tensor, B: int, hd: Heads
+    params: Params,
+    cfg: ModelConfig,
+    fx: Tensor,
+    fy: Tensor,
+    fc: Tensor,
+    B: int,
+    hd: Heads,
+    linear,
 ) -> Tensor:
     """Layer 0 on the token tables: queries, keys and values are computed once per token (3n+3
     rows, not one row per example and position) and fetched per example. Returns the rows
@@ -317,9 +338,7 @@ def _openai_first_layer(
     scale = 1.0 / math.sqrt(cfg.d_head)
     b = "blocks.0."
     tables = _openai_tables(params, cfg)  # [E, 3n+3, d]
-    qkv0, qkvx, qkv2, qkvy, qkv4, qkvc = _table_split(
-        fast_linear(tables, *_fused(params, b, "QKV")), n
-    )
+    qkv0, qkvx, qkv2, qkvy, qkv4, qkvc = _table_split(linear(tables, *_fused(params, b, "QKV")), n)
     qkv3, qkv5 = _gather_rows(qkvy, fy, E, B), _gather_rows(qkvc, fc, E, B)  # [E, B, 3d]
     kv1x = _gather_rows(qkvx[..., cfg.d_model :], fx, E, B)  # [E, B, 2d]
     q, k, v = zip(*(_heads_qkv(t, hd) for t in (qkv0, qkvx, qkv2, qkv3, qkv4, qkv5)))
@@ -332,7 +351,9 @@ def _openai_first_layer(
     h5 = _gather_rows(tc, fc, E, B)
     if cfg.n_layers == 1:
         return _openai_logits(
-            params, _openai_post_ln(params, cfg, b, torch.cat([h4, h5], 1), torch.cat([z4, z5], 1))
+            params,
+            _openai_post_ln(params, cfg, b, torch.cat([h4, h5], 1), torch.cat([z4, z5], 1), linear),
+            linear,
         )
     z = torch.cat(
         [
@@ -346,11 +367,18 @@ def _openai_first_layer(
         dim=1,
     )  # [E, 1 + 2n + 3B, d]
     h = torch.cat([t0, tx, t2.expand(E, n, -1), _gather_rows(ty, fy, E, B), h4, h5], dim=1)
-    return _openai_post_ln(params, cfg, b, h, z)
+    return _openai_post_ln(params, cfg, b, h, z, linear)
 
 
 def _openai_later_layer(
-    params: Params, cfg: ModelConfig, layer: int, h: Tensor, fx: Tensor, B: int, hd: Heads
+    params: Params,
+    cfg: ModelConfig,
+    layer: int,
+    h: Tensor,
+    fx: Tensor,
+    B: int,
+    hd: Heads,
+    linear,
 ) -> Tensor:
     """A layer after the first on the rows [position 0 | per-x 1 | per-x 2 | per-example 3 | 4 |
     5]; the last one computes queries, attention outputs and the MLP for positions 4 and 5 only
@@ -360,9 +388,9 @@ def _openai_later_layer(
     b, last = f"blocks.{layer}.", layer == cfg.n_layers - 1
     rows = [1, n, n, B, B, B]
     if last:  # queries only for "=" and c, below
-        k, v = fast_linear(h, *_fused(params, b, "KV")).chunk(2, dim=-1)  # [E, R, d] each
+        k, v = linear(h, *_fused(params, b, "KV")).chunk(2, dim=-1)  # [E, R, d] each
     else:
-        q, k, v = fast_linear(h, *_fused(params, b, "QKV")).chunk(3, dim=-1)  # [E, R, d] each
+        q, k, v = linear(h, *_fused(params, b, "QKV")).chunk(3, dim=-1)  # [E, R, d] each
     k0, k1, k2, k3, k4, k5 = (_heads(t, hd) for t in k.split(rows, dim=1))
     v0, v1, v2, v3, v4, v5 = (_heads(t, hd) for t in v.split(rows, dim=1))
     # Keys and values of positions 1 and 2 live in per-x tables; fetch each example's rows.
@@ -371,9 +399,9 @@ def _openai_later_layer(
     ks, vs = [k0, k1x, k2x, k3, k4, k5], [v0, v1x, v2x, v3, v4, v5]
     if last:  # only "=" and c are read out: their rows alone need queries and go on
         h45 = h.split([1 + 2 * n + B, 2 * B], dim=1)[1]  # [E, 2B, d]
-        q4, q5 = (_heads(t, hd) for t in fast_linear(h45, params[b + "W_Q"], None).chunk(2, dim=1))
+        q4, q5 = (_heads(t, hd) for t in linear(h45, params[b + "W_Q"], None).chunk(2, dim=1))
         z45 = torch.cat([_attend(q4, ks[:5], vs[:5], scale), _attend(q5, ks, vs, scale)], dim=1)
-        return _openai_logits(params, _openai_post_ln(params, cfg, b, h45, z45))
+        return _openai_logits(params, _openai_post_ln(params, cfg, b, h45, z45, linear), linear)
     q = [_heads(t, hd) for t in q.split(rows, dim=1)]
     z = torch.cat(
         [
@@ -386,11 +414,11 @@ def _openai_later_layer(
         ],
         dim=1,
     )  # [E, 1 + 2n + 3B, d]
-    return _openai_post_ln(params, cfg, b, h, z)
+    return _openai_post_ln(params, cfg, b, h, z, linear)
 
 
 def forward_openai_fast(
-    params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor
+    params: dict[str, Tensor], cfg: ModelConfig, x: Tensor, y: Tensor, c: Tensor, linear=_linear
 ) -> Tensor:
     """``grokkit.model.forward_openai_reference`` without dropout, for equations given as element
     indices x, y, c [E, B] -> logits at "=" and at c [E, B, 2, vocab].
@@ -404,7 +432,7 @@ def forward_openai_fast(
     hd = (cfg.n_heads, cfg.d_head)
     member_rows = (torch.arange(E, device=x.device) * cfg.n_elements).view(E, 1)
     fx, fy, fc = ((t + member_rows).view(-1) for t in (x, y, c))  # rows of [E*n] tables
-    h = _openai_first_layer(params, cfg, fx, fy, fc, B, hd)
+    h = _openai_first_layer(params, cfg, fx, fy, fc, B, hd, linear)
     for layer in range(1, cfg.n_layers):
-        h = _openai_later_layer(params, cfg, layer, h, fx, B, hd)
+        h = _openai_later_layer(params, cfg, layer, h, fx, B, hd, linear)
     return h  # the last layer returned the logits [E, B, 2, vocab]

@@ -1,15 +1,15 @@
 """CPU kernels of the fast path: the same mathematics as grokkit.model's building blocks, faster.
 
-* ``fast_linear``: the member-batched projection (``grokkit.model._linear``) on oneDNN's GEMM when
-  grokkit.tuning chose it for this machine (``OneDNNLinear``), else on PyTorch's own.
+* ``onednn_linear``: the member-batched projection (``grokkit.model._linear``) on oneDNN's GEMM
+  (``OneDNNLinear``), for float32 on the CPU; other dtypes and devices take PyTorch's own.
 * ``SmallSoftmax``: a softmax over the 2-4 positions a query of this task sees.
 
 Why oneDNN: on x86 CPUs PyTorch's float32 matmuls go to MKL, which on some of this project's
 machines (AMD EPYC) runs its AVX2 kernels; oneDNN's linear uses AVX-512 there and was about 2.2x
 faster for the shapes of this model, while on another EPYC PyTorch's own was as fast. Same
-mathematics either way (an fp32 GEMM, only the summation order differs), so grokkit.tuning
-measures which is faster and ``fast_linear`` follows its choice. Only float32 on the CPU goes to
-oneDNN; float64 and GPUs use baddbmm. Timings: benchmarks/RESULTS.md.
+mathematics either way (an fp32 GEMM, only the summation order differs), so grokkit.backend_choice
+measures which is faster and the chosen ``grokkit.backend.Backend`` hands the fast path this
+function or PyTorch's. Nothing here chooses or measures. Timings: benchmarks/RESULTS.md.
 
 The private PyTorch calls these make go through grokkit.torch_private.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from grokkit import torch_private, tuning
+from grokkit import torch_private
 from grokkit.model import _linear
 
 
@@ -30,7 +30,6 @@ def _onednn_eligible(h: Tensor, W: Tensor) -> bool:
         and h.dtype == torch.float32
         and W.dtype == torch.float32
         and h.shape[1] > 0
-        and tuning.use_onednn()
     )
 
 
@@ -82,7 +81,7 @@ class OneDNNLinear(torch.autograd.Function):
         return dh, dW, db, None
 
 
-def fast_linear(h: Tensor, W: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
+def onednn_linear(h: Tensor, W: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
     """``grokkit.model._linear`` (optionally followed by ReLU): oneDNN where it applies."""
     if _onednn_eligible(h, W):
         return OneDNNLinear.apply(h, W, b, relu)

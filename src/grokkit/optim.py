@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from grokkit import torch_private, tuning
+from grokkit import torch_private
 
 # The settings, torch-free in grokkit.optim_config, re-exported.
 from grokkit.optim_config import (
@@ -263,23 +263,6 @@ def newton_schulz(matrices: Tensor, dtype: torch.dtype = torch.bfloat16) -> Tens
     return x.mT if tall else x
 
 
-def time_newton_schulz(repeats: int = 3) -> dict[str, float]:
-    """Median ms of one Newton-Schulz call per precision on the paper's 128 x 128 hidden matrices
-    (a stack of 8: both blocks' attention projections), interleaved (``tuning``'s measurement)."""
-    import statistics
-    import time
-
-    stack = torch.randn(8, 128, 128, generator=torch.Generator().manual_seed(0))
-    times: dict[str, list[float]] = {name: [] for name in tuning.NS_DTYPES}
-    for repeat in range(repeats + 1):
-        for name in tuning.NS_DTYPES:
-            start = time.perf_counter()
-            newton_schulz(stack, getattr(torch, name))
-            if repeat:  # the first round warms up
-                times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def _pieces(t: Tensor, offset: int, shape: tuple[int, int], pieces: int) -> Tensor:
     """A hidden matrix [in, out] of every member of ``t`` [E, width], at ``offset``, as views
     [E, pieces, in, out / pieces]: the weights of the PyTorch modules it holds side by side."""
@@ -306,7 +289,13 @@ class BatchedMuon:
     ``hidden_matrices``).
     """
 
-    def __init__(self, configs: list[OptimizerConfig], flat: Tensor, matrices: tuple):
+    def __init__(
+        self,
+        configs: list[OptimizerConfig],
+        flat: Tensor,
+        matrices: tuple,
+        ns_dtype: torch.dtype = torch.float32,
+    ):
         E, self.width = flat.shape
         is_muon = torch.zeros(self.width, dtype=torch.bool)
         for _, offset, (rows, cols), _ in matrices:
@@ -316,7 +305,7 @@ class BatchedMuon:
         self.adamw = BatchedAdamW(configs, flat.index_select(1, self.adam_columns))
         self.momentum = flat.new_zeros(E, len(self.muon_columns))  # the Muon columns' buffers
         self.groups = _muon_groups(matrices)
-        self.ns_dtype = tuning.newton_schulz_dtype(flat.device, time_newton_schulz)
+        self.ns_dtype = ns_dtype  # the Backend's choice (grokkit.backend_choice measures it)
 
     @property
     def step_count(self) -> int:

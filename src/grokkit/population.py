@@ -10,16 +10,14 @@ can be cut out into a checkpoint and stacked again with any other compatible mem
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from grokkit import tuning
+from grokkit.backend import Backend
 from grokkit.config import RunConfig, derive_seed
 from grokkit.data import Table, make_table
-from grokkit.devices import wall_seconds
 from grokkit.errors import warn
 from grokkit.fast_path import forward_fast, forward_openai_fast
 from grokkit.interventions import GrokfastEMA, GrokfastMA, Interventions, OrthogonalGrad
@@ -41,31 +39,24 @@ from grokkit.model_config import hidden_matrices
 from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
 from grokkit.optim import BatchedAdamW, BatchedMuon
-from grokkit.precision import bf16_products, choose_bf16_path
-
-GEMM_ROUNDS, GEMM_STEPS_PER_ROUND, GEMM_WARMUP = 4, 3, 2
+from grokkit.torch_private import mark_dynamic
 
 
-def time_gemm_paths(threads: int) -> dict[str, float]:
-    """Median ms of one training step of the paper's model (x/y mod 97, batch 512, E = 1) with
-    each of grokkit.tuning's GEMM paths, interleaved so that a busy machine slows both alike."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with tuning.forced("pytorch"):  # building a population asks for the choice: do not recurse
-            pops = {path: Population([RunConfig()], "cpu") for path in tuning.PATHS}
-        times: dict[str, list[float]] = {path: [] for path in tuning.PATHS}
-        for round_ in range(GEMM_ROUNDS + 1):
-            for path in tuning.PATHS:
-                # Training steps, even when the choice is first asked for inside an evaluation.
-                with tuning.forced(path), torch.inference_mode(False), torch.enable_grad():
-                    for _ in range(GEMM_WARMUP if round_ == 0 else GEMM_STEPS_PER_ROUND):
-                        seconds = wall_seconds(pops[path].step, "cpu")
-                        if round_:
-                            times[path].append(seconds)
-    finally:
-        torch.set_num_threads(previous)
-    return {path: round(1000 * statistics.median(t), 3) for path, t in times.items()}
+def _compiled(logits):
+    """``logits`` (forward and, through autograd, backward) compiled once for every population
+    size from two members up: the member axis is marked dynamic, so members finishing (``keep``)
+    or another sweep group's size reuse the graph. One member is a graph of its own (PyTorch
+    specialises axes of size one)."""
+    compiled = torch.compile(logits, dynamic=None)
+
+    def call(params: dict[str, Tensor], x: Tensor, y: Tensor, train: bool, c: Tensor | None):
+        if x.shape[0] > 1:
+            for t in (x, y, c, *params.values()):
+                if t is not None:
+                    mark_dynamic(t, 0)
+        return compiled(params, x, y, train, c)
+
+    return call
 
 
 def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -218,11 +209,20 @@ def _check_compatible(configs: list[RunConfig]) -> None:
 class Population:
     """A stack of E runs. ``step()`` makes one update of every member; ``evaluate()`` scores all."""
 
-    def __init__(self, configs: list[RunConfig], device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        configs: list[RunConfig],
+        device: str | torch.device = "cpu",
+        backend: Backend | None = None,
+    ):
+        """``backend``: how the steps are computed (grokkit.backend_choice.choose_backend picks
+        the machine's fastest); None: plain eager PyTorch, with the configs' bf16 and TF32."""
         _check_compatible(configs)
         self.device = torch.device(device)
         first = configs[0]
-        self._prepare_device(first)
+        self.backend = backend or Backend.plain(first.bf16, first.tf32, self.device)
+        if (self.backend.bf16 is not None) != first.bf16:
+            raise ValueError("the backend's bf16 path disagrees with the runs' bf16 setting")
         self.table: Table = make_table(first.operation, first.modulus, first.arch)
         self.model_config: ModelConfig = first.model_config(self.table.n_elements)
         self.shapes = parameter_shapes(self.model_config)
@@ -236,22 +236,8 @@ class Population:
         self._build_training()
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
-        # bfloat16 products (the run setting bf16): oneDNN's hardware mode or its emulation,
-        # decided once here and entered around each step and evaluation (grokkit.precision).
-        self.bf16_path = choose_bf16_path(first.bf16, self.device)
-        # Whether to compile is decided once per population (GROKKIT_COMPILE), not per step;
-        # torch.compile is lazy, so nothing compiles before the first step. The emulation is a
-        # dispatch mode, which torch.compile does not trace: such a population runs eagerly.
-        compile_it = tuning.compile_step() and self.bf16_path != "emulated"
-        self._compiled_logits = torch.compile(self.logits, dynamic=False) if compile_it else None
-
-    def _prepare_device(self, first: RunConfig) -> None:
-        """Process-wide settings for the device, made before any tensor is built."""
-        if self.device.type == "cpu":
-            # Allocator thresholds, and the GEMM path (measured once per machine) before any step.
-            tuning.tune_cpu(time_gemm_paths)
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = first.tf32
+        # torch.compile is lazy: nothing compiles before the first step.
+        self._training_logits = _compiled(self.logits) if self.backend.compiled else self.logits
 
     def _build_members(self) -> tuple[list[Tensor], list[Tensor]]:
         """Each member's data split, trained answers (outliers included) and generators: sets
@@ -317,7 +303,9 @@ class Population:
         first = self.configs[0]
         opts = [c.optimizer for c in self.configs]
         if first.optimizer.muon:
-            self.optimizer = BatchedMuon(opts, self.flat, hidden_matrices(self.model_config))
+            self.optimizer = BatchedMuon(
+                opts, self.flat, hidden_matrices(self.model_config), self.backend.ns_dtype
+            )
         else:
             self.optimizer = BatchedAdamW(opts, self.flat)
         # Omnigrok's constraint: each member's global weight norm at initialisation, kept.
@@ -404,7 +392,7 @@ class Population:
                     generators=gens,
                     dropout_rates=self.dropout_rates,
                 )
-            return forward_openai_fast(params, self.model_config, x, y, c)
+            return forward_openai_fast(params, self.model_config, x, y, c, self.backend.linear)
         if train and self.uses_dropout:
             cfg = self.model_config
             tokens = torch.stack(
@@ -419,11 +407,11 @@ class Population:
                 generators=gens,
                 dropout_rates=self.dropout_rates,
             )
-        return forward_fast(params, self.model_config, x, y)
+        return forward_fast(params, self.model_config, x, y, self.backend.linear)
 
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
-        with bf16_products(self.bf16_path):
+        with self.backend.around_step(self.device):
             return self._step()
 
     def _step(self) -> Tensor:
@@ -437,7 +425,7 @@ class Population:
         if self.uses_weight_noise:
             source = self.flat + self._noise_rows(self.weight_noise_std, self.flat.shape[1])
         leaves = self._leaves(source)
-        logits = self._training_logits()(
+        logits = self._training_logits(
             leaves, self.x[equations], self.y[equations], train=True, c=labels
         )
         losses = self.example_losses(logits, labels).mean(dim=1)  # [E]
@@ -460,11 +448,6 @@ class Population:
         if self.norm_target is not None:
             self._restore_norm()
         return losses.detach()
-
-    def _training_logits(self):
-        """``self.logits``, or its compiled form (forward and backward, one graph) when
-        ``tuning.compile_step`` asked for it; evaluation always runs eagerly."""
-        return self.logits if self._compiled_logits is None else self._compiled_logits
 
     @torch.no_grad()
     def _restore_norm(self) -> None:
@@ -496,8 +479,8 @@ class Population:
 
     def evaluate_on_device(self, chunk_examples: int = 1 << 16) -> dict[str, Tensor]:
         """``evaluate``'s numbers, still on the population's device (with bf16, its products in
-        bfloat16 as in training)."""
-        with bf16_products(self.bf16_path):
+        bfloat16 as in training). Evaluation runs eagerly whatever the backend."""
+        with self.backend.around_step(self.device):
             return self._evaluate_on_device(chunk_examples)
 
     @torch.inference_mode()
@@ -585,11 +568,15 @@ class Population:
 
     @classmethod
     def from_member_states(
-        cls, states: list[dict], configs: list[RunConfig] | None = None, device: str = "cpu"
+        cls,
+        states: list[dict],
+        configs: list[RunConfig] | None = None,
+        device: str = "cpu",
+        backend: Backend | None = None,
     ) -> "Population":
         """Stack saved members again (configs may override budgets and stop rules)."""
         configs = configs or [RunConfig.from_dict(s["config"]) for s in states]
-        pop = cls(configs, device)
+        pop = cls(configs, device, backend)
         for i, s in enumerate(states):
             pop.load_member_state(i, s)
         return pop

@@ -134,7 +134,7 @@ _LINEAR_POINTWISE = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 def onednn_linear(x: Tensor, w_out_in: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
     """x: [R, i] @ w_out_in.T ([o, i]) + b, then ReLU if ``relu`` (a fused post-op), by oneDNN.
     Only when ``HAS_ONEDNN_LINEAR``: without it the fast path multiplies with PyTorch's own GEMM
-    (grokkit.kernels.fast_linear) and grokkit.tuning never chooses oneDNN."""
+    (grokkit.kernels.onednn_linear) and grokkit.backend_choice never chooses oneDNN."""
     return _LINEAR_POINTWISE(x, w_out_in, b, "relu" if relu else "none", [], "")
 
 
@@ -185,3 +185,16 @@ def _bf16_products() -> dict:
 
 BF16_PRODUCTS = _bf16_products()
 HAS_DISPATCH_MODE = TorchDispatchMode is not None
+
+
+# ---------------------------------------------------------------- torch.compile's dynamic axes
+
+_MAYBE_MARK_DYNAMIC = getattr(getattr(torch, "_dynamo", None), "maybe_mark_dynamic", None)
+
+
+def mark_dynamic(t: Tensor, axis: int) -> None:
+    """Tell torch.compile that ``t``'s ``axis`` varies between calls (a population's member
+    axis), so that one graph serves every size. Without the private call each size compiles a
+    graph of its own until PyTorch's automatic dynamic shapes step in: slower, still correct."""
+    if _MAYBE_MARK_DYNAMIC is not None:
+        _MAYBE_MARK_DYNAMIC(t, axis)

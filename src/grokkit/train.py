@@ -29,6 +29,8 @@ import torch
 from tqdm import tqdm
 
 from grokkit import runs
+from grokkit.backend import Backend
+from grokkit.backend_choice import choose_backend
 from grokkit.config import RunConfig, checked_configs
 from grokkit.errors import InputError, StorageError
 from grokkit.files import ensure_real_folder
@@ -227,6 +229,7 @@ def train_runs(
     description: str | None = None,
     loggers: Sequence[LoggerFactory] = (),
     watcher: ProgressWatcher | None = None,
+    backend: str | Backend = "auto",
 ) -> list[dict]:
     """Train runs in lockstep as one population; returns their summaries (also in summary.json).
 
@@ -234,6 +237,8 @@ def train_runs(
     run's config.json into its (already prepared) folder. ``loggers``: factories of viewers that
     get every metrics row as it is recorded (see grokkit.loggers). ``watcher``: told of every
     update and of each run as it ends (sweeps show progress across workers with it).
+    ``backend``: "auto" (the machine's fastest, grokkit.backend_choice), "eager", "compiled", or a
+    Backend already chosen (a sweep's workers receive their parent's).
 
     Each run folder is locked while it trains (FolderLockedError if another process holds it).
     A resumed run that is already over (runs.is_finished) is left exactly as it is.
@@ -241,13 +246,14 @@ def train_runs(
     TrainingInterrupted.
     """
     run_dirs = check_request(configs, run_dirs, states)  # before any folder is touched
+    backend = choose_backend(backend, device, configs)  # so is a backend that cannot be had
     with contextlib.ExitStack() as locks, _allocation_failures_said():
         for d in run_dirs:
             ensure_real_folder(d)  # inside a locked sweep folder: never through a link
             locks.enter_context(runs.folder_lock(d, "run folder"))
         _check_folders(configs, run_dirs, states)  # again, holding the locks: nobody wrote since
         if states is None:
-            session = _TrainingSession(configs, run_dirs, None, device, loggers, watcher)
+            session = _TrainingSession(configs, run_dirs, None, device, loggers, watcher, backend)
             return session.train(progress, description)
         results = [_finished_summary(d, s, c) for d, s, c in zip(run_dirs, states, configs)]
         todo = [i for i, r in enumerate(results) if r is None]
@@ -259,6 +265,7 @@ def train_runs(
                 device,
                 loggers,
                 watcher,
+                backend,
             )
             for i, summary in zip(todo, session.train(progress, description)):
                 results[i] = summary
@@ -396,15 +403,16 @@ class _TrainingSession:
         device: str,
         loggers: Sequence[LoggerFactory],
         watcher: ProgressWatcher | None,
+        backend: Backend,
     ) -> None:
         self.fresh = states is None
         if self.fresh:
-            pop = Population(configs, device)
+            pop = Population(configs, device, backend)
             trackers = [Tracker() for _ in configs]
             for i, (c, d) in enumerate(zip(configs, run_dirs)):
                 _write_config(d, c, pop, i)
         else:
-            pop = Population.from_member_states(states, configs, device)
+            pop = Population.from_member_states(states, configs, device, backend)
             trackers = [Tracker(**s["tracker"]) for s in states]
         self.all_runs = [
             _Run(c, d, t, [make(d, c) for make in loggers], _summary_info(c, m, pop))

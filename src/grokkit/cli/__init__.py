@@ -72,10 +72,6 @@ def _main(argv: list[str] | None) -> int:
         if held.requested:
             args = None  # nothing started: no checkpoint, no resume hint
             raise KeyboardInterrupt
-        if os.environ.get("GROKKIT_COMPILE"):
-            from grokkit.tuning import compile_step
-
-            compile_step()  # a bad value or no C++ compiler: one line, before anything is written
         return args.func(args)
     except InputError as e:
         print(f"grokkit: error: {printable(e)}", file=sys.stderr)

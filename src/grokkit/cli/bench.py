@@ -7,7 +7,13 @@ import json
 
 from grokkit.bench import benchmark
 from grokkit.cli.catalogue import COMMANDS
-from grokkit.cli.common import add_device_flag, add_threads_flag, apply_threads, require_at_least
+from grokkit.cli.common import (
+    add_backend_flag,
+    add_device_flag,
+    add_threads_flag,
+    apply_threads,
+    require_at_least,
+)
 from grokkit.config import RunConfig
 from grokkit.devices import device_name, resolve_device
 from grokkit.model import ARCHS
@@ -39,6 +45,7 @@ def register(sub) -> None:
     b.add_argument("--steps", type=int, default=30, help="timed steps")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     add_threads_flag(b)
+    add_backend_flag(b)
     b.set_defaults(func=run)
 
 
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 steps=args.steps,
                 warmup=args.warmup,
                 config=config,
+                backend=args.backend,
             ),
             "tf32": args.tf32,
             "arch": args.arch,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from grokkit.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED  # noqa: F401  (shared)
 from grokkit.devices import (
+    BACKEND_REQUESTS,
     DEVICE_CHOICES,
     THREADS_PER_CORE_LIMIT,
     cpu_count,
@@ -50,6 +51,16 @@ def add_threads_flag(p: argparse.ArgumentParser, what: str = "torch threads") ->
         metavar="N",
         help=f"{what}, 1 to {THREADS_PER_CORE_LIMIT} per core (default: the cores no other "
         "process is busy on when the work starts, or OMP_NUM_THREADS if set)",
+    )
+
+
+def add_backend_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_REQUESTS,
+        default="auto",
+        help="how steps are computed: auto (default) measures this machine once and compiles "
+        "with torch.compile when the run is long enough to repay it; eager or compiled force it",
     )
 
 

@@ -69,7 +69,10 @@ def register(sub) -> None:
         help="time each kind of run again instead of using this machine's cached costs",
     )
     r.set_defaults(
-        func=run, resume_hint=lambda args: "run the same grokkit reproduce command again to resume"
+        func=run,
+        resume_hint=lambda args: (
+            "run the same grokkit reproduce command again (or add --resume) to resume"
+        ),
     )
 
 

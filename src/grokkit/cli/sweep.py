@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grokkit.backend_choice import check_request
 from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import (
+    add_backend_flag,
     add_device_flag,
     add_log_flag,
     add_threads_flag,
@@ -59,6 +61,7 @@ def register(sub) -> None:
     add_log_flag(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar, no per-run lines")
     add_threads_flag(g, "cores the sweep uses: its workers share them")
+    add_backend_flag(g)
     add_run_flags(p, grid=True)
     p.set_defaults(
         func=run, resume_hint=lambda args: "run the same grokkit sweep command again to resume"
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--jobs", args.jobs, 1)
     require_at_least("--max-population", args.max_population, 1)
     require_at_least("--threads", args.threads, 1)
+    check_request(args.backend)
     check_plan_flags(args)
     if args.plan:
         return _plan(args)
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         max_population=args.max_population,
         progress=not args.quiet,
         loggers=log_names(args),
+        backend=args.backend,
     )
     seen, rows = set(), []
     for r in results:

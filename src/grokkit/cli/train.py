@@ -8,8 +8,10 @@ import warnings
 from pathlib import Path
 
 from grokkit import runs
+from grokkit.backend_choice import check_request
 from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import (
+    add_backend_flag,
     add_device_flag,
     add_log_flag,
     add_threads_flag,
@@ -39,6 +41,7 @@ def register(sub) -> None:
     add_device_flag(t)
     add_log_flag(t)
     add_threads_flag(t)
+    add_backend_flag(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     add_plan_flags(t)
@@ -49,6 +52,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     require_at_least("--steps", args.steps, 0)
     require_at_least("--threads", args.threads, 1)
+    check_request(args.backend)
     device = resolve_device(args.device)
     loggers = [logger_factory(name) for name in log_names(args)]  # checked before any work
     check_plan_flags(args)
@@ -219,6 +223,7 @@ def _train(
         progress=not args.quiet,
         description=str(run_dir),
         loggers=loggers,
+        backend=args.backend,
     )[0]
 
 

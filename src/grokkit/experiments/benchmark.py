@@ -486,17 +486,11 @@ def measure(results, scale: str, seeds: int | None = None) -> Benchmark:
 def _newton_schulz_dtype() -> str:
     """The precision this machine iterates Muon's Newton-Schulz in, with one thread (a worker's
     on a 2-core machine with 2 jobs)."""
-    import torch
+    from grokkit.backend_choice import choose_backend
+    from grokkit.config import RunConfig
 
-    from grokkit import tuning
-    from grokkit.optim import time_newton_schulz
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return str(tuning.newton_schulz_dtype(torch.device("cpu"), time_newton_schulz))
-    finally:
-        torch.set_num_threads(threads)
+    muon = RunConfig().with_changes(muon=True)
+    return "torch." + choose_backend("eager", "cpu", [muon], threads=1).newton_schulz
 
 
 # ---------------------------------------------------------------- files

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grokkit import runs
+from grokkit.backend_choice import choose_backend
 from grokkit.config import RunConfig, checked_configs
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
@@ -46,6 +47,7 @@ from grokkit.sweep.executors import (
     run_pool,
     run_ray,
     visible_gpus,
+    worker_threads,
 )
 from grokkit.sweep.folder import (
     INDEX_COLUMNS,
@@ -108,6 +110,7 @@ def run_sweep(
     max_population: int | None = None,
     progress: bool = True,
     loggers: Sequence[str] = (),
+    backend: str = "auto",
 ) -> list[SweepResult]:
     """Train every config into ``out_dir/runs/<run_name>/``; returns results in ``configs`` order.
 
@@ -126,6 +129,7 @@ def run_sweep(
     its own; on another accelerator, to 1 (one process feeding it).
     progress: one bar over every run's steps (across all workers) with an ETA, and a line per run
     as it ends. loggers: viewer names (grokkit.loggers.LOGGER_NAMES); each run logs under its name.
+    backend: "auto", "eager" or "compiled" (grokkit.backend_choice), chosen here per population.
     """
     if executor not in ("local", "ray"):
         raise InputError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
@@ -154,7 +158,16 @@ def run_sweep(
         ) from None
     with runs.folder_lock(out_dir, "sweep folder"):
         return _run_locked(
-            configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers
+            configs,
+            out_dir,
+            executor,
+            jobs,
+            device,
+            max_population,
+            progress,
+            ray,
+            loggers,
+            backend,
         )
 
 
@@ -240,7 +253,7 @@ def default_jobs(device: str, n_groups: int, jobs: int | None) -> int:
 
 
 def _run_locked(
-    configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers
+    configs, out_dir, executor, jobs, device, max_population, progress, ray, loggers, backend
 ) -> list[SweepResult]:
     sweep_plan = plan_sweep(configs, out_dir, max_population, device, jobs)
     groups = sweep_plan.groups
@@ -265,8 +278,16 @@ def _run_locked(
         for n, s in zip(group_names, results):  # runs already reported as they ended are skipped
             watcher.run_ended(keys[n], s)
 
+    # The backend of each group is chosen here, once, so that workers never measure (nor measure
+    # each other, running side by side).
+    threads = 1 if executor == "ray" else worker_threads(default_jobs(device, len(groups), jobs))
     tasks = [
-        ([book.configs[n].to_dict() for n in g], [keys[n] for n in g], resume)
+        (
+            [book.configs[n].to_dict() for n in g],
+            [keys[n] for n in g],
+            resume,
+            choose_backend(backend, device, [book.configs[n] for n in g], threads),
+        )
         for g, resume in groups
     ]
     group_names = [g for g, _ in groups]

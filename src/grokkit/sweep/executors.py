@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from grokkit import runs
+from grokkit.backend import Backend
 from grokkit.config import RunConfig
 from grokkit.devices import cpu_count
 from grokkit.errors import InputError, show_warnings_as_one_line
@@ -48,12 +49,14 @@ def train_group(
     config_dicts: list[dict],
     dirs: list[str],
     resume: bool,
+    backend: Backend | str,
     device: str,
     loggers: tuple[str, ...] = (),
     threads: int | None = None,
     watcher: ProgressWatcher | None = None,
 ) -> list[dict]:
     """Train one population (in this process, a pool worker or a Ray task); returns summaries.
+    ``backend``: the sweep's choice for this group (its parent measured; workers only receive).
     ``loggers``: viewer names (grokkit.loggers), resolved here since factories do not pickle."""
     if threads is not None:  # a worker process: its warnings (a checkpoint fallback) on one line
         torch.set_num_threads(threads)
@@ -74,6 +77,7 @@ def train_group(
             progress=False,
             loggers=[logger_factory(name) for name in loggers],
             watcher=watcher,
+            backend=backend,
         )
     finally:
         _busy.clear()
@@ -139,10 +143,12 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
-def _ray_train_group(config_dicts, dirs, resume, device, loggers, progress_queue):
+def _ray_train_group(config_dicts, dirs, resume, backend, device, loggers, progress_queue):
     # On a Ray worker: one thread each; progress through a Ray queue actor (None: not wanted).
     watcher = QueueWatcher(progress_queue) if progress_queue is not None else None
-    return train_group(config_dicts, dirs, resume, device, loggers, threads=1, watcher=watcher)
+    return train_group(
+        config_dicts, dirs, resume, backend, device, loggers, threads=1, watcher=watcher
+    )
 
 
 def import_ray():

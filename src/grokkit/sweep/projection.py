@@ -11,7 +11,7 @@ Every run is counted with its whole budget: runs that stop once they generalised
 is not a bound, though: the costs are measured with one process at a time, and workers that share
 a CPU's caches and memory run a little slower (``CAVEAT``).
 Measured costs are kept on disk per CPU model, thread count, PyTorch version, device and kind
-(``costs.json`` beside tuning's GEMM cache), so a second ``--plan`` measures nothing: a cost
+(``costs.json`` beside gemm.json), so a second ``--plan`` measures nothing: a cost
 measured while the machine was oversubscribed is used but not kept, and ``--remeasure`` (or
 ``GROKKIT_REMEASURE=1``) measures again. Each kept measurement records the quartiles of its step
 times; the projection states its spread (``low``, ``high``) from the lowest and highest quartile
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from grokkit import tuning
+from grokkit import backend_choice
 from grokkit.config import RunConfig
 from grokkit.devices import load_average, wall_seconds
 from grokkit.files import atomic_write_text, read_regular_bytes
@@ -102,12 +102,12 @@ class CostMeter:
 
 def _disk_key(key: tuple) -> str:
     kind, members, threads, device = key
-    return f"{tuning.cache_key(threads)}|{device}|members={members}|{kind!r}"
+    return f"{backend_choice.cache_key(threads)}|{device}|members={members}|{kind!r}"
 
 
 def _read_costs() -> dict:
     try:
-        data = json.loads(read_regular_bytes(tuning.cache_path().with_name(COSTS_FILE)))
+        data = json.loads(read_regular_bytes(backend_choice.cache_path().with_name(COSTS_FILE)))
     except (OSError, ValueError):  # missing or damaged: measure again
         return {}
     return data if isinstance(data, dict) else {}
@@ -117,13 +117,15 @@ def _keep(disk_key: str, cost: StepCost) -> list[dict]:
     """Add a measurement to the kept ones (unless the machine was oversubscribed: then only this
     process uses it); returns the measurements to combine."""
     entry = {**vars(cost), "load_average": load_average(), "at": time.time()}
-    if tuning.oversubscribed():
+    if backend_choice.oversubscribed():
         return [entry]
     data = _read_costs()
     kept = _valid(data.get(disk_key))[-(KEPT_MEASUREMENTS - 1) :]
     data[disk_key] = kept = [*kept, entry]
     try:
-        atomic_write_text(tuning.cache_path().with_name(COSTS_FILE), json.dumps(data, indent=1))
+        atomic_write_text(
+            backend_choice.cache_path().with_name(COSTS_FILE), json.dumps(data, indent=1)
+        )
     except OSError:  # a read-only home: measure again next time
         pass
     return kept
@@ -166,7 +168,10 @@ def measure(config: RunConfig, members: int, threads: int, device: str = "cpu") 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        pop = Population([config.with_changes(seed=s) for s in range(members)], device)
+        configs = [config.with_changes(seed=s) for s in range(members)]
+        # Eager, with the machine's GEMM: a plan must not pay a compile to cost a run.
+        backend = backend_choice.choose_backend("eager", device, configs, threads)
+        pop = Population(configs, device, backend)
         for _ in range(WARMUP_STEPS):
             pop.step()
         times, started = [], time.perf_counter()
