@@ -114,39 +114,43 @@ class BatchedAdamW:
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
+        """One update u = ``step_count`` of every member: L2, decay and Adam, update noise."""
         self.step_count += 1
-        grad = self.with_l2(flat, grad)
-        self.adam_update(flat, grad)
-        self.add_update_noise(flat, noise)
+        u = self.step_count
+        if self.any_l2:  # coupled L2: a new tensor, so the caller's gradient stays as it was
+            grad = grad + self.l2 * flat
+        if self.fused:
+            self._fused_step(flat, grad, u)
+        else:
+            self._tensor_step(flat, grad, u, self.scheduled_lr(u))
+        if self.any_update_noise:
+            self.add_update_noise(flat, noise)
 
     def with_l2(self, flat: Tensor, grad: Tensor) -> Tensor:
-        """The gradient plus each member's coupled L2 term, l2 * W."""
-        if not self.any_l2:
-            return grad
-        return grad + self.l2 * flat  # a new tensor: the caller's gradient stays as it was
+        """The gradient plus each member's coupled L2 term, l2 * W (Muon's step shares it)."""
+        return grad + self.l2 * flat if self.any_l2 else grad
 
     def adam_update(self, flat: Tensor, grad: Tensor) -> None:
-        """Weight decay and Adam's step of the current update (``step_count``) on ``flat``."""
+        """Weight decay and Adam's step of the current update on ``flat`` (Muon's other weights)."""
         u = self.step_count
         if self.fused:
             self._fused_step(flat, grad, u)
         else:
             self._tensor_step(flat, grad, u, self.scheduled_lr(u))
 
-    def add_update_noise(self, flat: Tensor, noise: list[torch.Generator] | None) -> None:
+    def add_update_noise(self, flat: Tensor, noise: list[torch.Generator]) -> None:
         """W <- W + lr * update_noise * N(0, 1) for the members with update noise."""
-        if self.any_update_noise:
-            lr = self.scheduled_lr(self.step_count)
-            # Only members with update noise draw, so the others' generators stay as if alone.
-            eps = torch.stack(
-                [
-                    torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
-                    if s > 0
-                    else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
-                    for g, s in zip(noise, self.update_noise_std)
-                ]
-            )
-            flat.add_(eps * (lr * self.update_noise))
+        lr = self.scheduled_lr(self.step_count)
+        # Only members with update noise draw, so the others' generators stay as if alone.
+        eps = torch.stack(
+            [
+                torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
+                if s > 0
+                else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
+                for g, s in zip(noise, self.update_noise_std)
+            ]
+        )
+        flat.add_(eps * (lr * self.update_noise))
 
     def _fused_step(self, flat: Tensor, grad: Tensor, u: int) -> None:
         """PyTorch's fused kernel, called once per set of members that share their (scheduled)
@@ -331,7 +335,8 @@ class BatchedMuon:
         adamw.adam_update(others, grad.index_select(1, self.adam_columns))
         flat.index_copy_(1, self.adam_columns, others)
         self._muon_update(flat, grad.index_select(1, self.muon_columns))
-        adamw.add_update_noise(flat, noise)
+        if adamw.any_update_noise:
+            adamw.add_update_noise(flat, noise)
 
     def _muon_update(self, flat: Tensor, grad: Tensor) -> None:
         """torch.optim.Muon's step on every hidden matrix; ``grad`` [E, Muon columns]."""

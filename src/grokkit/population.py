@@ -236,6 +236,9 @@ class Population:
         self._build_training()
         self._refresh_hyperparameters()
         self._leaf_cache: tuple[Tensor, dict[str, Tensor]] | None = None
+        self._linear = self.backend.linear  # the projection of the fast forward passes
+        # A step in float32 without TF32 sets nothing process-wide: no context to enter.
+        self._plain_step = self.backend.bf16 is None and not self.backend.tf32
         # torch.compile is lazy: nothing compiles before the first step.
         self._training_logits = _compiled(self.logits) if self.backend.compiled else self.logits
 
@@ -392,7 +395,7 @@ class Population:
                     generators=gens,
                     dropout_rates=self.dropout_rates,
                 )
-            return forward_openai_fast(params, self.model_config, x, y, c, self.backend.linear)
+            return forward_openai_fast(params, self.model_config, x, y, c, self._linear)
         if train and self.uses_dropout:
             cfg = self.model_config
             tokens = torch.stack(
@@ -407,15 +410,17 @@ class Population:
                 generators=gens,
                 dropout_rates=self.dropout_rates,
             )
-        return forward_fast(params, self.model_config, x, y, self.backend.linear)
+        return forward_fast(params, self.model_config, x, y, self._linear)
 
     def step(self) -> Tensor:
         """One update of every member. Returns the members' minibatch losses [E] (no sync)."""
+        if self._plain_step:
+            return self._step()
         with self.backend.around_step(self.device):
             return self._step()
 
     def _step(self) -> Tensor:
-        E, B = self.size, self.batch_size
+        E, B = len(self.members), self.batch_size
         positions = torch.stack(
             [m.next_batch_positions(B, self.openai) for m in self.members]
         )  # on the device
@@ -439,7 +444,7 @@ class Population:
             ],
             dim=1,
         )
-        if self.interventions:
+        if self.interventions.items:
             grad = self.interventions(grad, self.flat)
         noise = (
             [m.noise_generator for m in self.members] if self.optimizer.any_update_noise else None
