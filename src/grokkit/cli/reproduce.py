@@ -62,6 +62,13 @@ def register(sub) -> None:
         help="seeds per point of every figure that trains seeds (default: the scale's; --plan "
         "states each claim's power at N)",
     )
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted call in --out: finished runs are kept as they are, "
+        "interrupted ones continue from their last checkpoint (running the same command again "
+        "does the same; --resume also refuses a folder that holds no runs yet)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument(
         "--remeasure",

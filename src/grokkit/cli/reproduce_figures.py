@@ -168,8 +168,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("reproduce needs --out DIR")
+    if getattr(args, "resume", False):
+        _check_resumable(Path(args.out))
     _train(names, args, options)
     return 0
+
+
+def _check_resumable(out: Path) -> None:
+    """``--resume`` continues a call that started: its folder must hold its runs."""
+    if not (out / "runs").is_dir():
+        raise InputError(f"--resume: {out} holds no runs to continue; start it without --resume")
 
 
 def _check_runs(names: list[str], args: argparse.Namespace, options: dict) -> None:
