@@ -323,3 +323,30 @@ def test_resume_needs_a_benchmark_folder(tmp_path):
 
     argv = ["reproduce", "benchmark", "--scale", "smoke", "--resume", "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "nothing")]) != 0
+
+
+def test_only_laptop_or_paper_results_are_published(tmp_path):
+    import datetime
+    import json
+
+    from grokkit.errors import InputError
+    from grokkit.experiments import benchmark_results
+
+    out, dest = tmp_path / "bench", tmp_path / "results"
+    out.mkdir()
+    (out / "benchmark.csv").write_text("task,method\n")
+    (out / "benchmark.png").write_bytes(b"\x89PNG")
+    meta = {"scale": "smoke", "cpu": "Test CPU", "wall_seconds": 7200, "claims": []}
+    (out / "benchmark.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="smoke"):
+        benchmark_results.publish(out, dest)
+    assert not dest.exists()
+    (out / "benchmark.json").write_text(json.dumps({**meta, "scale": "laptop"}))
+    files = benchmark_results.publish(out, dest, today=datetime.date(2026, 12, 7))
+    assert sorted(p.name for p in files) == [
+        "benchmark-laptop.csv",
+        "benchmark-laptop.md",
+        "benchmark-laptop.png",
+    ]
+    note = (dest / "benchmark-laptop.md").read_text()
+    assert "Test CPU" in note and "2026-12-07" in note and "2.00 h" in note

@@ -61,7 +61,13 @@ def print_plan(plan: dict, compact: bool = False, file=None) -> None:
 
 def _optimizer(r: dict) -> tuple[str, str]:
     lr, wd = r.get("lr"), r.get("weight_decay")
-    return ("-" if lr is None else f"{lr:.0e}", "-" if wd is None else f"{wd:g}")
+    return ("-" if lr is None else _lr(lr), "-" if wd is None else f"{wd:g}")
+
+
+def _lr(lr: float) -> str:
+    """``1e-03`` for a round learning rate, three digits for a tuned one (``0.00112``)."""
+    short = f"{lr:.0e}"
+    return short if float(short) == lr else f"{lr:.3g}"
 
 
 def _print_groups(runs: list[dict], out) -> None:
