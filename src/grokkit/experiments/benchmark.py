@@ -247,7 +247,7 @@ def _key(c: RunConfig) -> str:
     return json.dumps(c.to_dict(), sort_keys=True, default=str)
 
 
-def _raw_cell(spec, point, members, scale: str, seeds) -> dict:
+def _raw_cell(spec, point, members) -> dict:
     rows = [tuning.rows_of(r) for r in members]
     times = [grokking_time(m, r.config.steps) for m, r in zip(rows, members)]
     brackets = _brackets(rows, [r.config.steps for r in members])
@@ -264,7 +264,7 @@ def measure(results, scale: str, seeds: int | None = None) -> Benchmark:
         point = design.cell_point(scale, spec, chosen)
         planned = design.cell_runs(scale, spec, point, seeds) if point is not None else []
         members = [by_config[k] for k in map(_key, planned) if k in by_config]
-        raw[(spec.task, spec.method, spec.variant)] = _raw_cell(spec, point, members, scale, seeds)
+        raw[(spec.task, spec.method, spec.variant)] = _raw_cell(spec, point, members)
     costs: dict = {}
     cells = [_cell(r, raw, tunings, costs, scale) for r in raw.values()]
     bench = Benchmark(cells, scale, s["steps"], s["eval_every"], _newton_schulz_dtype())

@@ -143,19 +143,21 @@ def _versus_cells(c) -> list:
 
 
 def _round2_cells(c, budget: int) -> list:
-    t = c.tuning
+    """Role, claim, baseline, the tuning (trials, edge, point, cost) and the time-to-target: the
+    Kaplan-Meier median steps x the method's ms per step measured alone."""
+    t, ms = c.tuning, c.ms_per_step
     median = c.summaries["steps_95"].median
-    ms = c.ms_per_step
-    seconds = None if math.isnan(ms) or math.isnan(median) else median * ms / 1000
-    point = ";".join(f"{k}={v:g}" for k, v in (c.point or {}).items())
+    seconds = None
+    if not (math.isnan(ms) or math.isnan(median)):
+        seconds = f">{budget * ms / 1000:.3g}" if math.isinf(median) else median * ms / 1000
     return [
         c.spec.role,
         c.spec.claim,
         " ".join(c.spec.baseline) if c.spec.baseline else None,
         len(t.trials) if t else 0,
         t.on_edge if t else False,
-        point,
-        _t(seconds, budget) if seconds is None or not math.isinf(seconds) else f">{budget}",
+        ";".join(f"{k}={v:g}" for k, v in (c.point or {}).items()),
+        seconds,
         t.steps_trained if t else 0,
         None if not t or math.isnan(ms) else round(t.steps_trained * ms / 1000, 1),
     ]
@@ -224,11 +226,14 @@ def json_data(bench) -> dict:
 
 
 def _finite(value):
+    """JSON-safe: ``"censored"`` for an infinite value (beyond the budget), None for nan."""
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "censored"
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 
@@ -243,6 +248,22 @@ def describe(bench) -> str:
             f"{task_label(task)}, Kaplan-Meier median steps to 95 % [95 % interval] "
             f"(evaluations every {bench.eval_every}): "
             + "; ".join(_cell_text(c, bench.budget) for c in cells)
+            + "."
+        )
+    tuned = {(c.tuning.task, c.method): c for c in bench.cells if c.tuning}
+    if tuned:
+        parts.append(
+            "Tuning cost (trials x tuning seeds, steps trained x ms per step alone): "
+            + "; ".join(
+                f"{c.method} {c.tuning.steps_trained:,} steps"
+                + (
+                    ""
+                    if math.isnan(c.ms_per_step)
+                    else f", {c.tuning.steps_trained * c.ms_per_step / 1000:.0f} s"
+                )
+                + (" (winner on the edge)" if c.tuning.on_edge else "")
+                for c in tuned.values()
+            )
             + "."
         )
     if bench.aggregates:
