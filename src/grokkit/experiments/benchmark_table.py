@@ -319,7 +319,8 @@ def plot(bench, out_dir: Path) -> list[Path]:
     )
     for task, ax in zip(tasks, axes[:, 0]):
         draw_task(ax, [c for c in bench.cells if c.task == task], bench.budget, LABELS)
-        ax.set_title(task_label(task))
+        roles = sorted({c.spec.role for c in bench.cells if c.task == task})
+        ax.set_title(f"{task_label(task)} ({' and '.join(roles)} rows)")
     draw_profile(axes[-1, 0], bench.aggregates, LABELS)
     common.add_caption(
         fig,
