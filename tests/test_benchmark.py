@@ -352,3 +352,12 @@ def test_only_laptop_or_paper_results_are_published(tmp_path):
     ]
     note = (dest / "benchmark-laptop.md").read_text()
     assert "Test CPU" in note and "2026-12-07" in note and "2.00 h" in note
+
+
+@pytest.mark.parametrize("scale", ["smoke", "laptop", "paper"])
+def test_the_run_count_of_reproduce_list_is_the_runs_planned(scale):
+    planned = bm.runs(scale) + bm.planned_followup_runs(scale)
+    assert bm.run_count(scale) == len(planned)
+    assert bm.run_count(scale, seeds=3) == len(
+        bm.runs(scale, 3) + bm.planned_followup_runs(scale, 3)
+    )

@@ -76,7 +76,10 @@ def register(sub) -> None:
         help="time each kind of run again instead of using this machine's cached costs",
     )
     r.set_defaults(
-        func=run, resume_hint=lambda args: "run the same grokkit reproduce command again to resume"
+        func=run,
+        resume_hint=lambda args: (
+            "run the same grokkit reproduce command again (or with --resume) to resume"
+        ),
     )
 
 
@@ -84,7 +87,10 @@ def print_list() -> None:
     width = max(len("target"), *map(len, experiments.FIGURES))
     print(f"{'target':<{width}} {'runs: smoke':>11} {'laptop':>7} {'paper':>6}  description")
     for name, module in experiments.FIGURES.items():
-        counts = [len(planned_runs(module, s)) for s in SCALES]
+        # a figure that counts its runs without building them (the benchmark: its trials need
+        # scipy) says how many; the others are counted from their run lists
+        count = getattr(module, "run_count", None)
+        counts = [count(s) if count else len(planned_runs(module, s)) for s in SCALES]
         print(
             f"{name:<{width}} {counts[0]:>11} {counts[1]:>7} {counts[2]:>6}  {module.DESCRIPTION}"
         )

@@ -55,6 +55,7 @@ from grokkit.experiments.benchmark_design import (  # noqa: F401  (the figure mo
     VARIANTS,
     followup_runs,
     planned_followup_runs,
+    run_count,
     runs,
 )
 from grokkit.experiments.benchmark_table import (  # noqa: F401

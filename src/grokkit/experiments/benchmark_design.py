@@ -204,14 +204,27 @@ def cell_point(scale: str, spec: CellSpec, chosen: dict) -> dict | None:
     return {**point, "weight_decay": 0.0} if spec.variant == "tuned-no-wd" else point
 
 
-def cell_runs(scale: str, spec: CellSpec, point: dict, seeds: int | None = None) -> list:
+def _seed_count(scale: str, spec: CellSpec, seeds: int | None) -> int:
+    """A cell's reported seeds: its common task's, or the first task's for an own task."""
     n = seeds_per_task(scale, seeds)
     tasks = SCALES[scale]["tasks"]
-    count = n[tasks.index(spec.task)] if spec.task in tasks else n[0]
+    return n[tasks.index(spec.task)] if spec.task in tasks else n[0]
+
+
+def cell_runs(scale: str, spec: CellSpec, point: dict, seeds: int | None = None) -> list:
     return [
         config(scale, spec.task, spec.method, point, seed, **spec.fields)
-        for seed in spaces.reported_seeds(count)
+        for seed in spaces.reported_seeds(_seed_count(scale, spec, seeds))
     ]
+
+
+def run_count(scale: str, seeds: int | None = None) -> int:
+    """How many runs both stages train, without drawing the trials (``reproduce --list`` must
+    not import scipy): the reported rows' seeds and every method's trials x tuning seeds."""
+    s = SCALES[scale]
+    reported = sum(_seed_count(scale, spec, seeds) for spec in cells(scale))
+    tuning = len(tuning_tasks(scale)) * len(METHODS) * s["trials"] * s["tuning_seeds"]
+    return reported + tuning
 
 
 def tuning_tasks(scale: str) -> tuple:
