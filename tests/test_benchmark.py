@@ -361,3 +361,23 @@ def test_the_run_count_of_reproduce_list_is_the_runs_planned(scale):
     assert bm.run_count(scale, seeds=3) == len(
         bm.runs(scale, 3) + bm.planned_followup_runs(scale, 3)
     )
+
+
+def test_each_compared_row_states_its_power_at_the_seeds_run(constructed):
+    from grokkit.analysis import statistics
+
+    rows = [dict(zip(bm.CSV_HEADER, r)) for r in bm.csv_rows(constructed)]
+    compared = [r for r in rows if r["logrank_p"] is not None or r["baseline"]]
+    alpha = 0.05 / (len(compared) + 1)  # Holm's first level over the family
+    muon = next(
+        r for r in rows if (r["method"], r["variant"]) == ("muon", "tuned") and "x/y" in r["task"]
+    )
+    assert muon["power"] == pytest.approx(
+        statistics.power_log_ratio(1.49, bm.SIGMA_LOG, 10, 10, alpha), abs=1e-3
+    )
+    second = next(
+        r for r in rows if (r["method"], r["variant"]) == ("muon", "tuned") and "x+y" in r["task"]
+    )
+    assert second["power"] < muon["power"]  # 5 seeds against 10
+    assert all(r["power"] is None for r in rows if not r["baseline"])
+    assert muon["speedup_95"] == f"<{700 / constructed.budget:.3g}"  # Muon's median censored

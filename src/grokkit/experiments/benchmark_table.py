@@ -62,6 +62,7 @@ CSV_HEADER = [
     "time_to_95_seconds",
     "tuning_steps",
     "tuning_seconds",
+    "power",
 ]
 
 
@@ -88,10 +89,16 @@ def _regulariser(method: str, point: dict | None) -> tuple[str, float | None]:
     return field, (point or {}).get(field)
 
 
-def _ratio_cells(ratio: tuple, budget: int) -> list:
+def _ratio_cells(bench, c, ratio: tuple) -> list:
+    """The ratio of the baseline's median to the row's, with its interval; where one median is
+    censored, the bound it is known by: "<b" when the row's is (the baseline's median / the
+    budget), ">b" when the baseline's is (the budget / the row's median)."""
     r, low, high = (_none_nan(v) for v in ratio)
-    if r is not None and (r == 0 or math.isinf(r)):
-        r = "<budget" if r == 0 else ">budget"  # one median censored: a bound, not a ratio
+    base = bench.cell(c.task, *c.spec.baseline) if c.spec.baseline else c
+    if r == 0:
+        r = f"<{base.summaries['steps_95'].median / bench.budget:.3g}"
+    elif r is not None and math.isinf(r):
+        r = f">{bench.budget / c.summaries['steps_95'].median:.3g}"
     return [r, low, high]
 
 
@@ -117,8 +124,8 @@ def _row(bench, c) -> list:
         _t(c.summaries["seconds_95"].median, b),
         _t(c.summaries["train_99"].median, b),
         _t(c.summaries["delay"].median, b),
-        *_ratio_cells(c.ratio_95, b),
-        *_ratio_cells(c.ratio_99, b),
+        *_ratio_cells(bench, c, c.ratio_95),
+        *_ratio_cells(bench, c, c.ratio_99),
         c.state_bytes,
         (c.point or {}).get("lr"),
         field,
@@ -128,7 +135,15 @@ def _row(bench, c) -> list:
         *(_t(v, b) for v in (s95.median, s95.ci_low, s95.ci_high)),
         *_versus_cells(c),
         *_round2_cells(c, b),
+        _power(bench, c),
     ]
+
+
+def _power(bench, c) -> float | None:
+    """The power of the row's log-rank claim at the seeds run (``benchmark.claim_power``)."""
+    from grokkit.experiments.benchmark import claim_power
+
+    return None if not c.versus else round(claim_power(bench, c), 3)
 
 
 def _versus_cells(c) -> list:
