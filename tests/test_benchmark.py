@@ -218,6 +218,9 @@ def test_the_table_holds_known_medians_and_p_values(constructed):
         _logrank_p_by_hand(STEPS_95["grokfast-ema"], STEPS_95["adamw"], budget)
     )
     assert cell[("x*y mod 97, 50%", "grokfast-ema", "published")]["task_role"] == "own"
+    # the second task's tuned rows say they reuse the first task's tuned points
+    assert cell[("x+y mod 97, 50%", "muon", "tuned")]["tuned_on"] == first
+    assert cell[("x*y mod 97, 50%", "grokfast-ema", "published")]["tuned_on"] is None
     assert {r["on_edge"] for r in rows} <= {True, False}
 
 

@@ -57,6 +57,7 @@ CSV_HEADER = [
     "claim",
     "baseline",
     "trials",
+    "tuned_on",
     "on_edge",
     "point",
     "time_to_95_seconds",
@@ -170,6 +171,7 @@ def _round2_cells(c, budget: int) -> list:
         c.spec.claim,
         " ".join(c.spec.baseline) if c.spec.baseline else None,
         len(t.trials) if t else 0,
+        task_label(t.task) if t else None,  # a later task may reuse the first task's tuning
         t.on_edge if t else False,
         ";".join(f"{k}={v:g}" for k, v in (c.point or {}).items()),
         seconds,
