@@ -377,17 +377,19 @@ def test_the_sweep_bar_shows_the_populations_latest_and_best_validation_accuracy
 
 
 def test_the_benchmarks_tuning_rows_read_apart_by_lr_and_weight_decay(free_costs, capsys):
+    from grokkit.experiments import benchmark_design, benchmark_spaces
+
     code, text, err = run_cli(capsys, "reproduce", "benchmark", "--scale", "smoke", "--plan")
     assert code == 0, err
     header, *rows = [line for line in text.splitlines() if line.startswith(("figure", "bench"))]
     assert header.split()[6:8] == ["lr", "wd"]
     adamw = [r.split()[1:9] for r in rows if r.endswith(" adamw")]
     assert len(adamw) == len({tuple(r) for r in adamw})  # no two rows alike
-    assert {(r[5], r[6]) for r in adamw if r[3] == "100"} == {
-        ("1e-03", "1"),
-        ("3e-03", "1"),
-        ("1e-03", "3"),
-        ("3e-03", "3"),
+    tuning_seed = str(benchmark_spaces.TUNING_BASE)
+    trials = benchmark_spaces.trials("adamw", benchmark_design.SCALES["smoke"]["trials"])
+    # each trial's learning rate and weight decay, as the plan prints them (three digits)
+    assert {(r[5], r[6]) for r in adamw if r[3] == tuning_seed} == {
+        (f"{t['lr']:.3g}", f"{t['weight_decay']:g}") for t in trials
     }
 
 

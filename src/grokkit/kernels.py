@@ -5,8 +5,8 @@
 * ``SmallSoftmax``: a softmax over the 2-4 positions a query of this task sees.
 
 Why oneDNN: on x86 CPUs PyTorch's float32 matmuls go to MKL, which on some of this project's
-machines (AMD EPYC) runs its AVX2 kernels; oneDNN's linear uses AVX-512 there and was about 2.2x
-faster for the shapes of this model, while on another EPYC PyTorch's own was as fast. Same
+machines (AMD EPYC) runs its AVX2 kernels; oneDNN's linear uses AVX-512 there and was much faster
+for the shapes of this model, while on another EPYC PyTorch's own was as fast. Same
 mathematics either way (an fp32 GEMM, only the summation order differs), so grokkit.backend_choice
 measures which is faster and the chosen ``grokkit.backend.Backend`` hands the fast path this
 function or PyTorch's. Nothing here chooses or measures. Timings: benchmarks/RESULTS.md.
@@ -92,8 +92,8 @@ class SmallSoftmax(torch.autograd.Function):
     """Softmax over a short last axis (the 2-4 positions a query sees), as exp(x - max) / sum.
 
     PyTorch's softmax kernel walks the tensor row by row with vectors wider than a 4-long row;
-    these four element-wise passes are about 4x faster on the attention's scores (the whole-table
-    evaluation became 5-8 % faster). Every pass treats each row alone (exp gives the same bits
+    these four element-wise passes are faster on the attention's scores (benchmarks/RESULTS.md).
+    Every pass treats each row alone (exp gives the same bits
     for an element wherever it lies in the tensor: tested), so a member's result does not depend
     on E. The backward is PyTorch's own: dx = w * (g - sum(w * g))."""
 

@@ -365,7 +365,7 @@ class Population:
 
         Without weight noise the source is ``self.flat`` itself, updated in place by the optimizer,
         so the same leaf views serve every step (their gradients are cleared instead): making 34
-        views and leaves anew costs 0.2 ms alone, 0.06-0.18 ms of a 13-19 ms step in place."""
+        views and leaves anew each step is measurable on the paper's model (benchmarks/RESULTS.md)."""
         if source is not self.flat:
             return {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
         if self._leaf_cache is None or self._leaf_cache[0] is not self.flat:
@@ -493,7 +493,7 @@ class Population:
         E, N = self.size, self.table.n_equations
         params = self.parameters()
         # At most 2,048 equations per member at a time: the activations then stay in cache
-        # (measured ~10 % faster than one chunk of the whole 9,409-equation table).
+        # (faster than one chunk of the whole table: benchmarks/RESULTS.md).
         chunk = max(1, min(2048, chunk_examples // E))
         losses, correct, collapsed = [], [], []
         for start in range(0, N, chunk):

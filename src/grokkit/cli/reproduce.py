@@ -62,6 +62,13 @@ def register(sub) -> None:
         help="seeds per point of every figure that trains seeds (default: the scale's; --plan "
         "states each claim's power at N)",
     )
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted call in --out: finished runs are kept as they are, "
+        "interrupted ones continue from their last checkpoint (running the same command again "
+        "does the same; --resume also refuses a folder that holds no runs yet)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument(
         "--remeasure",
@@ -71,7 +78,7 @@ def register(sub) -> None:
     r.set_defaults(
         func=run,
         resume_hint=lambda args: (
-            "run the same grokkit reproduce command again (or add --resume) to resume"
+            "run the same grokkit reproduce command again (or with --resume) to resume"
         ),
     )
 
@@ -80,7 +87,10 @@ def print_list() -> None:
     width = max(len("target"), *map(len, experiments.FIGURES))
     print(f"{'target':<{width}} {'runs: smoke':>11} {'laptop':>7} {'paper':>6}  description")
     for name, module in experiments.FIGURES.items():
-        counts = [len(planned_runs(module, s)) for s in SCALES]
+        # a figure that counts its runs without building them (the benchmark: its trials need
+        # scipy) says how many; the others are counted from their run lists
+        count = getattr(module, "run_count", None)
+        counts = [count(s) if count else len(planned_runs(module, s)) for s in SCALES]
         print(
             f"{name:<{width}} {counts[0]:>11} {counts[1]:>7} {counts[2]:>6}  {module.DESCRIPTION}"
         )

@@ -61,7 +61,13 @@ def print_plan(plan: dict, compact: bool = False, file=None) -> None:
 
 def _optimizer(r: dict) -> tuple[str, str]:
     lr, wd = r.get("lr"), r.get("weight_decay")
-    return ("-" if lr is None else f"{lr:.0e}", "-" if wd is None else f"{wd:g}")
+    return ("-" if lr is None else _lr(lr), "-" if wd is None else f"{wd:g}")
+
+
+def _lr(lr: float) -> str:
+    """``1e-03`` for a round learning rate, three digits for a tuned one (``0.00112``)."""
+    short = f"{lr:.0e}"
+    return short if float(short) == lr else f"{lr:.3g}"
 
 
 def _print_groups(runs: list[dict], out) -> None:
@@ -168,8 +174,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("reproduce needs --out DIR")
+    if getattr(args, "resume", False):
+        _check_resumable(Path(args.out))
     _train(names, args, options)
     return 0
+
+
+def _check_resumable(out: Path) -> None:
+    """``--resume`` continues a call that started: its folder must hold its runs."""
+    if not (out / "runs").is_dir():
+        raise InputError(f"--resume: {out} holds no runs to continue; start it without --resume")
 
 
 def _check_runs(names: list[str], args: argparse.Namespace, options: dict) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import math
 
-VARIANT_COLORS = {"published": "0.45", "tuned": "tab:blue"}
+VARIANT_COLORS = {"published": "0.45", "tuned": "tab:blue", "tuned-no-wd": "tab:green"}
 THRESHOLD_MARKERS = {"steps_95": "o", "steps_99": "s"}
 # x offsets within a method's slot: (variant, threshold)
 OFFSETS = {
-    ("published", "steps_95"): -0.27,
-    ("published", "steps_99"): -0.09,
-    ("tuned", "steps_95"): 0.09,
-    ("tuned", "steps_99"): 0.27,
+    ("published", "steps_95"): -0.3,
+    ("published", "steps_99"): -0.2,
+    ("tuned", "steps_95"): -0.05,
+    ("tuned", "steps_99"): 0.05,
+    ("tuned-no-wd", "steps_95"): 0.2,
+    ("tuned-no-wd", "steps_99"): 0.3,
 }
 
 
@@ -35,7 +37,7 @@ def draw_task(ax, cells, budget: int, labels: dict[str, str]) -> None:
                 yerr=[[median - low], [high - median]],
                 fmt=marker,
                 color=color,
-                mfc=color if c.variant == "tuned" else "white",
+                mfc=color if c.variant != "published" else "white",
                 ms=5,
                 capsize=2,
                 lw=1,
@@ -80,6 +82,26 @@ def _legend(ax) -> None:
             label="as published",
         ),
         Line2D([], [], marker="o", color=VARIANT_COLORS["tuned"], ls="none", label="tuned"),
+        Line2D(
+            [], [], marker="o", color=VARIANT_COLORS["tuned-no-wd"], ls="none", label="tuned, wd 0"
+        ),
         Line2D([], [], marker="^", color="tab:red", ls=":", label="budget; censored seeds"),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def draw_profile(ax, aggregates: dict | None, labels: dict[str, str]) -> None:
+    """Each method's performance profile over the common tasks (tuned rows): the fraction of
+    tasks it reaches 95 % within tau x the best method's median time."""
+    from grokkit.experiments.benchmark_aggregate import TAUS
+
+    if not aggregates:
+        ax.set_axis_off()
+        return
+    for method, a in aggregates.items():
+        ax.step(TAUS, a["profile"], where="post", label=labels.get(method, method))
+    ax.set_xscale("log")
+    ax.set_xlabel("tau (time-to-target over the best median on the task)")
+    ax.set_ylabel("fraction of tasks")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -1,0 +1,91 @@
+"""The benchmark's results that travel: a laptop (or paper) run's table and figure copied into the
+repository's ``benchmarks/results/``, with the CPU model, the date and the wall time beside them,
+so that a user reads the benchmark without running it.
+
+    python -m grokkit.experiments.benchmark_results OUT [--dest benchmarks/results]
+
+copies OUT/benchmark.csv and OUT/benchmark.png to DEST/benchmark-<scale>.csv and .png and writes
+DEST/benchmark-<scale>.md (machine, date, wall time, the verdicts). A smoke run is refused: its
+numbers check the code path and must never read as results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from grokkit.errors import InputError
+
+DEST = Path("benchmarks/results")
+PUBLISHED_SCALES = ("laptop", "paper")
+
+
+def publish(out_dir: Path, dest: Path = DEST, today: datetime.date | None = None) -> list[Path]:
+    """Copy a finished benchmark's CSV and PNG into ``dest`` with a note of where and when they
+    were measured; returns the files written."""
+    out_dir, dest = Path(out_dir), Path(dest)
+    meta_path = out_dir / "benchmark.json"
+    if not meta_path.is_file():
+        raise InputError(f"{out_dir} holds no finished benchmark (no benchmark.json)")
+    meta = json.loads(meta_path.read_text())
+    scale = meta.get("scale")
+    if scale not in PUBLISHED_SCALES:
+        raise InputError(
+            f"{out_dir} is a {scale} benchmark; only {' or '.join(PUBLISHED_SCALES)} results are "
+            "published (smoke numbers check the code path only)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in ("csv", "png"):
+        target = dest / f"benchmark-{scale}.{suffix}"
+        shutil.copyfile(out_dir / f"benchmark.{suffix}", target)
+        written.append(target)
+    note = dest / f"benchmark-{scale}.md"
+    note.write_text(_note(meta, today or datetime.date.today()))
+    return [*written, note]
+
+
+def _note(meta: dict, today: datetime.date) -> str:
+    cpu = meta.get("cpu") or meta.get("hardware", "unknown")
+    lines = [
+        f"# grokkit benchmark, {meta['scale']} scale",
+        "",
+        f"- measured on: {cpu} ({meta.get('device', 'cpu')})",
+        f"- date: {today.isoformat()}",
+        f"- wall time: {meta.get('wall_seconds', 0) / 3600:.2f} h "
+        f"(projected {meta.get('projected_train_seconds', 0) / 3600:.2f} h of training)",
+        f"- runs: {meta.get('n_runs')}; reductions: {meta.get('reductions', '')}",
+        f"- table: benchmark-{meta['scale']}.csv; figure: benchmark-{meta['scale']}.png",
+        "",
+        "## Verdicts",
+        "",
+        *[f"- {r['id']}: {r['verdict']} (p = {r.get('p_value')})" for r in meta.get("claims", [])],
+        "",
+        "## In numbers",
+        "",
+        meta.get("numbers", ""),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="the folder `grokkit reproduce benchmark --out` wrote")
+    parser.add_argument("--dest", default=str(DEST), help="default: benchmarks/results")
+    args = parser.parse_args(argv)
+    try:
+        for path in publish(Path(args.out), Path(args.dest)):
+            print(path)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
