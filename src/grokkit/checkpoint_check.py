@@ -15,6 +15,7 @@ the tests check that the field lists below match what those modules write.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -173,17 +174,16 @@ def _check_optimizer(opt: dict, config: RunConfig, flat: Tensor, step: int) -> N
         )
 
 
-_REFERENCE_CPU_STATE: Tensor | None = None
+@functools.cache
+def _cpu_generator_state_bytes() -> int:
+    return torch.Generator().get_state().numel()
 
 
 def _check_generator(name: str, value, device: str) -> None:
     """A generator state as ``torch.Generator.get_state`` returns it for ``device``: a CPU one is
     also loaded into a scratch generator, which refuses a state of the right size but invalid
     content (PyTorch: "Invalid mt19937 state"); a CUDA one's offset must be a multiple of 4."""
-    global _REFERENCE_CPU_STATE
-    if _REFERENCE_CPU_STATE is None:
-        _REFERENCE_CPU_STATE = torch.Generator().get_state()
-    size = _REFERENCE_CPU_STATE.numel() if device == "cpu" else PHILOX_STATE_BYTES
+    size = _cpu_generator_state_bytes() if device == "cpu" else PHILOX_STATE_BYTES
     if not isinstance(value, Tensor) or value.dtype != torch.uint8 or tuple(value.shape) != (size,):
         raise CheckpointProblem(
             f"{name!r} should be a {device} generator state of {size} bytes (uint8), "

@@ -365,7 +365,7 @@ class Population:
 
         Without weight noise the source is ``self.flat`` itself, updated in place by the optimizer,
         so the same leaf views serve every step (their gradients are cleared instead): making 34
-        views and leaves anew each step is measurable on the paper's model (benchmarks/RESULTS.md)."""
+        views and leaves anew each step costs measurably (benchmarks/RESULTS.md)."""
         if source is not self.flat:
             return {k: v.detach().requires_grad_() for k, v in self.views(source).items()}
         if self._leaf_cache is None or self._leaf_cache[0] is not self.flat:
