@@ -56,10 +56,12 @@ def choose_backend(
     device: str | torch.device,
     configs: Sequence[RunConfig],
     threads: int | None = None,
+    measure_compile: bool = True,
 ) -> Backend:
     """The Backend for a population of ``configs`` on ``device`` at ``threads`` torch threads
     (default: this process's). ``request``: "auto" (measured), "eager", "compiled", or a Backend
-    already chosen (returned as it is)."""
+    already chosen (returned as it is). ``measure_compile=False`` (a plan): where compile was
+    never measured on this machine, say so instead of paying for it."""
     if isinstance(request, Backend):
         return request
     check_request(request)
@@ -76,7 +78,7 @@ def choose_backend(
     if request == "auto" and bf16 == "emulated":
         compiled, why = False, "eager: the emulated bf16 path is not traced by torch.compile"
     elif request == "auto":
-        compiled, why = _compile_pays(threads, max(c.steps for c in configs))
+        compiled, why = _compile_pays(threads, max(c.steps for c in configs), measure_compile)
     else:
         compiled, why = request == "compiled" and _check_compiler(), f"{request}: as asked"
     return Backend(gemm, compiled, ns, bf16, False, threads, f"{why}; GEMM {gemm_why}")
@@ -124,7 +126,7 @@ def _newton_schulz(threads: int) -> str:
 COMPILE_WORTH_MEASURING_S = 90.0
 
 
-def _compile_pays(threads: int, steps: int) -> tuple[bool, str]:
+def _compile_pays(threads: int, steps: int, measure: bool = True) -> tuple[bool, str]:
     """Compile when the saving measured on the paper's model, over ``steps`` updates, exceeds the
     compile's measured cost (cold: the first compile of a shape on this machine)."""
     if not _has_compiler():
@@ -135,6 +137,11 @@ def _compile_pays(threads: int, steps: int) -> tuple[bool, str]:
         gemm_ms = _lookup(cache_key(threads), GEMMS) or {"pytorch": 20.0}
         if steps * min(gemm_ms[g] for g in GEMMS if g in gemm_ms) / 1e3 < COMPILE_WORTH_MEASURING_S:
             return False, f"eager: {steps} steps are too short to repay a compile"
+        if not measure:
+            return False, (
+                "eager until measured: compile is not yet measured on this machine; the run "
+                "measures it first (about a minute) and compiles if it pays"
+            )
     timings = cached or _measured(key, lambda: time_compile(threads), False, COMPILE_KEYS)
     saving_s = steps * (timings["eager"] - timings["compiled"]) / 1e3
     verdict = saving_s > timings["compile_s"]

@@ -59,6 +59,8 @@ def print_run_plan(plan: dict, as_json: bool = False, file=None) -> None:
         )
     print(file=out)
     print(totals_line(plan), file=out)
+    if plan.get("backend"):
+        print(f"backend: {plan['backend']['why']}", file=out)
     load, cores = plan.get("load_average"), cpu_count()
     if plan["device"] == "cpu" and load is not None and load > 0.5 * cores:
         print(
@@ -67,6 +69,14 @@ def print_run_plan(plan: dict, as_json: bool = False, file=None) -> None:
             "quiet machine.",
             file=out,
         )
+
+
+def planned_backend(request: str, device: str, configs) -> dict:
+    """The backend the runs would get (for the longest run: a sweep chooses per population),
+    without paying for a compile measurement."""
+    from grokkit.backend_choice import choose_backend
+
+    return choose_backend(request, device, configs, measure_compile=False).as_dict()
 
 
 def totals_line(plan: dict) -> str:

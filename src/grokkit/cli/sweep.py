@@ -18,7 +18,12 @@ from grokkit.cli.common import (
     require_at_least,
 )
 from grokkit.cli.run_flags import GRID_FLAGS, SINGLE_FLAGS, add_run_flags, check_method_flags
-from grokkit.cli.run_plan import add_plan_flags, check_plan_flags, print_run_plan
+from grokkit.cli.run_plan import (
+    add_plan_flags,
+    check_plan_flags,
+    planned_backend,
+    print_run_plan,
+)
 from grokkit.config import RunConfig, validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
@@ -91,6 +96,7 @@ def _plan(args: argparse.Namespace) -> int:
         meter=meter,
         max_population=args.max_population,
     )
+    plan["backend"] = planned_backend(args.backend, device, configs)
     print_run_plan(plan, args.json)
     return 0
 

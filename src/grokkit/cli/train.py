@@ -21,7 +21,12 @@ from grokkit.cli.common import (
     require_at_least,
 )
 from grokkit.cli.run_flags import add_run_flags, config_from_args, given_run_flags
-from grokkit.cli.run_plan import add_plan_flags, check_plan_flags, print_run_plan
+from grokkit.cli.run_plan import (
+    add_plan_flags,
+    check_plan_flags,
+    planned_backend,
+    print_run_plan,
+)
 from grokkit.config import RunConfig, validate_run
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
@@ -203,6 +208,7 @@ def _plan(args: argparse.Namespace, device: str) -> int:
     apply_threads(args)  # measured with the threads the training will have
     meter = CostMeter(device, remeasure=args.remeasure)
     plan = plan_resume(cfg, start, device, meter, done=done)
+    plan["backend"] = planned_backend(args.backend, device, [cfg])
     print_run_plan(plan, args.json)
     return 0
 
