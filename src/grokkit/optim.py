@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from grokkit import torch_private, tuning
+from grokkit.model_config import ModelConfig, hidden_matrices
 
 # The settings, torch-free in grokkit.optim_config, re-exported.
 from grokkit.optim_config import (
@@ -41,6 +42,10 @@ class BatchedAdamW:
         step:   W <- W + lr_u * (dW + update_noise * N(0, 1))
     which is torch.optim.AdamW's order of operations (decay first, on the pre-update weights).
     """
+
+    # The vectors ``member_state`` writes, each laid out as the weights (checkpoint_check reads
+    # this to know what a checkpoint of such a run holds); "initial" besides, for decay to init.
+    STATE_VECTORS = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, configs: list[OptimizerConfig], flat: Tensor, fused: bool | None = None):
         E = flat.shape[0]
@@ -306,6 +311,8 @@ class BatchedMuon:
     ``hidden_matrices``).
     """
 
+    STATE_VECTORS = ("exp_avg", "exp_avg_sq", "muon_momentum")
+
     def __init__(self, configs: list[OptimizerConfig], flat: Tensor, matrices: tuple):
         E, self.width = flat.shape
         is_muon = torch.zeros(self.width, dtype=torch.bool)
@@ -402,3 +409,24 @@ def _muon_groups(matrices: tuple) -> list[tuple[float, list[tuple[int, int, tupl
         groups.setdefault((cols // pieces, rows), []).append((offset, at, (rows, cols), pieces))
         at += rows * cols
     return [(math.sqrt(max(1, out / in_)), members) for (out, in_), members in groups.items()]
+
+
+# ---------------------------------------------------------------- the choice of optimizer
+
+# A population's update rule -> the batched optimizer that runs it (--muon aside: it takes part of
+# the weights from any of them). Adding an optimizer: its class here and its preset in
+# grokkit.optim_config.
+UPDATE_RULES: dict[str, type] = {"adamw": BatchedAdamW}
+
+
+def optimizer_class(config: OptimizerConfig) -> type:
+    """The batched optimizer class that runs ``config`` (a population's members share it)."""
+    return BatchedMuon if config.muon else UPDATE_RULES["adamw"]
+
+
+def build_optimizer(configs: list[OptimizerConfig], flat: Tensor, model: ModelConfig):
+    """The optimizer of a population over its flat weights [E, P], one config per member."""
+    cls = optimizer_class(configs[0])
+    if cls is BatchedMuon:
+        return BatchedMuon(configs, flat, hidden_matrices(model))
+    return cls(configs, flat)

@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from grokkit.errors import ConfigError, unknown
-from grokkit.settings import check_field_types, setting
+from grokkit.settings import check_field_types, declared, setting
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class OptimizerConfig:
         "coupled L2 penalty: l2 * W added to the gradient before Adam's moments, as "
         "torch.optim.Adam's weight_decay (the Grokfast recipe, Lee et al. 2024); --weight-decay "
         "is AdamW's decoupled decay",
+        later=1,
+        tag=(5, "l2_{:g}"),
     )
     decay_target: str = setting(
         "origin",
@@ -60,6 +62,9 @@ class OptimizerConfig:
         "optimisation",
         "Muon (Jordan et al. 2024; torch.optim.Muon, momentum 0.95, Nesterov) for the blocks' "
         "hidden weight matrices, AdamW for the rest (embeddings, unembedding, biases, LayerNorms)",
+        later=2,
+        tag=(11, "muon"),
+        per_population=True,  # the optimizer of the whole stack
     )
 
     def __post_init__(self) -> None:
@@ -123,9 +128,13 @@ class OptimizerConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Fields added after grokkit 0.1: left out of a run's identity while at their defaults (see
-# RunConfig.identity_dict), so existing run names stay.
-LATER_FIELDS = ("l2", "muon")
+# Fields added after grokkit 0.1 (declared ``later``), in the order they came: left out of a run's
+# identity while at their defaults (see RunConfig.identity_dict), so existing run names stay.
+LATER_FIELDS = tuple(
+    s.name
+    for s in sorted(declared(OptimizerConfig), key=lambda s: s.later or 0)
+    if s.later is not None
+)
 
 _BASE = OptimizerConfig()
 _ADAM = replace(_BASE, weight_decay=0.0)

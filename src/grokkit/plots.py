@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation
 
+from grokkit.config import BUDGET_FIELDS, SETTINGS  # noqa: E402
 from grokkit.files import atomic_write_bytes, open_regular  # noqa: E402
 from grokkit.plot_style import (  # noqa: F401  (re-exported: ``from grokkit.plots import X``)
     CAPTION_GID,
@@ -403,10 +404,10 @@ def plot_comparison(
 
 # Settings that change how a run is recorded, not what it learns: never the difference a
 # comparison names.
-_BOOKKEEPING = ("eval_every", "checkpoint_every", "snapshot_every")
+_BOOKKEEPING = tuple(s.name for s in SETTINGS if s.group == "schedule" and not s.budget)
 # How long a run may train: its curves show where each ended, so a comparison names a budget
 # only when nothing else tells the runs apart.
-_BUDGET = ("steps", "stop_after_val_99")
+_BUDGET = BUDGET_FIELDS
 # Optimizer settings a preset fixes: named through the preset when the presets differ.
 _PRESET_FIELDS = (
     "lr",
