@@ -21,7 +21,7 @@ from grokkit.model_config import (
 )
 from grokkit.openai_grok import THEIR_OPERATOR
 from grokkit.ops import PAPER_OPERATIONS, available_memory, get_operation
-from grokkit.optim_config import DEFAULT_PRESET, PRESETS, OptimizerConfig
+from grokkit.optim_config import DEFAULT_PRESET, RECIPES, OptimizerConfig
 from grokkit.settings import Setting, check_field_types, declared, setting
 
 # Nothing here imports PyTorch: the command line's listings (reproduce --list, --plan) build
@@ -244,7 +244,7 @@ class RunConfig:
         "optimisation",
         "optimizer preset of Figure 2 (left)",
         flag="--optimizer",
-        choices=PRESETS,
+        choices=RECIPES,
         metavar="PRESET",
     )
 

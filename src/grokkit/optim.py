@@ -26,6 +26,7 @@ from grokkit.optim_config import (
     LATER_FIELDS as LATER_FIELDS,
     PRESET_DESCRIPTIONS as PRESET_DESCRIPTIONS,
     PRESETS as PRESETS,
+    RECIPES as RECIPES,
     OptimizerConfig as OptimizerConfig,
     preset as preset,
 )

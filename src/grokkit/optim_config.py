@@ -1,6 +1,7 @@
-"""The optimiser's settings, without PyTorch: the paper's AdamW recipe and the presets of Figure 2
-(left). ``grokkit.optim`` holds the optimiser that runs them and re-exports these names; they live
-apart so that ``grokkit.config`` and the command line's listings start without importing PyTorch.
+"""The optimiser's settings, without PyTorch: the paper's AdamW recipe, the presets of Figure 2
+(left) and the recipes beyond the paper that ``--optimizer`` also names. ``grokkit.optim`` holds
+the optimisers that run them and re-exports these names; they live apart so that
+``grokkit.config`` and the command line's listings start without importing PyTorch.
 """
 
 from __future__ import annotations
@@ -166,7 +167,13 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+# Every value of --optimizer (a run's ``preset``): Figure 2's presets, then recipes that came after
+# the paper. Figure 2 (left) trains PRESETS alone.
+RECIPES: dict[str, OptimizerConfig] = {**PRESETS}
+
+
 def preset(name: str) -> OptimizerConfig:
-    if name not in PRESETS:
-        raise ConfigError(unknown("optimizer preset", name, PRESETS))
-    return PRESETS[name]
+    """The optimizer settings --optimizer ``name`` starts from."""
+    if name not in RECIPES:
+        raise ConfigError(unknown("optimizer preset", name, RECIPES))
+    return RECIPES[name]
