@@ -242,7 +242,7 @@ class RunConfig:
     preset: str | None = setting(
         DEFAULT_PRESET,
         "optimisation",
-        "optimizer preset of Figure 2 (left)",
+        "the optimizer's recipe: a preset of Figure 2 (left) or a recipe that came after the paper",
         flag="--optimizer",
         choices=RECIPES,
         metavar="PRESET",
