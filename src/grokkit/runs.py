@@ -346,6 +346,7 @@ def _read_checkpoint(path: Path) -> dict:
     import torch  # in each checkpoint function: metrics and summaries are read without it
 
     from grokkit.checkpoint_check import CheckpointProblem, check_training_state
+    from grokkit.optim import optimizer_class
 
     # The checkpoint's top-level keys and what each must be (tensors, plain containers, numbers).
     keys = {
@@ -375,7 +376,8 @@ def _read_checkpoint(path: Path) -> dict:
     config = config_from_dict(state["config"], path)
     flat = state["flat"]
     _check_weights(path, flat, config)
-    for key in ("exp_avg", "exp_avg_sq"):
+    # The optimizer's vectors as the optimizer of this run declares them (its STATE_VECTORS).
+    for key in optimizer_class(config.optimizer).STATE_VECTORS:
         moment = state["optimizer"].get(key)
         if not isinstance(moment, torch.Tensor) or moment.shape != flat.shape:
             raise _damaged(path, f"the optimizer's {key!r} is missing or has the wrong shape")
