@@ -346,7 +346,6 @@ def _read_checkpoint(path: Path) -> dict:
     import torch  # in each checkpoint function: metrics and summaries are read without it
 
     from grokkit.checkpoint_check import CheckpointProblem, check_training_state
-    from grokkit.optim import optimizer_class
 
     # The checkpoint's top-level keys and what each must be (tensors, plain containers, numbers).
     keys = {
@@ -376,11 +375,6 @@ def _read_checkpoint(path: Path) -> dict:
     config = config_from_dict(state["config"], path)
     flat = state["flat"]
     _check_weights(path, flat, config)
-    # The optimizer's vectors as the optimizer of this run declares them (its STATE_VECTORS).
-    for key in optimizer_class(config.optimizer).STATE_VECTORS:
-        moment = state["optimizer"].get(key)
-        if not isinstance(moment, torch.Tensor) or moment.shape != flat.shape:
-            raise _damaged(path, f"the optimizer's {key!r} is missing or has the wrong shape")
     if not isinstance(state["optimizer"].get("step_count"), int):
         raise _damaged(path, "the optimizer's 'step_count' is missing")
     if not isinstance(state["tracker"].get("rows"), list):
