@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from grokkit.errors import ConfigError, unknown
 from grokkit.settings import check_field_types, declared, setting
 
+# The update rules (grokkit.optim.UPDATE_RULES holds the optimizers that run them).
+UPDATE_RULE_NAMES = ("adamw", "lion")
+
 
 @dataclass(frozen=True)
 class OptimizerConfig:
@@ -36,8 +39,10 @@ class OptimizerConfig:
         "weight decay pulls towards the origin (AdamW) or the initial weights",
         choices=("origin", "init"),
     )
-    beta1: float = setting(0.9, "optimisation", "Adam beta1")
-    beta2: float = setting(0.98, "optimisation", "Adam beta2")
+    beta1: float = setting(
+        0.9, "optimisation", "Adam beta1 (Lion: the weight of the momentum in the update)"
+    )
+    beta2: float = setting(0.98, "optimisation", "Adam beta2 (Lion: the momentum's decay)")
     eps: float = 1e-8  # Adam's epsilon: no flag (Python and config.json only)
     warmup_steps: int = setting(
         10, "optimisation", "linear warm-up: update u (1-based) uses lr * min(1, u / warmup-steps)"
@@ -67,6 +72,18 @@ class OptimizerConfig:
         tag=(11, "muon"),
         per_population=True,  # the optimizer of the whole stack
     )
+    # The update rule, shared by a population (one optimizer updates the stack); the betas,
+    # learning rate, warm-up, decays and noises are the settings above, per member.
+    update_rule: str = setting(
+        "adamw",
+        "optimisation",
+        "the update rule: adamw, or lion (Chen et al. 2023: W <- W - lr sign(beta1 m + "
+        "(1 - beta1) g), then m <- beta2 m + (1 - beta2) g; weight decay decoupled as AdamW's)",
+        choices=UPDATE_RULE_NAMES,
+        later=3,
+        tag=(14, "{}"),
+        per_population=True,
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -93,6 +110,16 @@ class OptimizerConfig:
             (self.update_noise >= 0, f"update noise must be >= 0, got {self.update_noise}"),
             (self.weight_noise >= 0, f"weight noise must be >= 0, got {self.weight_noise}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (
+                self.update_rule in UPDATE_RULE_NAMES,
+                f"update rule must be one of {', '.join(UPDATE_RULE_NAMES)}, "
+                f"got {self.update_rule!r}",
+            ),
+            (
+                not (self.muon and self.update_rule != "adamw"),
+                "--muon runs AdamW on the weights Muon leaves; "
+                f"--update-rule {self.update_rule} cannot be honoured",
+            ),
             (
                 not (self.muon and self.decay_target == "init"),
                 "--muon decays the hidden matrices towards the origin, as torch.optim.Muon; "
@@ -169,7 +196,14 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 
 # Every value of --optimizer (a run's ``preset``): Figure 2's presets, then recipes that came after
 # the paper. Figure 2 (left) trains PRESETS alone.
-RECIPES: dict[str, OptimizerConfig] = {**PRESETS}
+RECIPES: dict[str, OptimizerConfig] = {
+    **PRESETS,
+    # Lion (Chen et al. 2023, arXiv 2302.06675): the paper's betas (0.9, 0.99), and its advice
+    # of a learning rate 3-10x smaller and a weight decay 3-10x larger than AdamW's applied to
+    # grokkit's AdamW recipe (lr 1e-3, weight decay 1): lr 1e-4, weight decay 10, so that the
+    # decay per update, lr * wd, stays AdamW's 1e-3.
+    "lion": replace(_BASE, update_rule="lion", lr=1e-4, weight_decay=10.0, beta2=0.99),
+}
 
 
 def preset(name: str) -> OptimizerConfig:
