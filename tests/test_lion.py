@@ -89,6 +89,7 @@ def test_the_recipe_and_its_population():
     # The preset names the rule: it is not repeated as a tag; another preset's run is tagged.
     assert tiny_run().with_changes(preset="lion", update_rule="lion").method_tags() == []
     assert tiny_run(update_rule="lion").method_tags() == ["lion"]
+    assert tiny_run(update_rule="lion").method_description() == "Lion update rule"
     assert run_name(tiny_run()) == run_name(tiny_run(update_rule="adamw"))  # default: no change
     with pytest.raises(ConfigError, match="--update-rule lion cannot be honoured"):
         tiny_run(update_rule="lion", muon=True)

@@ -65,3 +65,22 @@ def test_a_setting_acting_only_with_another_parts_runs_only_where_it_acts():
     )
     assert population_key(ma) != population_key(ma.with_changes(grad_filter_window=7))
     assert population_key(ema) == population_key(ema.with_changes(grad_filter_window=7))
+
+
+def test_a_titles_words_keep_their_order():
+    every = RunConfig().with_changes(
+        grad_filter="ma",
+        l2=0.005,
+        loss="stablemax",
+        orthogonal_grad=True,
+        init="nanda",
+        init_scale=2.0,
+        tf32=True,
+        bf16=True,
+        muon=True,
+        fixed_norm=True,
+    )
+    assert every.method_description() == (
+        "Grokfast-MA (window 100, λ 5), L2 0.005, StableMax loss, ⊥Grad, Nanda init, init × 2, "
+        "TF32, bfloat16 products, Muon (hidden matrices), weight norm fixed at init"
+    )

@@ -132,6 +132,7 @@ class RunConfig:
         choices=INIT_SCHEMES,
         later=2,
         tag=(8, "init_{}"),
+        title=(4, lambda v: f"{v.capitalize()} init"),
     )
     init_scale: float = setting(
         1.0,
@@ -140,6 +141,7 @@ class RunConfig:
         metavar="ALPHA",
         later=3,
         tag=(9, "init_scale{:g}"),
+        title=(5, "init × {:g}"),
     )
     # Methods that followed the paper (all off by default). The interventions and the loss act
     # on the whole stacked gradient and batch: one kind each per population (their strengths may
@@ -186,6 +188,7 @@ class RunConfig:
         choices=LOSS_NAMES,
         later=8,
         tag=(6, "{}"),
+        title=(2, lambda v: {"stablemax": "StableMax"}.get(v, v) + " loss"),
         per_population=True,
     )
     orthogonal_grad: bool = setting(
@@ -195,6 +198,7 @@ class RunConfig:
         "along the tensor, keeping the gradient's norm",
         later=9,
         tag=(7, "orthograd"),
+        title=(3, "⊥Grad"),
         per_population=True,
     )
     fixed_norm: bool = setting(
@@ -204,6 +208,7 @@ class RunConfig:
         "L2 norm at initialisation (after --init-scale)",
         later=12,
         tag=(12, "fixed_norm"),
+        title=(9, "weight norm fixed at init"),
         per_population=True,  # a rescaling of the whole stack after each update
     )
     # The authors' released code: their network, tokens, S5 convention, split and epoch
@@ -225,6 +230,7 @@ class RunConfig:
         "per product; no effect on the CPU; recorded in config.json",
         later=10,
         tag=(10, "tf32"),
+        title=(6, "TF32"),
         per_population=True,  # a process-wide PyTorch setting: one value per population
     )
     bf16: bool = setting(
@@ -235,6 +241,7 @@ class RunConfig:
         "emulated, and slower than float32, elsewhere); recorded in config.json",
         later=13,
         tag=(13, "bf16"),
+        title=(7, "bfloat16 products"),
         per_population=True,  # likewise (grokkit.precision), around the step and evaluation
     )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -334,7 +341,8 @@ class RunConfig:
 
     def method_description(self) -> str:
         """The method settings that differ from their defaults, in words for a figure's title
-        (``"Grokfast-EMA (α 0.98, λ 2), L2 0.005"``); empty for the paper's runs."""
+        (``"Grokfast-EMA (α 0.98, λ 2), L2 0.005"``); empty for the paper's runs. The filter's
+        words, which join three settings, first; then each setting's declared ``title``."""
         parts = []
         if self.grad_filter == "ema":
             alpha, lam = self.grad_filter_alpha, self.effective_grad_filter_lambda
@@ -342,24 +350,10 @@ class RunConfig:
         elif self.grad_filter == "ma":
             window, lam = self.grad_filter_window, self.effective_grad_filter_lambda
             parts.append(f"Grokfast-MA (window {window}, λ {lam:g})")
-        if self.optimizer.l2:
-            parts.append(f"L2 {self.optimizer.l2:g}")
-        if self.loss != "softmax":
-            parts.append({"stablemax": "StableMax"}.get(self.loss, self.loss) + " loss")
-        if self.orthogonal_grad:
-            parts.append("⊥Grad")
-        if self.init != "pytorch":
-            parts.append(f"{self.init.capitalize()} init")
-        if self.init_scale != 1.0:
-            parts.append(f"init × {self.init_scale:g}")
-        if self.tf32:
-            parts.append("TF32")
-        if self.bf16:
-            parts.append("bfloat16 products")
-        if self.optimizer.muon:
-            parts.append("Muon (hidden matrices)")
-        if self.fixed_norm:
-            parts.append("weight norm fixed at init")
+        for s in _TITLED:
+            value = s.value(self)
+            if value != s.default:
+                parts.append(s.title_of(value))
         return ", ".join(parts)
 
     @property
@@ -471,6 +465,8 @@ LATER_FIELDS = tuple(
 # The settings that add a tag to a run's name, in the order the tags come.
 _TAGGED = tuple(sorted((s for s in SETTINGS if s.tag), key=lambda s: s.tag[0]))
 METHOD_FIELDS = tuple(s.name for s in _TAGGED)
+# The settings a figure's title names (RunConfig.method_description), in the order it names them.
+_TITLED = tuple(sorted((s for s in SETTINGS if s.title), key=lambda s: s.title[0]))
 # The budget and the stop rule: the settings a resume may change.
 BUDGET_FIELDS = tuple(s.name for s in SETTINGS if s.budget)
 # Settings every member of a population shares (grokkit.population.population_key).

@@ -32,6 +32,7 @@ class OptimizerConfig:
         "is AdamW's decoupled decay",
         later=1,
         tag=(5, "l2_{:g}"),
+        title=(1, "L2 {:g}"),
     )
     decay_target: str = setting(
         "origin",
@@ -70,6 +71,7 @@ class OptimizerConfig:
         "hidden weight matrices, AdamW for the rest (embeddings, unembedding, biases, LayerNorms)",
         later=2,
         tag=(11, "muon"),
+        title=(8, "Muon (hidden matrices)"),
         per_population=True,  # the optimizer of the whole stack
     )
     # The update rule, shared by a population (one optimizer updates the stack); the betas,
@@ -82,6 +84,7 @@ class OptimizerConfig:
         choices=UPDATE_RULE_NAMES,
         later=3,
         tag=(14, "{}"),
+        title=(10, lambda v: f"{v.capitalize()} update rule"),
         per_population=True,
     )
 

@@ -45,6 +45,7 @@ def setting(
     only_with: tuple[str, tuple[str, ...]] | None = None,
     later: int | None = None,
     tag: tuple[int, str] | None = None,
+    title: tuple[int, str | typing.Callable] | None = None,
     per_population: bool = False,
     budget: bool = False,
 ):
@@ -63,9 +64,11 @@ def setting(
     is left out of a run's identity (names and hashes of older runs stay), and a sweep varies such
     axes in this order, after the others. tag: ``(place, text)``: a value other than the default
     adds ``text.format(value)`` to the run's name, at ``place`` among the tags (a switch's text
-    has no ``{}``). per_population: the members of one population share it (it acts on the whole
-    stack; when ``only_with`` does not hold, it has no effect and parts no runs). budget: how long
-    the run trains, which a resume may change."""
+    has no ``{}``). title: ``(place, words)``: likewise, the words a figure's title gives a value
+    other than the default (a format, or a function of the value). per_population: the members
+    of one population share it (it acts on the whole stack; when ``only_with`` does not hold, it
+    has no effect and parts no runs). budget: how long the run trains, which a resume may
+    change."""
     declared = {
         "group": group,
         "help": help,
@@ -77,6 +80,7 @@ def setting(
         "only_with": only_with,
         "later": later,
         "tag": tag,
+        "title": title,
         "per_population": per_population,
         "budget": budget,
     }
@@ -101,6 +105,7 @@ class Setting:
     only_with: tuple[str, tuple[str, ...]] | None
     later: int | None  # came after grokkit 0.1, as the later-th of its class
     tag: tuple[int, str] | None  # (place among the run name's tags, format of the value)
+    title: tuple[int, str | typing.Callable] | None  # (place in a title, words for the value)
     per_population: bool  # shared by a population's members
     budget: bool  # a budget or stop rule: a resume may change it
 
@@ -113,6 +118,11 @@ class Setting:
     def tag_of(self, value) -> str:
         """The tag ``value`` of this setting adds to a run's name."""
         return self.tag[1].format(value)
+
+    def title_of(self, value) -> str:
+        """The words a figure's title gives ``value`` of this setting."""
+        words = self.title[1]
+        return words(value) if callable(words) else words.format(value)
 
     def acts_in(self, run) -> bool:
         """Whether the setting has any effect in ``run`` (its ``only_with`` holds)."""
@@ -168,6 +178,7 @@ def declared(*classes: type) -> tuple[Setting, ...]:
                     only_with=d["only_with"],
                     later=d["later"],
                     tag=d["tag"],
+                    title=d["title"],
                     per_population=d["per_population"],
                     budget=d["budget"],
                 )
