@@ -8,9 +8,9 @@ under, its flag where that is not the field's name, the values it takes, words f
 that is not a value (``--seed``, ``never``), whether a sweep may vary it, and the setting it
 needs to have any effect. It also carries what the rest of the library must know about the
 setting, so that no list elsewhere repeats it: whether it came after grokkit 0.1 (``later``: left
-out of a run's identity at its default), the tag it adds to a run's name (``tag``), whether a
-population's members must share it (``per_population``), and whether it is a budget a resume may
-change (``budget``).
+out of a run's identity at its default), the tag it adds to a run's name (``tag``), its words in
+a figure's title (``title``), whether a population's members must share it (``per_population``),
+and whether it is a budget a resume may change (``budget``).
 
 ``declared(cls, ...)`` reads the declarations back as ``Setting`` records. From them
 ``grokkit.cli.run_flags`` builds the flags of ``train`` and ``sweep``, whose help shows each
