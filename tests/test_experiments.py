@@ -276,6 +276,22 @@ def test_reproduce_bad_input_exits_2(argv, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--op", "x+y"), ("--arch", "both")])
+def test_a_reproduce_flag_reaches_exactly_the_figures_that_declare_its_option(
+    flag, value, tmp_path, capsys, monkeypatch
+):
+    """The figures a flag applies to are read from their OPTIONS, so a new figure declaring one
+    takes the flag without the command line naming it."""
+    option = {"--op": "operation", "--arch": "arch"}[flag]
+    takers = [n for n, m in FIGURES.items() if option in m.OPTIONS]
+    refusing = next(n for n, m in FIGURES.items() if option not in m.OPTIONS)
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", refusing, flag, value, "--scale", "smoke", "--out", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"grokkit: error: {flag} applies to {', '.join(takers)}, not {refusing}"
+    assert not (tmp_path / "x").exists()
+
+
 def test_reproduce_list_names_every_target(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out

@@ -181,7 +181,7 @@ _case(
 )
 _case(
     "exp_avg of another shape",
-    "'exp_avg' is missing or has the wrong shape",
+    "'exp_avg' should be a torch.float32 tensor of shape",
     _put("optimizer", "exp_avg", lambda t: t[:-1].clone()),
 )
 _case(

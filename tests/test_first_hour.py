@@ -70,6 +70,7 @@ METHOD_VALUES = {
     "muon": True,
     "fixed_norm": True,
     "bf16": True,
+    "update_rule": "lion",
 }
 
 

@@ -100,6 +100,7 @@ def test_a_sweep_varies_its_axes_in_the_order_it_always_has():
         ("weight_noise", "weight_noise"),
         ("dropout", "dropout"),
         ("muon", "muon"),  # an optimizer setting: in their declared order
+        ("update_rule", "update_rule"),  # likewise (a new axis: no existing sweep varies it)
         ("init", "init"),
         ("init_scale", "init_scale"),
         ("grad_filter", "grad_filter"),

@@ -21,8 +21,9 @@ import math
 import torch
 from torch import Tensor
 
-from grokkit.config import RunConfig
+from grokkit.config import BUDGET_FIELDS, RunConfig
 from grokkit.ops import get_operation
+from grokkit.optim import optimizer_class
 
 # Top-level keys of a checkpoint: always written, and written only by some versions or settings.
 # ``noise_device`` and ``interventions`` came later; a checkpoint without them resumes as before.
@@ -157,15 +158,16 @@ def _check_vector(name: str, value, shape: tuple[int, ...]) -> Tensor:
 def _check_optimizer(opt: dict, config: RunConfig, flat: Tensor, step: int) -> None:
     # "initial" (the weights decay pulls towards) is written for every member of a population in
     # which any member decays towards its initial weights, so it is required only for those.
-    # Muon's momentum, like Adam's moments, is laid out as the weights (optim.BatchedMuon).
+    # The optimizer's vectors (moments, momenta) are laid out as the weights; which it writes is
+    # its own declaration (STATE_VECTORS).
     to_init = config.optimizer.decay_target == "init"
-    muon = ("muon_momentum",) if config.optimizer.muon else ()
-    required = ("exp_avg", "exp_avg_sq", "step_count", *(("initial",) if to_init else ()), *muon)
+    vectors = optimizer_class(config.optimizer).STATE_VECTORS
+    required = (*vectors, "step_count", *(("initial",) if to_init else ()))
     _check_keys(opt, required, ("initial",), "the optimizer's ")
-    for key in ("exp_avg", "exp_avg_sq", "initial", *muon):
+    for key in (*vectors, "initial"):
         if key in opt:
             _check_vector(f"the optimizer's {key!r}", opt[key], tuple(flat.shape))
-    if bool((opt["exp_avg_sq"] < 0).any()):
+    if "exp_avg_sq" in vectors and bool((opt["exp_avg_sq"] < 0).any()):
         raise CheckpointProblem("the optimizer's 'exp_avg_sq' holds negative values")
     count = opt["step_count"]
     if not _is_int(count) or count != step:
@@ -364,5 +366,5 @@ def config_differences(config: RunConfig, stored: RunConfig) -> list[str]:
     return [
         f"{key} {ours.get(key)!r} in config.json, {theirs.get(key)!r} in the checkpoint"
         for key in ours
-        if key not in ("steps", "stop_after_val_99") and ours.get(key) != theirs.get(key)
+        if key not in BUDGET_FIELDS and ours.get(key) != theirs.get(key)
     ]

@@ -21,13 +21,8 @@ from grokkit.model_config import (
 )
 from grokkit.openai_grok import THEIR_OPERATOR
 from grokkit.ops import PAPER_OPERATIONS, available_memory, get_operation
-from grokkit.optim_config import (
-    DEFAULT_PRESET,
-    LATER_FIELDS as OPTIMIZER_LATER_FIELDS,
-    PRESETS,
-    OptimizerConfig,
-)
-from grokkit.settings import check_field_types, setting
+from grokkit.optim_config import DEFAULT_PRESET, RECIPES, OptimizerConfig
+from grokkit.settings import Setting, check_field_types, declared, setting
 
 # Nothing here imports PyTorch: the command line's listings (reproduce --list, --plan) build
 # RunConfigs and must start in well under a second.
@@ -57,59 +52,6 @@ def derive_seed(seed: int, purpose: str, *more: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
-# Fields added after grokkit 0.1 (see RunConfig.identity_dict).
-LATER_FIELDS = (
-    "snapshot_every",
-    "init",
-    "init_scale",
-    "grad_filter",
-    "grad_filter_alpha",
-    "grad_filter_lambda",
-    "grad_filter_window",
-    "loss",
-    "orthogonal_grad",
-    "tf32",
-    "arch",
-    "fixed_norm",
-    "bf16",
-)
-# The settings of the methods that followed the paper (those of OPTIMIZER_METHOD_FIELDS are the
-# optimizer's): each one that differs from its default becomes a tag of the run's name
-# (RunConfig.method_tags). All are later fields, so a run that leaves them at their defaults keeps
-# its name and hash.
-METHOD_FIELDS = (
-    "grad_filter",
-    "grad_filter_alpha",
-    "grad_filter_lambda",
-    "grad_filter_window",
-    "l2",
-    "loss",
-    "orthogonal_grad",
-    "init",
-    "init_scale",
-    "tf32",
-    "muon",
-    "fixed_norm",
-    "bf16",
-)
-OPTIMIZER_METHOD_FIELDS = ("l2", "muon")
-_METHOD_TAGS = {
-    "grad_filter": lambda v: f"grokfast_{v}",
-    "grad_filter_alpha": lambda v: f"alpha{v:g}",
-    "grad_filter_lambda": lambda v: f"lambda{v:g}",
-    "grad_filter_window": lambda v: f"window{v}",
-    "l2": lambda v: f"l2_{v:g}",
-    "loss": lambda v: str(v),
-    "orthogonal_grad": "orthograd",
-    "init": lambda v: f"init_{v}",
-    "init_scale": lambda v: f"init_scale{v:g}",
-    "tf32": "tf32",
-    "muon": "muon",
-    "fixed_norm": "fixed_norm",
-    "bf16": "bf16",
-}
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run. Defaults: the paper's recipe on x/y mod 97."""
@@ -122,6 +64,7 @@ class RunConfig:
         f"operation: one of the paper's twelve ({' '.join(PAPER_OPERATIONS)}) or x*y (Grokfast's "
         "task; like x/y, on 0 < y < p, as in the Grokfast code)",
         flag="--op",
+        per_population=True,  # one table for the stack
     )
     modulus: int = setting(
         97, "task", "p of the modular operations (a prime for the division ones; S5 ignores it)"
@@ -138,13 +81,14 @@ class RunConfig:
     outlier_seed: int | None = setting(
         None, "task", "seed for choosing the outliers", default_text="the split seed"
     )
-    steps: int = setting(100_000, "schedule", "budget of updates", axis=False)
+    steps: int = setting(100_000, "schedule", "budget of updates", axis=False, budget=True)
     # The evaluation schedule is shared by a population's members: one value per sweep.
     eval_every: int = setting(
         50,
         "schedule",
         "evaluate the whole training and validation sets every N steps (log-spaced before)",
         axis=False,
+        per_population=True,
     )
     checkpoint_every: int = setting(1000, "schedule", "steps between checkpoints", axis=False)
     snapshot_every: int = setting(
@@ -154,6 +98,7 @@ class RunConfig:
         metavar="N",
         default_text="none",
         axis=False,
+        later=1,
     )
     stop_after_val_99: int = setting(
         0,  # 0: never
@@ -162,40 +107,61 @@ class RunConfig:
         metavar="N",
         default_text="never",
         axis=False,
+        budget=True,
     )
-    n_layers: int = setting(2, "model", "transformer layers", flag="--layers")
-    d_model: int = setting(128, "model", "width of the residual stream")
-    n_heads: int = setting(4, "model", "attention heads", flag="--heads")
-    d_mlp: int = setting(512, "model", "MLP hidden width")
+    # The model's shape is shared by a population: its members' tensors stack.
+    n_layers: int = setting(2, "model", "transformer layers", flag="--layers", per_population=True)
+    d_model: int = setting(128, "model", "width of the residual stream", per_population=True)
+    n_heads: int = setting(4, "model", "attention heads", flag="--heads", per_population=True)
+    d_mlp: int = setting(512, "model", "MLP hidden width", per_population=True)
     norm: str = setting(
         "pre",
         "model",
         "LayerNorm placement: pre (GPT-2), post (Vaswani et al.) or none (Nanda et al. 2023)",
         choices=NORMS,
+        per_population=True,
     )
-    activation: str = setting("relu", "model", "MLP activation", choices=ACTIVATION_NAMES)
+    activation: str = setting(
+        "relu", "model", "MLP activation", choices=ACTIVATION_NAMES, per_population=True
+    )
     init: str = setting(  # see model.init_parameters
         "pytorch",
         "model",
         "initialisation: pytorch (PyTorch's module defaults, as Power et al.) or nanda "
         "(Nanda et al. 2023: Gaussian, std 1/sqrt(d_model))",
         choices=INIT_SCHEMES,
+        later=2,
+        tag=(8, "init_{}"),
+        title=(4, lambda v: f"{v.capitalize()} init"),
     )
     init_scale: float = setting(
         1.0,
         "model",
         "multiply every initial weight by ALPHA (Omnigrok, Liu et al. 2022)",
         metavar="ALPHA",
+        later=3,
+        tag=(9, "init_scale{:g}"),
+        title=(5, "init × {:g}"),
     )
-    # Methods that followed the paper (all off by default):
+    # Methods that followed the paper (all off by default). The interventions and the loss act
+    # on the whole stacked gradient and batch: one kind each per population (their strengths may
+    # still differ per member).
     grad_filter: str = setting(
         "none",
         "methods",
         "Grokfast (Lee et al. 2024) low-pass gradient filter: ema or ma",
         choices=GRAD_FILTERS,
+        later=4,
+        tag=(1, "grokfast_{}"),
+        per_population=True,
     )
     grad_filter_alpha: float = setting(
-        DEFAULT_ALPHA, "methods", "Grokfast-EMA momentum", only_with=("grad_filter", ("ema",))
+        DEFAULT_ALPHA,
+        "methods",
+        "Grokfast-EMA momentum",
+        only_with=("grad_filter", ("ema",)),
+        later=5,
+        tag=(2, "alpha{:g}"),
     )
     grad_filter_lambda: float | None = setting(
         None,  # None: the recipe's, DEFAULT_LAMBDA
@@ -203,27 +169,47 @@ class RunConfig:
         "Grokfast amplification",
         default_text=f"EMA {DEFAULT_LAMBDA['ema']:g}, MA {DEFAULT_LAMBDA['ma']:g}",
         only_with=("grad_filter", ("ema", "ma")),
+        later=6,
+        tag=(3, "lambda{:g}"),
     )
     grad_filter_window: int = setting(
-        DEFAULT_WINDOW, "methods", "Grokfast-MA window", only_with=("grad_filter", ("ma",))
+        DEFAULT_WINDOW,
+        "methods",
+        "Grokfast-MA window",
+        only_with=("grad_filter", ("ma",)),
+        later=7,
+        tag=(4, "window{}"),
+        per_population=True,  # the MA filter's buffer holds one window for the stack
     )
     loss: str = setting(
         "softmax",
         "methods",
         "softmax cross-entropy or stablemax (Prieto et al. 2025)",
         choices=LOSS_NAMES,
+        later=8,
+        tag=(6, "{}"),
+        title=(2, lambda v: {"stablemax": "StableMax"}.get(v, v) + " loss"),
+        per_population=True,
     )
     orthogonal_grad: bool = setting(
         False,
         "methods",
         "⊥Grad (Prieto et al. 2025): remove from each weight tensor's gradient its component "
         "along the tensor, keeping the gradient's norm",
+        later=9,
+        tag=(7, "orthograd"),
+        title=(3, "⊥Grad"),
+        per_population=True,
     )
     fixed_norm: bool = setting(
         False,
         "methods",
         "Omnigrok (Liu et al. 2022): after every update, rescale all the weights to their global "
         "L2 norm at initialisation (after --init-scale)",
+        later=12,
+        tag=(12, "fixed_norm"),
+        title=(9, "weight norm fixed at init"),
+        per_population=True,  # a rescaling of the whole stack after each update
     )
     # The authors' released code: their network, tokens, S5 convention, split and epoch
     # batches (grokkit.openai_grok).
@@ -234,12 +220,18 @@ class RunConfig:
         "code: post-LN without biases, sinusoidal positions, their tokens, S5 convention and "
         "split; see the README's section on it)",
         choices=ARCHS,
+        later=11,
+        per_population=True,
     )
     tf32: bool = setting(  # ignored off CUDA
         False,
         "execution",
         "TF32 float32 matmuls on a CUDA GPU: faster on Ampere or newer, ~1e-3 relative error "
         "per product; no effect on the CPU; recorded in config.json",
+        later=10,
+        tag=(10, "tf32"),
+        title=(6, "TF32"),
+        per_population=True,  # a process-wide PyTorch setting: one value per population
     )
     bf16: bool = setting(
         False,
@@ -247,15 +239,19 @@ class RunConfig:
         "bfloat16 operands with float32 accumulation in every float32 matrix product, forward "
         "and backward (oneDNN's bf16 math on CPUs with AVX-512, fast with AVX-512-BF16 or AMX; "
         "emulated, and slower than float32, elsewhere); recorded in config.json",
+        later=13,
+        tag=(13, "bf16"),
+        title=(7, "bfloat16 products"),
+        per_population=True,  # likewise (grokkit.precision), around the step and evaluation
     )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     # The preset the optimizer settings started from, for the record.
     preset: str | None = setting(
         DEFAULT_PRESET,
         "optimisation",
-        "optimizer preset of Figure 2 (left)",
+        "the optimizer's recipe: a preset of Figure 2 (left) or a recipe that came after the paper",
         flag="--optimizer",
-        choices=PRESETS,
+        choices=RECIPES,
         metavar="PRESET",
     )
 
@@ -329,23 +325,24 @@ class RunConfig:
         return DEFAULT_LAMBDA.get(self.grad_filter, 0.0)
 
     def method_tags(self) -> list[str]:
-        """Short, filesystem-safe tags for every method setting (the fields of ``METHOD_FIELDS``)
-        that differs from its default, e.g. ``["grokfast_ema", "lambda2", "l2_0.005"]``: what
-        tells apart, in run names and ``--plan`` rows, runs that differ only in a method. Empty
-        for the paper's runs, so their names stay what they always were."""
+        """Short, filesystem-safe tags for every tagged setting (``METHOD_FIELDS``; each one's tag
+        is declared on its field) that differs from its default, e.g. ``["grokfast_ema",
+        "lambda2", "l2_0.005"]``: what tells apart, in run names and ``--plan`` rows, runs that
+        differ only in a method. Empty for the paper's runs, so their names stay what they always
+        were. A tag the preset's name already says (``lion``) is not repeated."""
         tags = []
-        for name in METHOD_FIELDS:
-            owner = self.optimizer if name in OPTIMIZER_METHOD_FIELDS else self
-            value = getattr(owner, name)
-            if value == getattr(type(owner), name):  # the field's default
-                continue
-            tag = _METHOD_TAGS[name]
-            tags.append(tag if isinstance(tag, str) else tag(value))
+        for s in _TAGGED:
+            value = s.value(self)
+            if value != s.default:
+                tag = s.tag_of(value)
+                if tag != self.preset:
+                    tags.append(tag)
         return tags
 
     def method_description(self) -> str:
         """The method settings that differ from their defaults, in words for a figure's title
-        (``"Grokfast-EMA (α 0.98, λ 2), L2 0.005"``); empty for the paper's runs."""
+        (``"Grokfast-EMA (α 0.98, λ 2), L2 0.005"``); empty for the paper's runs. The filter's
+        words, which join three settings, first; then each setting's declared ``title``."""
         parts = []
         if self.grad_filter == "ema":
             alpha, lam = self.grad_filter_alpha, self.effective_grad_filter_lambda
@@ -353,24 +350,10 @@ class RunConfig:
         elif self.grad_filter == "ma":
             window, lam = self.grad_filter_window, self.effective_grad_filter_lambda
             parts.append(f"Grokfast-MA (window {window}, λ {lam:g})")
-        if self.optimizer.l2:
-            parts.append(f"L2 {self.optimizer.l2:g}")
-        if self.loss != "softmax":
-            parts.append({"stablemax": "StableMax"}.get(self.loss, self.loss) + " loss")
-        if self.orthogonal_grad:
-            parts.append("⊥Grad")
-        if self.init != "pytorch":
-            parts.append(f"{self.init.capitalize()} init")
-        if self.init_scale != 1.0:
-            parts.append(f"init × {self.init_scale:g}")
-        if self.tf32:
-            parts.append("TF32")
-        if self.bf16:
-            parts.append("bfloat16 products")
-        if self.optimizer.muon:
-            parts.append("Muon (hidden matrices)")
-        if self.fixed_norm:
-            parts.append("weight norm fixed at init")
+        for s in _TITLED:
+            value = s.value(self)
+            if value != s.default:
+                parts.append(s.title_of(value))
         return ", ".join(parts)
 
     @property
@@ -442,14 +425,9 @@ class RunConfig:
         what names a run (sweep folders, hashes), so a field added later leaves the names of
         existing runs, and so their resumption, untouched."""
         d = self.to_dict()
-        defaults = {f.name: f.default for f in fields(RunConfig)}
-        for name in LATER_FIELDS:
-            if d[name] == defaults[name]:
-                del d[name]
-        optimizer_defaults = {f.name: f.default for f in fields(OptimizerConfig)}
-        for name in OPTIMIZER_LATER_FIELDS:
-            if d["optimizer"][name] == optimizer_defaults[name]:
-                del d["optimizer"][name]
+        for s in SETTINGS:
+            if s.later is not None and s.value(self) == s.default:
+                del (d if s.owner is RunConfig else d["optimizer"])[s.name]
         return d
 
     @classmethod
@@ -472,6 +450,27 @@ class RunConfig:
         if opt_changes:
             cfg = replace(cfg, optimizer=replace(cfg.optimizer, **opt_changes))
         return cfg
+
+
+# Every fact about a setting is declared on its field (grokkit.settings); the lists the rest of
+# the library reads are derived here, never written out again.
+SETTINGS: tuple[Setting, ...] = declared(RunConfig, OptimizerConfig)
+# The run's settings added after grokkit 0.1, in the order they came (a sweep varies them last,
+# in this order; at their defaults they are left out of a run's identity).
+LATER_FIELDS = tuple(
+    s.name
+    for s in sorted(SETTINGS, key=lambda s: s.later or 0)
+    if s.owner is RunConfig and s.later is not None
+)
+# The settings that add a tag to a run's name, in the order the tags come.
+_TAGGED = tuple(sorted((s for s in SETTINGS if s.tag), key=lambda s: s.tag[0]))
+METHOD_FIELDS = tuple(s.name for s in _TAGGED)
+# The settings a figure's title names (RunConfig.method_description), in the order it names them.
+_TITLED = tuple(sorted((s for s in SETTINGS if s.title), key=lambda s: s.title[0]))
+# The budget and the stop rule: the settings a resume may change.
+BUDGET_FIELDS = tuple(s.name for s in SETTINGS if s.budget)
+# Settings every member of a population shares (grokkit.population.population_key).
+PER_POPULATION = tuple(s for s in SETTINGS if s.per_population)
 
 
 def validate_run(config: RunConfig) -> None:

@@ -26,7 +26,6 @@ Read from grok/data.py and grok/training.py:
 from __future__ import annotations
 
 import itertools
-import math
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -173,9 +172,3 @@ def split_indices(
     train = torch.from_numpy(np.sort(shuffled[:n_train]))
     val = torch.from_numpy(np.sort(shuffled[n_train:]))
     return train, val
-
-
-def epoch_batches(n_train: int, batch_size: int) -> int:
-    """Batches per epoch of their iterator: the last one is smaller when batch_size does not
-    divide n_train."""
-    return math.ceil(n_train / batch_size)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from grokkit import torch_private
+from grokkit.model_config import ModelConfig, hidden_matrices
 
 # The settings, torch-free in grokkit.optim_config, re-exported.
 from grokkit.optim_config import (
@@ -25,53 +26,40 @@ from grokkit.optim_config import (
     LATER_FIELDS as LATER_FIELDS,
     PRESET_DESCRIPTIONS as PRESET_DESCRIPTIONS,
     PRESETS as PRESETS,
+    RECIPES as RECIPES,
     OptimizerConfig as OptimizerConfig,
     preset as preset,
 )
 
 
-class BatchedAdamW:
-    """AdamW over a population's flat parameters [E, P], one hyperparameter set per member.
+class _Memberwise:
+    """What every batched optimizer does alike over a population's flat parameters [E, P]: each
+    member's hyperparameters as [E, 1] columns, the scheduled learning rate (linear warm-up),
+    the coupled L2 term, the decoupled weight decay and the update noise, and cutting out,
+    loading and dropping members. A subclass adds its update and names its per-weight state
+    (``STATE_VECTORS``, each [E, P], zero at the start)."""
 
-    Per member and per update u (1-based), with scheduled rate lr_u = lr * min(1, u / warmup):
-        L2:     g <- g + l2 * W                        (coupled, as torch.optim.Adam's weight_decay)
-        decay:  W <- W - lr_u * wd * (W - target)      (target = 0, or the initial weights)
-        Adam:   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-                dW = -(m / (1 - b1^u)) / (sqrt(v / (1 - b2^u)) + eps)
-        step:   W <- W + lr_u * (dW + update_noise * N(0, 1))
-    which is torch.optim.AdamW's order of operations (decay first, on the pre-update weights).
-    """
+    STATE_VECTORS: tuple[str, ...] = ()
+    # The hyperparameters kept as [E, 1] tensors, one row per member.
+    _COLUMNS = ("weight_decay", "l2", "beta1", "beta2", "eps", "update_noise")
 
-    def __init__(self, configs: list[OptimizerConfig], flat: Tensor, fused: bool | None = None):
+    def __init__(self, configs: list[OptimizerConfig], flat: Tensor):
         E = flat.shape[0]
-        assert len(configs) == E
+        if len(configs) != E:
+            raise ValueError(f"{len(configs)} optimizer configs for {E} members")
         self.configs = configs
-
-        def column(name: str) -> Tensor:
-            return torch.tensor(
-                [float(getattr(c, name)) for c in configs], dtype=flat.dtype, device=flat.device
-            ).view(E, 1)
-
-        self.weight_decay, self.l2 = column("weight_decay"), column("l2")
-        self.beta1, self.beta2, self.eps = column("beta1"), column("beta2"), column("eps")
-        self.update_noise = column("update_noise")
+        self._dtype, self._device = flat.dtype, flat.device
+        for name in self._COLUMNS:
+            values = [float(getattr(c, name)) for c in configs]
+            setattr(self, name, torch.tensor(values, dtype=flat.dtype, device=flat.device)[:, None])
         self.decay_to_init = torch.tensor(
             [c.decay_target == "init" for c in configs], device=flat.device
         ).view(E, 1)
         self._derive_from_configs()
-        self.exp_avg = torch.zeros_like(flat)
-        self.exp_avg_sq = torch.zeros_like(flat)
+        for name in self.STATE_VECTORS:
+            setattr(self, name, torch.zeros_like(flat))
         self.initial = flat.clone() if self.any_decay_to_init else None
         self.step_count = 0  # updates made; also the population's step (Population.step_count)
-        # PyTorch's fused AdamW kernel (what torch.optim.AdamW(fused=True) runs) makes one pass over
-        # the weights instead of ~10 and gives torch.optim.AdamW's result to the last bit (tested).
-        # Without it (grokkit.torch_private), the tensor expressions of _tensor_step.
-        available = torch_private.HAS_FUSED_ADAMW and flat.device.type in ("cpu", "cuda")
-        if fused and not available:
-            raise ValueError(
-                f"PyTorch's fused AdamW is not available here (device {flat.device.type})"
-            )
-        self.fused = available if fused is None else fused
 
     def _derive_from_configs(self) -> None:
         """What the step decides in Python, from the members' configs: reading it back from the
@@ -82,12 +70,8 @@ class BatchedAdamW:
         self.update_noise_std = [o.update_noise for o in c]
         self.any_update_noise = any(o.update_noise > 0 for o in c)
         self.any_decay_to_init = any(o.decay_target == "init" for o in c)
-        self.warm_after = max(
-            o.warmup_steps for o in c
-        )  # from this update on, every rate is constant
-        self._after_warmup: dict[
-            str, object
-        ] = {}  # what depends on the rates, once they are constant
+        self.warm_after = max(o.warmup_steps for o in c)  # from here on every rate is constant
+        self._after_warmup: dict[str, object] = {}  # what depends on the rates, once constant
 
     def _per_update(self, name: str, update: int, compute):
         """``compute(update)``, kept and reused from the end of the warm-up on (the rates, and so
@@ -106,11 +90,96 @@ class BatchedAdamW:
             "lr",
             update,
             lambda u: torch.tensor(
-                [c.lr_at(u) for c in self.configs],
-                dtype=self.exp_avg.dtype,
-                device=self.exp_avg.device,
+                [c.lr_at(u) for c in self.configs], dtype=self._dtype, device=self._device
             ).view(-1, 1),
         )
+
+    def with_l2(self, flat: Tensor, grad: Tensor) -> Tensor:
+        """The gradient plus each member's coupled L2 term, l2 * W."""
+        if not self.any_l2:
+            return grad
+        return grad + self.l2 * flat  # a new tensor: the caller's gradient stays as it was
+
+    def decay(self, flat: Tensor, lr: Tensor) -> None:
+        """W <- W - lr wd (W - target), target 0 or the initial weights, computed as
+        W (1 - lr wd) + lr wd target: torch.optim.AdamW's arithmetic for target 0, and the same
+        expression for every member so that a member's result never depends on the others."""
+        if not self.any_weight_decay:
+            return
+        flat.mul_(1 - lr * self.weight_decay)
+        if self.any_decay_to_init:
+            target = torch.where(self.decay_to_init, self.initial, torch.zeros_like(flat))
+            flat.add_(target * (lr * self.weight_decay))
+
+    def add_update_noise(self, flat: Tensor, noise: list[torch.Generator] | None) -> None:
+        """W <- W + lr * update_noise * N(0, 1) for the members with update noise."""
+        if self.any_update_noise:
+            lr = self.scheduled_lr(self.step_count)
+            # Only members with update noise draw, so the others' generators stay as if alone.
+            eps = torch.stack(
+                [
+                    torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
+                    if s > 0
+                    else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
+                    for g, s in zip(noise, self.update_noise_std)
+                ]
+            )
+            flat.add_(eps * (lr * self.update_noise))
+
+    # Exact resume needs the state vectors, the update count and the decay target, per member.
+    def member_state(self, i: int) -> dict:
+        state = {name: getattr(self, name)[i].clone() for name in self.STATE_VECTORS}
+        state["step_count"] = self.step_count
+        if self.initial is not None:
+            state["initial"] = self.initial[i].clone()
+        return state
+
+    def load_member_state(self, i: int, state: dict) -> None:
+        for name in self.STATE_VECTORS:
+            getattr(self, name)[i] = state[name]
+        if self.step_count and self.step_count != state["step_count"]:
+            raise ValueError("population members must be at the same update to train in lockstep")
+        self.step_count = state["step_count"]
+        if self.initial is not None and "initial" in state:
+            self.initial[i] = state["initial"]
+
+    def keep(self, idx: Tensor) -> None:
+        """Keep only the members at ``idx`` (see Population.keep)."""
+        self.configs = [self.configs[i] for i in idx.tolist()]
+        for name in (*self._COLUMNS, "decay_to_init", *self.STATE_VECTORS):
+            setattr(self, name, getattr(self, name)[idx].contiguous())
+        if self.initial is not None:
+            self.initial = self.initial[idx].contiguous()
+        self._derive_from_configs()
+
+
+class BatchedAdamW(_Memberwise):
+    """AdamW over a population's flat parameters [E, P], one hyperparameter set per member.
+
+    Per member and per update u (1-based), with scheduled rate lr_u = lr * min(1, u / warmup):
+        L2:     g <- g + l2 * W                        (coupled, as torch.optim.Adam's weight_decay)
+        decay:  W <- W - lr_u * wd * (W - target)      (target = 0, or the initial weights)
+        Adam:   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+                dW = -(m / (1 - b1^u)) / (sqrt(v / (1 - b2^u)) + eps)
+        step:   W <- W + lr_u * (dW + update_noise * N(0, 1))
+    which is torch.optim.AdamW's order of operations (decay first, on the pre-update weights).
+    """
+
+    # The vectors ``member_state`` writes, each laid out as the weights (checkpoint_check reads
+    # this to know what a checkpoint of such a run holds); "initial" besides, for decay to init.
+    STATE_VECTORS = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, configs: list[OptimizerConfig], flat: Tensor, fused: bool | None = None):
+        super().__init__(configs, flat)
+        # PyTorch's fused AdamW kernel (what torch.optim.AdamW(fused=True) runs) makes one pass over
+        # the weights instead of ~10 and gives torch.optim.AdamW's result to the last bit (tested).
+        # Without it (grokkit.torch_private), the tensor expressions of _tensor_step.
+        available = torch_private.HAS_FUSED_ADAMW and flat.device.type in ("cpu", "cuda")
+        if fused and not available:
+            raise ValueError(
+                f"PyTorch's fused AdamW is not available here (device {flat.device.type})"
+            )
+        self.fused = available if fused is None else fused
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
@@ -126,31 +195,13 @@ class BatchedAdamW:
         if self.any_update_noise:
             self.add_update_noise(flat, noise)
 
-    def with_l2(self, flat: Tensor, grad: Tensor) -> Tensor:
-        """The gradient plus each member's coupled L2 term, l2 * W (Muon's step shares it)."""
-        return grad + self.l2 * flat if self.any_l2 else grad
-
     def adam_update(self, flat: Tensor, grad: Tensor) -> None:
-        """Weight decay and Adam's step of the current update on ``flat`` (Muon's other weights)."""
+        """Weight decay and Adam's step of the current update (``step_count``) on ``flat``."""
         u = self.step_count
         if self.fused:
             self._fused_step(flat, grad, u)
         else:
             self._tensor_step(flat, grad, u, self.scheduled_lr(u))
-
-    def add_update_noise(self, flat: Tensor, noise: list[torch.Generator]) -> None:
-        """W <- W + lr * update_noise * N(0, 1) for the members with update noise."""
-        lr = self.scheduled_lr(self.step_count)
-        # Only members with update noise draw, so the others' generators stay as if alone.
-        eps = torch.stack(
-            [
-                torch.randn(flat.shape[1], generator=g, device=flat.device, dtype=flat.dtype)
-                if s > 0
-                else torch.zeros(flat.shape[1], device=flat.device, dtype=flat.dtype)
-                for g, s in zip(noise, self.update_noise_std)
-            ]
-        )
-        flat.add_(eps * (lr * self.update_noise))
 
     def _fused_step(self, flat: Tensor, grad: Tensor, u: int) -> None:
         """PyTorch's fused kernel, called once per set of members that share their (scheduled)
@@ -187,13 +238,7 @@ class BatchedAdamW:
         return self._per_update("fused_groups", u, compute)
 
     def _tensor_step(self, flat: Tensor, grad: Tensor, u: int, lr: Tensor) -> None:
-        if self.any_weight_decay:
-            # W (1 - lr wd) + lr wd target: torch.optim.AdamW's arithmetic for target 0, and the
-            # same expression for every member so that a member's result never depends on others.
-            flat.mul_(1 - lr * self.weight_decay)
-            if self.any_decay_to_init:
-                target = torch.where(self.decay_to_init, self.initial, torch.zeros_like(flat))
-                flat.add_(target * (lr * self.weight_decay))
+        self.decay(flat, lr)
         self.exp_avg.lerp_(grad, 1 - self.beta1)
         self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad * (1 - self.beta2))
         bias1 = 1 - self.beta1**u
@@ -201,44 +246,33 @@ class BatchedAdamW:
         denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
         flat.addcdiv_(self.exp_avg, denom * (bias1 / -lr))
 
-    # Exact resume needs the moments, the update count and the decay target, per member.
-    def member_state(self, i: int) -> dict:
-        state = {
-            "exp_avg": self.exp_avg[i].clone(),
-            "exp_avg_sq": self.exp_avg_sq[i].clone(),
-            "step_count": self.step_count,
-        }
-        if self.initial is not None:
-            state["initial"] = self.initial[i].clone()
-        return state
 
-    def load_member_state(self, i: int, state: dict) -> None:
-        self.exp_avg[i] = state["exp_avg"]
-        self.exp_avg_sq[i] = state["exp_avg_sq"]
-        if self.step_count and self.step_count != state["step_count"]:
-            raise ValueError("population members must be at the same update to train in lockstep")
-        self.step_count = state["step_count"]
-        if self.initial is not None and "initial" in state:
-            self.initial[i] = state["initial"]
+class BatchedLion(_Memberwise):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", arXiv 2302.06675,
+    Algorithm 2) over a population's flat parameters [E, P], one hyperparameter set per member.
 
-    def keep(self, idx: Tensor) -> None:
-        """Keep only the members at ``idx`` (see Population.keep)."""
-        self.configs = [self.configs[i] for i in idx.tolist()]
-        for name in (
-            "weight_decay",
-            "l2",
-            "beta1",
-            "beta2",
-            "eps",
-            "update_noise",
-            "decay_to_init",
-            "exp_avg",
-            "exp_avg_sq",
-        ):
-            setattr(self, name, getattr(self, name)[idx].contiguous())
-        if self.initial is not None:
-            self.initial = self.initial[idx].contiguous()
-        self._derive_from_configs()
+    Per member and per update u, with scheduled rate lr_u = lr * min(1, u / warmup):
+        L2:     g <- g + l2 * W                        (coupled, as for AdamW)
+        decay:  W <- W - lr_u * wd * (W - target)      (decoupled; target = 0 in the paper)
+        Lion:   c = b1 m + (1 - b1) g;  W <- W - lr_u sign(c);  m <- b2 m + (1 - b2) g
+        noise:  W <- W + lr_u * update_noise * N(0, 1)
+    The paper's decay and sign step both read the pre-update weights, as here. Its one moment
+    is kept as ``exp_avg`` (m), laid out as the weights in a checkpoint.
+    """
+
+    STATE_VECTORS = ("exp_avg",)
+    fused = False  # no fused kernel: the tensor expressions below (grokkit bench reports it)
+
+    @torch.no_grad()
+    def step(self, flat: Tensor, grad: Tensor, noise: list[torch.Generator] | None = None) -> None:
+        self.step_count += 1
+        lr = self.scheduled_lr(self.step_count)
+        grad = self.with_l2(flat, grad)
+        self.decay(flat, lr)
+        direction = (self.exp_avg * self.beta1 + grad * (1 - self.beta1)).sign_()
+        flat.sub_(direction * lr)
+        self.exp_avg.mul_(self.beta2).add_(grad * (1 - self.beta2))
+        self.add_update_noise(flat, noise)
 
 
 # ---------------------------------------------------------------- Muon (Jordan et al. 2024)
@@ -293,6 +327,8 @@ class BatchedMuon:
     ``hidden_matrices``).
     """
 
+    STATE_VECTORS = ("exp_avg", "exp_avg_sq", "muon_momentum")
+
     def __init__(
         self,
         configs: list[OptimizerConfig],
@@ -335,8 +371,7 @@ class BatchedMuon:
         adamw.adam_update(others, grad.index_select(1, self.adam_columns))
         flat.index_copy_(1, self.adam_columns, others)
         self._muon_update(flat, grad.index_select(1, self.muon_columns))
-        if adamw.any_update_noise:
-            adamw.add_update_noise(flat, noise)
+        adamw.add_update_noise(flat, noise)
 
     def _muon_update(self, flat: Tensor, grad: Tensor) -> None:
         """torch.optim.Muon's step on every hidden matrix; ``grad`` [E, Muon columns]."""
@@ -396,3 +431,30 @@ def _muon_groups(matrices: tuple) -> list[tuple[float, list[tuple[int, int, tupl
         groups.setdefault((cols // pieces, rows), []).append((offset, at, (rows, cols), pieces))
         at += rows * cols
     return [(math.sqrt(max(1, out / in_)), members) for (out, in_), members in groups.items()]
+
+
+# ---------------------------------------------------------------- the choice of optimizer
+
+# A population's update rule -> the batched optimizer that runs it (--muon aside: it takes part of
+# the weights from any of them). Adding an optimizer: its class here and its preset in
+# grokkit.optim_config.
+UPDATE_RULES: dict[str, type] = {"adamw": BatchedAdamW, "lion": BatchedLion}
+
+
+def optimizer_class(config: OptimizerConfig) -> type:
+    """The batched optimizer class that runs ``config`` (a population's members share it)."""
+    return BatchedMuon if config.muon else UPDATE_RULES[config.update_rule]
+
+
+def build_optimizer(
+    configs: list[OptimizerConfig],
+    flat: Tensor,
+    model: ModelConfig,
+    ns_dtype: torch.dtype = torch.float32,
+):
+    """The optimizer of a population over its flat weights [E, P], one config per member;
+    ``ns_dtype``: Muon's Newton-Schulz precision (the population's Backend says which)."""
+    cls = optimizer_class(configs[0])
+    if cls is BatchedMuon:
+        return BatchedMuon(configs, flat, hidden_matrices(model), ns_dtype)
+    return cls(configs, flat)

@@ -1,6 +1,7 @@
-"""The optimiser's settings, without PyTorch: the paper's AdamW recipe and the presets of Figure 2
-(left). ``grokkit.optim`` holds the optimiser that runs them and re-exports these names; they live
-apart so that ``grokkit.config`` and the command line's listings start without importing PyTorch.
+"""The optimiser's settings, without PyTorch: the paper's AdamW recipe, the presets of Figure 2
+(left) and the recipes beyond the paper that ``--optimizer`` also names. ``grokkit.optim`` holds
+the optimisers that run them and re-exports these names; they live apart so that
+``grokkit.config`` and the command line's listings start without importing PyTorch.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from grokkit.errors import ConfigError, unknown
-from grokkit.settings import check_field_types, setting
+from grokkit.settings import check_field_types, declared, setting
+
+# The update rules (grokkit.optim.UPDATE_RULES holds the optimizers that run them).
+UPDATE_RULE_NAMES = ("adamw", "lion")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class OptimizerConfig:
         "coupled L2 penalty: l2 * W added to the gradient before Adam's moments, as "
         "torch.optim.Adam's weight_decay (the Grokfast recipe, Lee et al. 2024); --weight-decay "
         "is AdamW's decoupled decay",
+        later=1,
+        tag=(5, "l2_{:g}"),
+        title=(1, "L2 {:g}"),
     )
     decay_target: str = setting(
         "origin",
@@ -33,8 +40,10 @@ class OptimizerConfig:
         "weight decay pulls towards the origin (AdamW) or the initial weights",
         choices=("origin", "init"),
     )
-    beta1: float = setting(0.9, "optimisation", "Adam beta1")
-    beta2: float = setting(0.98, "optimisation", "Adam beta2")
+    beta1: float = setting(
+        0.9, "optimisation", "Adam beta1 (Lion: the weight of the momentum in the update)"
+    )
+    beta2: float = setting(0.98, "optimisation", "Adam beta2 (Lion: the momentum's decay)")
     eps: float = 1e-8  # Adam's epsilon: no flag (Python and config.json only)
     warmup_steps: int = setting(
         10, "optimisation", "linear warm-up: update u (1-based) uses lr * min(1, u / warmup-steps)"
@@ -60,6 +69,23 @@ class OptimizerConfig:
         "optimisation",
         "Muon (Jordan et al. 2024; torch.optim.Muon, momentum 0.95, Nesterov) for the blocks' "
         "hidden weight matrices, AdamW for the rest (embeddings, unembedding, biases, LayerNorms)",
+        later=2,
+        tag=(11, "muon"),
+        title=(8, "Muon (hidden matrices)"),
+        per_population=True,  # the optimizer of the whole stack
+    )
+    # The update rule, shared by a population (one optimizer updates the stack); the betas,
+    # learning rate, warm-up, decays and noises are the settings above, per member.
+    update_rule: str = setting(
+        "adamw",
+        "optimisation",
+        "the update rule: adamw, or lion (Chen et al. 2023: W <- W - lr sign(beta1 m + "
+        "(1 - beta1) g), then m <- beta2 m + (1 - beta2) g; weight decay decoupled as AdamW's)",
+        choices=UPDATE_RULE_NAMES,
+        later=3,
+        tag=(14, "{}"),
+        title=(10, lambda v: f"{v.capitalize()} update rule"),
+        per_population=True,
     )
 
     def __post_init__(self) -> None:
@@ -87,6 +113,16 @@ class OptimizerConfig:
             (self.update_noise >= 0, f"update noise must be >= 0, got {self.update_noise}"),
             (self.weight_noise >= 0, f"weight noise must be >= 0, got {self.weight_noise}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (
+                self.update_rule in UPDATE_RULE_NAMES,
+                f"update rule must be one of {', '.join(UPDATE_RULE_NAMES)}, "
+                f"got {self.update_rule!r}",
+            ),
+            (
+                not (self.muon and self.update_rule != "adamw"),
+                "--muon runs AdamW on the weights Muon leaves; "
+                f"--update-rule {self.update_rule} cannot be honoured",
+            ),
             (
                 not (self.muon and self.decay_target == "init"),
                 "--muon decays the hidden matrices towards the origin, as torch.optim.Muon; "
@@ -123,9 +159,13 @@ class OptimizerConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Fields added after grokkit 0.1: left out of a run's identity while at their defaults (see
-# RunConfig.identity_dict), so existing run names stay.
-LATER_FIELDS = ("l2", "muon")
+# Fields added after grokkit 0.1 (declared ``later``), in the order they came: left out of a run's
+# identity while at their defaults (see RunConfig.identity_dict), so existing run names stay.
+LATER_FIELDS = tuple(
+    s.name
+    for s in sorted(declared(OptimizerConfig), key=lambda s: s.later or 0)
+    if s.later is not None
+)
 
 _BASE = OptimizerConfig()
 _ADAM = replace(_BASE, weight_decay=0.0)
@@ -157,7 +197,20 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+# Every value of --optimizer (a run's ``preset``): Figure 2's presets, then recipes that came after
+# the paper. Figure 2 (left) trains PRESETS alone.
+RECIPES: dict[str, OptimizerConfig] = {
+    **PRESETS,
+    # Lion (Chen et al. 2023, arXiv 2302.06675): the paper's betas (0.9, 0.99), and its advice
+    # of a learning rate 3-10x smaller and a weight decay 3-10x larger than AdamW's applied to
+    # grokkit's AdamW recipe (lr 1e-3, weight decay 1): lr 1e-4, weight decay 10, so that the
+    # decay per update, lr * wd, stays AdamW's 1e-3.
+    "lion": replace(_BASE, update_rule="lion", lr=1e-4, weight_decay=10.0, beta2=0.99),
+}
+
+
 def preset(name: str) -> OptimizerConfig:
-    if name not in PRESETS:
-        raise ConfigError(unknown("optimizer preset", name, PRESETS))
-    return PRESETS[name]
+    """The optimizer settings --optimizer ``name`` starts from."""
+    if name not in RECIPES:
+        raise ConfigError(unknown("optimizer preset", name, RECIPES))
+    return RECIPES[name]

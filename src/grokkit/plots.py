@@ -7,6 +7,7 @@ import io
 import math
 import textwrap
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation
 
+from grokkit.config import BUDGET_FIELDS, SETTINGS  # noqa: E402
 from grokkit.files import atomic_write_bytes, open_regular  # noqa: E402
+from grokkit.optim_config import RECIPES, OptimizerConfig  # noqa: E402
 from grokkit.plot_style import (  # noqa: F401  (re-exported: ``from grokkit.plots import X``)
     CAPTION_GID,
     CATEGORY_COLORS,
@@ -403,24 +406,16 @@ def plot_comparison(
 
 # Settings that change how a run is recorded, not what it learns: never the difference a
 # comparison names.
-_BOOKKEEPING = ("eval_every", "checkpoint_every", "snapshot_every")
+_BOOKKEEPING = tuple(s.name for s in SETTINGS if s.group == "schedule" and not s.budget)
 # How long a run may train: its curves show where each ended, so a comparison names a budget
 # only when nothing else tells the runs apart.
-_BUDGET = ("steps", "stop_after_val_99")
-# Optimizer settings a preset fixes: named through the preset when the presets differ.
-_PRESET_FIELDS = (
-    "lr",
-    "weight_decay",
-    "l2",
-    "decay_target",
-    "beta1",
-    "beta2",
-    "eps",
-    "warmup_steps",
-    "batch_size",
-    "update_noise",
-    "weight_noise",
-    "dropout",
+_BUDGET = BUDGET_FIELDS
+# Optimizer settings a preset fixes (every one --optimizer's recipes set): named through the
+# preset when the presets differ.
+_PRESET_FIELDS = tuple(
+    f.name
+    for f in fields(OptimizerConfig)
+    if len({getattr(r, f.name) for r in RECIPES.values()}) > 1
 )
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from grokkit.backend import Backend
-from grokkit.config import RunConfig, derive_seed
+from grokkit.config import PER_POPULATION, RunConfig, derive_seed
 from grokkit.data import Table, make_table
 from grokkit.errors import warn
 from grokkit.fast_path import forward_fast, forward_openai_fast
@@ -35,10 +35,10 @@ from grokkit.model import (
     parameter_shapes,
     unflatten,
 )
-from grokkit.model_config import hidden_matrices
 from grokkit.openai_grok import EOS_TOKEN
 from grokkit.ops import get_operation
-from grokkit.optim import BatchedAdamW, BatchedMuon
+from grokkit.optim import build_optimizer
+from grokkit.settings import Setting
 from grokkit.torch_private import mark_dynamic
 
 
@@ -66,37 +66,25 @@ def _generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator
     return torch.Generator(device="cpu" if device.type == "meta" else device).manual_seed(seed)
 
 
+def population_key_part(config: RunConfig, s: Setting):
+    """A per-population setting's part of the key: its value, or None where it has no effect."""
+    return s.value(config) if s.acts_in(config) else None
+
+
 def population_key(config: RunConfig) -> tuple:
-    """Runs with equal keys can share a population (their tensors have the same shapes)."""
+    """Runs with equal keys can share a population (their tensors have the same shapes, and the
+    whole stack takes the same steps): every setting declared ``per_population`` (where it has an
+    effect), and what follows from the settings rather than being one."""
     table_size = get_operation(config.operation, config.modulus).n_equations
     n_train = round(config.train_fraction * table_size)
-    return (
-        config.operation,
+    shared = tuple(population_key_part(config, s) for s in PER_POPULATION)
+    return shared + (
+        # The table's size; S5's does not depend on the modulus, which it ignores.
         None if config.operation.startswith("s5") else config.modulus,
-        config.n_layers,
-        config.d_model,
-        config.n_heads,
-        config.d_mlp,
-        config.norm,
-        config.activation,
         config.optimizer.resolve_batch_size(n_train),
-        config.eval_every,
         # Dropout needs the reference forward pass; keeping such runs apart lets every other run
         # use the fast path, and keeps each member bit-for-bit equal to its solo run.
         config.optimizer.dropout > 0,
-        # Interventions and the loss act on the whole stacked gradient and batch: one kind each
-        # per population (their strengths may still differ per member).
-        config.grad_filter,
-        config.grad_filter_window if config.grad_filter == "ma" else None,
-        config.orthogonal_grad,
-        config.loss,
-        # Muon and the fixed norm change the update of the whole stack (its optimizer, a rescaling
-        # after it): on or off for every member.
-        config.optimizer.muon,
-        config.fixed_norm,
-        config.tf32,  # a process-wide PyTorch setting: one value per population
-        config.bf16,  # likewise (grokkit.precision), around the population's step and evaluation
-        config.arch,
         # The authors' epochs end with a smaller batch: members step through epochs together only
         # when their training sets are equally large.
         n_train if config.arch == "openai-grok" else None,
@@ -197,12 +185,14 @@ def _check_compatible(configs: list[RunConfig]) -> None:
     """ValueError unless there is at least one run and all can share a population."""
     if not configs:
         raise ValueError("a population needs at least one run")
-    keys = {population_key(c) for c in configs}
-    if len(keys) > 1:
+    if len({population_key(c) for c in configs}) > 1:
+        differ = [
+            s.name for s in PER_POPULATION if len({population_key_part(c, s) for c in configs}) > 1
+        ]
         raise ValueError(
-            "runs in one population must share operation, model shape, batch size, "
-            "evaluation interval, whether they use dropout, and which methods they use (filter, "
-            "⊥Grad, loss, Muon, fixed norm)"
+            "runs in one population must share the model's shape, the methods they use, the "
+            "batch size, whether they use dropout and the evaluation interval; these differ: "
+            + (", ".join(differ) or "the batch size, the modulus, dropout or the training set size")
         )
 
 
@@ -305,12 +295,7 @@ class Population:
         what the openai-grok forward pass needs built before any step."""
         first = self.configs[0]
         opts = [c.optimizer for c in self.configs]
-        if first.optimizer.muon:
-            self.optimizer = BatchedMuon(
-                opts, self.flat, hidden_matrices(self.model_config), self.backend.ns_dtype
-            )
-        else:
-            self.optimizer = BatchedAdamW(opts, self.flat)
+        self.optimizer = build_optimizer(opts, self.flat, self.model_config, self.backend.ns_dtype)
         # Omnigrok's constraint: each member's global weight norm at initialisation, kept.
         self.norm_target = self.flat.norm(dim=1) if first.fixed_norm else None
         self.interventions = _interventions(self.configs, self.model_config, self.device)

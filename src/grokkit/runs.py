@@ -375,10 +375,6 @@ def _read_checkpoint(path: Path) -> dict:
     config = config_from_dict(state["config"], path)
     flat = state["flat"]
     _check_weights(path, flat, config)
-    for key in ("exp_avg", "exp_avg_sq"):
-        moment = state["optimizer"].get(key)
-        if not isinstance(moment, torch.Tensor) or moment.shape != flat.shape:
-            raise _damaged(path, f"the optimizer's {key!r} is missing or has the wrong shape")
     if not isinstance(state["optimizer"].get("step_count"), int):
         raise _damaged(path, "the optimizer's 'step_count' is missing")
     if not isinstance(state["tracker"].get("rows"), list):

@@ -6,7 +6,11 @@ stay the dataclass's own, so ``to_dict``, run names and hashes do not see the de
 metadata says how the setting is given from outside: the one-line help, the group it is listed
 under, its flag where that is not the field's name, the values it takes, words for a default
 that is not a value (``--seed``, ``never``), whether a sweep may vary it, and the setting it
-needs to have any effect.
+needs to have any effect. It also carries what the rest of the library must know about the
+setting, so that no list elsewhere repeats it: whether it came after grokkit 0.1 (``later``: left
+out of a run's identity at its default), the tag it adds to a run's name (``tag``), its words in
+a figure's title (``title``), whether a population's members must share it (``per_population``),
+and whether it is a budget a resume may change (``budget``).
 
 ``declared(cls, ...)`` reads the declarations back as ``Setting`` records. From them
 ``grokkit.cli.run_flags`` builds the flags of ``train`` and ``sweep``, whose help shows each
@@ -39,6 +43,11 @@ def setting(
     default_text: str | None = None,
     axis: bool = True,
     only_with: tuple[str, tuple[str, ...]] | None = None,
+    later: int | None = None,
+    tag: tuple[int, str] | None = None,
+    title: tuple[int, str | typing.Callable] | None = None,
+    per_population: bool = False,
+    budget: bool = False,
 ):
     """A dataclass field holding ``default``, declared as a setting a user gives.
 
@@ -49,7 +58,17 @@ def setting(
     value alone would not say it (``None`` standing for "the recipe's"). axis: whether a sweep may
     give several values (schedule settings are shared by a population's members). only_with:
     ``(field, values)``: the setting acts only when that field holds one of those values, and a
-    flag given without them is refused rather than ignored."""
+    flag given without them is refused rather than ignored.
+
+    later: the setting came after grokkit 0.1, as the ``later``-th of its class: at its default it
+    is left out of a run's identity (names and hashes of older runs stay), and a sweep varies such
+    axes in this order, after the others. tag: ``(place, text)``: a value other than the default
+    adds ``text.format(value)`` to the run's name, at ``place`` among the tags (a switch's text
+    has no ``{}``). title: ``(place, words)``: likewise, the words a figure's title gives a value
+    other than the default (a format, or a function of the value). per_population: the members
+    of one population share it (it acts on the whole stack; when ``only_with`` does not hold, it
+    has no effect and parts no runs). budget: how long the run trains, which a resume may
+    change."""
     declared = {
         "group": group,
         "help": help,
@@ -59,6 +78,11 @@ def setting(
         "default_text": default_text,
         "axis": axis,
         "only_with": only_with,
+        "later": later,
+        "tag": tag,
+        "title": title,
+        "per_population": per_population,
+        "budget": budget,
     }
     return dataclasses.field(default=default, metadata={_KEY: declared})
 
@@ -79,6 +103,33 @@ class Setting:
     default_text: str  # the default as help and README show it
     axis: bool
     only_with: tuple[str, tuple[str, ...]] | None
+    later: int | None  # came after grokkit 0.1, as the later-th of its class
+    tag: tuple[int, str] | None  # (place among the run name's tags, format of the value)
+    title: tuple[int, str | typing.Callable] | None  # (place in a title, words for the value)
+    per_population: bool  # shared by a population's members
+    budget: bool  # a budget or stop rule: a resume may change it
+
+    def value(self, run):
+        """This setting's value in ``run`` (a RunConfig; an optimizer setting is read from its
+        ``optimizer``)."""
+        owner = run if isinstance(run, self.owner) else run.optimizer
+        return getattr(owner, self.name)
+
+    def tag_of(self, value) -> str:
+        """The tag ``value`` of this setting adds to a run's name."""
+        return self.tag[1].format(value)
+
+    def title_of(self, value) -> str:
+        """The words a figure's title gives ``value`` of this setting."""
+        words = self.title[1]
+        return words(value) if callable(words) else words.format(value)
+
+    def acts_in(self, run) -> bool:
+        """Whether the setting has any effect in ``run`` (its ``only_with`` holds)."""
+        if self.only_with is None:
+            return True
+        field, values = self.only_with
+        return getattr(run, field) in values
 
     @property
     def dest(self) -> str:
@@ -125,6 +176,11 @@ def declared(*classes: type) -> tuple[Setting, ...]:
                     default_text=d["default_text"] or _default_text(f.default),
                     axis=d["axis"],
                     only_with=d["only_with"],
+                    later=d["later"],
+                    tag=d["tag"],
+                    title=d["title"],
+                    per_population=d["per_population"],
+                    budget=d["budget"],
                 )
             )
     return tuple(out)

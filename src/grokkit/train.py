@@ -31,7 +31,7 @@ from tqdm import tqdm
 from grokkit import runs
 from grokkit.backend import Backend
 from grokkit.backend_choice import choose_backend
-from grokkit.config import RunConfig, checked_configs
+from grokkit.config import BUDGET_FIELDS, RunConfig, checked_configs
 from grokkit.errors import InputError, StorageError
 from grokkit.files import ensure_real_folder
 from grokkit.interrupts import HeldInterrupt, signal_name
@@ -346,7 +346,7 @@ def _check_folders(configs: list[RunConfig], run_dirs: list[Path], states) -> No
         state = states[i]
         stored = runs.config_from_dict(state.get("config"), d / runs.CHECKPOINT)
         # the budget and the stop rule are the settings a resume may change
-        if stored.with_changes(steps=c.steps, stop_after_val_99=c.stop_after_val_99) != c:
+        if stored.with_changes(**{k: getattr(c, k) for k in BUDGET_FIELDS}) != c:
             raise InputError(f"states[{i}] is a checkpoint of another run than configs[{i}]")
         on_disk = runs.read_config(d)
         if on_disk.with_changes(steps=c.steps) != c:

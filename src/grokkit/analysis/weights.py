@@ -43,9 +43,3 @@ def load_run_weights(run_dir: Path) -> tuple[RunConfig, ModelConfig, dict[str, T
     except ValueError as e:
         raise ValueError(f"{run_dir}: {e}") from None
     return config, model_config, weights
-
-
-def output_rows(run_dir: Path) -> tuple[RunConfig, Tensor]:
-    """The output layer's row vector of every element token: [n_elements, d_model] (Figure 3)."""
-    config, model_config, weights = load_run_weights(run_dir)
-    return config, weights["W_U"][:, model_config.element_tokens()].T.contiguous()

@@ -152,9 +152,14 @@ def _print_power(power: list[dict] | None, out) -> None:
         print(f"  power {value}: {p['id']} (effect: {p['effect']})", file=out)
 
 
+# Each option a figure module may declare (its OPTIONS) -> the reproduce flag that gives it (its
+# attribute on the parsed arguments). Which figures take an option is each figure's declaration.
+FIGURE_FLAGS = {"operation": "op", "arch": "arch", "seeds": "seeds"}
+
+
 def run(args: argparse.Namespace) -> int:
     names = list(experiments.ALL_FIGURES) if args.figure == "all" else [args.figure]
-    options = {"operation": args.op, "arch": args.arch, "seeds": args.seeds}
+    options = {option: getattr(args, dest) for option, dest in FIGURE_FLAGS.items()}
     _check_runs(names, args, options)
     if args.plan or args.out:  # the projection measures with the threads the training will have
         apply_threads(args)
@@ -188,12 +193,12 @@ def _check_resumable(out: Path) -> None:
 
 def _check_runs(names: list[str], args: argparse.Namespace, options: dict) -> None:
     """Every run of every figure is checked before any training starts."""
-    if args.op is not None and "fig6" not in names:
-        raise InputError("--op applies to fig6 only")
-    if args.arch is not None and not {"fig3", "fig7"} & set(names):
-        raise InputError("--arch applies to fig3 and fig7 only")
-    if args.seeds is not None and not any("seeds" in figure_module(n).OPTIONS for n in names):
-        raise InputError(f"--seeds applies to figures that train seeds, not {', '.join(names)}")
+    for option, value in options.items():  # a flag no figure asked for takes: refused
+        if value is not None and not any(option in figure_module(n).OPTIONS for n in names):
+            takers = [n for n, m in experiments.FIGURES.items() if option in m.OPTIONS]
+            raise InputError(
+                f"--{FIGURE_FLAGS[option]} applies to {', '.join(takers)}, not {', '.join(names)}"
+            )
     for name in names:  # an unknown figure or scale, or an unknown --op: one line
         for config in planned_runs(name, args.scale, **options):
             validate_run(config)

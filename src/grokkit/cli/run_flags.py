@@ -15,12 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from grokkit.config import LATER_FIELDS, RunConfig
+from grokkit.config import SETTINGS, RunConfig
 from grokkit.errors import InputError
 from grokkit.optim import DEFAULT_PRESET, OptimizerConfig, preset
-from grokkit.settings import Setting, declared
+from grokkit.settings import Setting
 
-SETTINGS = declared(RunConfig, OptimizerConfig)
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 # Group -> title, in the order --help and the README list them; within a group the settings come
@@ -37,15 +36,15 @@ GROUPS = {
 
 def _order_added(s: Setting) -> tuple[int, int]:
     """The preset, the run's settings of grokkit 0.1 as declared, the optimizer's as declared,
-    then the run's axes added since, in the order they came (config.LATER_FIELDS). A sweep varies
+    then the run's axes added since, in the order they came (declared ``later``). A sweep varies
     its axes in this order (the last fastest), so that its runs, and so its populations, come as
     they always have; a schedule setting is never an axis and keeps its declared place."""
     if s.name == "preset":
         return (0, 0)
     if s.owner is OptimizerConfig:
         return (2, SETTINGS.index(s))
-    if s.axis and s.name in LATER_FIELDS:
-        return (3, LATER_FIELDS.index(s.name))
+    if s.axis and s.later is not None:
+        return (3, s.later)
     return (1, SETTINGS.index(s))
 
 

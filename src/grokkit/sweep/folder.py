@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grokkit import runs
-from grokkit.config import RunConfig
+from grokkit.config import METHOD_FIELDS, RunConfig
 from grokkit.errors import InputError, warn
 from grokkit.experiments import FIGURE_NAMES
 
-INDEX_CONFIG_FIELDS = (
+# The index's first columns, in the order grokkit 0.1 wrote them (readers may rely on it).
+_FIRST_CONFIG_COLUMNS = (
     "operation",
     "modulus",
     "train_fraction",
@@ -51,20 +52,11 @@ INDEX_CONFIG_FIELDS = (
     "arch",
     "eps",
     "snapshot_every",
-    # the methods that followed the paper (config.METHOD_FIELDS)
-    "grad_filter",
-    "grad_filter_alpha",
-    "grad_filter_lambda",
-    "grad_filter_window",
-    "l2",
-    "loss",
-    "orthogonal_grad",
-    "init",
-    "init_scale",
-    "tf32",
-    "muon",
-    "fixed_norm",
-    "bf16",
+)
+# Then the methods that followed the paper (config.METHOD_FIELDS, in the order of their tags),
+# then any other setting: every field of RunConfig.flat_dict has its column, as it is declared.
+INDEX_CONFIG_FIELDS = tuple(
+    dict.fromkeys((*_FIRST_CONFIG_COLUMNS, *METHOD_FIELDS, *RunConfig().flat_dict()))
 )
 INDEX_SUMMARY_FIELDS = (
     "status",
