@@ -2,7 +2,7 @@
 repository's ``benchmarks/results/``, with the CPU model, the date and the wall time beside them,
 so that a user reads the benchmark without running it.
 
-    python -m grokkit.experiments.benchmark_results OUT [--dest benchmarks/results]
+    python benchmarks/publish_benchmark.py OUT [--dest benchmarks/results]
 
 copies OUT/benchmark.csv and OUT/benchmark.png to DEST/benchmark-<scale>.csv and .png and writes
 DEST/benchmark-<scale>.md (machine, date, wall time, the verdicts). A smoke run is refused: its
@@ -11,11 +11,9 @@ numbers check the code path and must never read as results.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from grokkit.errors import InputError
@@ -71,21 +69,3 @@ def _note(meta: dict, today: datetime.date) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", help="the folder `grokkit reproduce benchmark --out` wrote")
-    parser.add_argument("--dest", default=str(DEST), help="default: benchmarks/results")
-    args = parser.parse_args(argv)
-    try:
-        for path in publish(Path(args.out), Path(args.dest)):
-            print(path)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
