@@ -11,7 +11,17 @@ os.environ["GROKKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="grokkit-test-cache-")
 # whatever else runs), and a test's subprocesses use one thread each, like the tests themselves.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from grokkit.config import RunConfig
+from grokkit import backend_choice  # noqa: E402
+from grokkit.config import RunConfig  # noqa: E402
+
+# Whether torch.compile pays is measured once per machine (tens of seconds, a cold compile): the
+# suite's runs are tiny, so it is recorded here as not paying, for every thread count a test may
+# use. tests/test_backend.py tests the measurement and the decision in caches of its own.
+for _threads in range(1, 9):
+    backend_choice._write_cache(
+        f"{backend_choice.cache_key(_threads)}|compile",
+        {"eager": 1.0, "compiled": 1.0, "compile_s": 60.0},
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -390,11 +390,22 @@ def test_full_batch(capsys, tmp_path):
 
 def test_bench_json(capsys):
     code, out, err = run_cli(
-        capsys, "bench", "--json", "--steps", "2", "--warmup", "1", "--device", "cpu"
+        capsys,
+        "bench",
+        "--json",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--backend",
+        "eager",
     )
     assert code == 0, err
     result = json.loads(out)
     assert isinstance(result, dict)
+    assert result["compiled"] is False and result["backend_why"].startswith("eager: as asked")
     assert isinstance(result["ms_per_step"], float) and result["ms_per_step"] > 0
     assert result["member_steps_per_second"] == pytest.approx(
         1000 / result["ms_per_step"], rel=0.01

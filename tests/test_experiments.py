@@ -15,7 +15,8 @@ from grokkit.analysis import grokking_time
 from grokkit.cli import main
 from grokkit.experiments import FIGURES, fig3
 from grokkit.experiments.reproduce import REPORT, figure_runs, reproduce_figure
-from grokkit.sweep.projection import CostMeter
+from grokkit.sweep import projection
+from grokkit.sweep.projection import CostMeter, StepCost
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,9 +26,13 @@ def smoke_dir(tmp_path_factory) -> Path:
     """One smoke sweep folder holding every figure (fig1-left and fig4 share their run)."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("smoke")
-    meter = CostMeter("cpu")  # the figures share their cost measurements, as in `reproduce all`
-    for name in FIGURES:
-        reproduce_figure(name, "smoke", out, jobs=1, device="cpu", progress=False, meter=meter)
+    meter = CostMeter("cpu")
+    # The figures' projections, not what these tests check (tests/test_plan.py measures costs):
+    # one fixed cost per step and evaluation spares timing every kind of run.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(projection, "measure", lambda *args, **kwargs: StepCost(1e-3, 1e-2))
+        for name in FIGURES:
+            reproduce_figure(name, "smoke", out, jobs=1, device="cpu", progress=False, meter=meter)
     return out
 
 

@@ -142,6 +142,11 @@ def _compile_pays(threads: int, steps: int, measure: bool = True) -> tuple[bool,
                 "eager until measured: compile is not yet measured on this machine; the run "
                 "measures it first (about a minute) and compiles if it pays"
             )
+    if cached is None:  # tens of seconds, once per machine: say why nothing seems to happen
+        warn(
+            "measuring once whether torch.compile pays on this machine (a step eager against "
+            "compiled, and the compile itself: about a minute); the result is cached"
+        )
     timings = cached or _measured(key, lambda: time_compile(threads), False, COMPILE_KEYS)
     saving_s = steps * (timings["eager"] - timings["compiled"]) / 1e3
     verdict = saving_s > timings["compile_s"]

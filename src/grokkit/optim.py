@@ -51,7 +51,9 @@ class _Memberwise:
         self._dtype, self._device = flat.dtype, flat.device
         for name in self._COLUMNS:
             values = [float(getattr(c, name)) for c in configs]
-            setattr(self, name, torch.tensor(values, dtype=flat.dtype, device=flat.device)[:, None])
+            setattr(
+                self, name, torch.tensor(values, dtype=flat.dtype, device=flat.device).view(E, 1)
+            )
         self.decay_to_init = torch.tensor(
             [c.decay_target == "init" for c in configs], device=flat.device
         ).view(E, 1)

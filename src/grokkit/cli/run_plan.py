@@ -58,9 +58,9 @@ def print_run_plan(plan: dict, as_json: bool = False, file=None) -> None:
             file=out,
         )
     print(file=out)
-    print(totals_line(plan), file=out)
     if plan.get("backend"):
         print(f"backend: {plan['backend']['why']}", file=out)
+    print(totals_line(plan), file=out)
     load, cores = plan.get("load_average"), cpu_count()
     if plan["device"] == "cpu" and load is not None and load > 0.5 * cores:
         print(

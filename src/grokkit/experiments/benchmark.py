@@ -53,19 +53,25 @@ from grokkit.experiments.benchmark_design import (  # noqa: F401  (the figure mo
     METHODS,
     SCALES,
     VARIANTS,
-    followup_runs,
     planned_followup_runs,
     run_count,
     runs,
 )
 from grokkit.experiments.benchmark_table import (  # noqa: F401
+    CLAIMED_SPEEDUP,
     CSV_HEADER,
+    LABELS,
+    REDUCTIONS,
+    SIGMA_LOG,
+    claim_power,
     csv_rows,
     describe,
+    family_alpha,
     json_data,
     plot,
     task_label,
 )
+from grokkit.experiments.benchmark_tuning import followup_runs  # noqa: F401
 
 NAME = "benchmark"
 DESCRIPTION = (
@@ -79,44 +85,6 @@ CLAIM = (
     "removes the delay between memorising and generalising (Liu et al. 2022)."
 )
 OPTIONS: tuple[str, ...] = ("seeds",)
-# Each method's published speed-up over its paper's baseline, the effect the power is computed
-# at; ⊥AdamW, StableMax and the fixed norm claim no speed-up (2x is the effect assumed for them).
-CLAIMED_SPEEDUP = {
-    "grokfast-ema": 43.8,  # their README: 910 against 39,890 updates
-    "grokfast-ma": 50.5,  # their README: 790 against 39,890 updates
-    "orthograd": 2.0,
-    "stablemax": 2.0,
-    "muon": 1.49,  # Tveit et al. 2025: mean grokking epoch 102.9 against 153.1
-    "fixed-norm": 2.0,
-}
-SIGMA_LOG = 0.3  # seed spread of log steps to 95 % (benchmarks/RESULTS.md: sd 0.1-0.3)
-LABELS = {
-    "adamw": "AdamW",
-    "adam": "Adam",
-    "grokfast-ema": "Grokfast-EMA",
-    "grokfast-ma": "Grokfast-MA",
-    "orthograd": "⊥AdamW",
-    "stablemax": "StableMax",
-    "muon": "Muon",
-    "fixed-norm": "fixed norm",
-}
-REDUCTIONS = {
-    "smoke": "x+y mod 11, 1 layer of width 16, 30 steps, 2 seeds, 2 trials: the code path only.",
-    "laptop": (
-        "x/y mod 97 at 70 % (10 reported seeds) and x+y mod 97 at 50 % (5 seeds, at the first "
-        "task's tuned points), the paper's model; 8 Sobol trials per method on 1 tuning seed "
-        "(1,000 updates); reported runs 1,800 updates evaluated every 100, each stopping 200 "
-        "updates after it holds 99 % validation; Grokfast's own task x*y mod 97 at 50 % (GELU, "
-        "Adam without weight decay as its baseline; that baseline needs ~40,000 updates, so it is "
-        "censored here)."
-    ),
-    "paper": (
-        "x+y, x-y, x*y, x/y mod 97 at 50 % and S5 x·y at 70 %, the paper's model; 10 reported "
-        "seeds each, 16 trials per method on 2 tuning seeds of every task (20,000 updates); a "
-        "budget of 100,000 updates (evaluated every 100)."
-    ),
-}
-
 
 # ---------------------------------------------------------------- the numbers
 
@@ -336,29 +304,11 @@ def claims(bench: Benchmark) -> list[claim_records.Claim]:
 
     compared = [c for c in bench.cells if c.versus]
     first = SCALES[bench.scale]["tasks"][0]
-    alpha = _family_alpha(bench)
+    alpha = family_alpha(bench)
     out = [_speed_claim(bench, c) for c in compared]
     fixed = bench.cell(first, "fixed-norm", "published")
     out.append(_delay_claim(fixed, bench.cell(first, "adamw", "published"), alpha))
     return out
-
-
-def _family_alpha(bench: Benchmark) -> float:
-    """Holm's first level over the benchmark's claims: the bound the power is computed at."""
-    m = sum(1 for c in bench.cells if c.versus) + 1
-    return claim_records.ALPHA / m
-
-
-def claim_power(bench: Benchmark, c: Cell) -> float:
-    """The power of a row's log-rank claim at the seeds run, against its method's claimed
-    speed-up (log sd ``SIGMA_LOG``)."""
-    from grokkit.analysis import statistics
-
-    base = bench.cell(c.task, *c.spec.baseline)
-    n, base_n = c.brackets["steps_95"].n, base.brackets["steps_95"].n
-    speedup = CLAIMED_SPEEDUP.get(c.method, 2.0)
-    alpha = _family_alpha(bench)
-    return statistics.power_log_ratio(speedup, SIGMA_LOG, n, base_n, alpha)
 
 
 def claim_id(c: Cell) -> str:

@@ -259,19 +259,6 @@ def runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     return out + tuning_runs(scale)
 
 
-def followup_runs(results, scale: str, seeds: int | None = None) -> list[RunConfig]:
-    """The second stage: every tuned row at its method's chosen point."""
-    from grokkit.experiments.benchmark_tuning import chosen_points
-
-    chosen = chosen_points(results, scale)
-    return [
-        c
-        for spec in cells(scale)
-        if spec.variant != "published"
-        for c in cell_runs(scale, spec, cell_point(scale, spec, chosen), seeds)
-    ]
-
-
 def planned_followup_runs(scale: str, seeds: int | None = None) -> list[RunConfig]:
     """What ``--plan`` counts for the second stage before the tuning: each tuned row at its
     method's first trial (every point has the same budget)."""

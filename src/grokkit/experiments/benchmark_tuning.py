@@ -116,3 +116,14 @@ def tunings(results, scale: str) -> dict[tuple, Tuning]:
 def chosen_points(results, scale: str) -> dict[tuple, dict]:
     """(tuning task, method) -> the winning trial's point."""
     return {key: t.point for key, t in tunings(results, scale).items()}
+
+
+def followup_runs(results, scale: str, seeds: int | None = None) -> list[RunConfig]:
+    """The second stage: every tuned row at its method's chosen point."""
+    chosen = chosen_points(results, scale)
+    return [
+        c
+        for spec in design.cells(scale)
+        if spec.variant != "published"
+        for c in design.cell_runs(scale, spec, design.cell_point(scale, spec, chosen), seeds)
+    ]
