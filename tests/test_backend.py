@@ -251,3 +251,42 @@ def test_a_machine_is_overloaded_when_its_load_exceeds_the_cores_it_lends_us(
     monkeypatch.setattr(backend_choice, "cpu_count", lambda: 2)
     monkeypatch.setattr(backend_choice, "load_average", lambda: load)  # None: the OS does not say
     assert backend_choice.oversubscribed() is busy
+
+
+def test_a_sweep_compiles_each_kind_once_before_its_workers_start(monkeypatch):
+    """Two workers starting together would compile the same graph cold twice: the parent steps
+    one throwaway population per compiled kind (E >= 2 and E = 1 are two graphs) first."""
+    import grokkit.sweep as sweep
+
+    built = []
+
+    class Recording:
+        def __init__(self, configs, device, backend):
+            built.append((len(configs), backend.compiled))
+
+        def step(self):
+            pass
+
+    monkeypatch.setattr(sweep, "Population", Recording)
+    compiled, eager = Backend(compiled=True), Backend()
+    pair = [tiny_run(seed=0).to_dict(), tiny_run(seed=1).to_dict()]
+    triple = pair + [tiny_run(seed=2).to_dict()]
+    tasks = [
+        (pair, ["a", "b"], False, compiled),
+        (triple, ["c", "d", "e"], False, compiled),  # the same graph as the pair's
+        ([tiny_run(seed=3).to_dict()], ["f"], False, compiled),  # one member: its own graph
+        (pair, ["g", "h"], False, eager),
+    ]
+    sweep._compile_once(tasks, "cpu", 1)
+    assert built == [(2, True), (1, True)]
+
+
+@pytest.mark.slow
+def test_a_compiled_two_worker_sweep_trains_its_runs(tmp_path):
+    from grokkit.sweep import run_sweep
+
+    configs = [tiny_run(seed=s, steps=30) for s in range(4)]
+    results = run_sweep(
+        configs, tmp_path / "sweep", jobs=2, max_population=2, progress=False, backend="compiled"
+    )
+    assert all(r.summary["status"] == "completed" for r in results)

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from grokkit import runs
 from grokkit.backend_choice import choose_backend
 from grokkit.config import RunConfig, checked_configs
@@ -36,7 +38,7 @@ from grokkit.devices import resolve_device
 from grokkit.errors import InputError
 from grokkit.files import ensure_real_folder
 from grokkit.loggers import logger_factory
-from grokkit.population import population_key
+from grokkit.population import Population, population_key
 from grokkit.runs import FINISHED
 from grokkit.step_flops import run_flops
 from grokkit.sweep.executors import (
@@ -290,6 +292,8 @@ def _run_locked(
         )
         for g, resume in groups
     ]
+    if executor == "local" and default_jobs(device, len(groups), jobs) > 1:
+        _compile_once(tasks, device, threads)
     group_names = [g for g, _ in groups]
     errors: list[BaseException] = []
     try:  # without a bar the watcher still keeps the index current as runs checkpoint and end
@@ -311,6 +315,25 @@ def _run_locked(
         SweepResult(config=c, run_dir=book.dirs[n], summary=book.summary(n))
         for n, c in ((run_name(c), c) for c in configs)
     ]
+
+
+def _compile_once(tasks, device: str, threads: int) -> None:
+    """Workers starting side by side would each compile the same graph cold. One step of a
+    throwaway population of each compiled kind, here, fills PyTorch's on-disk cache first, so
+    the sweep pays one cold compile per kind and its workers load the graph."""
+    warmed = set()
+    for config_dicts, _, _, backend in tasks:
+        configs = [RunConfig.from_dict(d) for d in config_dicts]
+        kind = (population_key(configs[0]), len(configs) > 1)  # one graph for E >= 2, one for 1
+        if not backend.compiled or kind in warmed:
+            continue
+        warmed.add(kind)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            Population(configs[: 2 if kind[1] else 1], device, backend).step()
+        finally:
+            torch.set_num_threads(previous)
 
 
 def _execute(executor, ray, tasks, group_names, jobs, device, loggers, finished, errors, watcher):
