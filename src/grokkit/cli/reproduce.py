@@ -48,20 +48,7 @@ def register(sub) -> None:
     add_threads_flag(r, "cores the figures' sweeps use, shared by their workers")
     add_device_flag(r)
     add_log_flag(r)
-    r.add_argument("--op", help="operation for fig6 (default x/y)")
-    r.add_argument(
-        "--arch",
-        choices=["grokkit", "openai-grok", "both"],
-        help="fig3 and fig7: the model trained, grokkit's or the authors' (openai-grok), "
-        "or both side by side (their default)",
-    )
-    r.add_argument(
-        "--seeds",
-        type=int,
-        metavar="N",
-        help="seeds per point of every figure that trains seeds (default: the scale's; --plan "
-        "states each claim's power at N)",
-    )
+    _add_figure_options(r)
     r.add_argument(
         "--resume",
         action="store_true",
@@ -80,6 +67,24 @@ def register(sub) -> None:
         resume_hint=lambda args: (
             "run the same grokkit reproduce command again (or with --resume) to resume"
         ),
+    )
+
+
+def _add_figure_options(r) -> None:
+    """The options some figures take (each figure's OPTIONS says which)."""
+    r.add_argument("--op", help="operation for fig6 (default x/y)")
+    r.add_argument(
+        "--arch",
+        choices=["grokkit", "openai-grok", "both"],
+        help="fig3 and fig7: the model trained, grokkit's or the authors' (openai-grok), "
+        "or both side by side (their default)",
+    )
+    r.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="seeds per point of every figure that trains seeds (default: the scale's; --plan "
+        "states each claim's power at N)",
     )
 
 

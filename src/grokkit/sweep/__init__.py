@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from grokkit import runs
-from grokkit.backend_choice import choose_backend
+from grokkit.backend_choice import check_request as check_backend_request, choose_backend
 from grokkit.config import RunConfig, checked_configs
 from grokkit.devices import resolve_device
 from grokkit.errors import InputError
@@ -133,16 +133,11 @@ def run_sweep(
     as it ends. loggers: viewer names (grokkit.loggers.LOGGER_NAMES); each run logs under its name.
     backend: "auto", "eager" or "compiled" (grokkit.backend_choice), chosen here per population.
     """
-    if executor not in ("local", "ray"):
-        raise InputError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
-    if jobs is not None and jobs < 1:
-        raise InputError(f"jobs must be >= 1, got {jobs}")
+    _check_request(executor, jobs, max_population, backend)
     if device == "auto":  # an explicit device is left alone: a Ray head may have no GPU of its own
         device = resolve_device(device)
     if max_population is None:
         max_population = default_max_population(device)
-    if max_population < 1:
-        raise InputError(f"max population must be >= 1, got {max_population}")
     configs = checked_configs(configs)  # every run is checked before any folder is written
     if not isinstance(out_dir, (str, os.PathLike)):
         raise InputError(f"out_dir must be a folder (a str or Path), got {type(out_dir).__name__}")
@@ -150,14 +145,7 @@ def run_sweep(
     for name in loggers:  # unknown or not installed: one line, before any folder is written
         logger_factory(name)
     ray = import_ray() if executor == "ray" else None
-    out_dir = Path(out_dir)
-    check_out_dir(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SweepError(
-            f"--out {out_dir} cannot be created: {e.strerror}; choose another path"
-        ) from None
+    out_dir = _prepared_out_dir(Path(out_dir))
     with runs.folder_lock(out_dir, "sweep folder"):
         return _run_locked(
             configs,
@@ -171,6 +159,28 @@ def run_sweep(
             loggers,
             backend,
         )
+
+
+def _prepared_out_dir(out_dir: Path) -> Path:
+    check_out_dir(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SweepError(
+            f"--out {out_dir} cannot be created: {e.strerror}; choose another path"
+        ) from None
+    return out_dir
+
+
+def _check_request(executor: str, jobs, max_population, backend: str) -> None:
+    """InputError for a sweep no machine could run as asked, before any folder is written."""
+    if executor not in ("local", "ray"):
+        raise InputError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
+    if jobs is not None and jobs < 1:
+        raise InputError(f"jobs must be >= 1, got {jobs}")
+    if max_population is not None and max_population < 1:
+        raise InputError(f"max population must be >= 1, got {max_population}")
+    check_backend_request(backend)
 
 
 @dataclass(frozen=True)
@@ -280,20 +290,7 @@ def _run_locked(
         for n, s in zip(group_names, results):  # runs already reported as they ended are skipped
             watcher.run_ended(keys[n], s)
 
-    # The backend of each group is chosen here, once, so that workers never measure (nor measure
-    # each other, running side by side).
-    threads = 1 if executor == "ray" else worker_threads(default_jobs(device, len(groups), jobs))
-    tasks = [
-        (
-            [book.configs[n].to_dict() for n in g],
-            [keys[n] for n in g],
-            resume,
-            choose_backend(backend, device, [book.configs[n] for n in g], threads),
-        )
-        for g, resume in groups
-    ]
-    if executor == "local" and default_jobs(device, len(groups), jobs) > 1:
-        _compile_once(tasks, device, threads)
+    tasks = _tasks(groups, book, keys, backend, device, executor, jobs)
     group_names = [g for g, _ in groups]
     errors: list[BaseException] = []
     try:  # without a bar the watcher still keeps the index current as runs checkpoint and end
@@ -315,6 +312,25 @@ def _run_locked(
         SweepResult(config=c, run_dir=book.dirs[n], summary=book.summary(n))
         for n, c in ((run_name(c), c) for c in configs)
     ]
+
+
+def _tasks(groups, book, keys, backend, device, executor, jobs) -> list[tuple]:
+    """(configs, run folders, resume?, Backend) per population. The backend of each is chosen
+    here, once, so that workers never measure (nor measure each other, running side by side)."""
+    workers = 1 if executor == "ray" else default_jobs(device, len(groups), jobs)
+    threads = 1 if executor == "ray" else worker_threads(workers)
+    tasks = [
+        (
+            [book.configs[n].to_dict() for n in g],
+            [keys[n] for n in g],
+            resume,
+            choose_backend(backend, device, [book.configs[n] for n in g], threads),
+        )
+        for g, resume in groups
+    ]
+    if executor == "local" and workers > 1:
+        _compile_once(tasks, device, threads)
+    return tasks
 
 
 def _compile_once(tasks, device: str, threads: int) -> None:
