@@ -290,3 +290,21 @@ def test_a_compiled_two_worker_sweep_trains_its_runs(tmp_path):
         configs, tmp_path / "sweep", jobs=2, max_population=2, progress=False, backend="compiled"
     )
     assert all(r.summary["status"] == "completed" for r in results)
+
+
+def test_compiled_with_emulated_bf16_is_refused_in_one_line_before_writing(
+    monkeypatch, capsys, tmp_path
+):
+    from cli_harness import assert_one_line, run_cli
+
+    from grokkit import backend_choice as bc
+
+    monkeypatch.setattr(
+        bc, "choose_bf16_path", lambda enabled, device: "emulated" if enabled else None
+    )
+    code, _, err = run_cli(
+        capsys, "train", "--bf16", "--backend", "compiled", "--steps", "5", "--out", tmp_path / "r"
+    )
+    assert code == 2
+    assert_one_line(err, "torch.compile does not trace")
+    assert not (tmp_path / "r").exists()

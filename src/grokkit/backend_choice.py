@@ -72,6 +72,11 @@ def choose_backend(
     if device.type != "cpu":  # torch.optim.Muon's precision; compile only on request
         compiled = request == "compiled" and _check_compiler()
         return Backend("pytorch", compiled, "bfloat16", bf16, first.tf32, threads, "accelerator")
+    if request == "compiled" and bf16 == "emulated":
+        raise ConfigError(
+            "--backend compiled cannot run --bf16 here: this CPU emulates bfloat16 products, "
+            "which torch.compile does not trace; use --backend eager or auto"
+        )
     tune_cpu_allocator()
     gemm, gemm_why = _gemm(threads)
     ns = _newton_schulz(threads) if first.optimizer.muon else "float32"

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from grokkit import runs
-from grokkit.backend_choice import check_request
+from grokkit.backend_choice import check_request, choose_backend
 from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import (
     add_backend_flag,
@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("train needs --out DIR (or --resume DIR)")
         cfg = config_from_args(args)
         validate_run(cfg)
+        # Chosen before any folder is made: a backend that cannot be had is refused in one line.
+        args.chosen_backend = choose_backend(args.backend, device, [cfg])
         run_dir = runs.prepare_new_run_dir(Path(args.out), cfg)
         summary = _train(cfg, run_dir, None, device, loggers, args)
     return _report(summary, run_dir, args)
@@ -229,7 +231,7 @@ def _train(
         progress=not args.quiet,
         description=str(run_dir),
         loggers=loggers,
-        backend=args.backend,
+        backend=getattr(args, "chosen_backend", args.backend),
     )[0]
 
 
