@@ -137,7 +137,7 @@ def _first_attention(
     )  # [E, 2n+2B, d]
 
 
-def _first_block(
+def first_block(
     p: Params, cfg: ModelConfig, fx: Tensor, fy: Tensor, B: int, hd: Heads, scale: float, linear
 ) -> Tensor:
     """Layer 0, computed on the input tables (each position's queries, keys and values depend on
@@ -168,7 +168,7 @@ def _per_example_kv(
     return _gather_rows(per_x, fx, E, B).chunk(4, dim=-1)  # [E, B, d] each
 
 
-def _middle_block(
+def middle_block(
     p: Params,
     cfg: ModelConfig,
     layer: int,
@@ -218,7 +218,7 @@ def _middle_block(
     return norms.after_mlp(h, _mlp(norms.mlp_in(h), p, b, cfg.activation, linear))
 
 
-def _last_block(
+def last_block(
     p: Params, cfg: ModelConfig, h: Tensor, fx: Tensor, B: int, hd: Heads, scale: float, linear
 ) -> Tensor:
     """The last block, restricted to the answer position, and the unembedding: keys and values for
@@ -264,11 +264,11 @@ def forward_fast(
     member_offsets = (torch.arange(E, device=x.device) * n).view(E, 1)
     fx = (x + member_offsets).view(-1)  # row of each example's x in a flattened [E*n] table
     fy = (y + member_offsets).view(-1)
-    h = _first_block(params, cfg, fx, fy, B, hd, scale, linear)  # [E, 2n+2B, d]
+    h = first_block(params, cfg, fx, fy, B, hd, scale, linear)  # [E, 2n+2B, d]
     for layer in range(1, cfg.n_layers - 1):
-        h = _middle_block(params, cfg, layer, h, fx, B, hd, scale, linear)
+        h = middle_block(params, cfg, layer, h, fx, B, hd, scale, linear)
     if cfg.n_layers > 1:
-        return _last_block(params, cfg, h, fx, B, hd, scale, linear)  # [E, B, vocab]
+        return last_block(params, cfg, h, fx, B, hd, scale, linear)  # [E, B, vocab]
     # A single layer: position 3's rows are the last B.
     return _unembed(cfg, params, h[:, 2 * n + B :], linear)  # [E, B, vocab]
 
@@ -321,7 +321,7 @@ def _heads_qkv(qkv: Tensor, hd: Heads) -> tuple[Tensor, Tensor, Tensor]:
     return tuple(_heads(t, hd) for t in qkv.chunk(3, dim=-1))
 
 
-def _openai_first_layer(
+def openai_first_layer(
     params: Params,
     cfg: ModelConfig,
     fx: Tensor,
@@ -370,7 +370,7 @@ def _openai_first_layer(
     return _openai_post_ln(params, cfg, b, h, z, linear)
 
 
-def _openai_later_layer(
+def openai_later_layer(
     params: Params,
     cfg: ModelConfig,
     layer: int,
@@ -432,7 +432,7 @@ def forward_openai_fast(
     hd = (cfg.n_heads, cfg.d_head)
     member_rows = (torch.arange(E, device=x.device) * cfg.n_elements).view(E, 1)
     fx, fy, fc = ((t + member_rows).view(-1) for t in (x, y, c))  # rows of [E*n] tables
-    h = _openai_first_layer(params, cfg, fx, fy, fc, B, hd, linear)
+    h = openai_first_layer(params, cfg, fx, fy, fc, B, hd, linear)
     for layer in range(1, cfg.n_layers):
-        h = _openai_later_layer(params, cfg, layer, h, fx, B, hd, linear)
+        h = openai_later_layer(params, cfg, layer, h, fx, B, hd, linear)
     return h  # the last layer returned the logits [E, B, 2, vocab]
