@@ -7,6 +7,7 @@ import argparse
 from grokkit import experiments
 from grokkit.cli.catalogue import COMMANDS
 from grokkit.cli.common import (
+    add_backend_flag,
     add_device_flag,
     add_log_flag,
     add_threads_flag,
@@ -46,6 +47,7 @@ def register(sub) -> None:
     )
     r.add_argument("--jobs", type=int, help="worker processes (default: one per core of --threads)")
     add_threads_flag(r, "cores the figures' sweeps use, shared by their workers")
+    add_backend_flag(r)
     add_device_flag(r)
     add_log_flag(r)
     _add_figure_options(r)
@@ -114,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     require_at_least("--jobs", args.jobs, 1)
     require_at_least("--threads", args.threads, 1)
     # Planning and training import PyTorch and the sweep machinery; the listing above does not.
+    from grokkit.backend_choice import check_request
+
+    check_request(args.backend)
     from grokkit.cli import reproduce_figures
 
     return reproduce_figures.run(args)

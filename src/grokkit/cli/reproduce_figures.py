@@ -226,6 +226,7 @@ def _train(names: list[str], args: argparse.Namespace, options: dict) -> None:
             progress=not args.quiet,
             loggers=loggers,
             meter=meter,
+            backend=args.backend,
             **options,
         )
         print(f"{name}: {meta['verdict']} ({meta['wall_seconds']:.1f} s)")

@@ -203,9 +203,11 @@ def reproduce_figure(
     progress: bool = True,
     loggers: Sequence[str] = (),
     meter: CostMeter | None = None,
+    backend: str = "auto",
     **options,
 ) -> dict:
     """Train (or reuse) the figure's runs in out_dir/runs, write its files; returns its metadata.
+    ``backend``: grokkit.backend_choice's request for every population ("auto" by default).
     Before training it projects the wall time (``plan_figure``), printed with ``progress``; pass
     one ``meter`` to figures run one after another, so each model size is measured once."""
     module = figure_module(name)
@@ -216,7 +218,13 @@ def reproduce_figure(
     if progress:
         print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()
-    sweep = {"executor": executor, "jobs": jobs, "device": device, "progress": progress}
+    sweep = {
+        "executor": executor,
+        "jobs": jobs,
+        "device": device,
+        "progress": progress,
+        "backend": backend,
+    }
     results = _train(module, configs, scale, out_dir, options, loggers=loggers, **sweep)
     trained = time.perf_counter()
     # The figure's numbers, computed once; the plot and the sentences are made from them.
