@@ -69,14 +69,15 @@ def choose_backend(
     first = configs[0]
     threads = threads or torch.get_num_threads()
     bf16 = choose_bf16_path(first.bf16, device)
-    if device.type != "cpu":  # torch.optim.Muon's precision; compile only on request
-        compiled = request == "compiled" and _check_compiler()
-        return Backend("pytorch", compiled, "bfloat16", bf16, first.tf32, threads, "accelerator")
     if request == "compiled" and bf16 == "emulated":
         raise ConfigError(
-            "--backend compiled cannot run --bf16 here: this CPU emulates bfloat16 products, "
-            "which torch.compile does not trace; use --backend eager or auto"
+            f"--backend compiled cannot run --bf16 here: this {device.type} emulates bfloat16 "
+            "products, which torch.compile does not trace; use --backend eager or auto"
         )
+    if device.type != "cpu":  # torch.optim.Muon's precision; compile only on request
+        compiled = request == "compiled" and _check_compiler()
+        why = f"{'compiled' if compiled else 'eager'}: on {device.type}, compile only when asked"
+        return Backend("pytorch", compiled, "bfloat16", bf16, first.tf32, threads, why)
     tune_cpu_allocator()
     gemm, gemm_why = _gemm(threads)
     ns = _newton_schulz(threads) if first.optimizer.muon else "float32"
