@@ -17,11 +17,11 @@ Sources of the ranges:
   the grokking study, Tveit et al. 2025, gives no value);
 * AdamW's and Muon's weight decay: 0.1 to 10, log-uniform around the paper's 1 (its Figure 2
   sweeps 0.1-10 in effect);
-* Grokfast (Lee et al. 2024, arXiv 2405.20233; github.com/ironjr/grokfast, main.py and the
-  paper's ablations): EMA alpha 0.8-0.99 and lambda 0.1-5 (the ablation grid of their Figure 5
-  and the README's recommended "alpha 0.8-0.99, lambda 0.1-5"), MA window 10-200 (their window
-  ablation brackets the 100 of their recipe), the coupled L2 penalty 1e-3 to 5e-2 around their
-  0.005 (EMA) and 0.01 (MA);
+* Grokfast (Lee et al. 2024, arXiv 2405.20233; github.com/ironjr/grokfast): the README's runs
+  use EMA alpha from 0.8 (MNIST) to 0.98 (algorithmic data) and lambda from 0.1 to 5, an MA
+  window of 100 (128 by default), and its FAQ sweeps near a pivot (alpha^100 = 0.1, w = 100):
+  alpha 0.8-0.99, lambda 0.1-5 and window 10-200 cover them; the coupled L2 penalty 1e-3 to
+  5e-2 around their 0.005 (EMA) and 0.01 (MA);
 * ⊥AdamW and StableMax (Prieto et al. 2025): weight decay 0-2, linear so that 0 (their claim:
   no weight decay at all) is in the space; they also keep a row at weight decay 0
   (``benchmark_design``);
