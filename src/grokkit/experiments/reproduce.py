@@ -218,28 +218,33 @@ def reproduce_figure(
     if progress:
         print(projection_line(plan), file=sys.stderr)
     started = time.perf_counter()
-    sweep = {
-        "executor": executor,
-        "jobs": jobs,
-        "device": device,
-        "progress": progress,
-        "backend": backend,
-    }
+    sweep = dict(executor=executor, jobs=jobs, device=device, progress=progress, backend=backend)
     results = _train(module, configs, scale, out_dir, options, loggers=loggers, **sweep)
     trained = time.perf_counter()
     # The figure's numbers, computed once; the plot and the sentences are made from them.
     measured = module.measure(results, scale, **options)
     files = module.plot(measured, out_dir)
-    meta = {
+    meta = _metadata(module, name, scale, options, results, measured, files, device)
+    meta["train_wall_seconds"] = trained - started
+    meta["analysis_wall_seconds"] = time.perf_counter() - trained
+    meta["projected_train_seconds"] = plan["estimated_seconds"]
+    meta["wall_seconds"] = meta["train_wall_seconds"] + meta["analysis_wall_seconds"]
+    if hasattr(module, "json_data"):  # a figure's own numbers beside its metadata
+        meta.update(module.json_data(measured))
+    write_json(out_dir / f"{name}.json", meta)
+    write_report(out_dir)
+    return meta
+
+
+def _metadata(module, name, scale, options, results, measured, files, device) -> dict:
+    """What a figure's JSON says of it besides its timings: its runs, findings and files."""
+    return {
         "figure": name,
         "description": module.DESCRIPTION,
         "scale": scale,
         "options": options,
         "n_runs": len(results),
         **_findings(module, measured, scale),
-        "train_wall_seconds": trained - started,
-        "analysis_wall_seconds": time.perf_counter() - trained,
-        "projected_train_seconds": plan["estimated_seconds"],
         "run_wall_seconds_sum": sum(r.summary.get("wall_seconds") or 0.0 for r in results),
         "reductions": module.REDUCTIONS[scale],
         # the paper scale's work in member-steps; its time on a GPU is --plan's, measured there
@@ -250,12 +255,6 @@ def reproduce_figure(
         "tasks": sorted({op_label(r.config) for r in results}),
         "presets": sorted({r.config.preset or "custom" for r in results}),
     }
-    meta["wall_seconds"] = meta["train_wall_seconds"] + meta["analysis_wall_seconds"]
-    if hasattr(module, "json_data"):  # a figure's own numbers beside its metadata
-        meta.update(module.json_data(measured))
-    write_json(out_dir / f"{name}.json", meta)
-    write_report(out_dir)
-    return meta
 
 
 def _train(module, configs: list, scale: str, out_dir: Path, options: dict, **sweep) -> list:
