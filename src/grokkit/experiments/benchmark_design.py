@@ -5,8 +5,9 @@ and the tuning that picks each method's point.
 **Cells.** ``published`` rows run a method as its paper ran it, beside its paper's baseline:
 Grokfast on its own task (x·y mod 97 at 50 %, GELU, Adam without weight decay as the baseline:
 Lee et al. 2024, their main.py), Muon and the fixed norm on the paper's task against the paper's
-AdamW (Tveit et al. 2025 ran Power et al.'s tasks with Power et al.'s AdamW; Omnigrok's procedure,
-Adam without weight decay, norm held at the initialisation's), AdamW itself; those rows have
+AdamW (Tveit et al. 2025 ran Power et al.'s tasks with Power et al.'s AdamW; Omnigrok's procedure
+for its transformer on modular addition, their Figure 7: Adam without weight decay, every weight
+scaled by alpha = 0.8 at initialisation and the norm held there), AdamW itself; those rows have
 ``task_role`` ``own``. ``tuned`` rows (``task_role`` ``common``) run every method at its tuned
 point on every common task against tuned AdamW; ⊥AdamW and StableMax also keep ``tuned-no-wd``
 (their tuned learning rate, weight decay 0) on the first task, which tests their claim, "grok
@@ -53,7 +54,8 @@ RECIPES: dict[str, dict] = {
     "orthograd": {**_ADAM, "orthogonal_grad": True, "beta2": 0.999},
     "stablemax": {**_ADAM, "loss": "stablemax"},
     "muon": {"muon": True},
-    "fixed-norm": {**_ADAM, "fixed_norm": True},
+    # Omnigrok's modular-addition notebook: weights times 0.8, then that norm kept
+    "fixed-norm": {**_ADAM, "fixed_norm": True, "init_scale": 0.8},
 }
 PUBLISHED_POINT = {"lr": 1e-3}  # every paper's learning rate; the recipes hold the rest
 
