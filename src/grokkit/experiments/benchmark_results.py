@@ -54,8 +54,9 @@ def _note(meta: dict, today: datetime.date) -> str:
         "",
         f"- measured on: {cpu} ({meta.get('device', 'cpu')})",
         f"- date: {today.isoformat()}",
-        f"- wall time: {meta.get('wall_seconds', 0) / 3600:.2f} h "
-        f"(projected {meta.get('projected_train_seconds', 0) / 3600:.2f} h of training)",
+        f"- wall time of the call that finished it: {meta.get('wall_seconds', 0) / 3600:.2f} h "
+        "(a resumed benchmark counts only its last part; --plan projected "
+        f"{meta.get('projected_train_seconds', 0) / 3600:.2f} h of training for that part)",
         f"- runs: {meta.get('n_runs')}; reductions: {meta.get('reductions', '')}",
         f"- table: benchmark-{meta['scale']}.csv; figure: benchmark-{meta['scale']}.png",
         "",
