@@ -321,6 +321,13 @@ def test_resume_after_an_interruption_repeats_no_finished_run(tmp_path, capsys):
     meta = json.loads((out / "benchmark.json").read_text())
     assert len(meta["runs"]) == sum(int(r["seeds"]) for r in rows)
     assert {r["verdict"] for r in meta["claims"]} == {"undetermined"}  # smoke decides nothing
+    # the finished benchmark's plan: its real tuned runs, every one done, nothing left to train
+    from grokkit.experiments.reproduce import plan_figure
+
+    plan = plan_figure("benchmark", "smoke", out, jobs=1)
+    assert {r["status"] for r in plan["runs"]} == {"done"}
+    assert {r["run_name"] for r in plan["runs"]} == {p.name for p in (out / "runs").iterdir()}
+    assert plan["estimated_seconds"] == 0
 
 
 def test_resume_needs_a_benchmark_folder(tmp_path):

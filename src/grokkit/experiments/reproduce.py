@@ -27,7 +27,13 @@ from grokkit.experiments.common import (
     planned_runs as planned_runs_of,
 )
 from grokkit.runs import atomic_write_text, read_json, write_json
-from grokkit.sweep import default_jobs, default_max_population, plan_sweep, run_sweep
+from grokkit.sweep import (
+    default_jobs,
+    default_max_population,
+    finished_results,
+    plan_sweep,
+    run_sweep,
+)
 from grokkit.sweep.projection import CostMeter, project
 
 REPORT = "REPORT.md"
@@ -57,6 +63,21 @@ def planned_runs(name: str, scale: str, **options) -> list:
     return planned_runs_of(module, scale, **options)
 
 
+def _planned_in(name: str, scale: str, out_dir: Path | None, **options) -> list:
+    """``planned_runs``, except that a figure choosing further runs from its first ones' results
+    (the benchmark's tuned rows) whose first runs have all finished in ``out_dir`` gets the runs
+    it will really train next, not stand-ins: a resumed benchmark's plan counts what is left."""
+    module = figure_module(name)
+    if out_dir is None or not hasattr(module, "followup_runs"):
+        return planned_runs(name, scale, **options)
+    options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    first = module.runs(scale, **options)
+    results = finished_results(first, out_dir)
+    if results is None:
+        return planned_runs(name, scale, **options)
+    return first + module.followup_runs(results, scale, **options)
+
+
 def plan_figure(
     name: str,
     scale: str,
@@ -72,8 +93,8 @@ def plan_figure(
     Returns {"figure", "runs": [one dict per run], "estimated_seconds", "jobs", "threads"}. A run's
     status is "new", "resume" (from its checkpoint), "done" (finished in ``out_dir``) or "shared"
     (trained by a figure planned before this one: ``planned_before`` holds their run names)."""
-    configs = planned_runs(name, scale, **options)
     out_dir = Path(out_dir) if out_dir is not None else None
+    configs = _planned_in(name, scale, out_dir, **options)
     max_population = default_max_population(device)
     plan = plan_sweep(configs, out_dir, max_population, device, jobs)
     to_train = [plan.configs[n] for n in plan.todo if n not in planned_before]

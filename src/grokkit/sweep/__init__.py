@@ -87,6 +87,7 @@ __all__ = [
     "default_max_population",
     "describe",
     "expand_grid",
+    "finished_results",
     "import_ray",
     "plan",
     "plan_sweep",
@@ -235,6 +236,22 @@ def plan_sweep(
         n: run_flops(unique[n], states[n].step if states[n].kind == "resume" else 0) for n in unique
     }
     return SweepPlan(unique, states, balance_workers(groups, workers, work))
+
+
+def finished_results(configs: list[RunConfig], out_dir: Path) -> list[SweepResult] | None:
+    """The results ``run_sweep`` would return for ``configs`` without training, when every one
+    of them has finished in ``out_dir``; None when any has not (or the folder does not exist).
+    Reads only."""
+    if not Path(out_dir).is_dir():
+        return None
+    results = []
+    for c in configs:
+        folder = _run_folder(out_dir, run_name(c), c)
+        state = inspect_run(c, folder)
+        if state.kind != "done":
+            return None
+        results.append(SweepResult(c, folder, state.summary))
+    return results
 
 
 def _run_folder(out_dir: Path, name: str, config: RunConfig) -> Path:
