@@ -62,7 +62,14 @@ def _note(meta: dict, today: datetime.date) -> str:
         "",
         "## Verdicts",
         "",
-        *[f"- {r['id']}: {r['verdict']} (p = {r.get('p_value')})" for r in meta.get("claims", [])],
+        "Each row against its baseline: the log-rank test on steps to 95 % validation (censored at "
+        "the budget), Holm-corrected over the benchmark; undetermined unless p < 0.05 after Holm. "
+        "Power: the test's at the method's claimed speed-up (Grokfast 43.8x / 50.5x, Muon 1.49x, "
+        "the others 2x; log sd 0.3), so an undetermined row at high power argues against an effect "
+        "that large, without deciding a smaller one. Measured: P(sooner than the baseline) with its "
+        "stratified bootstrap interval (the delay claim: the Kaplan-Meier median delay).",
+        "",
+        *[_verdict_line(r) for r in meta.get("claims", [])],
         "",
         "## In numbers",
         "",
@@ -70,3 +77,18 @@ def _note(meta: dict, today: datetime.date) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _verdict_line(r: dict) -> str:
+    """One claim record in a line: its verdict, its test's p-value (Holm-corrected and raw), its
+    power and the measured value with its interval."""
+    low, high = r.get("interval") or (None, None)
+    return (
+        f"- {r['id']}: **{r['verdict']}** ({r.get('test', '')}; p = {_g(r.get('p_value'))} "
+        f"after Holm, {_g(r.get('p_value_raw'))} raw; power {_g(r.get('power'))}; measured "
+        f"{_g(r.get('measured'))} [{_g(low)}, {_g(high)}])"
+    )
+
+
+def _g(x) -> str:
+    return "n/a" if x is None else f"{x:.2g}" if isinstance(x, float) else str(x)
