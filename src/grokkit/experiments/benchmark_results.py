@@ -65,9 +65,10 @@ def _note(meta: dict, today: datetime.date) -> str:
         "Each row against its baseline: the log-rank test on steps to 95 % validation (censored at "
         "the budget), Holm-corrected over the benchmark; undetermined unless p < 0.05 after Holm. "
         "Power: the test's at the method's claimed speed-up (Grokfast 43.8x / 50.5x, Muon 1.49x, "
-        "the others 2x; log sd 0.3), so an undetermined row at high power argues against an effect "
-        "that large, without deciding a smaller one. Measured: P(sooner than the baseline) with its "
-        "stratified bootstrap interval (the delay claim: the Kaplan-Meier median delay).",
+        "the others 2x; log sd 0.3), so an undetermined row at high power argues against an "
+        "effect that large, without deciding a smaller one. Measured: P(sooner than the "
+        "baseline) with its stratified bootstrap interval (the delay claim: the Kaplan-Meier "
+        "median delay).",
         "",
         *[_verdict_line(r) for r in meta.get("claims", [])],
         "",
