@@ -47,19 +47,22 @@ def figure_module(name: str):
     return FIGURES[name]
 
 
+def own_options(module, options: dict) -> dict:
+    """The options a figure module takes (its ``OPTIONS``), those left unset dropped."""
+    return {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+
+
 def figure_runs(name: str, scale: str, **options):
     check_scale(scale)
     module = figure_module(name)
-    return module.runs(
-        scale, **{k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
-    )
+    return module.runs(scale, **own_options(module, options))
 
 
 def planned_runs(name: str, scale: str, **options) -> list:
     """Every run a figure would train (``common.planned_runs``)."""
     check_scale(scale)
     module = figure_module(name)
-    options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    options = own_options(module, options)
     return planned_runs_of(module, scale, **options)
 
 
@@ -70,7 +73,7 @@ def _planned_in(name: str, scale: str, out_dir: Path | None, **options) -> list:
     module = figure_module(name)
     if out_dir is None or not hasattr(module, "followup_runs"):
         return planned_runs(name, scale, **options)
-    options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    options = own_options(module, options)
     first = module.runs(scale, **options)
     results = finished_results(first, out_dir)
     if results is None:
@@ -116,7 +119,7 @@ def plan_figure(
     ]
     module = figure_module(name)
     planned_power = getattr(module, "planned_power", None)
-    known = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    known = own_options(module, options)
     return {
         "figure": name,
         "scale": scale,
@@ -232,7 +235,7 @@ def reproduce_figure(
     Before training it projects the wall time (``plan_figure``), printed with ``progress``; pass
     one ``meter`` to figures run one after another, so each model size is measured once."""
     module = figure_module(name)
-    options = {k: v for k, v in options.items() if k in module.OPTIONS and v is not None}
+    options = own_options(module, options)
     configs = figure_runs(name, scale, **options)
     out_dir = Path(out_dir)
     plan = plan_figure(name, scale, out_dir, jobs, device, meter, **options)
