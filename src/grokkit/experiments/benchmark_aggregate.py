@@ -48,23 +48,31 @@ def _ratio(value: float, best: float) -> float:
 
 def iqm(values) -> float:
     """The interquartile mean; inf when a censored time survives the trimming."""
+    a = np.asarray(values, dtype=float)
+    return math.nan if a.size == 0 else float(_iqm_rows(a[None, :])[0])
+
+
+def _iqm_rows(a: np.ndarray) -> np.ndarray:
+    """The IQM of each row of ``a`` [rows, n] (one scipy call for every bootstrap sample)."""
     from scipy.stats import trim_mean
 
-    a = np.sort(np.asarray(values, dtype=float))
-    if a.size == 0:
-        return math.nan
     with np.errstate(invalid="ignore"):
-        value = float(trim_mean(a, 0.25))
-    return math.inf if math.isnan(value) else value
+        values = trim_mean(np.sort(a, axis=1), 0.25, axis=1)
+    return np.where(np.isnan(values), math.inf, values)
 
 
-def normalised_iqm(times: Times) -> dict[str, float]:
-    """Each method's IQM of its normalised times, pooled over tasks and seeds."""
+def normalised_times(times: Times) -> dict[str, list[float]]:
+    """Each method's normalised times, pooled over tasks and seeds (tasks in ``times`` order)."""
     best = best_medians(times)
     pooled: dict[str, list[float]] = {}
     for (method, task), values in times.items():
         pooled.setdefault(method, []).extend(_ratio(v, best[task]) for v in values)
-    return {m: iqm(v) for m, v in pooled.items()}
+    return pooled
+
+
+def normalised_iqm(times: Times) -> dict[str, float]:
+    """Each method's IQM of its normalised times, pooled over tasks and seeds."""
+    return {m: iqm(v) for m, v in normalised_times(times).items()}
 
 
 def performance_profile(times: Times, taus=TAUS) -> dict[str, list[float]]:
@@ -95,14 +103,15 @@ def bootstrap(times: Times, samples: int = SAMPLES) -> dict[str, dict]:
     rng = np.random.default_rng(SEED)
     point_iqm = normalised_iqm(times)
     point_profile = performance_profile(times)
-    boot_iqm = {m: [] for m in point_iqm}
-    boot_score = {m: [] for m in point_iqm}
+    boot_times: dict[str, list[list[float]]] = {m: [] for m in point_iqm}
+    boot_score: dict[str, list[float]] = {m: [] for m in point_iqm}
     for _ in range(samples):
         sample = _resample(times, rng)
-        for m, v in normalised_iqm(sample).items():
-            boot_iqm[m].append(v)
+        for m, v in normalised_times(sample).items():
+            boot_times[m].append(v)
         for m, p in performance_profile(sample).items():
             boot_score[m].append(profile_score(p))
+    boot_iqm = {m: list(_iqm_rows(np.asarray(rows, dtype=float))) for m, rows in boot_times.items()}
     return {
         m: {
             "iqm": point_iqm[m],
