@@ -277,6 +277,25 @@ def test_iqm_and_performance_profiles_equal_a_hand_computation():
     assert math.isinf(agg.iqm([1, math.inf, math.inf, math.inf]))
 
 
+def test_a_slow_first_cost_measurement_falls_on_no_method(monkeypatch):
+    """The first step timing in a process runs slow (warm-up); rotated rounds and the median give
+    every method its settled cost, where one measurement each charged it to the first method."""
+    calls = []
+
+    def timing(config):
+        calls.append(config)
+        return (30.0 if len(calls) == 1 else 20.0 + config.seed, 7)
+
+    monkeypatch.setattr(bm, "cost", timing)
+    configs = {
+        k: design.config(SCALE, ("x/y", 97, 0.7), "adamw", {}, seed) for seed, k in enumerate("abc")
+    }
+    assert bm.costs_alone(configs, 5) == {"a": (20.0, 7), "b": (21.0, 7), "c": (22.0, 7)}
+    assert len(calls) == 15
+    calls.clear()
+    assert bm.costs_alone(configs, 1)["a"] == (30.0, 7)  # why one round is not enough
+
+
 def test_bootstrap_intervals_hold_the_point_and_are_reproducible():
     times = {("m", ("t",)): [1.0, 2.0, 3.0], ("n", ("t",)): [2.0, 4.0, 6.0]}
     first, again = agg.bootstrap(times, samples=200), agg.bootstrap(times, samples=200)
@@ -321,6 +340,13 @@ def test_resume_after_an_interruption_repeats_no_finished_run(tmp_path, capsys):
     meta = json.loads((out / "benchmark.json").read_text())
     assert len(meta["runs"]) == sum(int(r["seeds"]) for r in rows)
     assert {r["verdict"] for r in meta["claims"]} == {"undetermined"}  # smoke decides nothing
+    # analysed again, a finished benchmark gives the same table: each method's step cost was
+    # measured alone once and kept in the folder (a second measurement would differ)
+    first_table = (out / "benchmark.csv").read_text()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bm, "cost", lambda config: pytest.fail("a kept cost was measured again"))
+        assert main([*argv, "--quiet"]) == 0
+    assert (out / "benchmark.csv").read_text() == first_table
     # the finished benchmark's plan: its real tuned runs, every one done, nothing left to train
     from grokkit.experiments.reproduce import plan_figure
 

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
 
 from grokkit.analysis.grokking_time import (
     THRESHOLDS,
@@ -43,6 +46,8 @@ from grokkit.analysis.grokking_time import (
     summarize,
 )
 from grokkit.config import RunConfig
+from grokkit.devices import device_name
+from grokkit.errors import InputError
 from grokkit.experiments import (
     benchmark_design as design,
     benchmark_tuning as tuning,
@@ -72,6 +77,7 @@ from grokkit.experiments.benchmark_table import (  # noqa: F401
     task_label,
 )
 from grokkit.experiments.benchmark_tuning import followup_runs  # noqa: F401
+from grokkit.runs import read_json, write_json
 
 NAME = "benchmark"
 DESCRIPTION = (
@@ -202,6 +208,62 @@ def cost(config: RunConfig) -> tuple[float, int]:
     return 1000 * step.step_seconds, _bytes(state)
 
 
+COSTS_FILE = "benchmark-costs.json"
+# Rounds of cost measurements: each round times every method once, in a rotated order, and a
+# method's cost is its median over the rounds, so warm-up and drift fall on every method alike
+# (one measurement each put the first method timed 30 % above the same model timed later).
+COST_ROUNDS = {"smoke": 1, "laptop": 5, "paper": 5}
+
+
+def _cost_key(spec) -> str:
+    return json.dumps([*spec.task, spec.method, spec.fields], sort_keys=True)
+
+
+def costs_alone(configs: dict[str, RunConfig], rounds: int) -> dict[str, tuple[float, int]]:
+    """key -> (median ms per step alone over ``rounds`` rotated rounds, bytes of state)."""
+    keys = list(configs)
+    samples: dict[str, list[tuple[float, int]]] = {k: [] for k in keys}
+    for r in range(rounds if keys else 0):
+        shift = r % len(keys)
+        for k in keys[shift:] + keys[:shift]:
+            samples[k].append(cost(configs[k]))
+    return {k: (median(ms for ms, _ in v), v[0][1]) for k, v in samples.items() if v}
+
+
+def _out_dir(results) -> Path | None:
+    """The benchmark's folder (its runs lie in OUT/runs/<name>); None for results that have no
+    folder (none at all, or made in memory): their costs are measured and not kept."""
+    run_dir = getattr(results[0], "run_dir", None) if results else None
+    return Path(run_dir).parent.parent if isinstance(run_dir, (str, os.PathLike)) else None
+
+
+def read_costs(out_dir: Path | None) -> dict:
+    """The costs measured alone by an earlier analysis of this folder on this CPU, so that
+    analysing a finished benchmark again gives the same table; {} when there are none, they
+    were measured on another CPU, or the file is damaged (then they are measured again)."""
+    path = None if out_dir is None else Path(out_dir) / COSTS_FILE
+    if path is None or not path.is_file():
+        return {}
+    try:
+        stored = read_json(path)
+    except InputError:
+        return {}
+    if not isinstance(stored, dict) or stored.get("cpu") != device_name("cpu"):
+        return {}
+    costs = stored.get("costs")
+    valid = isinstance(costs, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+        for v in costs.values()
+    )
+    return {k: tuple(v) for k, v in costs.items()} if valid else {}
+
+
+def write_costs(out_dir: Path | None, costs: dict) -> None:
+    if out_dir is not None and costs:
+        record = {"cpu": device_name("cpu"), "costs": {k: list(v) for k, v in costs.items()}}
+        write_json(Path(out_dir) / COSTS_FILE, record)
+
+
 def _bytes(value) -> int:
     if hasattr(value, "element_size"):
         return value.numel() * value.element_size()
@@ -234,8 +296,13 @@ def measure(results, scale: str, seeds: int | None = None) -> Benchmark:
         planned = design.cell_runs(scale, spec, point, seeds) if point is not None else []
         members = [by_config[k] for k in map(_key, planned) if k in by_config]
         raw[(spec.task, spec.method, spec.variant)] = _raw_cell(spec, point, members)
-    costs: dict = {}
+    out_dir = _out_dir(results)
+    costs = read_costs(out_dir)
+    wanted = {_cost_key(r["spec"]): r["members"][0].config for r in raw.values() if r["members"]}
+    missing = {k: c for k, c in wanted.items() if k not in costs}
+    costs.update(costs_alone(missing, COST_ROUNDS[scale]))
     cells = [_cell(r, raw, tunings, costs, scale) for r in raw.values()]
+    write_costs(out_dir, costs)
     bench = Benchmark(cells, scale, s["steps"], s["eval_every"], _newton_schulz_dtype())
     return Benchmark(**{**vars(bench), "aggregates": _aggregates(bench)})
 
@@ -249,8 +316,7 @@ def _cell(r: dict, raw: dict, tunings: dict, costs: dict, scale: str) -> Cell:
     }
     ms, state = (math.nan, 0)
     if members:
-        key = (spec.task, spec.method, json.dumps(spec.fields, sort_keys=True))
-        ms, state = costs[key] = costs.get(key) or cost(members[0].config)
+        ms, state = costs[_cost_key(spec)]
     t = None
     if spec.variant != "published":
         t = tunings.get((design.tuning_task_of(scale, spec.task), spec.method))

@@ -54,9 +54,9 @@ def _note(meta: dict, today: datetime.date) -> str:
         "",
         f"- measured on: {cpu} ({meta.get('device', 'cpu')})",
         f"- date: {today.isoformat()}",
-        f"- wall time of the call that finished it: {meta.get('wall_seconds', 0) / 3600:.2f} h "
-        "(a resumed benchmark counts only its last part; --plan projected "
-        f"{meta.get('projected_train_seconds', 0) / 3600:.2f} h of training for that part)",
+        f"- wall time of the last call on the folder: {meta.get('wall_seconds', 0) / 3600:.2f} h "
+        f"({meta.get('train_wall_seconds', 0) / 3600:.2f} h training; a resumed or re-analysed "
+        "benchmark counts only its last call, docs/benchmark.md gives the whole run's)",
         f"- runs: {meta.get('n_runs')}; reductions: {meta.get('reductions', '')}",
         f"- table: benchmark-{meta['scale']}.csv; figure: benchmark-{meta['scale']}.png",
         "",

@@ -130,6 +130,7 @@ _OUTPUT_FILES = {
     "index.csv",
     "index.json",
     "REPORT.md",
+    "benchmark-costs.json",  # the benchmark's step costs measured alone, kept for re-analysis
     runs.LOCK_FILE,
     *(
         f"{stem}.{ext}"
