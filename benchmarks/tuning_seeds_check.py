@@ -55,6 +55,8 @@ def main() -> None:
     p.add_argument("--bench", type=Path, default=None)
     p.add_argument("--jobs", type=int, default=2)
     a = p.parse_args()
+    if a.tuning_seeds < 1 or a.jobs < 1:
+        p.error("--tuning-seeds and --jobs must be at least 1")
     s = design.SCALES[SCALE]
     task = design.tuning_tasks(SCALE)[0]
     trials = spaces.trials(a.method, s["trials"])

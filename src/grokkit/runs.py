@@ -490,12 +490,16 @@ def prepare_new_run_dir(path: Path, config: RunConfig | None = None) -> Path:
     what an earlier start of this same run left before its first checkpoint."""
     path = Path(path)
     check_new_run_dir(path, config)
+    return make_out_folder(path)
+
+
+def make_out_folder(path: Path, error: type[RunFolderError] = RunFolderError) -> Path:
+    """``path`` created with its parents (kept if it exists); ``error`` in one line when the
+    file system refuses."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunFolderError(
-            f"--out {path} cannot be created: {e.strerror}; choose another path"
-        ) from None
+        raise error(f"--out {path} cannot be created: {e.strerror}; choose another path") from None
     return path
 
 

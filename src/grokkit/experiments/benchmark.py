@@ -238,9 +238,10 @@ def _out_dir(results) -> Path | None:
 
 
 def read_costs(out_dir: Path | None) -> dict:
-    """The costs measured alone by an earlier analysis of this folder on this CPU, so that
-    analysing a finished benchmark again gives the same table; {} when there are none, they
-    were measured on another CPU, or the file is damaged (then they are measured again)."""
+    """The costs measured alone by an earlier analysis of this folder on this CPU with as many
+    threads, so that analysing a finished benchmark again gives the same table; {} when there
+    are none, they were measured on another CPU or thread count, or the file is damaged (then
+    they are measured again)."""
     path = None if out_dir is None else Path(out_dir) / COSTS_FILE
     if path is None or not path.is_file():
         return {}
@@ -248,7 +249,7 @@ def read_costs(out_dir: Path | None) -> dict:
         stored = read_json(path)
     except InputError:
         return {}
-    if not isinstance(stored, dict) or stored.get("cpu") != device_name("cpu"):
+    if not isinstance(stored, dict) or stored.get("measured_on") != _measured_on():
         return {}
     costs = stored.get("costs")
     valid = isinstance(costs, dict) and all(
@@ -260,8 +261,15 @@ def read_costs(out_dir: Path | None) -> dict:
 
 def write_costs(out_dir: Path | None, costs: dict) -> None:
     if out_dir is not None and costs:
-        record = {"cpu": device_name("cpu"), "costs": {k: list(v) for k, v in costs.items()}}
+        record = {"measured_on": _measured_on(), "costs": {k: list(v) for k, v in costs.items()}}
         write_json(Path(out_dir) / COSTS_FILE, record)
+
+
+def _measured_on() -> str:
+    """The CPU and the thread count ``cost`` times with: costs kept for another are not reused."""
+    import torch
+
+    return f"{device_name('cpu')}; {torch.get_num_threads()} thread(s)"
 
 
 def _bytes(value) -> int:

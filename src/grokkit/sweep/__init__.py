@@ -164,13 +164,7 @@ def run_sweep(
 
 def _prepared_out_dir(out_dir: Path) -> Path:
     check_out_dir(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SweepError(
-            f"--out {out_dir} cannot be created: {e.strerror}; choose another path"
-        ) from None
-    return out_dir
+    return runs.make_out_folder(out_dir, SweepError)
 
 
 def _check_request(executor: str, jobs, max_population, backend: str) -> None:
